@@ -1,0 +1,105 @@
+"""Field names of a batch of graphs, with their shapes.
+
+A batch is a plain ``dict[str, torch.Tensor]``. Every key a layer, task or model
+reads or writes is a constant here, so that a typo is a ``NameError`` and not a
+silently missing field (the idea of nequip's ``AtomicDataDict``).
+
+Each field also has a *kind* (node, edge, graph or global), used by code that must
+move data around without knowing the model: batching, node permutation in the
+equivariance audit, moving a batch to a device. Position-like fields (absolute
+positions, which translate) are listed in :data:`POSITION_FIELDS`; everything else
+that is a vector (velocities, displacements, edge vectors) is translation invariant.
+
+Shapes/irreps
+-------------
+``n`` nodes over all graphs, ``E`` edges, ``G`` graphs, ``h`` history length.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+# --- node fields --------------------------------------------------------------
+POS = "pos"  # (n, 3) float, 1o: absolute positions; translate with the frame
+VEL = "vel"  # (n, 3) float, 1o: velocity (nbody) or last frame step x(t) - x(t-1)
+VEL_HISTORY = "vel_history"  # (n, 3h) float, h x 1o: [x(t)-x(t-1), x(t-1)-x(t-2), ...], newest first
+CHARGE = "charge"  # (n, 1) float, 0e: particle charge
+NODE_INDEX = "node_index"  # (n,) long: position of the node in its own graph (bead index)
+BATCH = "batch"  # (n,) long: graph id of each node, in [0, G)
+TARGET_DISP = "target_disp"  # (n, 3) float, 1o: x(t+1) - x(t)
+TARGET_POS = "target_pos"  # (n, 3) float, 1o: x(t+1); translates with the frame
+
+# --- edge fields --------------------------------------------------------------
+# edge_index[0] is the sender j, edge_index[1] the receiver i; messages flow j -> i.
+EDGE_INDEX = "edge_index"  # (2, E) long
+EDGE_VEC = "edge_vec"  # (E, 3) float, 1o: pos[receiver] - pos[sender] = x_i - x_j
+EDGE_LEN = "edge_len"  # (E,) float, 0e: |edge_vec|
+
+# --- graph fields -------------------------------------------------------------
+NUM_NODES = "num_nodes"  # (G,) long: nodes per graph (graphs may be empty)
+
+# --- model outputs (shared by all heads) --------------------------------------
+DISPLACEMENT = "displacement"  # (n, 3) 1o: predicted x(t+1) - x(t)
+NEXT_POS = "next_pos"  # (n, 3) 1o: predicted x(t+1); translates with the frame
+NODE_ENERGY = "node_energy"  # (n, 1) 0e
+ENERGY = "energy"  # (G, 1) 0e: per-graph scalar
+
+NODE, EDGE, GRAPH = "node", "edge", "graph"
+
+_FIELD_KINDS: Dict[str, str] = {
+    POS: NODE,
+    VEL: NODE,
+    VEL_HISTORY: NODE,
+    CHARGE: NODE,
+    NODE_INDEX: NODE,
+    BATCH: NODE,
+    TARGET_DISP: NODE,
+    TARGET_POS: NODE,
+    DISPLACEMENT: NODE,
+    NEXT_POS: NODE,
+    NODE_ENERGY: NODE,
+    EDGE_INDEX: EDGE,
+    EDGE_VEC: EDGE,
+    EDGE_LEN: EDGE,
+    NUM_NODES: GRAPH,
+    ENERGY: GRAPH,
+}
+
+POSITION_FIELDS = {POS, TARGET_POS, NEXT_POS}
+
+
+def register_field(name: str, kind: str, *, is_position: bool = False) -> None:
+    """Declare a new field so that batching and the audit know how to move it.
+
+    Parameters
+    ----------
+    name : str
+        the dict key.
+    kind : str
+        one of ``"node"`` (first dim is nodes), ``"edge"`` (first dim is edges, or
+        second dim for ``edge_index``-like fields) or ``"graph"`` (first dim is graphs).
+    is_position : bool
+        ``True`` for absolute positions, which the audit translates.
+    """
+    if kind not in (NODE, EDGE, GRAPH):
+        raise ValueError(f"field kind must be 'node', 'edge' or 'graph', got {kind!r} for field {name!r}")
+    old = _FIELD_KINDS.get(name)
+    if old is not None and old != kind:
+        raise ValueError(f"field {name!r} is already registered as a {old} field; cannot re-register it as {kind}")
+    _FIELD_KINDS[name] = kind
+    if is_position:
+        POSITION_FIELDS.add(name)
+
+
+def field_kind(name: str) -> str:
+    """Return ``"node"``, ``"edge"`` or ``"graph"`` for a registered field."""
+    try:
+        return _FIELD_KINDS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown field {name!r}: register it with irrepnet.keys.register_field({name!r}, 'node'|'edge'|'graph')"
+        ) from None
+
+
+def is_registered(name: str) -> bool:
+    return name in _FIELD_KINDS

@@ -1,0 +1,7 @@
+"""Registered models. Importing this package registers every built-in model.
+
+One file per family; each file registers its builders with
+:func:`irrepnet.registry.register_model`.
+"""
+
+from . import physical  # noqa: F401
