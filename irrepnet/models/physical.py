@@ -12,7 +12,8 @@ results tables treat them alike.
 - ``constant-acceleration``: :math:`\\Delta x = v_1 + (v_1 - v_2) = 2 v_1 - v_2` with
   :math:`v_1 = x(t) - x(t-1)`, :math:`v_2 = x(t-1) - x(t-2)` (needs history >= 2).
 
-All three are exactly E(3) equivariant.
+All three are exactly E(3) equivariant. The formulas live in
+:mod:`irrepnet.data.baselines`; these classes only declare their irreps.
 
 Shapes/irreps
 -------------
@@ -23,9 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from .. import keys as K
+from ..data import baselines
 from ..interface import IrrepsModel, Symmetry, TaskSpec
 from ..registry import ConfigError, register_model
 
@@ -40,57 +40,36 @@ def _history_length(task: TaskSpec) -> int:
     return 0 if ir is None else ir.dim // 3
 
 
-class ZeroDisplacement(IrrepsModel):
+class PhysicalBaseline(IrrepsModel):
+    """A parameter-free predictor from :mod:`irrepnet.data.baselines` behind the interface."""
+
     symmetry = Symmetry.E3
 
-    def __init__(self):
-        super().__init__({K.POS: "1o"}, {K.DISPLACEMENT: "1o"})
+    def __init__(self, name: str, irreps_in, delta_t: float = 1.0):
+        super().__init__(irreps_in, {K.DISPLACEMENT: "1o"})
+        self.baseline, self.delta_t = name, float(delta_t)
 
     def forward(self, data):
-        return {K.DISPLACEMENT: torch.zeros_like(data[K.POS])}
+        return {K.DISPLACEMENT: baselines.predict(self.baseline, data, delta_t=self.delta_t)}
 
-
-class ConstantVelocity(IrrepsModel):
-    symmetry = Symmetry.E3
-
-    def __init__(self, field: str, dt: float):
-        super().__init__({field: "1o" if field == K.VEL else f"{0}x1o"}, {K.DISPLACEMENT: "1o"})
-        self.field, self.dt = field, float(dt)
-
-    def forward(self, data):
-        return {K.DISPLACEMENT: self.dt * data[self.field][:, :3]}
-
-
-class ConstantAcceleration(IrrepsModel):
-    symmetry = Symmetry.E3
-
-    def __init__(self, history: int):
-        super().__init__({K.VEL_HISTORY: f"{history}x1o"}, {K.DISPLACEMENT: "1o"})
-
-    def forward(self, data):
-        v = data[K.VEL_HISTORY]
-        return {K.DISPLACEMENT: 2 * v[:, 0:3] - v[:, 3:6]}
+    def extra_repr(self) -> str:
+        return f"{self.baseline!r}, {super().extra_repr()}"
 
 
 @register_model("zero-displacement", config=NoConfig, description="physical baseline: predicts no motion")
 def build_zero(config: NoConfig, task: TaskSpec) -> IrrepsModel:
-    return ZeroDisplacement()
+    return PhysicalBaseline("zero", {K.POS: task.inputs.get(K.POS, "1o")})
 
 
 @register_model("constant-velocity", config=NoConfig,
                 description="physical baseline: x + v dt (the EGNN paper's Linear model on nbody)")
 def build_constant_velocity(config: NoConfig, task: TaskSpec) -> IrrepsModel:
-    if K.VEL in task.inputs:
-        m = ConstantVelocity(K.VEL, task.extras.get("frame_dt", 1.0))
-        m.irreps_in = {K.VEL: task.inputs[K.VEL]}
-        return m
-    h = _history_length(task)
-    if h < 1:
-        raise ConfigError(f"constant-velocity needs a velocity input; task {task.name!r} has none "
-                          "(use a history length >= 1)")
-    m = ConstantVelocity(K.VEL_HISTORY, 1.0)
-    m.irreps_in = {K.VEL_HISTORY: task.inputs[K.VEL_HISTORY]}
-    return m
+    if _history_length(task) >= 1:
+        return PhysicalBaseline("constant_velocity", {K.VEL_HISTORY: task.inputs[K.VEL_HISTORY]})
+    if K.VEL in task.inputs:  # physical velocities: the EGNN paper's Linear model
+        return PhysicalBaseline("linear", {K.VEL: task.inputs[K.VEL]}, task.extras.get("delta_t", 1.0))
+    raise ConfigError(f"constant-velocity needs a velocity input; task {task.name!r} has none "
+                      "(use a history length >= 1)")
 
 
 @register_model("constant-acceleration", config=NoConfig,
@@ -100,4 +79,4 @@ def build_constant_acceleration(config: NoConfig, task: TaskSpec) -> IrrepsModel
     if h < 2:
         raise ConfigError(f"constant-acceleration needs a velocity history of at least 2 frames; task "
                           f"{task.name!r} has {h} (use history >= 2)")
-    return ConstantAcceleration(h)
+    return PhysicalBaseline("constant_acceleration", {K.VEL_HISTORY: task.inputs[K.VEL_HISTORY]})

@@ -1,0 +1,81 @@
+"""Tasks: trajectory files, windows and splits, simulators, and physical baselines.
+
+- :mod:`.trajectory`: the dmol-book file format (``load_trajectory``, ``save_trajectory``,
+  ``verify_dmol_file``).
+- :mod:`.windows`: next-frame samples over one trajectory and frame-index splits.
+- :mod:`.twelve_body_task`: the dmol-book 12-body task (file or built-in simulator).
+- :mod:`.polymer`: bead-spring polymer simulator.
+- :mod:`.nbody_sim`, :mod:`.nbody_task`: the charged N-body task of the EGNN paper.
+- :mod:`.cache`: on-disk cache of generated arrays.
+- :mod:`.baselines`: zero, constant-velocity, constant-acceleration and Linear baselines.
+"""
+
+from .baselines import (
+    BASELINES,
+    applicable_baselines,
+    constant_acceleration,
+    constant_velocity,
+    evaluate_baselines,
+    fit_linear_delta_t,
+    linear,
+    predict,
+    zero_displacement,
+)
+from .cache import cache_path, cache_root, cached_arrays
+from .dataset import GraphArrayDataset
+from .nbody_task import NBodyConfig, NBodyDataset, generate_nbody, nbody
+from .nbody_sim import coulomb_energy, coulomb_forces, simulate_charged
+from .polymer import DMOL_STATS, PolymerConfig, polymer_energy, polymer_forces, simulate_polymer, trajectory_stats
+from .trajectory import (
+    DMOL_SHA256,
+    check_trajectory,
+    file_sha256,
+    is_dmol_file,
+    load_trajectory,
+    save_trajectory,
+    verify_dmol_file,
+)
+from .twelve_body_task import DEFAULT_SIMULATION, twelve_body, twelve_body_trajectory
+from .windows import TrajectoryDataset, split_frames, split_trajectory
+
+__all__ = [
+    "BASELINES",
+    "DEFAULT_SIMULATION",
+    "DMOL_SHA256",
+    "DMOL_STATS",
+    "GraphArrayDataset",
+    "NBodyConfig",
+    "NBodyDataset",
+    "PolymerConfig",
+    "TrajectoryDataset",
+    "applicable_baselines",
+    "cache_path",
+    "cache_root",
+    "cached_arrays",
+    "check_trajectory",
+    "constant_acceleration",
+    "constant_velocity",
+    "coulomb_energy",
+    "coulomb_forces",
+    "evaluate_baselines",
+    "file_sha256",
+    "fit_linear_delta_t",
+    "generate_nbody",
+    "is_dmol_file",
+    "linear",
+    "load_trajectory",
+    "nbody",
+    "polymer_energy",
+    "polymer_forces",
+    "predict",
+    "save_trajectory",
+    "simulate_charged",
+    "simulate_polymer",
+    "split_frames",
+    "split_trajectory",
+    "trajectory_stats",
+    "twelve_body",
+    "twelve_body_trajectory",
+    "verify_dmol_file",
+    "zero_displacement",
+]
