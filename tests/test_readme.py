@@ -1,0 +1,25 @@
+"""The README's Python examples run as written."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from irrepnet.registry import list_models, unregister_model
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_has_examples():
+    assert len(BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("i", range(len(BLOCKS)))
+def test_readme_example_runs(i, capsys):
+    before = set(list_models())
+    try:
+        exec(compile(BLOCKS[i], f"README.md block {i}", "exec"), {})
+    finally:
+        for name in set(list_models()) - before:
+            unregister_model(name)
