@@ -26,6 +26,8 @@ VEL_HISTORY = "vel_history"  # (n, 3h) float, h x 1o: [x(t)-x(t-1), x(t-1)-x(t-2
 CHARGE = "charge"  # (n, 1) float, 0e: particle charge
 NODE_INDEX = "node_index"  # (n,) long: position of the node in its own graph (bead index)
 BATCH = "batch"  # (n,) long: graph id of each node, in [0, G)
+NODE_FEATURES = "node_features"  # (n, irreps.dim): hidden features, irreps set by the layer that writes them
+NODE_ATTRS = "node_attrs"  # (n, irreps.dim): fixed per-node attributes (e.g. 1x0e ones, charges)
 TARGET_DISP = "target_disp"  # (n, 3) float, 1o: x(t+1) - x(t)
 TARGET_POS = "target_pos"  # (n, 3) float, 1o: x(t+1); translates with the frame
 
@@ -33,7 +35,9 @@ TARGET_POS = "target_pos"  # (n, 3) float, 1o: x(t+1); translates with the frame
 # edge_index[0] is the sender j, edge_index[1] the receiver i; messages flow j -> i.
 EDGE_INDEX = "edge_index"  # (2, E) long
 EDGE_VEC = "edge_vec"  # (E, 3) float, 1o: pos[receiver] - pos[sender] = x_i - x_j
-EDGE_LEN = "edge_len"  # (E,) float, 0e: |edge_vec|
+EDGE_LEN = "edge_len"  # (E,) float: |edge_vec|; irreps None (a bare vector, invariant)
+EDGE_SH = "edge_sh"  # (E, sh.dim): spherical harmonics Y(edge_vec / |edge_vec|), l = 0..lmax
+EDGE_EMBEDDING = "edge_embedding"  # (E, n_basis) 0e: radial basis of edge_len times a smooth cutoff
 
 # --- graph fields -------------------------------------------------------------
 NUM_NODES = "num_nodes"  # (G,) long: nodes per graph (graphs may be empty)
@@ -53,6 +57,8 @@ _FIELD_KINDS: Dict[str, str] = {
     CHARGE: NODE,
     NODE_INDEX: NODE,
     BATCH: NODE,
+    NODE_FEATURES: NODE,
+    NODE_ATTRS: NODE,
     TARGET_DISP: NODE,
     TARGET_POS: NODE,
     DISPLACEMENT: NODE,
@@ -61,6 +67,8 @@ _FIELD_KINDS: Dict[str, str] = {
     EDGE_INDEX: EDGE,
     EDGE_VEC: EDGE,
     EDGE_LEN: EDGE,
+    EDGE_SH: EDGE,
+    EDGE_EMBEDDING: EDGE,
     NUM_NODES: GRAPH,
     ENERGY: GRAPH,
 }

@@ -1,0 +1,37 @@
+"""Graph construction: full, radius and kNN graphs over a batch, and edge vectors.
+
+All builders follow the batch convention of :mod:`irrepnet.keys`: ``edge_index``
+row 0 is the sender ``j``, row 1 the receiver ``i``; no edge joins two graphs; the
+edges come in canonical order (by receiver, then sender) whatever the backend, so a
+graph is reproducible and backends can be compared tensor for tensor.
+
+Radius and kNN searches have interchangeable backends: pure PyTorch (always there,
+any device), torch-cluster and vesin (compiled, optional). :func:`available_backends`
+says which are installed here.
+
+Shapes
+------
+``pos (n, 3)``, ``batch (n,)``, ``num_nodes (G,)`` -> ``edge_index (2, E)``;
+:func:`edge_vectors` adds ``edge_vec (E, 3)`` and ``edge_len (E,)``.
+"""
+
+from typing import Dict, Tuple
+
+from ._api import knn_graph, radius_graph  # noqa: F401
+from ._build import build_graph, edge_vectors  # noqa: F401
+from ._common import KNN_BACKENDS, RADIUS_BACKENDS, available
+from ._dense import full_graph  # noqa: F401
+
+
+def available_backends() -> Dict[str, Tuple[str, ...]]:
+    """Installed backends per search: ``{"radius": (...), "knn": (...)}``, ``"torch"`` first."""
+    return {
+        "radius": tuple(b for b in RADIUS_BACKENDS if b != "auto" and available(b)),
+        "knn": tuple(b for b in KNN_BACKENDS if b != "auto" and available(b)),
+    }
+
+
+__all__ = [
+    "full_graph", "radius_graph", "knn_graph", "edge_vectors", "build_graph",
+    "available_backends",
+]

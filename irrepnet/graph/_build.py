@@ -1,0 +1,90 @@
+"""From a batch dict to a batch dict with edges: ``edge_index``, ``edge_vec``, ``edge_len``."""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import torch
+
+from .. import keys as K
+from ..batch import Batch, ensure_batch
+from ._api import knn_graph, radius_graph
+from ._dense import full_graph
+
+KINDS = ("full", "radius", "knn")
+
+
+def edge_vectors(data: Mapping[str, torch.Tensor]) -> Batch:
+    r"""Return a new batch with ``edge_vec = pos[i] - pos[j]`` and ``edge_len = |edge_vec|``.
+
+    Differentiable in ``pos`` (forces, the equivariance audit). The gradient of
+    ``edge_len`` at a zero-length edge (coincident nodes) is 0, not ``NaN``.
+
+    Shapes
+    ------
+    ``pos (n, 3)``, ``edge_index (2, E)`` -> adds ``edge_vec (E, 3)``, ``edge_len (E,)``
+    """
+    for name in (K.POS, K.EDGE_INDEX):
+        if name not in data:
+            raise KeyError(f"edge_vectors needs {name!r}; fields present: {sorted(data)}")
+    pos, edge_index = data[K.POS], data[K.EDGE_INDEX]
+    vec = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0])
+    out = dict(data)
+    out[K.EDGE_VEC] = vec
+    out[K.EDGE_LEN] = torch.linalg.vector_norm(vec, dim=-1)
+    return out
+
+
+def build_graph(
+    data: Mapping[str, torch.Tensor],
+    kind: str = "radius",
+    *,
+    r: Optional[float] = None,
+    k: Optional[int] = None,
+    backend: str = "auto",
+    loop: bool = False,
+    max_num_neighbors: Optional[int] = None,
+) -> Batch:
+    """Build edges over a batch and return a new batch with edge fields added.
+
+    Parameters
+    ----------
+    data : dict
+        a batch (or one sample: ``batch``/``num_nodes`` default to one graph).
+    kind : str
+        ``"full"`` (:func:`full_graph`), ``"radius"`` (:func:`radius_graph`, needs ``r``)
+        or ``"knn"`` (:func:`knn_graph`, needs ``k``).
+    r, k, backend, loop, max_num_neighbors
+        passed on to the builder; a parameter the kind does not use is an error
+        rather than silently ignored.
+
+    Returns
+    -------
+    dict
+        ``data``'s fields (existing edge fields replaced) plus ``edge_index``,
+        ``edge_vec``, ``edge_len``, and ``batch``/``num_nodes`` if they were absent.
+
+    Shapes
+    ------
+    ``pos (n, 3)`` -> adds ``edge_index (2, E)``, ``edge_vec (E, 3)``, ``edge_len (E,)``
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown graph kind {kind!r}; choose one of {', '.join(KINDS)}")
+    required, optional = {"full": ((), ()), "radius": (("r",), ("max_num_neighbors",)), "knn": (("k",), ())}[kind]
+    for name, value in {"r": r, "k": k, "max_num_neighbors": max_num_neighbors}.items():
+        if value is None and name in required:
+            raise ValueError(f"build_graph(kind={kind!r}) needs {name}=...")
+        if value is not None and name not in required + optional:
+            raise ValueError(f"build_graph(kind={kind!r}) does not use {name}; remove it")
+    if kind == "full" and backend != "auto":
+        raise ValueError("build_graph(kind='full') has no backends; leave backend='auto'")
+    out = ensure_batch(data)
+    pos, batch, num_nodes = out[K.POS], out[K.BATCH], out[K.NUM_NODES]
+    if kind == "full":
+        edge_index = full_graph(num_nodes, batch, loop=loop)
+    elif kind == "radius":
+        edge_index = radius_graph(pos, r, batch, num_nodes, backend, max_num_neighbors, loop)
+    else:
+        edge_index = knn_graph(pos, k, batch, num_nodes, backend, loop)
+    out[K.EDGE_INDEX] = edge_index.to(pos.device)
+    return edge_vectors(out)
