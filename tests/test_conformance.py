@@ -12,6 +12,7 @@ import torch
 
 from irrepnet import data as D
 from irrepnet import keys as K
+from irrepnet.batch import to
 from irrepnet.equivariance import audit
 from irrepnet.registry import ConfigError, build_model, list_models
 from irrepnet.tasks import task_spec
@@ -45,6 +46,7 @@ class TestConformance:
     def test_outputs_match_declared_irreps(self, name, task, batches):
         spec, batch = batches[task]
         model = _build(name, spec)
+        batch = to(batch, dtype=torch.get_default_dtype())  # the model's own dtype (float32)
         assert spec.target in model.irreps_out
         for field in model.irreps_in:
             assert field in spec.inputs, f"{name} reads {field!r}, which task {task} does not provide"

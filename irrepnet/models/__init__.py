@@ -4,4 +4,4 @@ One file per family; each file registers its builders with
 :func:`irrepnet.registry.register_model`.
 """
 
-from . import physical  # noqa: F401
+from . import baselines_nn, egnn, physical  # noqa: F401

@@ -1,5 +1,6 @@
 """Reusable layers, each an :class:`~irrepnet.interface.IrrepsModule` with declared irreps."""
 
+from .egnn import EGNNLayer, RadialFieldLayer, ScalarEmbedding  # noqa: F401
 from .embedding import RadialEmbedding, SphericalHarmonicsEdgeAttrs, polynomial_cutoff  # noqa: F401
 from .graph_layer import GraphConstruction  # noqa: F401
 from .heads import ScalarHead, VectorHead  # noqa: F401
