@@ -35,12 +35,20 @@ def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None
     p.add_argument("--task", choices=TASKS, default="twelve_body")
     p.add_argument("--data", help="twelve_body: trajectory file in the dmol format (npz with key 'arr'); "
                                   "default: the built-in polymer simulator")
-    p.add_argument("--history", type=int, default=default_history,
-                   help="twelve_body: frames of velocity history given to the models")
+    p.add_argument("--history", type=int, default=None,
+                   help=f"twelve_body: frames of velocity history given to the models (default {default_history})")
+    p.set_defaults(default_history=default_history)
+
+
+def _history(args) -> int:
+    """``--history`` if given; else the command's default on twelve_body and 0 on nbody (no history)."""
+    if args.history is not None:
+        return args.history
+    return args.default_history if args.task == "twelve_body" else 0
 
 
 def _spec_for(args) -> object:
-    return task_spec(args.task, history=args.history if args.task == "twelve_body" else 0)
+    return task_spec(args.task, history=_history(args))
 
 
 def _count_params(model: torch.nn.Module) -> int:
@@ -103,7 +111,7 @@ def _baseline_rows(task) -> dict:
 
 
 def cmd_baselines(args) -> int:
-    task = load_task(args.task, data=args.data, history=args.history)
+    task = load_task(args.task, data=args.data, history=_history(args))
     rows = _baseline_rows(task)
     print(f"physical baselines on {args.task} ({getattr(task.train, 'source', 'simulated')}); "
           f"MSE of the displacement per coordinate")
@@ -121,7 +129,7 @@ def _audit_batch(task, n_graphs: int = 4):
 
 
 def cmd_audit(args) -> int:
-    task = load_task(args.task, data=args.data, history=args.history)
+    task = load_task(args.task, data=args.data, history=_history(args))
     model = build_model(args.model, task.spec)
     ok = True
     for report in audit_all(model, _audit_batch(task), trials=args.trials, seed=args.seed):
@@ -155,10 +163,11 @@ def cmd_demo(args) -> int:
         summary["baselines"][f"history={history}"] = res
         print(f"baselines, history {history}: " + ", ".join(f"{k} {v:.3e}" for k, v in res.items()))
     batch = _audit_batch(task)
-    for name in list_models():
+    for name in args.models.split(",") if args.models else list_models():
         try:
             model = build_model(name, task.spec)
-        except ConfigError:
+        except ConfigError as exc:
+            print(f"audit {name:<24} skipped: {exc}")
             continue
         reports = audit_all(model, batch)
         summary["audit"][name] = [r.to_dict() for r in reports]
@@ -204,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="simulate a polymer, score baselines, audit every model")
     p.add_argument("--out", default="runs/demo", help="output folder (a new one is made if it is in use)")
+    p.add_argument("--models", help="comma-separated models to audit (default: every registered model)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
     return parser

@@ -46,8 +46,9 @@ def test_audit_passes_for_a_baseline(capsys, tmp_path):
 
 def test_demo_never_overwrites_a_previous_run(tmp_path, capsys):
     out_dir = tmp_path / "demo"
-    assert run(capsys, "demo", "--out", str(out_dir))[0] == 0
-    assert run(capsys, "demo", "--out", str(out_dir))[0] == 0
+    models = "zero-displacement,constant-acceleration,egnn"  # every model is audited in test_conformance
+    assert run(capsys, "demo", "--out", str(out_dir), "--models", models)[0] == 0
+    assert run(capsys, "demo", "--out", str(out_dir), "--models", models)[0] == 0
     first, second = json.loads((out_dir / "demo.json").read_text()), json.loads((tmp_path / "demo-1" / "demo.json").read_text())
     assert first["baselines"] == second["baselines"]  # deterministic from the seed
     assert "constant-acceleration" in first["audit"]
@@ -80,3 +81,8 @@ def test_bad_arguments_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train-everything"])
     assert e.value.code == 2
+
+
+def test_history_default_does_not_apply_to_nbody(capsys):
+    code, out, _ = run(capsys, "models", "--task", "nbody")
+    assert code == 0 and "charge" in out
