@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 
@@ -55,14 +56,18 @@ def main(argv=None) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     points = {n: torch.rand(n, 3, generator=generator) * box_side(n, args.neighbors) for n in args.sizes}
 
+    # other processes make timings of many small parallel ops (the torch backend)
+    # swing widely: the load average says how quiet the machine was
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     results = {}
     for backend in backends:
         for n in args.sizes:
             results[backend, n] = time_backend(points[n], backend, args.repeats)
 
     print(f"radius graph, r = 1, {args.neighbors:g} neighbours expected, float32, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    header = f"{'backend':<14}{'N':>9}{'edges':>12}{'mean nbrs':>11}{'median s':>10}{'t(N)/t(prev N)':>16}{'vs torch':>10}"
+          f"{torch.get_num_threads()} threads, median of {args.repeats}, load average before {load:.2f}")
+    header = (f"{'backend':<14}{'N':>9}{'edges':>12}{'mean nbrs':>11}{'median s':>10}"
+              f"{'t(N)/t(prev N)':>16}{'vs torch':>10}")
     print(header)
     print("-" * len(header))
     for backend in backends:

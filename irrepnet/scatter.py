@@ -93,7 +93,9 @@ def resolve_backend(backend: Optional[str] = None, device: Optional[torch.device
         on_cpu = device is None or torch.device(device).type == "cpu"
         return "torch" if on_cpu or _torch_scatter() is None else "torch_scatter"
     if name == "torch_scatter" and _torch_scatter() is None:
-        raise ImportError(f"scatter backend 'torch_scatter' was requested but torch_scatter is not importable; {_INSTALL_HINT}")
+        raise ImportError(
+            f"scatter backend 'torch_scatter' was requested but torch_scatter is not importable; {_INSTALL_HINT}"
+        )
     return name
 
 
@@ -101,7 +103,9 @@ def _check(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> None:
     if index.dim() != 1 or index.dtype != torch.long:
         raise ValueError(f"index must be a 1-D long tensor, got {index.dtype} of shape {tuple(index.shape)}")
     if src.dim() == 0 or src.shape[0] != index.shape[0]:
-        raise ValueError(f"src has {tuple(src.shape)} but index has {index.shape[0]} entries; they must match along dim 0")
+        raise ValueError(
+            f"src has shape {tuple(src.shape)} but index has {index.shape[0]} entries; they must match along dim 0"
+        )
     if dim_size < 0:
         raise ValueError(f"dim_size must be >= 0, got {dim_size}")
     if index.numel():  # one pass; out of range, torch-scatter would write out of bounds silently
@@ -129,7 +133,9 @@ def _max(src: torch.Tensor, index: torch.Tensor, dim_size: int, backend: str) ->
     return out.scatter_reduce(0, _expand(index, src), src, reduce="amax", include_self=False)
 
 
-def segment_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: Optional[str] = None) -> torch.Tensor:
+def segment_sum(
+    src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: Optional[str] = None
+) -> torch.Tensor:
     r"""Sum rows of ``src`` into segments: :math:`out_s = \sum_{e: index_e = s} src_e`.
 
     Parameters
@@ -152,7 +158,9 @@ def segment_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backen
     return _sum(src, index, dim_size, resolve_backend(backend, src.device))
 
 
-def segment_mean(src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: Optional[str] = None) -> torch.Tensor:
+def segment_mean(
+    src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: Optional[str] = None
+) -> torch.Tensor:
     r"""Mean of the rows in each segment; ``0`` for an empty segment.
 
     Shapes
@@ -167,7 +175,9 @@ def segment_mean(src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backe
     return total / count.view((-1,) + (1,) * (src.dim() - 1))
 
 
-def segment_max(src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: Optional[str] = None) -> torch.Tensor:
+def segment_max(
+    src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: Optional[str] = None
+) -> torch.Tensor:
     r"""Largest row value in each segment, elementwise; ``0`` for an empty segment.
 
     The gradient flows to the maximal element. When several elements of a segment

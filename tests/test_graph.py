@@ -180,6 +180,27 @@ def test_half_precision_positions_are_compared_in_float32():
     assert ei.device == pos.device and torch.equal(ei, radius_graph(pos.float(), 0.6, batch))
 
 
+def test_cell_list_result_does_not_depend_on_chunking(monkeypatch):
+    pos, batch, num_nodes = batch_of([300, 0, 200], 4.0, seed=11)
+    expected = ref_radius(pos, 0.9, batch)
+    for chunk in (1, 37, 1000):
+        monkeypatch.setattr(_cell_list, "CHUNK", chunk)
+        assert torch.equal(radius_graph(pos, 0.9, batch, num_nodes, backend="torch"), expected)
+
+
+def test_chunks_run_in_threads_and_torch_threads_are_restored(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pos, batch, _ = batch_of([400, 300], 4.0, seed=12)
+    expected = ref_radius(pos, 0.9, batch)
+    monkeypatch.setattr(_cell_list, "CHUNK", 100)  # many chunks
+    before = torch.get_num_threads()
+    with ThreadPoolExecutor(3) as pool:  # concurrent calls share the thread-count switch
+        runs = list(pool.map(lambda _: radius_graph(pos, 0.9, batch, backend="torch"), range(3)))
+    assert all(torch.equal(run, expected) for run in runs)
+    assert torch.get_num_threads() == before
+
+
 def test_sparse_lookup_matches_dense_on_ordinary_input():
     pos, batch, _ = batch_of([400, 30, 250], 5.0, seed=4)
     runs = [_common.canonical_edges(*_cell_list.radius_pairs(pos, 0.8, batch, 3, dense=d), 680, symmetric=True)

@@ -9,7 +9,7 @@ BACKENDS = ["torch", "torch_scatter"]
 
 def needs(backend):
     if backend == "torch_scatter":
-        pytest.importorskip("torch_scatter", reason="torch-scatter not installed (pip install --no-build-isolation torch-scatter)")
+        pytest.importorskip("torch_scatter", reason="torch-scatter not installed (pip install torch-scatter)")
 
 
 def reference(src, index, dim_size, reduce):

@@ -64,17 +64,18 @@ def radius_graph(
     ``ValueError``, flat or elongated inputs that would crash vesin 0.6.
 
     ``"auto"`` is ``"torch"``, measured with ``benchmarks/radius_graph_scaling.py``
-    on a 2-core x86 CPU (30 neighbours per point, seconds, median of 5)::
+    on an idle 2-core x86 CPU (uniform points, 30 neighbours each, seconds, median)::
 
         N         torch   vesin   torch_cluster
-        100,000   0.22    0.23    0.74
-        200,000   0.48    0.45    2.1
-        400,000   1.00    1.17    -
-        800,000   1.89    2.31    -
+        100,000   0.21    0.23    0.71
+        200,000   0.44    0.52    1.81
+        400,000   0.87    1.05    -
+        800,000   1.74    2.39    -
 
-    vesin ties at 1e5-2e5 points and falls behind above; torch-cluster is 3-4x
-    slower there. On batches of small graphs all three take 0.5-30 ms and none wins
-    consistently (torch-cluster saves up to 0.3 ms below ~500 nodes).
+    vesin's own search is ~10 % faster than the cell list alone, but batching it and
+    redoing the exact test cost more than that; torch-cluster is 3-4x slower. On
+    batches of small graphs all three take 0.5-30 ms and none wins consistently
+    (torch-cluster saves up to 0.3 ms below ~500 nodes).
 
     Parameters
     ----------

@@ -7,12 +7,14 @@ return the same tensor for the same edge set, and through :func:`sq_dist`, so th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import math
-from typing import Optional, Tuple, Union
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, List, Optional, Sequence, Tuple, TypeVar, Union
 
-import numpy as np
 import torch
 
 RADIUS_BACKENDS = ("auto", "torch", "torch_cluster", "vesin")
@@ -50,7 +52,8 @@ def require(name: str, choices: Tuple[str, ...], what: str) -> str:
         raise ValueError(f"unknown {what} backend {name!r}; choose one of {', '.join(choices)}")
     if name not in ("auto", "torch") and backend_module(name) is None:
         raise ImportError(
-            f"{what} backend {name!r} was requested but {_MODULES[name]} is not importable; install it with {_INSTALL[name]}"
+            f"{what} backend {name!r} was requested but {_MODULES[name]} is not importable; "
+            f"install it with {_INSTALL[name]}"
         )
     return name
 
@@ -190,3 +193,45 @@ def segment_ids(counts: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 def empty_edges(device: torch.device) -> torch.Tensor:
     return torch.zeros(2, 0, dtype=torch.long, device=device)
+
+
+T = TypeVar("T")
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_saved = 1
+
+
+@contextlib.contextmanager
+def _one_intra_op_thread():
+    """Run torch CPU ops on one intra-op thread inside the block (nesting/thread safe)."""
+    global _threads_users, _threads_saved
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
+    try:
+        yield _threads_saved
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_saved)
+
+
+def map_chunks(work: Callable[..., T], ranges: Sequence[tuple], device: torch.device) -> List[T]:
+    """``[work(*r) for r in ranges]``, spread over the CPU cores as independent tasks.
+
+    Each chunk is ~25 small tensor ops. Left to torch's intra-op threads, every op is
+    a parallel region that waits for its slowest thread: on a machine where other
+    processes hold the cores that wait is a scheduler slice per op, and a 200k-point
+    radius graph measured 12-40 s instead of 0.5 s. Running the chunks as separate
+    tasks on single-threaded ops keeps both cores busy without that coupling. Torch's
+    thread count is restored afterwards.
+    """
+    if device.type != "cpu" or len(ranges) < 2 or torch.get_num_threads() < 2:
+        return [work(*r) for r in ranges]
+    with _one_intra_op_thread() as cores:
+        with ThreadPoolExecutor(cores) as pool:
+            return list(pool.map(lambda r: work(*r), ranges))
+

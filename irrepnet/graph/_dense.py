@@ -93,7 +93,9 @@ def _k_smallest(d2: torch.Tensor, k: int) -> torch.Tensor:
     return (below | (tied & (torch.cumsum(tied, -1) <= room))) & torch.isfinite(d2)
 
 
-def knn_pairs_torch(pos: torch.Tensor, k: int, batch: torch.Tensor, num_graphs: int, loop: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+def knn_pairs_torch(
+    pos: torch.Tensor, k: int, batch: torch.Tensor, num_graphs: int, loop: bool
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Exact kNN from padded ``(G, N_max, N_max)`` distance blocks, ties to the lower index.
 
     Cost is quadratic per graph and memory is padded to the largest graph, in steps
