@@ -22,7 +22,6 @@ from typing import List, Optional
 
 import torch
 
-from . import keys as K
 from .batch import check_batch
 from .equivariance import audit_all
 from .registry import ConfigError, UnknownModelError, build_model, get_model_entry, list_models

@@ -187,6 +187,8 @@ def audit(module: IrrepsModule, data: Mapping[str, torch.Tensor], *, dtype: torc
         use these matrices (det +1 for ``rotation``, -1 for ``reflection``)
         instead of random ones; for comparisons with other tools.
     """
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown audit checks {unknown}; choose from {list(CHECKS)}")
@@ -213,6 +215,7 @@ def audit(module: IrrepsModule, data: Mapping[str, torch.Tensor], *, dtype: torc
     y = run(x)
     results = []
     for check in checks:
+        worst = None
         for trial in range(trials):
             if check in ("rotation", "reflection"):
                 if rotations is not None:
@@ -231,7 +234,7 @@ def audit(module: IrrepsModule, data: Mapping[str, torch.Tensor], *, dtype: torc
                 got = run(_permute(x, perm, relabel=True))
                 want = _permute(y, perm, relabel=False)
             err = _error(got, want, outs)
-            if trial == 0 or err[1] > worst[1]:
+            if worst is None or err[1] > worst[1]:
                 worst = err
         claimed = claims[check]
         passed = (worst[1] <= tol) if claimed else None

@@ -196,6 +196,24 @@ class TaskSpec:
         self.inputs = as_irreps_dict(self.inputs)
 
 
+def cast_inputs(model: torch.nn.Module, data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """``data`` with the floating fields ``model`` reads cast to the dtype of its parameters.
+
+    Batches often come in float64 (the numpy simulators) while models train in
+    float32; casting the declared inputs once at the door makes a model usable on
+    either, with outputs in the model's dtype. Parameter-free models get ``data`` as is.
+    """
+    param = next(model.parameters(), None)
+    if param is None:
+        return dict(data)
+    out = dict(data)
+    for name in model.irreps_in:
+        v = out.get(name)
+        if v is not None and v.is_floating_point() and v.dtype != param.dtype:
+            out[name] = v.to(param.dtype)
+    return out
+
+
 class IrrepsModel(IrrepsModule):
     """A model: reads task inputs, returns only its named outputs.
 

@@ -4,4 +4,7 @@ One file per family; each file registers its builders with
 :func:`irrepnet.registry.register_model`.
 """
 
-from . import baselines_nn, egnn, physical  # noqa: F401
+from . import physical  # noqa: F401
+from . import e3nn_models, tfn  # noqa: F401
+from . import baselines_nn, egnn  # noqa: F401
+from . import se3_transformer  # noqa: F401

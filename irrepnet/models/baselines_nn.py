@@ -42,7 +42,8 @@ from ..interface import IrrepsModel, Symmetry, TaskSpec
 from ..nn.egnn import activation
 from ..registry import ConfigError, register_model
 from ..scatter import segment_sum
-from .egnn import cast_inputs, graph_layer, velocity_vectors
+from ..interface import cast_inputs
+from .egnn import graph_layer, velocity_vectors
 
 
 def raw_node_fields(task: TaskSpec) -> List[str]:

@@ -39,7 +39,7 @@ import torch
 from e3nn import o3
 
 from .. import keys as K
-from ..interface import IrrepsModel, IrrepsModule, IrrepsSequential, Symmetry, TaskSpec
+from ..interface import IrrepsModel, IrrepsModule, IrrepsSequential, Symmetry, TaskSpec, cast_inputs
 from ..irreps import unpack_vectors
 from ..nn.egnn import COORD_SHIFT, EDGE_ATTRS, EGNNLayer, RadialFieldLayer, ScalarEmbedding
 from ..nn.graph_layer import GraphConstruction
@@ -119,23 +119,6 @@ class InvariantInputs(IrrepsModule):
             out[EDGE_ATTRS] = torch.cat(a, dim=-1)
         return out
 
-
-def cast_inputs(model: IrrepsModel, data):
-    """``data`` with the floating fields ``model`` reads cast to the dtype of its parameters.
-
-    Batches often come in float64 (numpy simulators) while models train in float32;
-    casting the declared inputs once at the door makes a model usable on either, and
-    the outputs come in the model's dtype.
-    """
-    param = next(model.parameters(), None)
-    if param is None:
-        return data
-    out = dict(data)
-    for name in model.irreps_in:
-        v = out.get(name)
-        if v is not None and v.is_floating_point() and v.dtype != param.dtype:
-            out[name] = v.to(param.dtype)
-    return out
 
 
 class CoordinateModel(IrrepsModel):

@@ -16,7 +16,6 @@ Shapes/irreps
 
 from __future__ import annotations
 
-import torch
 from e3nn import o3
 
 from .. import keys as K

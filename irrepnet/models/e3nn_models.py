@@ -1,0 +1,276 @@
+r"""e3nn's own models behind the interface: the reference network and the polynomial model.
+
+- ``e3nn-reference``: ``e3nn.nn.models.gate_points_2101.Network`` (Geiger et al.,
+  "e3nn: Euclidean neural networks", arXiv:2207.09453), the yardstick of the speed
+  benchmark, configured as in the reference write-up: node inputs ``1x0e`` plus the
+  task's velocities, hidden ``8x0e + 8x0o + 16x1e + 16x1o + 8x2e + 8x2o``, 3 gated
+  layers, edge spherical harmonics up to ``l = 3``, radius 3.5, 10 Gaussian basis
+  functions, radial MLP of 128 neurons, ``num_neighbors`` the task's measured mean
+  neighbour count, output ``1x1o`` per node. Its forward runs unchanged except for the
+  neighbour search: its own ``torch.cdist`` radius graph leaves spurious self-loops (see
+  :func:`_exact_radius_graph`), so irrepnet's exact one is swapped in for the call
+  (``graph="e3nn"`` keeps e3nn's). e3nn >= 0.5 needs neither torch-cluster nor
+  torch-scatter; older releases imported them, and :func:`load_gate_points` stands in.
+- ``e3nn-polynomial``: the small model of the dmol-book chapter "Equivariant neural
+  networks with e3nn" (A. D. White, *Deep Learning for Molecules and Materials*), after
+  e3nn's polynomial example: no learned radial part, the output is a polynomial of the
+  relative positions and node inputs,
+
+  .. math::
+
+      f_i = \bigl(1 \oplus v_i\bigr) \oplus \frac{1}{\sqrt{\bar n}} \sum_{j} Y(x_j - x_i),
+      \qquad g = \mathrm{TP}_1(f, f), \qquad \Delta x_i = \mathrm{TP}_2(g, f)\big|_{1o}
+
+  with :math:`Y` the *unnormalised* spherical harmonics (homogeneous polynomials of
+  degree ``l``, e3nn ``normalize=False``) and ``TP`` e3nn ``FullyConnectedTensorProduct``.
+
+Both claim E(3).
+
+Shapes/irreps
+-------------
+reads ``pos 1o`` and the task's node inputs; returns ``displacement (n, 3)`` ``1o``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import re
+import sys
+import types
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from e3nn import o3
+
+from .. import keys as K
+from ..batch import ensure_batch
+from ..graph import radius_graph
+from ..interface import IrrepsModel, IrrepsSequential, Symmetry, TaskSpec
+from ..nn import GraphConstruction, NodeInputs
+from ..registry import ConfigError, register_model
+from ..scatter import segment_sum
+from ..interface import cast_inputs
+from .tfn import average_neighbors
+
+_GATE_POINTS = "e3nn.nn.models.gate_points_2101"
+
+
+def _stand_ins() -> dict:
+    """Minimal ``torch_cluster``/``torch_scatter`` modules backed by irrepnet (for old e3nn)."""
+    cluster = types.ModuleType("torch_cluster")
+    cluster.radius_graph = lambda x, r, batch=None, loop=False, max_num_neighbors=32, **_: radius_graph(
+        x, r, batch, backend="torch", max_num_neighbors=max_num_neighbors, loop=loop)
+    scatter = types.ModuleType("torch_scatter")
+    scatter.scatter = lambda src, index, dim=0, dim_size=None, reduce="sum", **_: segment_sum(
+        src, index, int(index.max()) + 1 if dim_size is None else dim_size, backend="torch")
+    return {"torch_cluster": cluster, "torch_scatter": scatter}
+
+
+def load_gate_points():
+    """The ``gate_points_2101`` module, importable with or without torch-cluster/torch-scatter.
+
+    e3nn >= 0.5 needs neither. Older releases import them at module level; when they are
+    missing the module is imported once with irrepnet-backed stand-ins, only for that import
+    (``sys.modules`` is restored, so nothing else sees a fake torch_cluster).
+    """
+    try:
+        return importlib.import_module(_GATE_POINTS)
+    except ImportError as exc:
+        if exc.name not in ("torch_cluster", "torch_scatter"):
+            raise
+    saved = {name: sys.modules.get(name) for name in ("torch_cluster", "torch_scatter")}
+    sys.modules.update(_stand_ins())
+    try:
+        return importlib.import_module(_GATE_POINTS)
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+_W3J = re.compile(r"_w3j_(\d+)_(\d+)_(\d+)$")
+
+
+def refresh_wigner_3j(module: torch.nn.Module) -> None:
+    """Recompute the Wigner-3j buffers of e3nn tensor products in ``module`` in their current dtype.
+
+    e3nn makes them in the default dtype; a float32 model cast to float64 would keep
+    float32-rounded coefficients and fail a float64 equivariance audit (1e-9).
+    """
+    for name, buf in module.named_buffers():
+        match = _W3J.search(name)
+        if match is not None and buf.is_floating_point():
+            with torch.no_grad():
+                buf.copy_(o3.wigner_3j(*map(int, match.groups()), dtype=buf.dtype, device=buf.device))
+
+
+class _ExactConstants(IrrepsModel):
+    """Keeps e3nn's Wigner-3j constants exact across ``.to(dtype)``, ``load_state_dict`` and deep copies.
+
+    Subclasses store their constructor arguments in ``self._init_args = (args, kwargs)``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_load_state_dict_post_hook(lambda module, _keys: refresh_wigner_3j(module))
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        refresh_wigner_3j(self)
+        return out
+
+    def __deepcopy__(self, memo):
+        # copy.deepcopy pickles e3nn's generated code; unpickling re-traces it with the
+        # (float32-rounded) Wigner-3j constants folded into anonymous tensors that no
+        # refresh can find, and the float64 audit of the copy then fails at ~1e-8. A copy
+        # rebuilt from the constructor keeps named, exact constants.
+        args, kwargs = copy.deepcopy(self._init_args, memo)
+        with torch.random.fork_rng(devices=[]):  # the rebuild's random init must not move the RNG
+            clone = type(self)(*args, **kwargs)
+        param = next(self.parameters(), None)
+        if param is not None:
+            clone.to(device=param.device, dtype=param.dtype)
+        clone.load_state_dict(self.state_dict())
+        memo[id(self)] = clone
+        return clone.train(self.training)
+
+
+@contextlib.contextmanager
+def _exact_radius_graph(module):
+    """Within the block, ``module.radius_graph`` is irrepnet's exact radius graph.
+
+    gate_points_2101 finds neighbours with ``torch.cdist``, whose matmul formula
+    :math:`|x|^2 + |y|^2 - 2 x \\cdot y` leaves a node at a distance of about 1e-4 from
+    itself in float32 (in float64 about 1e-7, less often), so spurious self-loops pass
+    its ``r > 0`` test (22 of the 384 nodes of a float32 12-body batch) and the model is
+    neither translation invariant (audit error 3e-2) nor reproducible. Not thread-safe:
+    the module global is swapped for the duration of the call.
+    """
+    original = module.radius_graph
+    module.radius_graph = lambda pos, r_max, batch=None, **_: radius_graph(pos, r_max, batch)
+    try:
+        yield
+    finally:
+        module.radius_graph = original
+
+
+@dataclass
+class E3nnReferenceConfig:
+    """``gate_points_2101.Network`` settings; ``num_neighbors`` None: the task's measured mean."""
+
+    irreps_hidden: str = "8x0e + 8x0o + 16x1e + 16x1o + 8x2e + 8x2o"
+    layers: int = 3
+    lmax: int = 3
+    max_radius: float = 3.5
+    number_of_basis: int = 10
+    radial_layers: int = 1
+    radial_neurons: int = 128
+    num_neighbors: Optional[float] = None
+    graph: str = "irrepnet"  # neighbour search: "irrepnet" (exact) or "e3nn" (its own cdist, see _exact_radius_graph)
+
+
+class E3nnReference(_ExactConstants):
+    """``gate_points_2101.Network`` with ``x = 1x0e + <node inputs>``, one ``1x1o`` vector per node out."""
+
+    symmetry = Symmetry.E3
+
+    def __init__(self, task: TaskSpec, config: E3nnReferenceConfig):
+        inputs = NodeInputs(task.inputs)
+        irreps_x = inputs.irreps_out[K.NODE_FEATURES]
+        super().__init__({K.POS: "1o", **inputs.irreps_in}, {K.DISPLACEMENT: "1o"})
+        self.inputs, self.graph = inputs, config.graph
+        self._init_args = ((task, config), {})
+        num_neighbors = config.num_neighbors or average_neighbors(task, config.max_radius)
+        self.network = load_gate_points().Network(
+            irreps_in=irreps_x, irreps_hidden=config.irreps_hidden, irreps_out="1x1o", irreps_node_attr=None,
+            irreps_edge_attr=o3.Irreps.spherical_harmonics(config.lmax), layers=config.layers,
+            max_radius=config.max_radius, number_of_basis=config.number_of_basis,
+            radial_layers=config.radial_layers, radial_neurons=config.radial_neurons,
+            num_neighbors=num_neighbors, num_nodes=float(task.num_nodes or 1), reduce_output=False)
+
+    def network_input(self, data) -> dict:
+        """The dict ``gate_points_2101.Network`` takes: ``pos``, ``x`` (node inputs), ``batch``."""
+        data = ensure_batch(cast_inputs(self, data))
+        return {"pos": data[K.POS], "x": self.inputs(data)[K.NODE_FEATURES], "batch": data[K.BATCH]}
+
+    def forward(self, data):
+        inp = self.network_input(data)
+        if self.graph == "e3nn":
+            return {K.DISPLACEMENT: self.network(inp)}
+        with _exact_radius_graph(load_gate_points()):
+            return {K.DISPLACEMENT: self.network(inp)}
+
+
+@register_model("e3nn-reference", config=E3nnReferenceConfig,
+                description="e3nn's gate_points_2101.Network as in the reference write-up (speed yardstick), E(3)")
+def build_e3nn_reference(config: E3nnReferenceConfig, task: TaskSpec) -> IrrepsModel:
+    """e3nn's reference network."""
+    if config.layers < 0 or config.lmax < 1 or config.max_radius <= 0:
+        raise ConfigError(f"e3nn-reference: need layers >= 0, lmax >= 1, max_radius > 0; got {config}")
+    if config.graph not in ("irrepnet", "e3nn"):
+        raise ConfigError(f"e3nn-reference: graph must be 'irrepnet' or 'e3nn', got {config.graph!r}")
+    return E3nnReference(task, config)
+
+
+@dataclass
+class E3nnPolynomialConfig:
+    """The dmol-book polynomial model: summed spherical harmonics and two tensor products."""
+
+    lmax: int = 2  # spherical harmonics summed over neighbours, l = 0..lmax
+    hidden_irreps: str = "8x0e + 8x0o + 8x1e + 8x1o + 4x2e + 4x2o"  # output of the first tensor product
+    graph: str = "full"  # "full" or "radius"
+    r_max: float = 3.5  # radius graph only
+    avg_num_neighbors: Optional[float] = None  # None: measured / num_nodes - 1
+
+
+class E3nnPolynomial(_ExactConstants):
+    """Polynomial equivariant model: ``TP_2(TP_1(f, f), f)`` with ``f = inputs + sum_j Y(x_j - x_i)``."""
+
+    symmetry = Symmetry.E3
+
+    def __init__(self, task_inputs, *, lmax: int, hidden_irreps, graph: str, r_max: float, avg_num_neighbors: float):
+        inputs = NodeInputs(task_inputs)
+        self.sh_irreps = o3.Irreps.spherical_harmonics(lmax)
+        chain = IrrepsSequential(inputs, GraphConstruction(graph, r=r_max if graph == "radius" else None),
+                                 irreps_in=task_inputs)
+        super().__init__(chain.irreps_in, {K.DISPLACEMENT: "1o"})
+        self.chain = chain
+        self.irreps_f = inputs.irreps_out[K.NODE_FEATURES] + self.sh_irreps
+        self.tp1 = o3.FullyConnectedTensorProduct(self.irreps_f, self.irreps_f, hidden_irreps)
+        self.tp2 = o3.FullyConnectedTensorProduct(self.tp1.irreps_out, self.irreps_f, "1x1o")
+        self.avg_num_neighbors = float(avg_num_neighbors)
+        self._init_args = ((task_inputs,), dict(lmax=lmax, hidden_irreps=hidden_irreps, graph=graph, r_max=r_max,
+                                                avg_num_neighbors=avg_num_neighbors))
+
+    def forward(self, data):
+        d = self.chain(cast_inputs(self, data))
+        # x_j - x_i = -edge_vec; normalize=False keeps Y_l a degree-l polynomial of it
+        y = o3.spherical_harmonics(self.sh_irreps, -d[K.EDGE_VEC], normalize=False, normalization="component")
+        summed = segment_sum(y, d[K.EDGE_INDEX][1], d[K.POS].shape[0]) / self.avg_num_neighbors ** 0.5
+        f = torch.cat([d[K.NODE_FEATURES], summed], dim=1)
+        return {K.DISPLACEMENT: self.tp2(self.tp1(f, f), f)}
+
+
+@register_model("e3nn-polynomial", config=E3nnPolynomialConfig,
+                description="dmol-book polynomial model: tensor products of summed spherical harmonics, E(3)")
+def build_e3nn_polynomial(config: E3nnPolynomialConfig, task: TaskSpec) -> IrrepsModel:
+    """Polynomial model without a learned radial part."""
+    if config.lmax < 1:
+        raise ConfigError(f"e3nn-polynomial: lmax must be >= 1, got {config.lmax}")
+    if config.graph not in ("full", "radius"):
+        raise ConfigError(f"e3nn-polynomial: graph must be 'full' or 'radius', got {config.graph!r}")
+    hidden = o3.Irreps(config.hidden_irreps)
+    f = NodeInputs(task.inputs).irreps_out[K.NODE_FEATURES] + o3.Irreps.spherical_harmonics(config.lmax)
+    if not any(o3.Irrep("1o") in ir1 * ir2 for _, ir1 in hidden for _, ir2 in f):
+        raise ConfigError(f"e3nn-polynomial: no tensor-product path from {hidden} x {f} to 1o")
+    avg = config.avg_num_neighbors
+    if avg is None:  # a full graph has num_nodes - 1 neighbours
+        avg = (average_neighbors(task, config.r_max) if config.graph == "radius"
+               else float(max((task.num_nodes or 2) - 1, 1)))
+    return E3nnPolynomial(task.inputs, lmax=config.lmax, hidden_irreps=hidden, graph=config.graph,
+                          r_max=config.r_max, avg_num_neighbors=avg)
