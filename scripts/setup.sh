@@ -23,8 +23,6 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
         "${PIP[@]}" "torch==${TORCH_VERSION}"
     fi
 fi
-echo "setup: torch $("$PY" -c 'import torch; print(torch.__version__)')"
-
 "${PIP[@]}" -e ".[test]"
 
 extras=${IRREPNET_EXTRAS:-}
@@ -36,4 +34,4 @@ fi
 if [[ ",$extras," == *",vesin,"* ]]; then
     "${PIP[@]}" "vesin-torch>=0.6"
 fi
-"$PY" -c "import irrepnet, e3nn; print(f'setup: irrepnet {irrepnet.__version__} with e3nn {e3nn.__version__} ready')"
+"$PY" -c "import irrepnet, e3nn, torch; print(f'setup: irrepnet {irrepnet.__version__} with torch {torch.__version__}, e3nn {e3nn.__version__} ready')"
