@@ -24,6 +24,7 @@ Shapes/irreps
 
 from __future__ import annotations
 
+import re
 from typing import Dict, Mapping, Optional, Union
 
 import torch
@@ -130,3 +131,22 @@ def random_rotation(generator: Optional[torch.Generator] = None, proper: bool = 
     if torch.linalg.det(q) < 0:
         q[:, 0] = -q[:, 0]
     return q if proper else -q
+
+
+_W3J_BUFFER = re.compile(r"_w3j_(\d+)_(\d+)_(\d+)$")
+
+
+def refresh_wigner_3j(module: torch.nn.Module) -> None:
+    """Recompute the Wigner-3j buffers of every e3nn tensor product in ``module`` in its current dtype.
+
+    e3nn stores them as buffers made in the default dtype: a model built in float32
+    and cast to float64 keeps float32-rounded coupling coefficients, which breaks
+    equivariance at the 1e-9 level the float64 audit checks. They are exact functions
+    of ``(l1, l2, l3)``, so they are recomputed rather than cast. Call it after
+    ``.to(dtype)`` and ``load_state_dict`` (e.g. from ``_apply`` and a post-load hook).
+    """
+    for name, buf in module.named_buffers():
+        match = _W3J_BUFFER.search(name)
+        if match is not None and buf.is_floating_point():
+            with torch.no_grad():
+                buf.copy_(o3.wigner_3j(*map(int, match.groups()), dtype=buf.dtype, device=buf.device))

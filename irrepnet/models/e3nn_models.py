@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
-import re
 import sys
 import types
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from .. import keys as K
 from ..batch import ensure_batch
 from ..graph import radius_graph
 from ..interface import IrrepsModel, IrrepsSequential, Symmetry, TaskSpec
+from ..irreps import refresh_wigner_3j
 from ..nn import GraphConstruction, NodeInputs
 from ..registry import ConfigError, register_model
 from ..scatter import segment_sum
@@ -93,20 +93,6 @@ def load_gate_points():
                 sys.modules[name] = module
 
 
-_W3J = re.compile(r"_w3j_(\d+)_(\d+)_(\d+)$")
-
-
-def refresh_wigner_3j(module: torch.nn.Module) -> None:
-    """Recompute the Wigner-3j buffers of e3nn tensor products in ``module`` in their current dtype.
-
-    e3nn makes them in the default dtype; a float32 model cast to float64 would keep
-    float32-rounded coefficients and fail a float64 equivariance audit (1e-9).
-    """
-    for name, buf in module.named_buffers():
-        match = _W3J.search(name)
-        if match is not None and buf.is_floating_point():
-            with torch.no_grad():
-                buf.copy_(o3.wigner_3j(*map(int, match.groups()), dtype=buf.dtype, device=buf.device))
 
 
 class _ExactConstants(IrrepsModel):

@@ -87,7 +87,6 @@ reads ``node_features (n, I_in.dim)`` with irreps ``I_in``, ``edge_index (2, E)`
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 from e3nn import o3
@@ -95,28 +94,13 @@ from e3nn.nn import FullyConnectedNet
 
 from .. import keys as K
 from ..interface import IrrepsModule
+from ..irreps import refresh_wigner_3j
 from ..scatter import segment_softmax, segment_sum
 from .embedding import polynomial_cutoff
 from .gate import Gate, gate_irreps
 
 
 _EPS = 1e-12  # added to squared norms of queries and keys (features are of order one)
-_W3J_BUFFER = re.compile(r"_w3j_(\d+)_(\d+)_(\d+)$")
-
-
-def refresh_wigner_3j(module: torch.nn.Module) -> None:
-    """Recompute the Wigner-3j constants of every e3nn tensor product in ``module`` in its current dtype.
-
-    e3nn stores them as buffers made in the default dtype: a model built in float32
-    and cast to float64 keeps float32-rounded coupling coefficients, which breaks
-    equivariance at the 1e-9 level that the float64 audit checks. They are exact
-    functions of ``(l1, l2, l3)``, so they are recomputed rather than cast.
-    """
-    for name, buf in module.named_buffers():
-        match = _W3J_BUFFER.search(name)
-        if match is not None and buf.is_floating_point():
-            with torch.no_grad():
-                buf.copy_(o3.wigner_3j(*map(int, match.groups()), dtype=buf.dtype, device=buf.device))
 
 
 def head_matrix(irreps: o3.Irreps, heads: int, what: str = "irreps") -> torch.Tensor:
