@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from typing import Callable, Dict, List, Optional
@@ -30,6 +29,7 @@ import torch
 
 from irrepnet import keys as K
 from irrepnet.models.tfn import reference_config
+from irrepnet.provenance import provenance
 from irrepnet.registry import ConfigError, build_model, list_models
 from irrepnet.tasks import load_task
 
@@ -163,7 +163,7 @@ def main(argv=None) -> dict:
               f"{fmt_ms(ti)} {fmt_ratio(ti, ref_infer)}")
     result = {"batch_size": args.batch_size, "history": args.history, "repeats": args.repeats,
               "warmup": args.warmup, "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "machine": platform.processor() or platform.machine(), "models": info}
+              "provenance": provenance(), "models": info}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -28,6 +28,7 @@ import torch
 
 from irrepnet import keys as K
 from irrepnet.models.tfn import reference_config
+from irrepnet.provenance import provenance
 from irrepnet.registry import build_model
 from irrepnet.tasks import load_task
 
@@ -118,6 +119,7 @@ def main(argv=None) -> dict:
     result["speedup"] = ratio
     print(f"step-time ratio e3nn-reference / tfn@reference = {ratio:.2f}x")
     if args.json:
+        result["provenance"] = provenance()
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
     return result

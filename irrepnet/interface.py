@@ -236,3 +236,42 @@ class IrrepsModel(IrrepsModule):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, symmetry={self.symmetry.value}"
+
+
+class SequentialModel(IrrepsModel):
+    """A model made of layers: an :class:`IrrepsSequential` chain that returns only ``outputs``.
+
+    The shortest way to turn composed layers into a registrable model; the chain is
+    checked at construction (every field read is provided with the same irreps), and
+    ``outputs`` must be fields the chain writes.
+
+    Parameters
+    ----------
+    *layers : IrrepsModule
+        applied in order.
+    irreps_in : dict
+        the task's inputs (``task.inputs``); the model declares the subset its layers read.
+    outputs : sequence of str
+        the fields returned (e.g. ``["displacement"]``).
+    symmetry : Symmetry or str
+        the claim the audit checks (``"E(3)"``, ``"SE(3)"`` or ``"none"``).
+
+    Shapes/irreps
+    -------------
+    as declared by the layers: ``irreps_in`` is what they read of the task's inputs,
+    ``irreps_out`` the ``outputs`` as the layers write them.
+    """
+
+    def __init__(self, *layers: IrrepsModule, irreps_in: Mapping[str, IrrepsLike], outputs: Sequence[str],
+                 symmetry="E(3)"):
+        chain = IrrepsSequential(*layers, irreps_in=irreps_in)
+        missing = [o for o in outputs if o not in chain.irreps_out]
+        if missing:
+            raise MissingFieldError(f"SequentialModel: no layer writes output(s) {missing}; "
+                                    f"the layers write {sorted(chain.irreps_out)}")
+        super().__init__(chain.irreps_in, {o: chain.irreps_out[o] for o in outputs}, symmetry=symmetry)
+        self.chain = chain
+
+    def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        out = self.chain(cast_inputs(self, data))
+        return {o: out[o] for o in self.irreps_out}

@@ -21,17 +21,21 @@ from irrepnet.tasks import task_spec
 TASKS = ["twelve_body", "nbody"]
 
 
-@pytest.fixture(scope="module")
-def batches(tmp_path_factory):
+def make_batches(cache_dir):
+    """One small float64 batch per task: (spec, batch)."""
     traj = D.simulate_polymer(D.PolymerConfig(n_frames=40, n_equilibrate=200))
     train, _ = D.split_trajectory(traj, history=2, split="chronological", train_fraction=0.8, seed=0,
                                   dtype=torch.float64)
-    cache = tmp_path_factory.mktemp("cache")
-    nb = D.nbody("test", n_test=6, n_pool=6, n_valid=6, cache_dir=cache)
+    nb = D.nbody("test", n_test=6, n_pool=6, n_valid=6, cache_dir=cache_dir)
     return {
         "twelve_body": (task_spec("twelve_body", history=2), train.batch([0, 5, 9])),
         "nbody": (task_spec("nbody", delta_t=nb.delta_t), nb.batch([0, 1, 2, 3])),
     }
+
+
+@pytest.fixture(scope="module")
+def batches(tmp_path_factory):
+    return make_batches(tmp_path_factory.mktemp("cache"))
 
 
 _BUILT = {}
