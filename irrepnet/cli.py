@@ -5,8 +5,10 @@ Subcommands
 ``models``     the registry: each model's irreps in/out, claimed symmetry, parameters.
 ``simulate``   write a dataset with the built-in simulators (polymer, nbody).
 ``baselines``  physical baselines (zero, constant velocity/acceleration, Linear) on a task.
-``audit``      the equivariance audit of a model, in float32 and float64.
-``demo``       the main job for now: simulate, score the baselines, audit every model.
+``audit``      the equivariance audit of a model (fresh or from a checkpoint), in float32 and float64.
+``train``      train one model on a task (checkpoints, resumable, a per-epoch log).
+``bench``      train, evaluate, audit and time several models: results.json/csv, report.md, plots.
+``demo``       simulate, score the baselines, audit every model (no training).
 
 Errors in what the user gave (a missing file, an unknown model, bad options) end
 with a one-line ``irrepnet: error: ...`` and exit status 2, not a traceback.
@@ -28,6 +30,7 @@ from .registry import ConfigError, UnknownModelError, build_model, get_model_ent
 from .tasks import TASKS, load_task, task_spec
 
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ConfigError, UnknownModelError)
+# (CheckpointError and SchemaError are ValueErrors)
 
 
 def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None:
@@ -37,6 +40,21 @@ def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None
     p.add_argument("--history", type=int, default=None,
                    help=f"twelve_body: frames of velocity history given to the models (default {default_history})")
     p.set_defaults(default_history=default_history)
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training options (override the config/suite)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--max-steps", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--patience", type=int, help="early stopping after this many epochs without improvement")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--dtype", choices=("float32", "float64"))
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="any training option (repeatable)")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is steadiest on a "
+                                               "busy machine)")
 
 
 def _history(args) -> int:
@@ -128,8 +146,24 @@ def _audit_batch(task, n_graphs: int = 4):
 
 
 def cmd_audit(args) -> int:
-    task = load_task(args.task, data=args.data, history=_history(args))
-    model = build_model(args.model, task.spec)
+    if args.checkpoint:
+        from .train import load_trained
+
+        model, ck = load_trained(args.checkpoint)
+        meta = ck["meta"]
+        if args.model and args.model != meta["model"]:
+            raise ValueError(f"{args.checkpoint} holds model {meta['model']!r}, not {args.model!r}; drop --model")
+        if args.task_given and args.task != meta["task"]["name"]:
+            raise ValueError(f"{args.checkpoint} was trained on {meta['task']['name']!r}, not {args.task!r}")
+        args.task = meta["task"]["name"]
+        args.history = meta["task"]["history"]
+        print(f"audit of {meta['model']} from {args.checkpoint} (trained on {args.task}, history {args.history})")
+        task = load_task(args.task, data=args.data, history=_history(args))
+    else:
+        if not args.model:
+            raise ValueError("give --model NAME (a fresh model) or --checkpoint FILE (a trained one)")
+        task = load_task(args.task, data=args.data, history=_history(args))
+        model = build_model(args.model, task.spec)
     ok = True
     for report in audit_all(model, _audit_batch(task), trials=args.trials, seed=args.seed):
         print(report)
@@ -145,6 +179,115 @@ def _fresh_dir(path: Path) -> Path:
     while (path.parent / f"{path.name}-{i}").exists():
         i += 1
     return path.parent / f"{path.name}-{i}"
+
+
+def _parse_sets(items) -> dict:
+    """``--set key=value`` pairs, values read as TOML (``lr=3e-3``, ``schedule="plateau"``, ``patience=5``)."""
+    from .train.config import tomllib
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value  # a bare word: a string
+    return out
+
+
+def _set_threads(args) -> None:
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+
+
+def _train_overrides(args) -> dict:
+    over = _parse_sets(getattr(args, "set", None))
+    for key in ("epochs", "max_steps", "batch_size", "lr", "seed", "dtype", "device", "patience"):
+        value = getattr(args, key, None)
+        if value is not None:
+            over[key] = value
+    return over
+
+
+def _prepare_out(path: Path, *, resume: bool, overwrite: bool, what: str) -> Path:
+    """The output folder of a run: new, resumed, or replaced only when asked."""
+    import shutil
+
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite contradict each other; pick one")
+    if path.exists() and any(path.iterdir()):
+        if resume:
+            return path
+        if not overwrite:
+            raise FileExistsError(f"{path} already holds a {what}; pass --resume to continue it, --overwrite to "
+                                  f"replace it, or choose another --out")
+        shutil.rmtree(path)
+    elif resume:
+        raise FileNotFoundError(f"nothing to resume in {path}; run without --resume first")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cmd_train(args) -> int:
+    from . import metrics as M
+    from .train import TrainingInterrupted, read_run_config, train_config, train_registered
+
+    _set_threads(args)
+    file_train, file_model = read_run_config(args.config) if args.config else ({}, {})
+    cfg = train_config({**file_train, **_train_overrides(args)})
+    model_cfg = {**file_model, **_parse_sets(args.model_set)}
+    get_model_entry(args.model).make_config(model_cfg)  # fail before loading data
+    task = load_task(args.task, data=args.data, history=_history(args))
+    out = _prepare_out(Path(args.out), resume=args.resume, overwrite=args.overwrite, what="training run")
+    print(f"training {args.model} on {args.task} (history {_history(args)}) into {out}")
+    try:
+        result = train_registered(args.model, task, cfg, model_cfg, out_dir=out, resume=args.resume)
+    except TrainingInterrupted as exc:
+        print(f"irrepnet: {exc}", file=sys.stderr)
+        return 130
+    pred, true = M.predict(result.model, task.test)
+    acc = M.accuracy(pred, true)
+    summary = {"model": args.model, "task": args.task, "history": _history(args), "epochs": len(result.history),
+               "steps": result.steps, "best_epoch": result.best_epoch, "stopped": result.stopped,
+               "train_time_s": result.train_time_s, "train_step_ms": result.train_step_ms, **acc}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    print(f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MSE "
+          f"{acc['test_mse']:.3e} ({acc['mse_vs_zero']:.3g} x zero displacement), R2 {acc['r2']:.4f}")
+    print(f"wrote {out / 'best.pt'}, {out / 'log.jsonl'}, {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import adhoc_suite, load_suite, run_suite
+    from .train import TrainingInterrupted
+
+    _set_threads(args)
+    if args.suite and args.task_given:
+        raise ValueError("give either --suite NAME or --task with --models, not both")
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    if args.suite:
+        suite = load_suite(args.suite)
+    else:
+        if not models:
+            raise ValueError("give --suite NAME (quick, dmol, nbody or a .toml file) or --task T --models a,b,c")
+        suite = adhoc_suite(args.task, models, history=_history(args))
+    for m in models or []:
+        get_model_entry(m)
+    out = Path(args.out) if args.out else _fresh_dir(Path("runs") / f"bench-{suite.name}")
+    out = _prepare_out(out, resume=args.resume, overwrite=args.overwrite, what="benchmark")
+    print(f"benchmark {suite.name} into {out}")
+    try:
+        run_suite(suite, out, data=args.data, resume=args.resume, models=models, extra_train=_train_overrides(args),
+                  device=args.device)
+    except TrainingInterrupted as exc:
+        print(f"irrepnet: {exc}; continue the benchmark with --resume --out {out}", file=sys.stderr)
+        return 130
+    print(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'report.md'}")
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -204,11 +347,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_baselines)
 
     p = sub.add_parser("audit", help="equivariance audit of a model")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="a registered model (fresh weights)")
+    p.add_argument("--checkpoint", help="a best.pt/last.pt of irrepnet train or bench (trained weights)")
     _add_task_args(p, default_history=2)
     p.add_argument("--trials", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("train", help="train one model on a task")
+    p.add_argument("--model", required=True)
+    _add_task_args(p, default_history=2)
+    p.add_argument("--config", help="TOML file with [train] (training options) and [model] (model options)")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, log.jsonl, metrics.json)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    _add_train_args(p)
+    p.add_argument("--model-set", action="append", metavar="KEY=VALUE", help="a model config option (repeatable)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench", help="train and compare models: results.json/csv, report.md, plots")
+    p.add_argument("--suite", help="quick, dmol, nbody (benchmarks/*.toml) or the path of a suite file")
+    p.add_argument("--models", help="comma-separated models (default: the suite's)")
+    _add_task_args(p, default_history=2)
+    p.add_argument("--out", help="output folder (default: a new runs/bench-SUITE)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted benchmark in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark in --out")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="simulate a polymer, score baselines, audit every model")
     p.add_argument("--out", default="runs/demo", help="output folder (a new one is made if it is in use)")
@@ -219,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.task_given = any(a == "--task" or a.startswith("--task=") for a in argv)
     try:
         return args.func(args)
     except USER_ERRORS as exc:

@@ -16,6 +16,8 @@ stored: every field ``(S, N, ...)``; ``S`` samples of ``N`` nodes.
 
 from __future__ import annotations
 
+import copy
+
 from typing import Dict, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -92,6 +94,25 @@ class GraphArrayDataset:
     def arrays(self) -> Dict[str, torch.Tensor]:
         """The stored ``(S, N, ...)`` tensors (read-only by convention)."""
         return dict(self._fields)
+
+    def subset(self, indices: Index) -> "GraphArrayDataset":
+        """The samples ``indices`` as a dataset of the same type (a copy; attributes kept).
+
+        Per-sample attributes (``frames`` of a trajectory dataset) are indexed too.
+        """
+        idx = torch.arange(self.num_samples)[indices] if isinstance(indices, slice) else \
+            torch.as_tensor(np.asarray(indices)).long().reshape(-1)
+        if idx.numel() == 0:
+            raise ValueError("a subset needs at least one sample")
+        if int(idx.max()) >= self.num_samples or int(idx.min()) < -self.num_samples:
+            raise IndexError(f"subset indices out of range for a dataset of {self.num_samples} samples")
+        out = copy.copy(self)
+        out._fields = {name: t[idx].contiguous() for name, t in self._fields.items()}
+        out.num_samples = idx.numel()
+        frames = getattr(self, "frames", None)
+        if isinstance(frames, np.ndarray) and frames.shape[:1] == (self.num_samples,):
+            out.frames = frames[idx.numpy()]
+        return out
 
     def batch(self, indices: Optional[Index] = None) -> Sample:
         """Samples ``indices`` (all if ``None``) collated into one batch.

@@ -160,6 +160,8 @@ class TrajectoryDataset(GraphArrayDataset):
         self.history = h
         self.frames = t
         self.num_frames = T
+        #: the whole ``(T, N, 3)`` float64 trajectory, read by multi-step rollouts
+        self.trajectory = x
         fields = {
             K.POS: x[t],
             K.TARGET_DISP: x[t + 1] - x[t],

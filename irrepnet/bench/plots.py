@@ -1,0 +1,500 @@
+"""Plots of an ``irrepnet bench`` run, read from ``results.json`` and its artifacts.
+
+Every function takes the results dict (see :mod:`irrepnet.bench.schema`), the folder
+of ``results.json`` (artifact paths are relative to it) and an output folder, writes
+one PNG per group and returns ``{group id: path}``. A group with nothing to draw
+(e.g. no rollout on ``nbody``, or no ``predictions.npz`` written) gets no file and
+no key, so callers can treat every plot as optional.
+
+Figures are built as :class:`matplotlib.figure.Figure` objects with their own Agg
+canvas: nothing global (backend, rcParams, pyplot's figure list) is touched, so
+importing this module from a notebook changes nothing there.
+
+Plot kinds (the keys of :data:`PLOTS`):
+
+``loss``           validation MSE per epoch of each model, baselines' test MSE dashed
+``parity``         predicted vs true test displacement components, a panel per row
+``trajectory``     x-y paths of a fed-back rollout, truth vs prediction, best rows
+``rollout``        rollout MSE vs horizon, log-log
+``accuracy_time``  test MSE vs total training time, log-log
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+Results = Dict[str, Any]
+PathLike = Any
+
+#: resolution of every PNG; with the figure sizes below files stay around 20-80 KB.
+DPI = 90
+#: at most this many points per parity panel (a scatter of 10^5 points is slow and big).
+MAX_PARITY_POINTS = 3000
+#: at most this many panels in the parity and trajectory figures.
+MAX_PARITY_PANELS = 8
+MAX_TRAJECTORY_PANELS = 4
+
+# Baselines are drawn in greys with their own line styles so they read as reference
+# lines, not as competitors; models get the tab10/tab20 colours, one per name in the
+# whole file so a model keeps its colour across groups and plot kinds.
+_BASELINE_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
+_BASELINE_GREYS = ("0.15", "0.4", "0.55", "0.3", "0.65")
+_COMPONENTS = ("x", "y", "z")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A figure with its own Agg canvas (no pyplot, no global backend switch)."""
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png")
+    return path
+
+
+def _finite_positive(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def _metric(row: Dict[str, Any], key: str) -> Optional[float]:
+    value = (row.get("metrics") or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _sort_key(row: Dict[str, Any]) -> Tuple[int, float]:
+    """Best (lowest finite test MSE) first; rows without a usable MSE last."""
+    mse = _metric(row, "test_mse")
+    return (0, mse) if mse is not None and math.isfinite(mse) else (1, 0.0)
+
+
+def ok_rows(group: Dict[str, Any], kind: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Rows of ``group`` with status ``ok`` (and of ``kind`` if given), in file order."""
+    return [r for r in group.get("rows", []) if r.get("status") == "ok" and (kind is None or r.get("kind") == kind)]
+
+
+def group_stems(results: Results) -> Dict[str, str]:
+    """File-name-safe stem per group id, unique within the file."""
+    stems: Dict[str, str] = {}
+    used = set()
+    for gi, group in enumerate(results.get("groups", [])):
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(group.get("id", gi))).strip("_") or f"group{gi}"
+        if stem in used:  # two ids that differ only in odd characters
+            stem = f"{stem}_{gi}"
+        used.add(stem)
+        stems[str(group.get("id", gi))] = stem
+    return stems
+
+
+def model_colors(results: Results) -> Dict[str, Any]:
+    """One colour per model name across the whole file (stable across groups and plots)."""
+    import matplotlib
+
+    names: List[str] = []
+    for group in results.get("groups", []):
+        for row in group.get("rows", []):
+            if row.get("kind") == "model" and row.get("name") not in names:
+                names.append(row.get("name"))
+    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def _baseline_style(i: int) -> Dict[str, Any]:
+    return {"color": _BASELINE_GREYS[i % len(_BASELINE_GREYS)], "linestyle": _BASELINE_STYLES[i % len(_BASELINE_STYLES)],
+            "linewidth": 1.2}
+
+
+def artifact_path(results_dir: PathLike, row: Dict[str, Any], key: str) -> Optional[Path]:
+    """The existing file named by ``row["artifacts"][key]``, or ``None`` (not written, or gone)."""
+    rel = (row.get("artifacts") or {}).get(key)
+    if not rel:
+        return None
+    path = Path(results_dir) / rel
+    return path if path.is_file() else None
+
+
+def read_log(path: Path) -> List[Dict[str, Any]]:
+    """Records of a ``log.jsonl``; blank or truncated lines (a run killed mid-write) are skipped."""
+    records = []
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+    return records
+
+
+def load_predictions(results_dir: PathLike, row: Dict[str, Any]) -> Optional[Dict[str, np.ndarray]]:
+    """The arrays of the row's ``predictions.npz`` as a dict, or ``None`` if it was not written."""
+    path = artifact_path(results_dir, row, "predictions")
+    if path is None:
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: np.asarray(data[k]) for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        # a truncated file (run killed while writing) counts as not written
+        warnings.warn(f"cannot read {path}: {exc}", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def _group_title(group: Dict[str, Any]) -> str:
+    title = f"{group.get('id')} ({group.get('task')}"
+    if group.get("task") == "twelve_body":
+        title += f", h = {group.get('history')}"
+    return title + ")"
+
+
+def _per_group(results: Results, results_dir: PathLike, out_dir: Optional[PathLike], kind: str,
+               draw: Callable[[Dict[str, Any], Path], Optional[Figure]]) -> Dict[str, Path]:
+    """Call ``draw(group, results_dir)`` per group and save the figures it returns.
+
+    A plot that fails on one group is reported as a ``RuntimeWarning`` and skipped: a
+    figure is never worth losing the report over (tests turn the warning into an error).
+    """
+    out = Path(out_dir) if out_dir is not None else Path(results_dir) / "plots"
+    stems = group_stems(results)
+    paths: Dict[str, Path] = {}
+    for group in results.get("groups", []):
+        gid = str(group.get("id"))
+        try:
+            fig = draw(group, Path(results_dir))
+            if fig is not None:
+                paths[gid] = _save(fig, out / f"{kind}-{stems[gid]}.png")
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            warnings.warn(f"plot {kind!r} of group {gid!r} failed: {type(exc).__name__}: {exc}", RuntimeWarning,
+                          stacklevel=2)
+    return paths
+
+
+def _baseline_hlines(ax, baselines: Sequence[Dict[str, Any]]) -> None:
+    """Each baseline's test MSE as a labelled horizontal reference line."""
+    for i, row in enumerate(baselines):
+        mse = _metric(row, "test_mse")
+        if _finite_positive(mse):
+            ax.axhline(mse, label=f"{row.get('name')} (baseline)", **_baseline_style(i))
+
+
+def _grid(n: int, max_cols: int = 4) -> Tuple[int, int]:
+    cols = min(n, max_cols)
+    return int(math.ceil(n / cols)), cols
+
+
+def _legend(ax, **kw) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, frameon=False, **kw)
+
+
+def _legend_outside(ax) -> None:
+    """Legend to the right of the axes: with many models an inside legend hides curves."""
+    _legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def _log_ticks(axis, lo: float, hi: float) -> None:
+    """Plain 1-2-5 ticks on a log axis spanning less than ~3 decades (the default labels overlap there)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    if not (lo > 0 and hi > lo) or hi / lo > 1e3:
+        return
+    ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+             for m in (1, 2, 5) if lo <= m * 10.0 ** e <= hi]
+    if len(ticks) < 2:
+        return
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(lambda v, _: f"{v:g}")
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def plot_loss_curves(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
+    """Validation MSE (physical units) vs epoch per model, log y; baselines' test MSE dashed.
+
+    Reads each model's ``log.jsonl`` (``epoch``, ``valid_mse``); models without a log,
+    or whose log has no positive finite ``valid_mse``, are left out.
+    """
+    colors = model_colors(results)
+
+    def draw(group, rdir):
+        fig = _figure(7.5, 3.8)
+        ax = fig.add_subplot()
+        drawn = 0
+        for row in sorted(ok_rows(group, "model"), key=_sort_key):
+            path = artifact_path(rdir, row, "log")
+            if path is None:
+                continue
+            pts = [(r["epoch"], r["valid_mse"]) for r in read_log(path)
+                   if isinstance(r.get("epoch"), (int, float)) and _finite_positive(r.get("valid_mse"))]
+            if not pts:
+                continue
+            ep, mse = zip(*pts)
+            ax.plot(ep, mse, color=colors.get(row.get("name")), linewidth=1.4, label=row.get("name"))
+            drawn += 1
+        if not drawn:
+            return None
+        _baseline_hlines(ax, ok_rows(group, "baseline"))
+        target = group.get("target_valid_mse")
+        if _finite_positive(target):
+            ax.axhline(target, color="tab:red", linewidth=0.8, alpha=0.6, label="target valid MSE")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation MSE per coordinate")
+        ax.set_title(f"Validation loss, {_group_title(group)}", fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        _legend_outside(ax)
+        fig.tight_layout()
+        return fig
+
+    return _per_group(results, results_dir, out_dir, "loss", draw)
+
+
+def _parity_arrays(pred: np.ndarray, true: np.ndarray, rng: np.random.Generator
+                   ) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+    """Per component ``(label, true, pred)``, z dropped on 2-D data, at most MAX_PARITY_POINTS in all."""
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1, true.shape[-1])
+    true = np.asarray(true, dtype=np.float64).reshape(-1, true.shape[-1])
+    comps = [c for c in range(true.shape[-1]) if not (c == 2 and not np.any(true[:, c]))]
+    per = max(1, MAX_PARITY_POINTS // len(comps))
+    idx = rng.choice(len(true), size=min(per, len(true)), replace=False) if len(true) > per else np.arange(len(true))
+    return [(_COMPONENTS[c] if c < 3 else str(c), true[idx, c], pred[idx, c]) for c in comps]
+
+
+def plot_parity(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
+    """Predicted vs true test displacement components, one panel per row with predictions.
+
+    Models (best first) then baselines, at most :data:`MAX_PARITY_PANELS` panels; the
+    z component is dropped when the truth is all zeros (2-D data padded with z = 0).
+    """
+
+    def draw(group, rdir):
+        rows = sorted(ok_rows(group, "model"), key=_sort_key) + sorted(ok_rows(group, "baseline"), key=_sort_key)
+        panels = []
+        for row in rows:
+            arrays = load_predictions(rdir, row)
+            if arrays is None or "pred" not in arrays or "true" not in arrays:
+                continue
+            if arrays["pred"].shape != arrays["true"].shape or arrays["true"].size == 0:
+                continue
+            panels.append((row, arrays))
+            if len(panels) == MAX_PARITY_PANELS:
+                break
+        if not panels:
+            return None
+        nr, nc = _grid(len(panels))
+        fig = _figure(max(2.4 * nc + 0.3, 4.5), 2.4 * nr + 0.5)
+        rng = np.random.default_rng(0)  # same subsample every time the report is rebuilt
+        for i, (row, arrays) in enumerate(panels):
+            ax = fig.add_subplot(nr, nc, i + 1)
+            lo, hi = np.inf, -np.inf
+            for j, (label, t, p) in enumerate(_parity_arrays(arrays["pred"], arrays["true"], rng)):
+                ax.scatter(t, p, s=2, alpha=0.4, linewidths=0, color=f"C{j}", label=label, rasterized=True)
+                lo, hi = min(lo, t.min(), p.min()), max(hi, t.max(), p.max())
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.plot([lo, hi], [lo, hi], color="k", linewidth=0.8, label="y = x")
+                pad = 0.05 * (hi - lo) or 1.0
+                ax.set_xlim(lo - pad, hi + pad)
+                ax.set_ylim(lo - pad, hi + pad)
+                ax.set_aspect("equal", adjustable="box")
+            name = row.get("name") + (" (baseline)" if row.get("kind") == "baseline" else "")
+            mse = _metric(row, "test_mse")
+            ax.set_title(name + (f"\nMSE {mse:.2e}" if mse is not None else ""), fontsize=8)
+            ax.tick_params(labelsize=6)
+            ax.ticklabel_format(style="sci", scilimits=(-2, 3))
+            ax.xaxis.get_offset_text().set_fontsize(6)
+            ax.yaxis.get_offset_text().set_fontsize(6)
+            if i % nc == 0:
+                ax.set_ylabel("predicted", fontsize=8)
+            if i >= (nr - 1) * nc:
+                ax.set_xlabel("true displacement", fontsize=8)
+            if i == 0:
+                _legend(ax, loc="upper left", markerscale=4)
+        fig.suptitle(f"Parity of test displacements, {_group_title(group)}", fontsize=10)
+        fig.tight_layout()
+        return fig
+
+    return _per_group(results, results_dir, out_dir, "parity", draw)
+
+
+def _trajectory_rows(group: Dict[str, Any], rdir: Path) -> List[Tuple[Dict[str, Any], Dict[str, np.ndarray]]]:
+    """Best models with a rollout, plus the best such baseline as a reference panel."""
+    def with_rollout(rows: Iterable[Dict[str, Any]]):
+        for row in sorted(rows, key=_sort_key):
+            arrays = load_predictions(rdir, row)
+            if arrays is not None and "rollout_pred" in arrays and "rollout_true" in arrays \
+                    and arrays["rollout_pred"].shape == arrays["rollout_true"].shape and arrays["rollout_true"].ndim == 3:
+                yield row, arrays
+
+    baseline = next(with_rollout(ok_rows(group, "baseline")), None)
+    n_models = MAX_TRAJECTORY_PANELS - (baseline is not None)
+    picked = []
+    for item in with_rollout(ok_rows(group, "model")):
+        picked.append(item)
+        if len(picked) == n_models:
+            break
+    return picked + ([baseline] if baseline is not None else [])
+
+
+def plot_trajectory(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
+    """x-y paths of the beads in the first rollout, truth vs fed-back prediction.
+
+    Uses ``rollout_pred`` / ``rollout_true`` (``(K+1, N, 3)`` positions) of the best
+    models (at most :data:`MAX_TRAJECTORY_PANELS` panels, one kept for the best
+    baseline when it has a rollout). On 3-D data this is the x-y projection.
+    """
+
+    def draw(group, rdir):
+        panels = _trajectory_rows(group, rdir)
+        if not panels:
+            return None
+        nr, nc = _grid(len(panels), max_cols=2)
+        fig = _figure(3.3 * nc + 0.3, 3.1 * nr + 0.5)
+        for i, (row, arrays) in enumerate(panels):
+            ax = fig.add_subplot(nr, nc, i + 1)
+            true, pred = arrays["rollout_true"], arrays["rollout_pred"]
+            for b in range(true.shape[1]):
+                ax.plot(true[:, b, 0], true[:, b, 1], color="0.2", linewidth=1.0,
+                        label="true" if b == 0 else None)
+                ax.plot(pred[:, b, 0], pred[:, b, 1], color="tab:orange", linewidth=1.0, linestyle="--",
+                        label="predicted" if b == 0 else None)
+            # start frame: the chain itself, so the paths can be read relative to it
+            ax.plot(true[0, :, 0], true[0, :, 1], "o-", color="0.6", markersize=2.5, linewidth=0.6,
+                    label="start")
+            # frame the truth: a diverging prediction leaves the panel instead of shrinking the truth to a dot
+            (x0, y0), (x1, y1) = true[..., :2].reshape(-1, 2).min(0), true[..., :2].reshape(-1, 2).max(0)
+            pad = 0.15 * max(x1 - x0, y1 - y0, 1e-9)
+            ax.set_xlim(x0 - pad, x1 + pad)
+            ax.set_ylim(y0 - pad, y1 + pad)
+            ax.set_aspect("equal", adjustable="box")
+            ax.tick_params(labelsize=6)
+            kind = " (baseline)" if row.get("kind") == "baseline" else ""
+            ax.set_title(f"{row.get('name')}{kind}, {true.shape[0] - 1} steps", fontsize=8)
+            if i == 0:
+                handles, labels = ax.get_legend_handles_labels()
+        fig.suptitle(f"Rollout, x-y paths, {_group_title(group)}", fontsize=10)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        # one legend for all panels, below them, so it covers no path
+        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+        return fig
+
+    return _per_group(results, results_dir, out_dir, "trajectory", draw)
+
+
+def _rollout_points(row: Dict[str, Any]) -> Optional[Tuple[List[float], List[float]]]:
+    roll = row.get("rollout") or {}
+    pts = [(h, m) for h, m in zip(roll.get("horizons") or [], roll.get("mse") or [])
+           if _finite_positive(h) and _finite_positive(m)]
+    return tuple(map(list, zip(*pts))) if pts else None
+
+
+def plot_rollout_error(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
+    """Rollout MSE of positions vs horizon (fed-back steps) per row, log-log; baselines dashed."""
+    colors = model_colors(results)
+
+    def draw(group, rdir):
+        fig = _figure(7.5, 3.8)
+        ax = fig.add_subplot()
+        drawn = 0
+        for i, row in enumerate(ok_rows(group, "baseline")):
+            pts = _rollout_points(row)
+            if pts:
+                ax.plot(*pts, marker=".", label=f"{row.get('name')} (baseline)", **_baseline_style(i))
+                drawn += 1
+        for row in sorted(ok_rows(group, "model"), key=_sort_key):
+            pts = _rollout_points(row)
+            if pts:
+                ax.plot(*pts, marker="o", markersize=3, color=colors.get(row.get("name")), label=row.get("name"))
+                drawn += 1
+        if not drawn:
+            return None
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("horizon k (fed-back steps)")
+        ax.set_ylabel("position MSE per coordinate")
+        ax.set_title(f"Rollout error, {_group_title(group)}", fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        _legend_outside(ax)
+        fig.tight_layout()
+        return fig
+
+    return _per_group(results, results_dir, out_dir, "rollout", draw)
+
+
+def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None
+                          ) -> Dict[str, Path]:
+    """Test MSE vs total training time per model (labelled points), log-log; baselines as lines."""
+    colors = model_colors(results)
+
+    def draw(group, rdir):
+        pts = []
+        for row in ok_rows(group, "model"):
+            mse, t = _metric(row, "test_mse"), (row.get("speed") or {}).get("train_time_s")
+            if _finite_positive(mse) and _finite_positive(t):
+                pts.append((row.get("name"), float(t), mse))
+        if not pts:
+            return None
+        fig = _figure(7.5, 3.8)
+        ax = fig.add_subplot()
+        for name, t, mse in pts:
+            ax.scatter([t], [mse], s=25, color=colors.get(name), zorder=3)
+            ax.annotate(name, (t, mse), xytext=(4, 3), textcoords="offset points", fontsize=7)
+        _baseline_hlines(ax, ok_rows(group, "baseline"))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        # a single point (or equal times) gives a degenerate log axis; widen it by a factor 2
+        ts = [t for _, t, _ in pts]
+        lo, hi = min(ts) / 1.5, max(ts) * 1.5
+        if hi / lo < 4:
+            lo, hi = min(ts) / 2, max(ts) * 2
+        ax.set_xlim(lo, hi)
+        _log_ticks(ax.xaxis, lo, hi)
+        ax.set_xlabel("training time (s)")
+        ax.set_ylabel("test MSE per coordinate")
+        ax.set_title(f"Accuracy vs training time, {_group_title(group)}", fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+        _legend_outside(ax)
+        fig.tight_layout()
+        return fig
+
+    return _per_group(results, results_dir, out_dir, "accuracy_time", draw)
+
+
+#: plot kind -> (function, caption used in the report), in report order.
+PLOTS: Dict[str, Tuple[Callable[..., Dict[str, Path]], str]] = {
+    "loss": (plot_loss_curves, "Validation MSE per epoch (log scale); dashed: the baselines' test MSE"),
+    "accuracy_time": (plot_accuracy_vs_time, "Test MSE vs total training time; lines: baselines"),
+    "parity": (plot_parity, "Predicted vs true test displacement components (subsampled); black: y = x"),
+    "rollout": (plot_rollout_error, "Position MSE after k fed-back steps; dashed/dotted: baselines"),
+    "trajectory": (plot_trajectory, "x-y bead paths of the first rollout: truth (solid) vs prediction (dashed)"),
+}
+
+
+def plot_all(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
+    """Every plot of :data:`PLOTS`; returns ``{"<kind>/<group id>": path}`` for the files written."""
+    paths: Dict[str, Path] = {}
+    for kind, (fn, _) in PLOTS.items():
+        for gid, path in fn(results, results_dir, out_dir).items():
+            paths[f"{kind}/{gid}"] = path
+    return paths

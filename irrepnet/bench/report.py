@@ -1,0 +1,479 @@
+"""The report of an ``irrepnet bench`` run: ``results.csv``, ``report.md`` and the plots.
+
+Everything is computed from ``results.json`` (schema :mod:`irrepnet.bench.schema`) and
+the artifacts it names, so a report can be rebuilt at any time from a results folder::
+
+    results = load_results("benchmarks/results/run/results.json")
+    write_all(results, "benchmarks/results/run")
+
+Numbers: MSEs are per coordinate of the predicted displacement ``x(t+1) - x(t)``
+(rollouts: of the positions), in the squared length unit of the data; they are
+printed with 3 significant digits (``2.43e-05``); a missing value prints as ``–``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from . import schema
+
+Results = Dict[str, Any]
+Row = Dict[str, Any]
+PathLike = Any
+
+MISSING = "–"
+#: correlation keys of twelve_body rows, with their column titles.
+CORRELATIONS = {"com": "centre of mass", "particle0": "particle 0", "particle6_x": "particle 6 (x)",
+                "last_y": "last particle (y)"}
+#: rollout horizons shown in the markdown table (all of them go to the CSV).
+MAX_TABLE_HORIZONS = 3
+
+
+# ---------------------------------------------------------------------------- values
+
+
+def _num(x: Any) -> Optional[float]:
+    """``x`` as a float, or ``None`` when it is missing or not a number."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x)
+
+
+def _get(obj: Any, *keys: str) -> Any:
+    """``obj[k1][k2]...``, or ``None`` as soon as a level is missing or null."""
+    for k in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(k)
+    return obj
+
+
+def fmt_sci(x: Any) -> str:
+    """3 significant digits in scientific notation (``2.43e-05``); ``–`` when missing."""
+    v = _num(x)
+    return MISSING if v is None else f"{v:.2e}"
+
+
+def fmt_sig(x: Any) -> str:
+    """3 significant digits, trailing zeros kept (``0.00680``, ``1.00``, ``6.80e-05``)."""
+    v = _num(x)
+    return MISSING if v is None else f"{v:#.3g}"
+
+
+def fmt_vs_zero(x: Any) -> str:
+    """MSE / zero: 3 significant digits, but enough decimals near 1 that 0.9996 never prints as 1.00."""
+    v = _num(x)
+    if v is not None and 0.99 < v < 1.01 and v != 1.0:
+        return f"{v:.5f}"
+    return fmt_sig(x)
+
+
+def fmt_near_one(x: Any) -> str:
+    """R² or a correlation: enough decimals that ``1 - x`` keeps 2 significant digits (``0.99987``)."""
+    v = _num(x)
+    if v is None:
+        return MISSING
+    if not math.isfinite(v) or v >= 1 or v < 0.9:
+        return f"{v:#.3g}" if math.isfinite(v) else f"{v}"
+    decimals = min(9, math.ceil(-math.log10(1 - v)) + 1)
+    return f"{v:.{decimals}f}"
+
+
+def fmt_plain(x: Any) -> str:
+    """A speed or time: 3 significant digits without an exponent in the usual range (``12.3``, ``4512``)."""
+    v = _num(x)
+    if v is None:
+        return MISSING
+    if not math.isfinite(v) or v == 0:
+        return f"{v:g}"
+    mag = math.floor(math.log10(abs(v)))
+    if mag >= 6 or mag < -3:
+        return f"{v:.2e}"
+    return f"{v:.{max(0, 2 - mag)}f}"
+
+
+def fmt_int(x: Any) -> str:
+    v = _num(x)
+    return MISSING if v is None else f"{int(v):,}"
+
+
+def equivariance_error(row: Row, dtype: str = "float32") -> Optional[float]:
+    """Largest relative error among the checks the model *claims* (others are expected to fail)."""
+    checks = _get(row, "equivariance", dtype, "checks") or {}
+    errors = [_num(c.get("rel_error")) for c in checks.values() if isinstance(c, dict) and c.get("claimed")]
+    errors = [e for e in errors if e is not None]
+    return max(errors) if errors else None
+
+
+def equivariance_passed(row: Row, dtype: str = "float32") -> Optional[bool]:
+    passed = _get(row, "equivariance", dtype, "passed")
+    return bool(passed) if passed is not None else None
+
+
+def rollout_mse(row: Row, horizon: int) -> Optional[float]:
+    """The row's rollout MSE after ``horizon`` fed-back steps, or ``None``."""
+    roll = row.get("rollout") or {}
+    for h, m in zip(roll.get("horizons") or [], roll.get("mse") or []):
+        if h == horizon:
+            return _num(m)
+    return None
+
+
+def _mse_key(row: Row):
+    """Sort key: lowest finite test MSE first, missing or NaN last."""
+    v = _num(_get(row, "metrics", "test_mse"))
+    return (0, v) if v is not None and math.isfinite(v) else (1, 0.0)
+
+
+def ordered_rows(group: Dict[str, Any]) -> List[Row]:
+    """The group's ``ok`` rows as the table shows them: baselines (file order), then models by test MSE."""
+    ok = [r for r in group.get("rows", []) if r.get("status") == "ok"]
+    return [r for r in ok if r.get("kind") == "baseline"] + sorted(
+        (r for r in ok if r.get("kind") != "baseline"), key=_mse_key)
+
+
+def _all_horizons(results: Results) -> List[int]:
+    hs = set()
+    for group in results.get("groups", []):
+        hs.update(h for h in group.get("rollout_horizons") or [] if isinstance(h, int))
+        for row in group.get("rows", []):
+            hs.update(h for h in (row.get("rollout") or {}).get("horizons") or [] if isinstance(h, int))
+    return sorted(hs)
+
+
+def table_horizons(horizons: Sequence[int]) -> List[int]:
+    """A few horizons for the table: all if at most 3, else the first, a middle one and the last."""
+    hs = sorted(set(horizons))
+    if len(hs) <= MAX_TABLE_HORIZONS:
+        return hs
+    return [hs[0], hs[len(hs) // 2], hs[-1]]
+
+
+# ---------------------------------------------------------------------------- CSV
+
+
+def csv_header(results: Results) -> List[str]:
+    """Column names of :func:`write_csv` (the rollout columns depend on the horizons in the file)."""
+    return (["group", "task", "history", "name", "kind", "status", "symmetry", "parameters",
+             "test_mse", "mse_vs_zero", "r2", "valid_mse"]
+            + [f"corr_{k}" for k in CORRELATIONS]
+            + [f"rollout_mse_k{h}" for h in _all_horizons(results)]
+            + ["equiv_f32_worst_rel_error", "equiv_f32_passed", "equiv_f64_worst_rel_error", "equiv_f64_passed"]
+            + list(schema.SPEED_KEYS)
+            + ["epochs", "steps", "best_epoch", "stopped", "reason"])
+
+
+def _csv_row(group: Dict[str, Any], row: Row, horizons: Iterable[int]) -> List[Any]:
+    metrics = row.get("metrics") or {}
+    speed = row.get("speed") or {}
+    training = row.get("training") or {}
+    corr = metrics.get("correlations") or {}
+    return ([group.get("id"), group.get("task"), group.get("history"), row.get("name"), row.get("kind"),
+             row.get("status"), row.get("symmetry"), row.get("parameters"),
+             metrics.get("test_mse"), metrics.get("mse_vs_zero"), metrics.get("r2"), metrics.get("valid_mse")]
+            + [corr.get(k) for k in CORRELATIONS]
+            + [rollout_mse(row, h) for h in horizons]
+            + [equivariance_error(row, "float32"), equivariance_passed(row, "float32"),
+               equivariance_error(row, "float64"), equivariance_passed(row, "float64")]
+            + [speed.get(k) for k in schema.SPEED_KEYS]
+            + [training.get("epochs"), training.get("steps"), training.get("best_epoch"), training.get("stopped"),
+               row.get("reason")])
+
+
+def write_csv(results: Results, path: PathLike) -> Path:
+    """One line per row of every group (all statuses), full precision; empty cell = missing.
+
+    Columns: see :func:`csv_header`. Floats are written with ``repr`` precision so the
+    CSV round-trips the JSON numbers.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    horizons = _all_horizons(results)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(csv_header(results))
+        for group in results.get("groups", []):
+            for row in group.get("rows", []):
+                writer.writerow(["" if v is None else v for v in _csv_row(group, row, horizons)])
+    return path
+
+
+# ---------------------------------------------------------------------------- markdown
+
+
+def _cell(text: Any) -> str:
+    """Table-safe text: a ``|`` would split the cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str]) -> List[str]:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def _name(row: Row) -> str:
+    """Model names plain, baselines in italics and marked, so they read as reference rows."""
+    name = _cell(row.get("name"))
+    return f"*{name}* (baseline)" if row.get("kind") == "baseline" else name
+
+
+def provenance_line(results: Results) -> str:
+    """``commit abc1234 (dirty) · machine · device cpu · torch … · e3nn … · python … · date``."""
+    p = results.get("provenance") or {}
+    commit = p.get("commit")
+    parts = [f"commit `{commit[:7]}`" + (" (dirty)" if p.get("dirty") else "") if commit else "commit unknown"]
+    parts.append(str(p.get("machine") or "machine unknown"))
+    parts.append(f"device {p.get('device') or '?'}")
+    for key in ("torch", "e3nn", "python"):
+        if p.get(key):
+            parts.append(f"{key} {p[key]}")
+    if p.get("torch_threads") is not None:
+        parts.append(f"{p['torch_threads']} torch threads")
+    if p.get("date"):
+        parts.append(str(p["date"]))
+    return " · ".join(parts)
+
+
+def _data_text(data: Any) -> str:
+    """The group's ``data`` field in one line (a string, or ``key: value`` pairs)."""
+    if isinstance(data, dict):
+        items = [f"{k}: {v}" for k, v in data.items() if v is not None and not isinstance(v, (dict, list))]
+        text = "; ".join(items)
+    else:
+        text = str(data) if data is not None else ""
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _group_heading(group: Dict[str, Any]) -> List[str]:
+    title = f"## {group.get('id')}" + (f": {group.get('task')}" if group.get("task") != group.get("id") else "")
+    if group.get("task") == "twelve_body":
+        title += f", history h = {group.get('history')}"
+    sizes = group.get("sizes") or {}
+    lines = [title, ""]
+    facts = []
+    if sizes:
+        facts.append("samples " + " / ".join(f"{k} {sizes.get(k, MISSING)}" for k in ("train", "valid", "test")))
+    facts.append(f"zero-displacement test MSE {fmt_sci(group.get('zero_mse'))}")
+    facts.append(f"target RMS {fmt_sig(group.get('target_scale'))}")
+    if group.get("target_valid_mse") is not None:
+        facts.append(f"timed target valid MSE {fmt_sci(group.get('target_valid_mse'))}")
+    lines.append("; ".join(facts) + ".")
+    data = _data_text(group.get("data"))
+    if data:
+        lines += ["", f"Data: {data}"]
+    return lines + [""]
+
+
+def _equiv_cell(row: Row) -> str:
+    err = equivariance_error(row, "float32")
+    if err is None:
+        return MISSING
+    return fmt_sci(err) + (" ✗" if equivariance_passed(row, "float32") is False else "")
+
+
+def _main_table(group: Dict[str, Any]) -> List[str]:
+    horizons = table_horizons(group.get("rollout_horizons") or [])
+    header = (["model", "symmetry", "params", "test MSE", "MSE / zero", "R² (dx)"]
+              + [f"rollout MSE @{h}" for h in horizons]
+              + ["equiv. err (f32, worst claimed)", "train step ms", "infer graphs/s", "peak MB", "train time s"])
+    rows = []
+    for r in ordered_rows(group):
+        m, s = r.get("metrics") or {}, r.get("speed") or {}
+        rows.append([_name(r), r.get("symmetry") or MISSING, fmt_int(r.get("parameters")),
+                     fmt_sci(m.get("test_mse")), fmt_vs_zero(m.get("mse_vs_zero")), fmt_near_one(m.get("r2"))]
+                    + [fmt_sci(rollout_mse(r, h)) for h in horizons]
+                    + [_equiv_cell(r), fmt_plain(s.get("train_step_ms")), fmt_plain(s.get("infer_graphs_per_s")),
+                       fmt_plain(s.get("peak_memory_mb")), fmt_plain(s.get("train_time_s"))])
+    if not rows:
+        return ["No row finished in this group.", ""]
+    return _md_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)) + [""]
+
+
+def summary_sentences(group: Dict[str, Any]) -> List[str]:
+    """Which models beat zero displacement, the best model vs the best baseline, time to target."""
+    ok = ordered_rows(group)
+    models = [r for r in ok if r.get("kind") == "model"]
+    baselines = sorted((r for r in ok if r.get("kind") == "baseline"), key=_mse_key)
+    lines = []
+    if models:
+        ratio = {id(r): _num(_get(r, "metrics", "mse_vs_zero")) for r in models}
+        beat = [r for r in models if ratio[id(r)] is not None and ratio[id(r)] < 1]
+        rest = [r for r in models if all(r is not b for b in beat)]
+        if beat:
+            text = (f"{len(beat)} of {len(models)} trained models beat the zero-displacement baseline "
+                    f"(MSE / zero < 1): " + ", ".join(f"{r['name']} ({fmt_vs_zero(ratio[id(r)])})" for r in beat))
+            text += (f"; not: {', '.join(r['name'] for r in rest)}." if rest else ".")
+        else:
+            text = f"None of the {len(models)} trained models beats the zero-displacement baseline (MSE / zero < 1)."
+        lines.append(text)
+    best_m = models[0] if models and _mse_key(models[0])[0] == 0 else None
+    best_b = baselines[0] if baselines and _mse_key(baselines[0])[0] == 0 else None
+    if best_m is not None and best_b is not None:
+        m_mse, b_mse = _num(best_m["metrics"]["test_mse"]), _num(best_b["metrics"]["test_mse"])
+        head = (f"Best model: **{best_m['name']}**, test MSE {fmt_sci(m_mse)}, vs the best baseline "
+                f"*{best_b['name']}* at {fmt_sci(b_mse)}: ")
+        if b_mse > 0 and m_mse < b_mse:
+            lines.append(head + f"{b_mse / m_mse:#.3g}× lower (ratio {m_mse / b_mse:#.3g}).")
+        elif b_mse > 0:
+            lines.append(head + f"{m_mse / b_mse:#.3g}× higher; no model beats the best baseline.")
+        else:
+            lines.append(head + "the baseline is exact on this data.")
+    elif best_m is not None:
+        lines.append(f"Best model: **{best_m['name']}**, test MSE {fmt_sci(best_m['metrics']['test_mse'])} "
+                     "(no baseline in this group).")
+    lines += _time_to_target(group, models)
+    return lines
+
+
+def _time_to_target(group: Dict[str, Any], models: Sequence[Row]) -> List[str]:
+    target = group.get("target_valid_mse")
+    if target is None or not models:
+        return []
+    times = [(r["name"], _num(_get(r, "speed", "time_to_target_s"))) for r in models]
+    reached = sorted((t, n) for n, t in times if t is not None)
+    if not reached:
+        return [f"No model reached the validation MSE target {fmt_sci(target)}."]
+    text = (f"Validation MSE ≤ {fmt_sci(target)} reached by {len(reached)} of {len(models)} models; fastest: "
+            + ", ".join(f"{n} ({fmt_plain(t)} s)" for t, n in reached[:3]) + ".")
+    return [text]
+
+
+def _not_run(group: Dict[str, Any]) -> List[str]:
+    rows = [r for r in group.get("rows", []) if r.get("status") != "ok"]
+    if not rows:
+        return []
+    lines = ["Not in the table:", ""]
+    lines += [f"- {_name(r)}: **{r.get('status')}**: {_cell(r.get('reason') or 'no reason given')}" for r in rows]
+    return lines + [""]
+
+
+def _correlation_table(group: Dict[str, Any]) -> List[str]:
+    rows = [r for r in ordered_rows(group) if isinstance(_get(r, "metrics", "correlations"), dict)]
+    if group.get("task") != "twelve_body" or not rows:
+        return []
+    header = ["model"] + list(CORRELATIONS.values())
+    body = [[_name(r)] + [fmt_near_one(r["metrics"]["correlations"].get(k)) for k in CORRELATIONS] for r in rows]
+    return (["Pearson r of predicted vs true test displacement (1 = perfect; the dmol-book chapter's "
+             "checks of the centre of mass, particle 0, the x of particle 6 and the y of the last particle):", ""]
+            + _md_table(header, body, ["l"] + ["r"] * len(CORRELATIONS)) + [""])
+
+
+def _plot_links(group_id: str, plots: Dict[str, Any], out_dir: Path) -> List[str]:
+    """Markdown image links to this group's plots (keys ``"<kind>/<group id>"``), existing files only."""
+    from .plots import PLOTS
+
+    lines = []
+    for kind, (_, caption) in PLOTS.items():
+        path = plots.get(f"{kind}/{group_id}")
+        if path is None or not Path(path).is_file():
+            continue
+        rel = Path(os.path.relpath(Path(path).resolve(), out_dir.resolve())).as_posix()
+        lines += [f"![{kind}, {group_id}]({rel})", "", f"*{caption}.*", ""]
+    return lines
+
+
+def _units_note(results: Results) -> List[str]:
+    kinds = sorted({_get(r, "speed", "memory_kind") for g in results.get("groups", []) for r in g.get("rows", [])
+                    if _get(r, "speed", "memory_kind")})
+    memory = {"cuda": "peak CUDA memory allocated", "rss": "peak resident memory (RSS) of the process while the model "
+              "trained and was evaluated (the peak is reset before each model through /proc/self/clear_refs on "
+              "Linux; it includes torch and the data, about 300 MB, so compare differences)"}
+    mem_text = "; ".join(f"{k}: {memory.get(k, k)}" for k in kinds) or "not measured"
+    return ["**How to read the tables.** MSE is the mean squared error per coordinate of the predicted "
+            "displacement x(t+1) − x(t), in the squared length unit of the data (not normalised); "
+            "*MSE / zero* divides it by the zero-displacement baseline's MSE (below 1 = better than predicting "
+            "no motion); R² is on the displacement. Rollout MSE @k is the position MSE after k steps fed back into "
+            "the model, averaged over start frames. The equivariance error is the largest float32 relative "
+            "error among the symmetry checks the model claims (✗: the float32 audit failed). Train step ms is the "
+            "median after warm-up; infer graphs/s is batched inference throughput; train time s is the total "
+            f"training time. Peak MB: {mem_text}. – = not measured or not applicable.", ""]
+
+
+def write_report(results: Results, out_dir: PathLike, plots: Optional[Dict[str, Any]] = None) -> Path:
+    """Write ``out_dir/report.md`` and return its path.
+
+    Parameters
+    ----------
+    results : dict
+        a results dict following :mod:`irrepnet.bench.schema`.
+    out_dir : path
+        folder of the report; image links are relative to it.
+    plots : dict, optional
+        ``{"<kind>/<group id>": path}`` as returned by :func:`irrepnet.bench.plots.plot_all`;
+        missing keys or files are simply not linked.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = plots or {}
+    suite = results.get("suite") or {}
+    lines = [f"# Benchmark: {suite.get('name') or 'unnamed suite'}", ""]
+    if suite.get("description"):
+        lines += [str(suite["description"]), ""]
+    lines += [f"Provenance: {provenance_line(results)}.", ""]
+    run = f"Run started {results.get('started') or '?'}, "
+    run += f"finished {results['finished']}." if results.get("finished") else "**not finished** (partial results)."
+    if suite.get("file"):
+        run += f" Suite file: `{suite['file']}`."
+    lines += [run, ""] + _units_note(results)
+    for group in results.get("groups", []):
+        lines += _group_heading(group) + _main_table(group)
+        summary = summary_sentences(group)
+        if summary:
+            lines += [" ".join(summary), ""]
+        lines += _not_run(group) + _correlation_table(group) + _plot_links(str(group.get("id")), plots, out_dir)
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def load_results(path: PathLike) -> Results:
+    """Read ``results.json`` (or ``<folder>/results.json``) and check it with :func:`schema.validate`.
+
+    Raises
+    ------
+    irrepnet.bench.schema.SchemaError
+        the file does not follow the schema; the message names where.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    with open(path, encoding="utf-8") as fh:
+        return schema.validate(json.load(fh))
+
+
+def write_all(results: Results, out_dir: PathLike, results_dir: Optional[PathLike] = None) -> Dict[str, Any]:
+    """Plots (``out_dir/plots/``), ``results.csv`` and ``report.md``.
+
+    Parameters
+    ----------
+    results : dict
+        a results dict following :mod:`irrepnet.bench.schema`.
+    out_dir : path
+        where the files go.
+    results_dir : path, optional
+        folder the artifact paths are relative to (the folder of ``results.json``);
+        default ``out_dir``.
+
+    Returns
+    -------
+    dict
+        ``{"report": Path, "csv": Path, "plots": {"<kind>/<group id>": Path}}``.
+        Plots whose inputs are missing (no log, no predictions, no rollout) are absent.
+    """
+    from .plots import plot_all
+
+    out_dir = Path(out_dir)
+    plots = plot_all(results, results_dir if results_dir is not None else out_dir, out_dir / "plots")
+    csv_path = write_csv(results, out_dir / "results.csv")
+    report = write_report(results, out_dir, plots)
+    return {"report": report, "csv": csv_path, "plots": plots}

@@ -1,0 +1,208 @@
+r"""Accuracy, rollout and speed metrics of a trained model, in physical units.
+
+Accuracy
+--------
+``mse``
+    :math:`\frac{1}{S N d}\sum (\hat y - y)^2`, the test MSE per coordinate of the
+    target (the displacement), the quantity of the baselines table.
+``r2``
+    :math:`1 - \sum(\hat y - y)^2 / \sum(y - \bar y)^2` on the **displacement**, with
+    :math:`\bar y` the mean of each Cartesian axis; axes on which the truth is constant
+    (z of 2-D data padded with zeros) are left out. On positions R² would be close to
+    1 for any model, because :math:`x(t)` dominates :math:`x(t+1)`.
+``correlations``
+    the reference write-up's four Pearson correlations, here between predicted and true
+    displacement: of the centre of mass, of the first particle, of particle 7's x and
+    of the last particle's y (``com``, ``particle0``, ``particle6_x``, ``last_y``).
+
+Rollout
+-------
+:func:`rollout` feeds predictions back: from a true state at frame :math:`t_0` (and
+its ``h`` past steps), :math:`\hat x(t+1) = \hat x(t) + f(\hat x(t), \dots)` for K
+steps; the error at horizon k is the MSE per coordinate of :math:`\hat x(t_0+k)`
+against the trajectory.
+
+Shapes
+------
+``pred``, ``true``: ``(S, N, 3)`` float64 numpy arrays; rollout positions
+``(B, K+1, N, 3)``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import keys as K
+from .train.device import synchronize
+from .train.loop import move, target_field
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset, *, output: str = K.DISPLACEMENT, batch_size: int = 256,
+            device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None):
+    """``(pred, true)`` of ``output`` over ``dataset``, each ``(S, N, d)`` float64 numpy."""
+    param = next(model.parameters(), None)
+    device = device or (param.device if param is not None else torch.device("cpu"))
+    dtype = dtype or (param.dtype if param is not None else torch.float64)
+    model.eval()
+    preds, trues = [], []
+    truth = target_field(output)
+    for start in range(0, len(dataset), batch_size):
+        idx = list(range(start, min(len(dataset), start + batch_size)))
+        batch = move(dataset.batch(idx), device, dtype)
+        preds.append(model(batch)[output].double().cpu().reshape(len(idx), dataset.num_nodes, -1))
+        trues.append(dataset.batch(idx)[truth].double().reshape(len(idx), dataset.num_nodes, -1))
+    return torch.cat(preds).numpy(), torch.cat(trues).numpy()
+
+
+def mse(pred: np.ndarray, true: np.ndarray) -> float:
+    return float(np.mean((np.asarray(pred, dtype=np.float64) - true) ** 2))
+
+
+def _varying_axes(true: np.ndarray) -> np.ndarray:
+    flat = true.reshape(-1, true.shape[-1])
+    return flat.std(axis=0) > 0
+
+
+def r2(pred: np.ndarray, true: np.ndarray) -> float:
+    """Coefficient of determination over the non-constant Cartesian axes (see the module docstring)."""
+    axes = _varying_axes(true)
+    if not axes.any():
+        return float("nan")
+    p = pred.reshape(-1, pred.shape[-1])[:, axes]
+    t = true.reshape(-1, true.shape[-1])[:, axes]
+    ss_res = np.sum((p - t) ** 2)
+    ss_tot = np.sum((t - t.mean(axis=0)) ** 2)
+    return float(1.0 - ss_res / ss_tot)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.ravel(a), np.ravel(b)
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def correlations(pred: np.ndarray, true: np.ndarray) -> Optional[Dict[str, float]]:
+    """The four correlations of the reference write-up (needs ``N >= 7`` particles), else ``None``."""
+    if pred.shape[1] < 7:
+        return None
+    axes = _varying_axes(true)
+    return {
+        "com": pearson(pred.mean(axis=1)[:, axes], true.mean(axis=1)[:, axes]),
+        "particle0": pearson(pred[:, 0][:, axes], true[:, 0][:, axes]),
+        "particle6_x": pearson(pred[:, 6, 0], true[:, 6, 0]),
+        "last_y": pearson(pred[:, -1, 1], true[:, -1, 1]),
+    }
+
+
+def accuracy(pred: np.ndarray, true: np.ndarray, zero_mse: Optional[float] = None) -> Dict[str, object]:
+    """``test_mse``, ``mse_vs_zero``, ``r2`` and ``correlations`` of a prediction."""
+    m = mse(pred, true)
+    zero = zero_mse if zero_mse is not None else mse(np.zeros_like(true), true)
+    return {"test_mse": m, "mse_vs_zero": m / zero if zero > 0 else None, "r2": r2(pred, true),
+            "correlations": correlations(pred, true)}
+
+
+# --- rollout ---------------------------------------------------------------------
+def rollout_starts(test_frames: np.ndarray, horizon: int, history: int, count: int = 8) -> List[int]:
+    """Up to ``count`` evenly spaced start frames ``t0`` inside the test frames with ``t0 + horizon`` still in them."""
+    frames = np.asarray(test_frames)
+    lo, hi = int(frames.min()), int(frames.max()) + 1  # the last target frame is max(frames) + 1
+    lo = max(lo, history)
+    last = hi - horizon
+    if last < lo:
+        raise ValueError(f"the test split (frames {lo}..{hi}) is too short for a rollout of {horizon} steps")
+    return sorted(set(np.linspace(lo, last, num=count).round().astype(int).tolist()))
+
+
+def _state_batch(window: torch.Tensor, history: int) -> Dict[str, torch.Tensor]:
+    """Model inputs from ``window`` ``(B, h+1, N, 3)`` of the last ``h+1`` positions, newest last."""
+    B, _, N, _ = window.shape
+    pos = window[:, -1]
+    data = {K.POS: pos.reshape(B * N, 3), K.NODE_INDEX: torch.arange(N).repeat(B),
+            K.NUM_NODES: torch.full((B,), N, dtype=torch.long), K.BATCH: torch.arange(B).repeat_interleave(N)}
+    if history >= 1:
+        steps = [window[:, -1 - k] - window[:, -2 - k] for k in range(history)]  # newest first
+        vh = torch.stack(steps, dim=2)  # (B, N, h, 3)
+        data[K.VEL_HISTORY] = vh.reshape(B * N, 3 * history)
+        data[K.VEL] = steps[0].reshape(B * N, 3)
+    return data
+
+
+@torch.no_grad()
+def rollout(model: torch.nn.Module, trajectory: np.ndarray, starts: Sequence[int], horizon: int, history: int,
+            *, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> np.ndarray:
+    """Predicted positions ``(B, horizon+1, N, 3)`` of ``horizon`` fed-back steps from each start frame.
+
+    Index 0 is the true frame ``t0``; index k the prediction for ``t0 + k``.
+    """
+    param = next(model.parameters(), None)
+    device = device or (param.device if param is not None else torch.device("cpu"))
+    dtype = dtype or (param.dtype if param is not None else torch.float64)
+    model.eval()
+    x = torch.as_tensor(np.asarray(trajectory, dtype=np.float64))
+    starts = list(starts)
+    if min(starts) < history or max(starts) + horizon >= x.shape[0]:
+        raise ValueError(f"rollout starts {starts} with horizon {horizon} and history {history} "
+                         f"leave the trajectory of {x.shape[0]} frames")
+    window = torch.stack([x[t - history:t + 1] for t in starts])  # (B, h+1, N, 3), float64 state
+    out = [window[:, -1].clone()]
+    for _ in range(horizon):
+        data = move(_state_batch(window, history), device, dtype)
+        dx = model(data)[K.DISPLACEMENT].double().cpu().reshape(window.shape[0], -1, 3)
+        nxt = window[:, -1] + dx
+        window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)
+        out.append(nxt)
+    return torch.stack(out, dim=1).numpy()
+
+
+def rollout_errors(pred_positions: np.ndarray, trajectory: np.ndarray, starts: Sequence[int],
+                   horizons: Sequence[int]) -> List[float]:
+    """MSE per coordinate at each horizon, averaged over the start frames."""
+    truth = np.stack([trajectory[t:t + pred_positions.shape[1]] for t in starts])
+    return [float(np.mean((pred_positions[:, k] - truth[:, k]) ** 2)) for k in horizons]
+
+
+# --- speed -----------------------------------------------------------------------
+@torch.no_grad()
+def inference_speed(model: torch.nn.Module, dataset, *, batch_size: int = 256, repeats: int = 10,
+                    warmup: int = 2, device: Optional[torch.device] = None,
+                    dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
+    """``infer_graphs_per_s`` on a batch of ``batch_size`` graphs and ``infer_latency_ms`` of one graph (medians)."""
+    param = next(model.parameters(), None)
+    device = device or (param.device if param is not None else torch.device("cpu"))
+    dtype = dtype or (param.dtype if param is not None else torch.float64)
+    model.eval()
+    n = min(batch_size, len(dataset))
+    big = move(dataset.batch(range(n)), device, dtype)
+    one = move(dataset.batch([0]), device, dtype)
+
+    def median_time(batch):
+        for _ in range(warmup):
+            model(batch)
+        times = []
+        for _ in range(repeats):
+            synchronize(device)
+            t0 = time.perf_counter()
+            model(batch)
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    return {"infer_graphs_per_s": n / median_time(big), "infer_latency_ms": 1e3 * median_time(one)}
+
+
+def time_to_target(history: Sequence[Dict[str, float]], target_mse: Optional[float]) -> Optional[float]:
+    """Training seconds until the validation MSE first reached ``target_mse`` (``None`` if never)."""
+    if target_mse is None:
+        return None
+    for record in history:
+        if record.get("valid_mse") is not None and record["valid_mse"] <= target_mse:
+            return float(record["time_s"])
+    return None

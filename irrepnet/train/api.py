@@ -1,0 +1,66 @@
+"""Train a registered model on a task, and rebuild a trained model from its checkpoint.
+
+:func:`train_registered` is what ``irrepnet train`` and the benchmark runner call:
+seed, build the model from the registry, train it with :class:`~.loop.Trainer`.
+:func:`load_trained` reads a ``best.pt``/``last.pt`` and returns the model in physical
+units, ready for metrics or the audit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Optional
+
+import torch
+
+from ..registry import build_model, get_model_entry
+from ..tasks import Task, task_spec
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .loop import Trainer, TrainResult, torch_dtype
+from .normalization import NormalizedModel
+
+
+def task_meta(spec) -> Dict[str, Any]:
+    """Plain values that rebuild ``spec`` with :func:`irrepnet.tasks.task_spec`."""
+    return {"name": spec.name, "history": int(spec.extras.get("history", 0)), "num_nodes": spec.num_nodes,
+            "delta_t": float(spec.extras.get("delta_t", 1.0))}
+
+
+def spec_from_meta(meta: Dict[str, Any]):
+    return task_spec(meta["name"], history=meta["history"], num_nodes=meta["num_nodes"], delta_t=meta["delta_t"])
+
+
+def make_trainer(model_name: str, task: Task, config: Optional[TrainConfig] = None,
+                 model_config: Optional[Dict[str, Any]] = None, *, out_dir=None, callback=None) -> Trainer:
+    """Seed with ``config.seed``, build ``model_name`` for ``task`` and return its :class:`Trainer`."""
+    config = config or TrainConfig()
+    entry = get_model_entry(model_name)
+    cfg = entry.make_config(model_config)
+    torch.manual_seed(config.seed)
+    model = build_model(model_name, task.spec, cfg)
+    meta = {"model": model_name, "model_config": dataclasses.asdict(cfg), "task": task_meta(task.spec)}
+    return Trainer(model, task.train, task.valid, config=config, output=task.spec.target, out_dir=out_dir,
+                   meta=meta, callback=callback)
+
+
+def train_registered(model_name: str, task: Task, config: Optional[TrainConfig] = None,
+                     model_config: Optional[Dict[str, Any]] = None, *, out_dir=None, resume: bool = False,
+                     callback=None) -> TrainResult:
+    """Build and train ``model_name`` on ``task``; see :class:`~.loop.Trainer` for what is written to ``out_dir``."""
+    trainer = make_trainer(model_name, task, config, model_config, out_dir=out_dir, callback=callback)
+    return trainer.fit(resume=resume)
+
+
+def load_trained(path, device: str = "cpu"):
+    """``(model, checkpoint)``: the model of a checkpoint in physical units (a :class:`NormalizedModel`), in eval mode."""
+    ck = load_checkpoint(path, map_location=device)
+    meta = ck.get("meta", {})
+    if "model" not in meta or "task" not in meta:
+        raise ValueError(f"{path} does not say which model it holds; it was not written by irrepnet train/bench")
+    spec = spec_from_meta(meta["task"])
+    cfg = get_model_entry(meta["model"]).make_config(meta.get("model_config"))
+    model = NormalizedModel(build_model(meta["model"], spec, cfg), ck["scales"])
+    model = model.to(dtype=torch_dtype(ck["train_config"]["dtype"]))
+    model.load_state_dict(ck["model_state"])
+    return model.to(device).eval(), ck

@@ -1,0 +1,141 @@
+"""Training configuration: one dataclass, readable from TOML, every key checked.
+
+``TrainConfig`` holds everything the training loop needs; a TOML file (``irrepnet
+train --config FILE.toml``) may set any subset under a ``[train]`` table, and the
+model's own config options under ``[model]``. Unknown keys are an error that lists
+the known ones, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from ..registry import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("cosine", "plateau", "constant")
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class TrainConfig:
+    """How a model is trained. Defaults suit the twelve_body task on a CPU.
+
+    The learning rate rises linearly from 0 over ``warmup_steps`` steps, then follows
+    ``schedule``: ``cosine`` decays to ``min_lr`` at the last step (``max_steps`` or
+    ``epochs`` x steps per epoch), ``plateau`` multiplies it by ``plateau_factor`` when
+    the validation loss has not improved for ``plateau_patience`` epochs, ``constant``
+    keeps it. Early stopping ends training after ``patience`` epochs without a better
+    validation loss (``None``: never).
+    """
+
+    epochs: int = 20
+    max_steps: Optional[int] = None  # stop after this many optimiser steps in all
+    steps_per_epoch: Optional[int] = None  # None: one pass over the training set
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    min_lr: float = 0.0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    clip_grad_norm: Optional[float] = 10.0  # None: no clipping
+    patience: Optional[int] = None
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "auto"  # "auto": cuda, then mps, then cpu
+    normalize: bool = True  # divide target and vector inputs by their training RMS
+    valid_fraction: float = 0.1  # tasks without a validation split: the last part of train
+    progress: bool = True  # tqdm bar (only when writing to a terminal)
+
+    def __post_init__(self):
+        problems = []
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                problems.append(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        for name in ("max_steps", "steps_per_epoch", "patience"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                problems.append(f"{name} must be an integer >= 1 or unset, got {v!r}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not self.lr > 0 or self.min_lr < 0 or self.weight_decay < 0:
+            problems.append(f"need lr > 0, min_lr >= 0, weight_decay >= 0 (got {self.lr}, {self.min_lr}, "
+                            f"{self.weight_decay})")
+        if self.warmup_steps < 0 or self.plateau_patience < 1 or not 0 < self.plateau_factor < 1:
+            problems.append("need warmup_steps >= 0, plateau_patience >= 1 and 0 < plateau_factor < 1")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            problems.append(f"clip_grad_norm must be > 0 or unset, got {self.clip_grad_norm}")
+        if not 0 < self.valid_fraction < 1:
+            problems.append(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        if problems:
+            raise ConfigError("training config: " + "; ".join(problems))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_keys(given: Mapping[str, Any], known, where: str) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, list(known), n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(hints)}; known keys: {', '.join(sorted(known))}")
+
+
+def train_config(overrides: Optional[Mapping[str, Any]] = None, base: Optional[TrainConfig] = None) -> TrainConfig:
+    """``base`` (default :class:`TrainConfig`) with ``overrides``; unknown keys raise :class:`ConfigError`."""
+    overrides = dict(overrides or {})
+    _check_keys(overrides, [f.name for f in dataclasses.fields(TrainConfig)], "[train]")
+    try:
+        return dataclasses.replace(base or TrainConfig(), **overrides)
+    except TypeError as exc:  # pragma: no cover - replace only raises on unknown keys, checked above
+        raise ConfigError(f"[train]: {exc}") from None
+
+
+def read_toml(path) -> Dict[str, Any]:
+    """The TOML file at ``path`` as a dict, with one-line errors for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {p} not found")
+    try:
+        with p.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+
+
+RUN_TABLES = ("train", "model")
+
+
+def read_run_config(path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """``(train_overrides, model_overrides)`` from an ``irrepnet train --config`` TOML file.
+
+    The file may hold a ``[train]`` table (keys of :class:`TrainConfig`) and a
+    ``[model]`` table (the model's config options, checked when the model is built).
+    """
+    doc = read_toml(path)
+    _check_keys(doc, RUN_TABLES, f"{path}")
+    for key in RUN_TABLES:
+        if key in doc and not isinstance(doc[key], dict):
+            raise ConfigError(f"{path}: [{key}] must be a table")
+    return dict(doc.get("train", {})), dict(doc.get("model", {}))

@@ -1,0 +1,418 @@
+r"""One training loop for every model.
+
+:class:`Trainer` minimises the mean squared error of the task's target in
+normalised units (:mod:`irrepnet.train.normalization`) with Adam or AdamW, a linear
+learning-rate warm-up followed by a cosine or plateau schedule, gradient-norm
+clipping, and early stopping on the validation loss. Each epoch appends one JSON
+line to ``log.jsonl`` (train and validation loss, validation MSE in physical units,
+learning rate, cumulative training time) and writes ``last.pt``; an improved
+validation loss also writes ``best.pt``. Both are written atomically.
+
+Interrupting (Ctrl-C or SIGTERM) finishes the current optimiser step, writes
+``last.pt`` with the exact position inside the epoch (the epoch's sample order,
+the next batch, every random state) and raises :class:`TrainingInterrupted`.
+``fit(resume=True)`` continues from it; on the CPU with the same seed the resumed
+run ends with bit-identical weights to an uninterrupted one (``tests/test_train.py``).
+
+Shapes/irreps
+-------------
+batches are dicts of tensors as produced by ``dataset.batch(indices)``; the loss
+reads the model's ``target`` output ``(n, d)`` and the dataset's matching
+``target_*`` field of the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import statistics
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+
+from .. import keys as K
+from ..interface import IrrepsModel
+from .checkpoint import load_checkpoint, save_atomic
+from .config import TrainConfig
+from .device import pick_device, synchronize
+from .normalization import NormalizedModel, fit_scales
+
+#: dataset field holding the truth for each model output
+TARGET_FIELDS = {K.DISPLACEMENT: K.TARGET_DISP, K.NEXT_POS: K.TARGET_POS}
+#: steps excluded from the step-time median (allocator and kernel warm-up)
+WARMUP_STEPS_UNTIMED = 5
+#: config keys that may differ between a run and its resumption
+RESUMABLE_CHANGES = {"epochs", "max_steps", "patience", "progress", "device", "eval_batch_size"}
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on request (Ctrl-C / SIGTERM) after saving ``checkpoint``."""
+
+    def __init__(self, checkpoint: Path):
+        self.checkpoint = checkpoint
+        super().__init__(f"training interrupted; state saved to {checkpoint}; continue with --resume")
+
+
+def target_field(output: str) -> str:
+    try:
+        return TARGET_FIELDS[output]
+    except KeyError:
+        raise ValueError(f"no dataset field holds the truth for output {output!r}; known: {sorted(TARGET_FIELDS)}") from None
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def move(batch: Dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
+    """Batch on ``device`` with floating fields in ``dtype`` (targets too: the loss is taken in ``dtype``)."""
+    return {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()}
+
+
+def split_validation(train_set, fraction: float):
+    """``(train, valid)``: the last ``fraction`` of ``train_set`` (in its order) is held out.
+
+    Trajectory datasets are in frame order, so this is a chronological hold-out that
+    keeps validation frames after every training frame, as the test split is.
+    """
+    n = len(train_set)
+    n_valid = max(1, int(round(fraction * n)))
+    if n - n_valid < 1:
+        raise ValueError(f"a training set of {n} samples is too small to hold out a validation split")
+    return train_set.subset(range(n - n_valid)), train_set.subset(range(n - n_valid, n))
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns. ``model`` holds the best weights, in physical units."""
+
+    model: NormalizedModel
+    history: List[Dict[str, Any]]
+    best_epoch: int
+    best_valid_loss: float
+    steps: int
+    stopped: str
+    train_time_s: float
+    step_times: List[float] = field(default_factory=list)
+    epoch_times: List[float] = field(default_factory=list)
+
+    @property
+    def train_step_ms(self) -> Optional[float]:
+        return 1e3 * statistics.median(self.step_times) if self.step_times else None
+
+    @property
+    def epoch_s(self) -> Optional[float]:
+        return statistics.median(self.epoch_times) if self.epoch_times else None
+
+
+class _StopRequests:
+    """SIGINT/SIGTERM handlers that ask the loop to stop after the current step.
+
+    A second Ctrl-C raises ``KeyboardInterrupt`` at once, for a loop stuck elsewhere.
+    Handlers are only installed from the main thread (Python's rule) and restored after.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\nirrepnet: {signal.Signals(signum).name} received; saving a checkpoint after this step "
+              "(Ctrl-C again to abort at once)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+class Trainer:
+    """Train ``model`` on ``train_set`` to predict its ``output`` field.
+
+    Parameters
+    ----------
+    model : IrrepsModel
+        built by the caller (after ``torch.manual_seed(config.seed)`` for reproducible weights).
+    train_set, valid_set : datasets with ``len``, ``.batch(indices)`` and ``.arrays()``
+        ``valid_set=None`` holds out the last ``config.valid_fraction`` of ``train_set``.
+    config : TrainConfig
+    output : str
+        the model output trained on (default: the displacement).
+    out_dir : path, optional
+        where ``log.jsonl``, ``last.pt`` and ``best.pt`` go; ``None`` keeps everything in memory.
+    meta : dict, optional
+        plain values stored in every checkpoint (model name and config, task), so that a
+        checkpoint can rebuild its model (``irrepnet audit --checkpoint``).
+    callback : callable, optional
+        ``callback(trainer)`` after every optimiser step (tests use it to interrupt).
+    """
+
+    def __init__(self, model: IrrepsModel, train_set, valid_set=None, *, config: Optional[TrainConfig] = None,
+                 output: str = K.DISPLACEMENT, out_dir=None, meta: Optional[Dict[str, Any]] = None,
+                 callback: Optional[Callable[["Trainer"], None]] = None):
+        self.config = config or TrainConfig()
+        if not [p for p in model.parameters() if p.requires_grad]:
+            raise ValueError(f"{type(model).__name__} has no trainable parameters; evaluate it without training")
+        if output not in model.irreps_out:
+            raise ValueError(f"the model has no output {output!r}; it writes {sorted(model.irreps_out)}")
+        if valid_set is None:
+            train_set, valid_set = split_validation(train_set, self.config.valid_fraction)
+        self.train_set, self.valid_set = train_set, valid_set
+        self.output, self.target = output, target_field(output)
+        self.device = pick_device(self.config.device)
+        self.dtype = torch_dtype(self.config.dtype)
+        arrays = train_set.arrays()
+        scales = (fit_scales(model, arrays, output, arrays[self.target]) if self.config.normalize
+                  else {"inputs": {}, "outputs": {}})
+        self.model = NormalizedModel(model, scales).to(device=self.device, dtype=self.dtype)
+        self.target_scale = scales["outputs"].get(output, 1.0)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.meta = dict(meta or {})
+        self.callback = callback
+        self.stop = _StopRequests()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt_cls = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        n = len(train_set)
+        bs = self.config.batch_size
+        self.batches_per_epoch = min(math.ceil(n / bs), self.config.steps_per_epoch or math.inf)
+        per_epoch_total = self.config.epochs * self.batches_per_epoch
+        self.total_steps = min(per_epoch_total, self.config.max_steps or per_epoch_total)
+        self.state = self._initial_state()
+
+    # --- state ------------------------------------------------------------------
+    def _initial_state(self) -> Dict[str, Any]:
+        gen = torch.Generator().manual_seed(self.config.seed)
+        return {"epoch": 0, "step": 0, "batch": 0, "perm": None, "epoch_loss": 0.0, "epoch_count": 0,
+                "epoch_time": 0.0, "train_time": 0.0, "best_valid": math.inf, "best_epoch": -1,
+                "bad_epochs": 0, "lr_scale": 1.0, "plateau_best": math.inf, "plateau_bad": 0, "history": [],
+                "step_times": [], "epoch_times": [], "generator": gen.get_state(), "stopped": None}
+
+    def _checkpoint(self) -> Dict[str, Any]:
+        st = dict(self.state)
+        st["torch_rng"] = torch.get_rng_state()
+        st["step_times"] = list(st["step_times"])
+        return {"model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
+                "trainer_state": st, "train_config": self.config.to_dict(), "scales": self.model.scales,
+                "meta": self.meta}
+
+    def _save(self, name: str) -> Optional[Path]:
+        if self.out_dir is None:
+            return None
+        return save_atomic(self._checkpoint(), self.out_dir / name)
+
+    def _restore(self) -> None:
+        if self.out_dir is None:
+            raise ValueError("resume needs an output folder (out_dir) holding last.pt")
+        path = self.out_dir / "last.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"nothing to resume: {path} does not exist (start without --resume)")
+        ck = load_checkpoint(path)
+        old = ck["train_config"]
+        changed = sorted(k for k, v in self.config.to_dict().items() if old.get(k) != v and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise ValueError(f"cannot resume {path}: training option(s) {changed} differ from the interrupted run "
+                             f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); use the same options")
+        for key in ("model", "model_config", "task"):
+            if key in self.meta and key in ck["meta"] and ck["meta"][key] != self.meta[key]:
+                raise ValueError(f"cannot resume {path}: it was trained with {key} {ck['meta'][key]!r}, "
+                                 f"not {self.meta[key]!r}")
+        self.model.load_state_dict(ck["model_state"])
+        self.optimizer.load_state_dict(ck["optimizer_state"])
+        st = ck["trainer_state"]
+        torch.set_rng_state(st.pop("torch_rng"))
+        # a finished run resumed with more epochs/steps or a longer patience goes on
+        if st["stopped"] in ("epochs", "max_steps") or (
+                st["stopped"] == "early_stopping" and (self.config.patience is None
+                                                       or st["bad_epochs"] < self.config.patience)):
+            st["stopped"] = None
+        self.state = st
+        self._rewrite_log()
+
+    # --- schedule ---------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        if step < c.warmup_steps:
+            return c.lr * (step + 1) / c.warmup_steps
+        if c.schedule == "cosine":
+            span = max(1, self.total_steps - 1 - c.warmup_steps)  # the last step runs at min_lr
+            progress = min(1.0, (step - c.warmup_steps) / span)
+            return c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * progress))
+        if c.schedule == "plateau":
+            return max(c.min_lr, c.lr * self.state["lr_scale"])
+        return c.lr
+
+    def _plateau(self, valid: float) -> None:
+        st = self.state
+        if valid < st["plateau_best"]:
+            st["plateau_best"], st["plateau_bad"] = valid, 0
+            return
+        st["plateau_bad"] += 1
+        if st["plateau_bad"] >= self.config.plateau_patience:
+            st["lr_scale"] *= self.config.plateau_factor
+            st["plateau_bad"] = 0
+
+    # --- loss -------------------------------------------------------------------
+    def loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        pred = self.model.forward_normalized(batch)[self.output]
+        return (pred - batch[self.target] / self.target_scale).pow(2).mean()
+
+    @torch.no_grad()
+    def evaluate_loss(self, dataset) -> float:
+        """Mean normalised loss over ``dataset`` (per coordinate, like the training loss)."""
+        self.model.eval()
+        total, count = 0.0, 0
+        for start in range(0, len(dataset), self.config.eval_batch_size):
+            idx = range(start, min(len(dataset), start + self.config.eval_batch_size))
+            batch = move(dataset.batch(idx), self.device, self.dtype)
+            pred = self.model.forward_normalized(batch)[self.output]
+            err = (pred - batch[self.target] / self.target_scale).double().pow(2)
+            total += float(err.sum())
+            count += err.numel()
+        return total / count
+
+    # --- the loop ---------------------------------------------------------------
+    def _log_line(self, record: Dict[str, Any]) -> None:
+        if self.out_dir is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _rewrite_log(self) -> None:
+        """The log as the checkpoint knows it: epochs logged after the checkpoint are dropped."""
+        if self.out_dir is None:
+            return
+        tmp = self.out_dir / ".log.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.state["history"]))
+        tmp.replace(self.out_dir / "log.jsonl")
+
+    def _train_step(self, idx: torch.Tensor) -> float:
+        self.model.train()
+        batch = move(self.train_set.batch(idx), self.device, self.dtype)
+        lr = self.lr_at(self.state["step"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {float(loss)} at step {self.state['step']}; "
+                                     "lower the learning rate or enable clip_grad_norm")
+        loss.backward()
+        if self.config.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train until ``epochs``, ``max_steps`` or early stopping; return the best model."""
+        if resume:
+            self._restore()
+        elif self.out_dir is not None and (self.out_dir / "log.jsonl").exists():
+            raise FileExistsError(f"{self.out_dir} already holds a training run; resume it or choose a new folder")
+        c, st = self.config, self.state
+        gen = torch.Generator()
+        gen.set_state(st["generator"])
+        recent = deque(st["step_times"], maxlen=500)
+        n = len(self.train_set)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=c.epochs, initial=st["epoch"], unit="epoch", leave=False,
+                   disable=not (c.progress and sys.stderr.isatty()))
+        with self.stop, bar:
+            while st["stopped"] is None:
+                if st["epoch"] >= c.epochs:
+                    st["stopped"] = "epochs"
+                    break
+                if c.max_steps is not None and st["step"] >= c.max_steps:
+                    st["stopped"] = "max_steps"
+                    break
+                if st["perm"] is None:
+                    st["perm"] = torch.randperm(n, generator=gen)
+                    st["generator"] = gen.get_state()
+                    st.update(batch=0, epoch_loss=0.0, epoch_count=0, epoch_time=0.0)
+                while st["batch"] < self.batches_per_epoch and not (c.max_steps and st["step"] >= c.max_steps):
+                    b = st["batch"]
+                    idx = st["perm"][b * c.batch_size:(b + 1) * c.batch_size]
+                    synchronize(self.device)
+                    t0 = time.perf_counter()
+                    loss = self._train_step(idx)
+                    synchronize(self.device)
+                    dt = time.perf_counter() - t0
+                    if st["step"] >= WARMUP_STEPS_UNTIMED:
+                        recent.append(dt)
+                    st["epoch_time"] += dt
+                    st["train_time"] += dt
+                    st["epoch_loss"] += loss * idx.numel()
+                    st["epoch_count"] += idx.numel()
+                    st["step"] += 1
+                    st["batch"] += 1
+                    st["step_times"] = list(recent)
+                    if self.callback is not None:
+                        self.callback(self)
+                    if self.stop.requested:
+                        path = self._save("last.pt")
+                        if path is None:
+                            raise KeyboardInterrupt("training interrupted (no out_dir: nothing saved)")
+                        raise TrainingInterrupted(path)
+                self._end_epoch(bar)
+        self.state["step_times"] = list(recent)
+        self._save("last.pt")
+        return self._result()
+
+    def _end_epoch(self, bar) -> None:
+        c, st = self.config, self.state
+        valid = self.evaluate_loss(self.valid_set)
+        record = {"epoch": st["epoch"] + 1, "step": st["step"],
+                  "train_loss": st["epoch_loss"] / max(1, st["epoch_count"]), "valid_loss": valid,
+                  "valid_mse": valid * self.target_scale ** 2, "lr": self.lr_at(max(0, st["step"] - 1)),
+                  "time_s": st["train_time"], "epoch_s": st["epoch_time"]}
+        st["history"].append(record)
+        st["epoch_times"].append(st["epoch_time"])
+        st["epoch"] += 1
+        st["perm"] = None
+        improved = valid < st["best_valid"]
+        if improved:
+            st["best_valid"], st["best_epoch"], st["bad_epochs"] = valid, st["epoch"], 0
+        else:
+            st["bad_epochs"] += 1
+        if c.schedule == "plateau":
+            self._plateau(valid)
+        if c.patience is not None and st["bad_epochs"] >= c.patience:
+            st["stopped"] = "early_stopping"
+        self._log_line(record)
+        if improved:
+            self._save("best.pt")
+            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self._save("last.pt")
+        bar.update(1)
+        bar.set_postfix(train=f"{record['train_loss']:.3g}", valid=f"{valid:.3g}")
+
+    def _result(self) -> TrainResult:
+        st = self.state
+        best = getattr(self, "_best_state", None)
+        if best is None and self.out_dir is not None and (self.out_dir / "best.pt").exists():
+            best = load_checkpoint(self.out_dir / "best.pt", map_location=self.device)["model_state"]
+        if best is not None:
+            self.model.load_state_dict(best)
+        self.model.eval()
+        return TrainResult(model=self.model, history=list(st["history"]), best_epoch=st["best_epoch"],
+                           best_valid_loss=st["best_valid"], steps=st["step"], stopped=st["stopped"],
+                           train_time_s=st["train_time"], step_times=list(st["step_times"]),
+                           epoch_times=list(st["epoch_times"]))
