@@ -1,0 +1,89 @@
+"""``irrepnet train``, ``bench`` and ``audit --checkpoint``: happy paths and one-line errors."""
+
+import json
+
+import pytest
+
+from irrepnet.cli import main
+
+TINY = ["--epochs", "1", "--max-steps", "2", "--batch-size", "8", "--set", "progress=false", "--threads", "1"]
+SMALL_RF = ["--model-set", "hidden=8", "--model-set", "layers=1"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_then_audit_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "rf"
+    code, text, err = run(capsys, "train", "--model", "radial-field", "--out", str(out), *TINY, *SMALL_RF)
+    assert code == 0, err
+    assert "test MSE" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["test_mse"] > 0
+    assert (out / "best.pt").exists() and (out / "log.jsonl").exists()
+    code, text, err = run(capsys, "audit", "--checkpoint", str(out / "best.pt"))
+    assert code == 0, err
+    assert "audit of radial-field" in text and "rotation" in text
+
+    # a second run into the same folder is refused; --overwrite replaces it; --resume continues it
+    code, _, err = run(capsys, "train", "--model", "radial-field", "--out", str(out), *TINY, *SMALL_RF)
+    assert code == 2 and "--resume" in err and "--overwrite" in err
+    code, _, err = run(capsys, "train", "--model", "radial-field", "--out", str(out), *TINY, *SMALL_RF,
+                       "--resume", "--max-steps", "3", "--epochs", "2")
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 3
+
+
+def test_train_reads_a_toml_config(tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("[train]\nepochs = 1\nmax_steps = 2\nbatch_size = 8\nprogress = false\n"
+                   "[model]\nhidden = 8\nlayers = 1\n")
+    code, _, err = run(capsys, "train", "--model", "radial-field", "--config", str(cfg), "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    log = [json.loads(x) for x in (tmp_path / "o" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and log[0]["step"] == 2
+
+
+def test_bench_adhoc_models(tmp_path, capsys):
+    out = tmp_path / "b"
+    code, text, err = run(capsys, "bench", "--task", "twelve_body", "--models", "mlp", "--out", str(out), *TINY)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in results["groups"][0]["rows"]][-1] == "mlp"
+    assert (out / "report.md").exists() and (out / "results.csv").exists()
+    code, _, err = run(capsys, "bench", "--task", "twelve_body", "--models", "mlp", "--out", str(out), *TINY)
+    assert code == 2 and "already holds a benchmark" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--model", "egnnn", "--out", "{tmp}/x"], "unknown model 'egnnn'"),
+    (["train", "--model", "mlp", "--out", "{tmp}/x", "--set", "epoch=2"], "did you mean 'epochs'"),
+    (["train", "--model", "mlp", "--out", "{tmp}/x", "--model-set", "hiden=2"], "no config option"),
+    (["train", "--model", "mlp", "--out", "{tmp}/x", "--config", "{tmp}/none.toml"], "not found"),
+    (["train", "--model", "mlp", "--out", "{tmp}/x", "--data", "{tmp}/none.npz"], "not found"),
+    (["train", "--model", "mlp", "--out", "{tmp}/x", "--resume"], "nothing to resume"),
+    (["train", "--model", "mlp", "--out", "{tmp}/x", "--device", "cuda:7"], "not available"),
+    (["train", "--model", "mlp", "--out", "{tmp}/x", "--threads", "0"], "--threads"),
+    (["bench", "--suite", "dmol", "--out", "{tmp}/b"], "--data"),
+    (["bench", "--suite", "quik", "--out", "{tmp}/b"], "known suites"),
+    (["bench", "--out", "{tmp}/b"], "--suite"),
+    (["bench", "--task", "twelve_body", "--models", "egn", "--out", "{tmp}/b"], "Did you mean 'egnn'"),
+    (["bench", "--suite", "quick", "--task", "nbody", "--out", "{tmp}/b"], "not both"),
+    (["audit", "--checkpoint", "{tmp}/none.pt"], "not found"),
+    (["audit"], "--checkpoint"),
+])
+def test_user_errors_are_one_line(tmp_path, capsys, argv, message):
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    code, _, err = run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert code == 2, err
+    assert message.lower() in err.lower() and "Traceback" not in err
+    assert err.startswith("irrepnet: error:")
+
+
+def test_a_foreign_checkpoint_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    code, _, err = run(capsys, "audit", "--checkpoint", str(tmp_path / "junk.pt"))
+    assert code == 2 and "not a readable irrepnet checkpoint" in err
