@@ -8,10 +8,11 @@ export PYTHON
 setup:
 	bash scripts/setup.sh
 
-# The main job: simulate a polymer trajectory and score the physical baselines and the
-# equivariance audit on it (later the quick benchmark suite).
+# The main job: the quick benchmark suite (every registered model on the twelve-body task
+# of the built-in simulator, trained briefly, with baselines, rollouts, the equivariance
+# audit and timings) into a new runs/bench-quick* folder: report.md, results.json/csv, plots.
 run: setup
-	$(PYTHON) -m irrepnet demo --out runs/demo
+	$(PYTHON) -m irrepnet bench --suite quick
 
 test: setup
 	$(PYTHON) -m pytest -q

@@ -8,6 +8,7 @@ Subcommands
 ``audit``      the equivariance audit of a model (fresh or from a checkpoint), in float32 and float64.
 ``train``      train one model on a task (checkpoints, resumable, a per-epoch log).
 ``bench``      train, evaluate, audit and time several models: results.json/csv, report.md, plots.
+``report``     re-render a bench folder's report, CSV and plots from its results.json.
 ``demo``       simulate, score the baselines, audit every model (no training).
 
 Errors in what the user gave (a missing file, an unknown model, bad options) end
@@ -290,6 +291,16 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .bench.report import load_results, write_all
+
+    folder = Path(args.folder)
+    results = load_results(folder / "results.json" if folder.is_dir() else folder)
+    paths = write_all(results, folder if folder.is_dir() else folder.parent)
+    print(f"wrote {paths['report']}, {paths['csv']} and {len(paths['plots'])} plots")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from . import data as D
 
@@ -374,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark in --out")
     _add_train_args(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="re-render report.md, results.csv and plots from a results.json")
+    p.add_argument("folder", help="a bench output folder (or its results.json)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="simulate a polymer, score baselines, audit every model")
     p.add_argument("--out", default="runs/demo", help="output folder (a new one is made if it is in use)")

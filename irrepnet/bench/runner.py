@@ -212,9 +212,10 @@ def run_model(name: str, group: Group, suite: Suite, out: Path, *, resume: bool,
                artifacts={"log": rel("log.jsonl"), "checkpoint": rel("best.pt"), "predictions": rel("predictions.npz")})
     write_json(row, row_file)
     m = row["metrics"]
+    verdicts = ", ".join(f"{d} {'pass' if v['passed'] is not False else 'FAIL'}"
+                         for d, v in row["equivariance"].items())
     log(f"  {name}: test MSE {m['test_mse']:.3e} ({m['mse_vs_zero']:.3g} x zero), R2 {m['r2']:.3f}, "
-        f"{result.steps} steps in {result.train_time_s:.1f} s, audit "
-        f"{'pass' if all(v['passed'] is not False for v in row['equivariance'].values()) else 'FAIL'}")
+        f"{result.steps} steps in {result.train_time_s:.1f} s; audit {verdicts}")
     return row
 
 
