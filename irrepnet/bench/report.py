@@ -62,7 +62,7 @@ def fmt_sci(x: Any) -> str:
 def fmt_sig(x: Any) -> str:
     """3 significant digits, trailing zeros kept (``0.00680``, ``1.00``, ``6.80e-05``)."""
     v = _num(x)
-    return MISSING if v is None else f"{v:#.3g}"
+    return MISSING if v is None else f"{v:#.3g}".rstrip(".")  # "460." -> "460"
 
 
 def fmt_vs_zero(x: Any) -> str:
@@ -122,6 +122,14 @@ def rollout_mse(row: Row, horizon: int) -> Optional[float]:
         if h == horizon:
             return _num(m)
     return None
+
+
+def rollout_cell(row: Row, horizon: int) -> str:
+    """Formatted rollout MSE; ``diverged`` when the rollout ran but its error was not finite (JSON null)."""
+    roll = row.get("rollout") or {}
+    if horizon in (roll.get("horizons") or []) and rollout_mse(row, horizon) is None:
+        return "diverged"
+    return fmt_sci(rollout_mse(row, horizon))
 
 
 def _mse_key(row: Row):
@@ -288,7 +296,7 @@ def _main_table(group: Dict[str, Any]) -> List[str]:
         m, s = r.get("metrics") or {}, r.get("speed") or {}
         rows.append([_name(r), r.get("symmetry") or MISSING, fmt_int(r.get("parameters")),
                      fmt_sci(m.get("test_mse")), fmt_vs_zero(m.get("mse_vs_zero")), fmt_near_one(m.get("r2"))]
-                    + [fmt_sci(rollout_mse(r, h)) for h in horizons]
+                    + [rollout_cell(r, h) for h in horizons]
                     + [_equiv_cell(r), _equiv_cell(r, "float64"), fmt_plain(s.get("train_step_ms")), fmt_plain(s.get("infer_graphs_per_s")),
                        fmt_plain(s.get("peak_memory_mb")), fmt_plain(s.get("train_time_s"))])
     if not rows:
@@ -390,7 +398,7 @@ def _units_note(results: Results) -> List[str]:
             "displacement x(t+1) − x(t), in the squared length unit of the data (not normalised); "
             "*MSE / zero* divides it by the zero-displacement baseline's MSE (below 1 = better than predicting "
             "no motion); R² is on the displacement. Rollout MSE @k is the position MSE after k steps fed back into "
-            "the model, averaged over start frames. The equivariance errors are the largest relative error, "
+            "the model, averaged over start frames (diverged: the fed-back positions overflowed). The equivariance errors are the largest relative error, "
             "|f(g·x) − g·f(x)| / max|g·f(x)|, among the symmetry checks the model claims, for the trained model "
             "run in float32 and in float64 (✗: above the tolerance, 1e-4 in float32 and 1e-9 in float64). A float32 "
             "failure with a float64 error near 1e-13 is round-off, not a broken symmetry: it happens when a "

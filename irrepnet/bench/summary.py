@@ -1,0 +1,59 @@
+"""A compact markdown table of a benchmark's results, for the README.
+
+``python -m irrepnet.bench.summary benchmarks/results/quick`` prints, per group, one
+row per model and baseline: test MSE, MSE / zero displacement, rollout MSE at the
+longest horizon, the float32 equivariance error, training step time and total
+training time, plus a line naming the commit and machine. The README's results
+tables are this output, pasted between ``<!-- summary:NAME -->`` markers;
+``tests/test_readme.py`` regenerates them from the committed ``results.json`` and
+fails if the README drifts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List
+
+from .report import (_md_table, _name, equivariance_error, fmt_int, fmt_plain, fmt_sci, fmt_vs_zero, load_results,
+                     ordered_rows, rollout_cell)
+
+
+def summary_markdown(results: dict) -> str:
+    prov = results["provenance"]
+    commit = (prov.get("commit") or "unknown")[:7] + (" (dirty)" if prov.get("dirty") else "")
+    lines: List[str] = []
+    for group in results["groups"]:
+        horizons = group.get("rollout_horizons") or []
+        k = max(horizons) if horizons else None
+        header = ["model", "symmetry", "params", "test MSE", "MSE / zero"] + \
+            ([f"rollout MSE @{k}"] if k else []) + ["equiv. err f32", "train steps", "step ms", "train s"]
+        rows = []
+        for r in ordered_rows(group):
+            m, s, t = r.get("metrics") or {}, r.get("speed") or {}, r.get("training") or {}
+            rows.append([_name(r), r.get("symmetry") or "–", fmt_int(r.get("parameters")), fmt_sci(m.get("test_mse")),
+                         fmt_vs_zero(m.get("mse_vs_zero"))] + ([rollout_cell(r, k)] if k else [])
+                        + [fmt_sci(equivariance_error(r, "float32")), fmt_int(t.get("steps")),
+                           fmt_plain(s.get("train_step_ms")), fmt_plain(s.get("train_time_s"))])
+        lines.append(f"**{results['suite']['name']} / {group['id']}** ({group['task']}, history {group['history']}; "
+                     f"{group['sizes']['train']} train / {group['sizes']['test']} test samples)")
+        lines.append("")
+        lines += _md_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2))
+        lines.append("")
+    lines.append(f"Commit `{commit}`, {prov.get('machine')}, {prov.get('device')}, {prov.get('torch_threads')} torch "
+                 f"thread(s), {prov.get('date')}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m irrepnet.bench.summary BENCH_FOLDER", file=sys.stderr)
+        return 2
+    folder = Path(argv[0])
+    print(summary_markdown(load_results(folder / "results.json" if folder.is_dir() else folder)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
