@@ -58,6 +58,30 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                                                "busy machine)")
 
 
+def _import_plugins(args) -> None:
+    """``--import`` modules or .py files, so that models registered in the user's own code are known."""
+    import importlib
+    import importlib.util
+
+    for item in getattr(args, "imports", None) or []:
+        path = Path(item)
+        if item.endswith(".py"):
+            if not path.is_file():
+                raise FileNotFoundError(f"--import file {path} not found")
+            name = f"irrepnet_plugin_{abs(hash(str(path.resolve())))}"
+            if name in sys.modules:  # imported once per process: registering twice is an error
+                continue
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            try:
+                importlib.import_module(item)
+            except ModuleNotFoundError as exc:
+                raise ValueError(f"--import {item}: {exc}; give an importable module or a .py file") from None
+
+
 def _history(args) -> int:
     """``--history`` if given; else the command's default on twelve_body and 0 on nbody (no history)."""
     if args.history is not None:
@@ -337,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list registered models")
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE|FILE.py",
+                   help="import this first (repeatable): models it registers are listed too")
     _add_task_args(p, default_history=2)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_models)
@@ -358,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_baselines)
 
     p = sub.add_parser("audit", help="equivariance audit of a model")
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE|FILE.py",
+                   help="import this first (repeatable): models it registers become available")
     p.add_argument("--model", help="a registered model (fresh weights)")
     p.add_argument("--checkpoint", help="a best.pt/last.pt of irrepnet train or bench (trained weights)")
     _add_task_args(p, default_history=2)
@@ -366,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("train", help="train one model on a task")
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE|FILE.py",
+                   help="import this first (repeatable): models it registers become available")
     p.add_argument("--model", required=True)
     _add_task_args(p, default_history=2)
     p.add_argument("--config", help="TOML file with [train] (training options) and [model] (model options)")
@@ -377,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="train and compare models: results.json/csv, report.md, plots")
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE|FILE.py",
+                   help="import this first (repeatable): models it registers become available")
     p.add_argument("--suite", help="quick, dmol, nbody (benchmarks/*.toml) or the path of a suite file")
     p.add_argument("--models", help="comma-separated models (default: the suite's)")
     _add_task_args(p, default_history=2)
@@ -402,6 +434,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.task_given = any(a == "--task" or a.startswith("--task=") for a in argv)
+    try:
+        _import_plugins(args)
+    except USER_ERRORS as exc:
+        print(f"irrepnet: error: {exc}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except USER_ERRORS as exc:

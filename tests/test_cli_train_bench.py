@@ -87,3 +87,28 @@ def test_a_foreign_checkpoint_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     code, _, err = run(capsys, "audit", "--checkpoint", str(tmp_path / "junk.pt"))
     assert code == 2 and "not a readable irrepnet checkpoint" in err
+
+
+def test_models_registered_in_user_code_are_usable_with_import(tmp_path, capsys):
+    plugin = tmp_path / "my_models.py"
+    plugin.write_text(
+        "from dataclasses import dataclass\n"
+        "from irrepnet import register_model\n"
+        "from irrepnet.models.egnn import build_radial_field, RadialFieldConfig\n"
+        "@register_model('my-rf', config=RadialFieldConfig)\n"
+        "def build(config, task):\n"
+        "    return build_radial_field(config, task)\n")
+    from irrepnet.registry import unregister_model
+
+    try:
+        code, out, err = run(capsys, "models", "--import", str(plugin))
+        assert code == 0 and "my-rf" in out
+        code, _, err = run(capsys, "train", "--import", str(plugin), "--model", "my-rf", "--out",
+                           str(tmp_path / "o"), *TINY, "--model-set", "hidden=8", "--model-set", "layers=1")
+        assert code == 0, err
+        code, out, err = run(capsys, "audit", "--import", str(plugin), "--checkpoint", str(tmp_path / "o" / "best.pt"))
+        assert code == 0 and "audit of my-rf" in out
+    finally:
+        unregister_model("my-rf")
+    code, _, err = run(capsys, "models", "--import", str(tmp_path / "missing.py"))
+    assert code == 2 and "not found" in err

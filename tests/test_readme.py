@@ -23,3 +23,16 @@ def test_readme_example_runs(i, capsys):
     finally:
         for name in set(list_models()) - before:
             unregister_model(name)
+
+
+SUMMARIES = re.findall(r"<!-- summary:(\S+) -->\n(.*?)<!-- /summary -->", README.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("name, block", SUMMARIES, ids=[n for n, _ in SUMMARIES])
+def test_readme_results_tables_match_the_committed_results(name, block):
+    """Every results table in the README is the summary of a committed results.json, unedited."""
+    from irrepnet.bench.report import load_results
+    from irrepnet.bench.summary import summary_markdown
+
+    results = load_results(README.parent / "benchmarks" / "results" / name / "results.json")
+    assert block.strip() == summary_markdown(results).strip()

@@ -237,8 +237,12 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
     started = _now()
     if resume and results_file.exists():
         started = json.loads(results_file.read_text()).get("started", started)
+    description = suite.description
+    if models or extra_train:  # the suite file's description would misdescribe this run
+        description += (f" [run with overrides: models {', '.join(names)}" if models else " [run with overrides:") + \
+            (f"; training {extra_train}]" if extra_train else "]")
     results = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-               "suite": {"name": suite.name, "description": suite.description, "file": suite.file,
+               "suite": {"name": suite.name, "description": description, "file": suite.file,
                          "models": names, "train": suite.train, "variants": [dataclasses.asdict(v) for v in suite.variants]},
                "provenance": provenance(str(dev)), "started": started, "finished": None, "groups": []}
     valid_fraction = train_config({**suite.train, **extra_train}).valid_fraction
@@ -264,8 +268,9 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
     results["finished"] = _now()
     validate(json.loads(json.dumps(_finite(results))))
     write_json(results, results_file)
+    on_disk = json.loads(results_file.read_text())  # as written: non-finite numbers are null there too
     if report:
         from .report import write_all
 
-        write_all(json.loads(results_file.read_text()), out)
-    return results
+        write_all(on_disk, out)
+    return on_disk

@@ -112,6 +112,30 @@ class TrainResult:
         return statistics.median(self.epoch_times) if self.epoch_times else None
 
 
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+
+def _progress_bar(enabled: bool, **kwargs):
+    """A tqdm bar when asked for and writing to a terminal; tqdm is not even imported otherwise
+    (its notebook flavour warns when ipywidgets is missing)."""
+    if not (enabled and sys.stderr.isatty()):
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(unit="epoch", leave=False, **kwargs)
+
+
 class _StopRequests:
     """SIGINT/SIGTERM handlers that ask the loop to stop after the current step.
 
@@ -331,10 +355,7 @@ class Trainer:
         gen.set_state(st["generator"])
         recent = deque(st["step_times"], maxlen=500)
         n = len(self.train_set)
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=c.epochs, initial=st["epoch"], unit="epoch", leave=False,
-                   disable=not (c.progress and sys.stderr.isatty()))
+        bar = _progress_bar(c.progress, total=c.epochs, initial=st["epoch"])
         with self.stop, bar:
             while st["stopped"] is None:
                 if st["epoch"] >= c.epochs:
