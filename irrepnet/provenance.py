@@ -24,13 +24,18 @@ def _git(args, cwd: Path) -> Optional[str]:
 
 
 def git_commit(path: Optional[Path] = None) -> Dict[str, object]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout holding ``path`` (this package by default)."""
+    """``{"commit", "dirty", "dirty_files"}`` of the checkout holding ``path`` (this package by default).
+
+    ``dirty_files`` lists tracked files with uncommitted changes, so a result made from
+    a dirty tree says which files differed from ``commit``.
+    """
     cwd = Path(path) if path else Path(__file__).resolve().parent
     sha = _git(["rev-parse", "HEAD"], cwd)
     if sha is None:
-        return {"commit": None, "dirty": None}
+        return {"commit": None, "dirty": None, "dirty_files": []}
     status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
-    return {"commit": sha, "dirty": bool(status)}
+    changed = [line[3:] for line in (status or "").splitlines() if line.strip()]
+    return {"commit": sha, "dirty": bool(changed), "dirty_files": changed}
 
 
 def cpu_name() -> str:
