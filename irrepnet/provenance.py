@@ -34,7 +34,8 @@ def git_commit(path: Optional[Path] = None) -> Dict[str, object]:
     if sha is None:
         return {"commit": None, "dirty": None, "dirty_files": []}
     status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
-    changed = [line[3:] for line in (status or "").splitlines() if line.strip()]
+    # porcelain lines are "XY path"; _git stripped the first line's leading space, so split on whitespace
+    changed = [line.split(None, 1)[1] for line in (status or "").splitlines() if line.strip()]
     return {"commit": sha, "dirty": bool(changed), "dirty_files": changed}
 
 
