@@ -110,6 +110,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--profile", default=None, metavar="MODEL", help="print a profile of MODEL's training step")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    started = provenance()  # the code that runs is the code checked out now, not at the end
     if args.repeats < 1 or args.warmup < 0 or args.batch_size < 1:
         parser.error("need --repeats >= 1, --warmup >= 0 and --batch-size >= 1")
     if args.threads:
@@ -163,7 +164,7 @@ def main(argv=None) -> dict:
               f"{fmt_ms(ti)} {fmt_ratio(ti, ref_infer)}")
     result = {"batch_size": args.batch_size, "history": args.history, "repeats": args.repeats,
               "warmup": args.warmup, "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "provenance": provenance(), "models": info}
+              "provenance": started, "models": info}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

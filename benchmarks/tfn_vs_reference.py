@@ -65,6 +65,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
+    started = provenance()  # the code that runs is the code checked out now, not at the end
     if args.steps <= args.warmup:
         parser.error("--steps must exceed --warmup")
     if args.threads:
@@ -119,7 +120,7 @@ def main(argv=None) -> dict:
     result["speedup"] = ratio
     print(f"step-time ratio e3nn-reference / tfn@reference = {ratio:.2f}x")
     if args.json:
-        result["provenance"] = provenance()
+        result["provenance"] = started
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
     return result
