@@ -43,6 +43,11 @@ def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None
     p.set_defaults(default_history=default_history)
 
 
+def _add_import_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE|FILE.py",
+                   help="import this first (repeatable): models it registers become available")
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training options (override the config/suite)")
     g.add_argument("--epochs", type=int)
@@ -361,8 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list registered models")
-    p.add_argument("--import", dest="imports", action="append", metavar="MODULE|FILE.py",
-                   help="import this first (repeatable): models it registers are listed too")
+    _add_import_arg(p)
     _add_task_args(p, default_history=2)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_models)
@@ -384,8 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_baselines)
 
     p = sub.add_parser("audit", help="equivariance audit of a model")
-    p.add_argument("--import", dest="imports", action="append", metavar="MODULE|FILE.py",
-                   help="import this first (repeatable): models it registers become available")
+    _add_import_arg(p)
     p.add_argument("--model", help="a registered model (fresh weights)")
     p.add_argument("--checkpoint", help="a best.pt/last.pt of irrepnet train or bench (trained weights)")
     _add_task_args(p, default_history=2)
@@ -394,8 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("train", help="train one model on a task")
-    p.add_argument("--import", dest="imports", action="append", metavar="MODULE|FILE.py",
-                   help="import this first (repeatable): models it registers become available")
+    _add_import_arg(p)
     p.add_argument("--model", required=True)
     _add_task_args(p, default_history=2)
     p.add_argument("--config", help="TOML file with [train] (training options) and [model] (model options)")
@@ -407,8 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="train and compare models: results.json/csv, report.md, plots")
-    p.add_argument("--import", dest="imports", action="append", metavar="MODULE|FILE.py",
-                   help="import this first (repeatable): models it registers become available")
+    _add_import_arg(p)
     p.add_argument("--suite", help="quick, dmol, nbody (benchmarks/*.toml) or the path of a suite file")
     p.add_argument("--models", help="comma-separated models (default: the suite's)")
     _add_task_args(p, default_history=2)
