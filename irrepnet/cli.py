@@ -48,6 +48,11 @@ def _add_import_arg(p: argparse.ArgumentParser) -> None:
                    help="import this first (repeatable): models it registers become available")
 
 
+def _add_resume_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--resume", action="store_true", help=f"continue the interrupted {what} in --out")
+    p.add_argument("--overwrite", action="store_true", help=f"replace an earlier {what} in --out")
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training options (override the config/suite)")
     g.add_argument("--epochs", type=int)
@@ -402,8 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_args(p, default_history=2)
     p.add_argument("--config", help="TOML file with [train] (training options) and [model] (model options)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, log.jsonl, metrics.json)")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    _add_resume_args(p, "run")
     _add_train_args(p)
     p.add_argument("--model-set", action="append", metavar="KEY=VALUE", help="a model config option (repeatable)")
     p.set_defaults(func=cmd_train)
@@ -414,8 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help="comma-separated models (default: the suite's)")
     _add_task_args(p, default_history=2)
     p.add_argument("--out", help="output folder (default: a new runs/bench-SUITE)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted benchmark in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark in --out")
+    _add_resume_args(p, "benchmark")
     _add_train_args(p)
     p.set_defaults(func=cmd_bench)
 
@@ -437,10 +440,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.task_given = any(a == "--task" or a.startswith("--task=") for a in argv)
     try:
         _import_plugins(args)
-    except USER_ERRORS as exc:
-        print(f"irrepnet: error: {exc}", file=sys.stderr)
-        return 2
-    try:
         return args.func(args)
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -42,21 +42,27 @@ from .train.device import synchronize
 from .train.loop import move, target_field
 
 
+def _device_dtype(model: torch.nn.Module, device, dtype):
+    """``device``/``dtype`` if given, else the model's (CPU float64 for a parameter-free model)."""
+    param = next(model.parameters(), None)
+    device = device or (param.device if param is not None else torch.device("cpu"))
+    dtype = dtype or (param.dtype if param is not None else torch.float64)
+    return device, dtype
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, dataset, *, output: str = K.DISPLACEMENT, batch_size: int = 256,
             device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None):
     """``(pred, true)`` of ``output`` over ``dataset``, each ``(S, N, d)`` float64 numpy."""
-    param = next(model.parameters(), None)
-    device = device or (param.device if param is not None else torch.device("cpu"))
-    dtype = dtype or (param.dtype if param is not None else torch.float64)
+    device, dtype = _device_dtype(model, device, dtype)
     model.eval()
     preds, trues = [], []
     truth = target_field(output)
     for start in range(0, len(dataset), batch_size):
         idx = list(range(start, min(len(dataset), start + batch_size)))
-        batch = move(dataset.batch(idx), device, dtype)
-        preds.append(model(batch)[output].double().cpu().reshape(len(idx), dataset.num_nodes, -1))
-        trues.append(dataset.batch(idx)[truth].double().reshape(len(idx), dataset.num_nodes, -1))
+        cpu_batch = dataset.batch(idx)
+        preds.append(model(move(cpu_batch, device, dtype))[output].double().cpu().reshape(len(idx), dataset.num_nodes, -1))
+        trues.append(cpu_batch[truth].double().reshape(len(idx), dataset.num_nodes, -1))
     return torch.cat(preds).numpy(), torch.cat(trues).numpy()
 
 
@@ -142,9 +148,7 @@ def rollout(model: torch.nn.Module, trajectory: np.ndarray, starts: Sequence[int
 
     Index 0 is the true frame ``t0``; index k the prediction for ``t0 + k``.
     """
-    param = next(model.parameters(), None)
-    device = device or (param.device if param is not None else torch.device("cpu"))
-    dtype = dtype or (param.dtype if param is not None else torch.float64)
+    device, dtype = _device_dtype(model, device, dtype)
     model.eval()
     x = torch.as_tensor(np.asarray(trajectory, dtype=np.float64))
     starts = list(starts)
@@ -175,9 +179,7 @@ def inference_speed(model: torch.nn.Module, dataset, *, batch_size: int = 256, r
                     warmup: int = 2, device: Optional[torch.device] = None,
                     dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
     """``infer_graphs_per_s`` on a batch of ``batch_size`` graphs and ``infer_latency_ms`` of one graph (medians)."""
-    param = next(model.parameters(), None)
-    device = device or (param.device if param is not None else torch.device("cpu"))
-    dtype = dtype or (param.dtype if param is not None else torch.float64)
+    device, dtype = _device_dtype(model, device, dtype)
     model.eval()
     n = min(batch_size, len(dataset))
     big = move(dataset.batch(range(n)), device, dtype)

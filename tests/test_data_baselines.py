@@ -1,14 +1,13 @@
 """Physical baselines: exact on the motions they assume, and the published dmol numbers."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from irrepnet import keys as K
+from irrepnet.data.trajectory import DEFAULT_DMOL_LOCATION
 from irrepnet.data import (
+    find_dmol_file,
     TrajectoryDataset,
     applicable_baselines,
     constant_acceleration,
@@ -22,7 +21,7 @@ from irrepnet.data import (
     zero_displacement,
 )
 
-DMOL_FILE = Path(os.environ.get("IRREPNET_DMOL_FILE", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "paths.npz"))
+DMOL_FILE = find_dmol_file()  # $IRREPNET_DMOL_FILE or ../shared/data/paths.npz
 
 
 def _polynomial_traj(order, T=12, N=3):
@@ -114,8 +113,8 @@ def test_fit_linear_delta_t_recovers_the_step():
 
 @pytest.mark.real_data
 @pytest.mark.skipif(
-    not DMOL_FILE.exists(),
-    reason=f"dmol-book paths.npz not found at {DMOL_FILE} (CC BY-NC 3.0, never committed; "
+    DMOL_FILE is None,
+    reason=f"dmol-book paths.npz not found at {DEFAULT_DMOL_LOCATION} (CC BY-NC 3.0, never committed; "
     "download data/paths.npz from the dmol-book repository and set IRREPNET_DMOL_FILE)",
 )
 @pytest.mark.parametrize("history", [2, 3])

@@ -1,13 +1,12 @@
 """Trajectory files: the dmol-book npz format, its checks and its error messages."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from irrepnet.data import trajectory as tj
 from irrepnet.data.trajectory import (
+    DEFAULT_DMOL_LOCATION,
+    find_dmol_file,
     DMOL_SHA256,
     check_trajectory,
     file_sha256,
@@ -18,10 +17,10 @@ from irrepnet.data.trajectory import (
 )
 
 # CC BY-NC: never committed; read from the shared checkout when it is there
-DMOL_FILE = Path(os.environ.get("IRREPNET_DMOL_FILE", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "paths.npz"))
+DMOL_FILE = find_dmol_file()  # $IRREPNET_DMOL_FILE or ../shared/data/paths.npz
 needs_dmol = pytest.mark.skipif(
-    not DMOL_FILE.exists(),
-    reason=f"dmol-book paths.npz not found at {DMOL_FILE} (CC BY-NC, never committed; set IRREPNET_DMOL_FILE)",
+    DMOL_FILE is None,
+    reason=f"dmol-book paths.npz not found at {DEFAULT_DMOL_LOCATION} (CC BY-NC, never committed; set IRREPNET_DMOL_FILE)",
 )
 
 

@@ -43,7 +43,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -54,7 +53,7 @@ from IPython.display import Image, Markdown, display
 import irrepnet
 from irrepnet.bench import load_suite, run_suite
 from irrepnet.bench.report import equivariance_error, load_results
-from irrepnet.data import evaluate_baselines
+from irrepnet.data import evaluate_baselines, find_dmol_file
 from irrepnet.tasks import load_task
 
 FULL = os.environ.get("IRREPNET_FULL", "0") == "1"
@@ -63,13 +62,10 @@ EPOCHS, STEPS_PER_EPOCH = (8, 25) if FULL else (4, 25)  # the quick suite: 8 x 2
 torch.set_num_threads(1)  # the steadiest timings on a small, busy CPU
 torch.manual_seed(0)
 plt.rcParams.update({"figure.dpi": 70, "font.size": 9})
-# the training loop imports tqdm.auto, which warns in a kernel without ipywidgets (no bars are drawn)
-warnings.filterwarnings("ignore", message="IProgress not found")
 
 # The real trajectory of the dmol book (CC BY-NC: irrepnet never ships it) when we can find
-# it: $IRREPNET_DMOL, $IRREPNET_DMOL_FILE, or the shared data folder next to the repository.
-candidates = [os.environ.get("IRREPNET_DMOL"), os.environ.get("IRREPNET_DMOL_FILE"), "../../shared/data/paths.npz"]
-DATA = next((str(p) for p in candidates if p and Path(p).is_file()), None)
+# it: $IRREPNET_DMOL_FILE, or the shared data folder next to the repository.
+DATA = find_dmol_file()
 print("irrepnet", irrepnet.__version__, "| torch", torch.__version__, "| FULL =", FULL)
 print("data:", DATA or "the built-in polymer simulator (no paths.npz found)")
 

@@ -32,7 +32,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from irrepnet import IrrepsMismatchError, SequentialModel, audit_all, register_m
 from irrepnet import keys as K
 from irrepnet import metrics as M
 from irrepnet.bench import adhoc_suite, run_suite
-from irrepnet.data import evaluate_baselines
+from irrepnet.data import evaluate_baselines, find_dmol_file
 from irrepnet.nn import (Gate, GraphConstruction, NodeInputs, RadialEmbedding, SphericalHarmonicsEdgeAttrs,
                          TensorProductConv, VectorHead)
 from irrepnet.registry import unregister_model
@@ -59,12 +58,9 @@ EPOCHS, STEPS_PER_EPOCH = (8, 25) if FULL else (4, 25)  # optimiser steps = epoc
 torch.set_num_threads(1)  # the steadiest timings on a small, busy CPU
 torch.manual_seed(0)
 plt.rcParams.update({"figure.dpi": 70, "font.size": 9})
-# the training loop imports tqdm.auto, which warns in a kernel without ipywidgets (no bars are drawn)
-warnings.filterwarnings("ignore", message="IProgress not found")
 
 # the dmol book's trajectory when it can be found (see tutorial 2), else the built-in simulator
-candidates = [os.environ.get("IRREPNET_DMOL"), os.environ.get("IRREPNET_DMOL_FILE"), "../../shared/data/paths.npz"]
-DATA = next((str(p) for p in candidates if p and Path(p).is_file()), None)
+DATA = find_dmol_file()
 task = load_task("twelve_body", data=DATA, history=2)
 print("irrepnet", irrepnet.__version__, "| FULL =", FULL)
 print("data:", task.train.source)

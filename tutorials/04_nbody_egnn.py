@@ -38,7 +38,6 @@
 # %matplotlib inline
 import os
 import time
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -59,8 +58,6 @@ EPOCHS = 200 if FULL else 30  # the paper: up to 10,000 (see the last section)
 torch.set_num_threads(1)  # the steadiest timings on a small, busy CPU
 torch.manual_seed(0)
 plt.rcParams.update({"figure.dpi": 70, "font.size": 9})
-# the training loop imports tqdm.auto, which warns in a kernel without ipywidgets (no bars are drawn)
-warnings.filterwarnings("ignore", message="IProgress not found")
 print("irrepnet", irrepnet.__version__, "| torch", torch.__version__, "| FULL =", FULL, "| epochs", EPOCHS)
 
 # %% [markdown]

@@ -211,6 +211,17 @@ def _legend_outside(ax) -> None:
     _legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
+def _finish(fig: Figure, ax, group: Dict[str, Any], title: str, xlabel: str, ylabel: str) -> Figure:
+    """The common ending of the single-axes plots: labels, title, grid, outside legend, layout."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}, {_group_title(group)}", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    _legend_outside(ax)
+    fig.tight_layout()
+    return fig
+
+
 def _log_ticks(axis, lo: float, hi: float) -> None:
     """Plain 1-2-5 ticks on a log axis spanning less than ~3 decades (the default labels overlap there)."""
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
@@ -260,13 +271,7 @@ def plot_loss_curves(results: Results, results_dir: PathLike, out_dir: Optional[
         if _finite_positive(target):
             ax.axhline(target, color="tab:red", linewidth=0.8, alpha=0.6, label="target valid MSE")
         ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation MSE per coordinate")
-        ax.set_title(f"Validation loss, {_group_title(group)}", fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
-        _legend_outside(ax)
-        fig.tight_layout()
-        return fig
+        return _finish(fig, ax, group, "Validation loss", "epoch", "validation MSE per coordinate")
 
     return _per_group(results, results_dir, out_dir, "loss", draw)
 
@@ -431,13 +436,7 @@ def plot_rollout_error(results: Results, results_dir: PathLike, out_dir: Optiona
             return None
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("horizon k (fed-back steps)")
-        ax.set_ylabel("position MSE per coordinate")
-        ax.set_title(f"Rollout error, {_group_title(group)}", fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
-        _legend_outside(ax)
-        fig.tight_layout()
-        return fig
+        return _finish(fig, ax, group, "Rollout error", "horizon k (fed-back steps)", "position MSE per coordinate")
 
     return _per_group(results, results_dir, out_dir, "rollout", draw)
 
@@ -470,13 +469,7 @@ def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: Opti
             lo, hi = min(ts) / 2, max(ts) * 2
         ax.set_xlim(lo, hi)
         _log_ticks(ax.xaxis, lo, hi)
-        ax.set_xlabel("training time (s)")
-        ax.set_ylabel("test MSE per coordinate")
-        ax.set_title(f"Accuracy vs training time, {_group_title(group)}", fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
-        _legend_outside(ax)
-        fig.tight_layout()
-        return fig
+        return _finish(fig, ax, group, "Accuracy vs training time", "training time (s)", "test MSE per coordinate")
 
     return _per_group(results, results_dir, out_dir, "accuracy_time", draw)
 

@@ -41,6 +41,22 @@ DMOL_SOURCE = (
 ARRAY_KEY = "arr"
 
 
+#: where :func:`find_dmol_file` looks when ``$IRREPNET_DMOL_FILE`` is unset: the
+#: ``shared/data`` folder beside the repository checkout
+DEFAULT_DMOL_LOCATION = Path(__file__).resolve().parents[3] / "shared" / "data" / "paths.npz"
+
+
+def find_dmol_file() -> "Path | None":
+    """The dmol-book ``paths.npz`` if it can be found, else ``None`` (irrepnet never ships it).
+
+    Looks at ``$IRREPNET_DMOL_FILE``, then :data:`DEFAULT_DMOL_LOCATION`. Only existence
+    is checked here; loaders verify the content.
+    """
+    env = os.environ.get("IRREPNET_DMOL_FILE")
+    path = Path(env) if env else DEFAULT_DMOL_LOCATION
+    return path if path.is_file() else None
+
+
 def file_sha256(path: PathLike) -> str:
     """Hex sha256 of a file, read in chunks so large files do not fill memory."""
     h = hashlib.sha256()

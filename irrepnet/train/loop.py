@@ -219,6 +219,7 @@ class Trainer:
         per_epoch_total = self.config.epochs * self.batches_per_epoch
         self.total_steps = min(per_epoch_total, self.config.max_steps or per_epoch_total)
         self.state = self._initial_state()
+        self._recent = deque(maxlen=500)
 
     # --- state ------------------------------------------------------------------
     def _initial_state(self) -> Dict[str, Any]:
@@ -231,7 +232,7 @@ class Trainer:
     def _checkpoint(self) -> Dict[str, Any]:
         st = dict(self.state)
         st["torch_rng"] = torch.get_rng_state()
-        st["step_times"] = list(st["step_times"])
+        st["step_times"] = list(self._recent)  # the live deque, copied only when saved
         return {"model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
                 "trainer_state": st, "train_config": self.config.to_dict(), "scales": self.model.scales,
                 "meta": self.meta}
@@ -353,7 +354,7 @@ class Trainer:
         c, st = self.config, self.state
         gen = torch.Generator()
         gen.set_state(st["generator"])
-        recent = deque(st["step_times"], maxlen=500)
+        self._recent = recent = deque(st["step_times"], maxlen=500)
         n = len(self.train_set)
         bar = _progress_bar(c.progress, total=c.epochs, initial=st["epoch"])
         with self.stop, bar:
@@ -384,7 +385,6 @@ class Trainer:
                     st["epoch_count"] += idx.numel()
                     st["step"] += 1
                     st["batch"] += 1
-                    st["step_times"] = list(recent)
                     if self.callback is not None:
                         self.callback(self)
                     if self.stop.requested:
