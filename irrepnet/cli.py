@@ -63,6 +63,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--dtype", choices=("float32", "float64"))
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    g.add_argument("--residual", choices=("none", "constant_velocity", "constant_acceleration"),
+                   help="learn a correction to this physical extrapolation (default none)")
+    g.add_argument("--start-at-baseline", action="store_true", default=None,
+                   help="scale the correction by a learnable gate initialised at 0: training starts at the baseline")
+    g.add_argument("--input-noise", type=float, metavar="SIGMA",
+                   help="random-walk input noise for stable rollouts, in units of the target RMS (default 0: off)")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="any training option (repeatable)")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is steadiest on a "
                                                "busy machine)")
@@ -241,7 +247,8 @@ def _set_threads(args) -> None:
 
 def _train_overrides(args) -> dict:
     over = _parse_sets(getattr(args, "set", None))
-    for key in ("epochs", "max_steps", "batch_size", "lr", "seed", "dtype", "device", "patience"):
+    for key in ("epochs", "max_steps", "batch_size", "lr", "seed", "dtype", "device", "patience", "residual",
+                "start_at_baseline", "input_noise"):
         value = getattr(args, key, None)
         if value is not None:
             over[key] = value
@@ -312,17 +319,30 @@ def cmd_bench(args) -> int:
         suite = adhoc_suite(args.task, models, history=_history(args))
     for m in models or []:
         get_model_entry(m)
+    seeds = _parse_seeds(args.seeds) if args.seeds else None
+    if seeds and args.seed is not None:
+        raise ValueError("give either --seeds a,b,c or --seed S, not both")
     out = Path(args.out) if args.out else _fresh_dir(Path("runs") / f"bench-{suite.name}")
     out = _prepare_out(out, resume=args.resume, overwrite=args.overwrite, what="benchmark")
     print(f"benchmark {suite.name} into {out}")
     try:
         run_suite(suite, out, data=args.data, resume=args.resume, models=models, extra_train=_train_overrides(args),
-                  device=args.device)
+                  device=args.device, seeds=seeds)
     except TrainingInterrupted as exc:
         print(f"irrepnet: {exc}; continue the benchmark with --resume --out {out}", file=sys.stderr)
         return 130
     print(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'report.md'}")
     return 0
+
+
+def _parse_seeds(text: str) -> List[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds expects comma-separated integers such as 0,1,2, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds expects distinct integers such as 0,1,2, got {text!r}")
+    return seeds
 
 
 def cmd_report(args) -> int:
@@ -418,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help="comma-separated models (default: the suite's)")
     _add_task_args(p, default_history=2)
     p.add_argument("--out", help="output folder (default: a new runs/bench-SUITE)")
+    p.add_argument("--seeds", help="comma-separated training seeds (default: the suite's seeds)")
     _add_resume_args(p, "benchmark")
     _add_train_args(p)
     p.set_defaults(func=cmd_bench)

@@ -166,11 +166,20 @@ def rollout(model: torch.nn.Module, trajectory: np.ndarray, starts: Sequence[int
     return torch.stack(out, dim=1).numpy()
 
 
+def rollout_errors_per_start(pred_positions: np.ndarray, trajectory: np.ndarray, starts: Sequence[int],
+                             horizons: Sequence[int]) -> np.ndarray:
+    """``(B, H)``: MSE per coordinate of each start frame's rollout at each horizon (inf/nan if it diverged)."""
+    truth = np.stack([trajectory[t:t + pred_positions.shape[1]] for t in starts])
+    with np.errstate(over="ignore", invalid="ignore"):
+        err = (pred_positions[:, list(horizons)] - truth[:, list(horizons)]) ** 2
+        return err.reshape(err.shape[0], err.shape[1], -1).mean(axis=-1)
+
+
 def rollout_errors(pred_positions: np.ndarray, trajectory: np.ndarray, starts: Sequence[int],
                    horizons: Sequence[int]) -> List[float]:
     """MSE per coordinate at each horizon, averaged over the start frames."""
-    truth = np.stack([trajectory[t:t + pred_positions.shape[1]] for t in starts])
-    return [float(np.mean((pred_positions[:, k] - truth[:, k]) ** 2)) for k in horizons]
+    per_start = rollout_errors_per_start(pred_positions, trajectory, starts, horizons)
+    return [float(np.mean(per_start[:, j])) for j in range(per_start.shape[1])]
 
 
 # --- speed -----------------------------------------------------------------------

@@ -244,8 +244,9 @@ def _log_ticks(axis, lo: float, hi: float) -> None:
 def plot_loss_curves(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
     """Validation MSE (physical units) vs epoch per model, log y; baselines' test MSE dashed.
 
-    Reads each model's ``log.jsonl`` (``epoch``, ``valid_mse``); models without a log,
-    or whose log has no positive finite ``valid_mse``, are left out.
+    Reads each model's ``log.jsonl`` (``epoch``, ``valid_mse``), one curve per seed
+    (the spread over seeds is visible as a bundle); models without a log, or whose log
+    has no positive finite ``valid_mse``, are left out.
     """
     colors = model_colors(results)
 
@@ -254,16 +255,23 @@ def plot_loss_curves(results: Results, results_dir: PathLike, out_dir: Optional[
         ax = fig.add_subplot()
         drawn = 0
         for row in sorted(ok_rows(group, "model"), key=_sort_key):
-            path = artifact_path(rdir, row, "log")
-            if path is None:
-                continue
-            pts = [(r["epoch"], r["valid_mse"]) for r in read_log(path)
-                   if isinstance(r.get("epoch"), (int, float)) and _finite_positive(r.get("valid_mse"))]
-            if not pts:
-                continue
-            ep, mse = zip(*pts)
-            ax.plot(ep, mse, color=colors.get(row.get("name")), linewidth=1.4, label=row.get("name"))
-            drawn += 1
+            # every seed's curve (schema 2 keeps each seed's log): the first labelled, the others thin
+            records = row.get("seeds") or [row]
+            labelled = False
+            for rec in records:
+                path = artifact_path(rdir, rec, "log")
+                if path is None:
+                    continue
+                pts = [(r["epoch"], r["valid_mse"]) for r in read_log(path)
+                       if isinstance(r.get("epoch"), (int, float)) and _finite_positive(r.get("valid_mse"))]
+                if not pts:
+                    continue
+                ep, mse = zip(*pts)
+                ax.plot(ep, mse, color=colors.get(row.get("name")), linewidth=1.4 if not labelled else 0.7,
+                        alpha=1.0 if not labelled else 0.5, label=None if labelled else row.get("name"))
+                if not labelled:
+                    drawn += 1
+                labelled = True
         if not drawn:
             return None
         _baseline_hlines(ax, ok_rows(group, "baseline"))
@@ -414,8 +422,22 @@ def _rollout_points(row: Dict[str, Any]) -> Optional[Tuple[List[float], List[flo
     return tuple(map(list, zip(*pts))) if pts else None
 
 
+def _rollout_band(row: Dict[str, Any]) -> Optional[Tuple[List[float], List[float], List[float]]]:
+    """``(horizons, lo, hi)`` of the row's 95% rollout intervals (schema 2), finite points only."""
+    iv = (row.get("intervals") or {}).get("rollout") or {}
+    pts = [(float(h), v.get("lo"), v.get("hi")) for h, v in iv.items()
+           if isinstance(v, dict) and _finite_positive(v.get("lo")) and _finite_positive(v.get("hi"))]
+    if len(pts) < 2:
+        return None
+    pts.sort()
+    return tuple(map(list, zip(*pts)))
+
+
 def plot_rollout_error(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
-    """Rollout MSE of positions vs horizon (fed-back steps) per row, log-log; baselines dashed."""
+    """Rollout MSE of positions vs horizon (fed-back steps) per row, log-log; baselines dashed.
+
+    Models with intervals (schema 2) get a shaded 95% band over rollout start frames.
+    """
     colors = model_colors(results)
 
     def draw(group, rdir):
@@ -430,7 +452,11 @@ def plot_rollout_error(results: Results, results_dir: PathLike, out_dir: Optiona
         for row in sorted(ok_rows(group, "model"), key=_sort_key):
             pts = _rollout_points(row)
             if pts:
-                ax.plot(*pts, marker="o", markersize=3, color=colors.get(row.get("name")), label=row.get("name"))
+                color = colors.get(row.get("name"))
+                ax.plot(*pts, marker="o", markersize=3, color=color, label=row.get("name"))
+                band = _rollout_band(row)
+                if band:
+                    ax.fill_between(*band, color=color, alpha=0.15, linewidth=0)
                 drawn += 1
         if not drawn:
             return None
@@ -443,7 +469,11 @@ def plot_rollout_error(results: Results, results_dir: PathLike, out_dir: Optiona
 
 def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None
                           ) -> Dict[str, Path]:
-    """Test MSE vs total training time per model (labelled points), log-log; baselines as lines."""
+    """Test MSE vs total training time per model (labelled points), log-log; baselines as lines.
+
+    With schema 2 each point is the mean over seeds with its 95% interval as an error
+    bar, and every seed's own MSE as a small hollow marker.
+    """
     colors = model_colors(results)
 
     def draw(group, rdir):
@@ -456,8 +486,19 @@ def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: Opti
             return None
         fig = _figure(7.5, 3.8)
         ax = fig.add_subplot()
+        rows = {r.get("name"): r for r in ok_rows(group, "model")}
         for name, t, mse in pts:
+            row = rows[name]
             ax.scatter([t], [mse], s=25, color=colors.get(name), zorder=3)
+            iv = (row.get("intervals") or {}).get("test_mse") or {}
+            if _finite_positive(iv.get("lo")) and _finite_positive(iv.get("hi")):  # 95% interval over test frames
+                ax.errorbar([t], [mse], yerr=[[mse - iv["lo"]], [iv["hi"] - mse]], color=colors.get(name),
+                            linewidth=0.9, capsize=2, zorder=2)
+            seed_mse = [_metric(rec, "test_mse") for rec in row.get("seeds") or []]
+            seed_mse = [m for m in seed_mse if _finite_positive(m)]
+            if len(seed_mse) > 1:  # each seed as a small hollow marker: the spread over seeds
+                ax.scatter([t] * len(seed_mse), seed_mse, s=10, facecolors="none", edgecolors=colors.get(name),
+                           linewidths=0.7, zorder=3)
             ax.annotate(name, (t, mse), xytext=(4, 3), textcoords="offset points", fontsize=7)
         _baseline_hlines(ax, ok_rows(group, "baseline"))
         ax.set_xscale("log")
@@ -477,9 +518,11 @@ def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: Opti
 #: plot kind -> (function, caption used in the report), in report order.
 PLOTS: Dict[str, Tuple[Callable[..., Dict[str, Path]], str]] = {
     "loss": (plot_loss_curves, "Validation MSE per epoch (log scale); dashed: the baselines' test MSE"),
-    "accuracy_time": (plot_accuracy_vs_time, "Test MSE vs total training time; lines: baselines"),
+    "accuracy_time": (plot_accuracy_vs_time, "Test MSE vs total training time (seed mean with 95% interval, "
+                                             "hollow: single seeds); lines: baselines"),
     "parity": (plot_parity, "Predicted vs true test displacement components (subsampled); black: y = x"),
-    "rollout": (plot_rollout_error, "Position MSE after k fed-back steps; dashed/dotted: baselines"),
+    "rollout": (plot_rollout_error, "Position MSE after k fed-back steps (bands: 95% intervals over start frames); "
+                                    "dashed/dotted: baselines"),
     "trajectory": (plot_trajectory, "x-y bead paths of the first rollout: truth (solid) vs prediction (dashed)"),
 }
 

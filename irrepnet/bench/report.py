@@ -97,6 +97,32 @@ def fmt_plain(x: Any) -> str:
     return f"{v:.{max(0, 2 - mag)}f}"
 
 
+def fmt_ci(interval: Any, fmt=None) -> str:
+    """``[lo, hi]`` of an interval dict with 2 significant digits (``[4.1e-09, 7.3e-09]``); ``""`` when absent."""
+    if not isinstance(interval, dict) or _num(interval.get("lo")) is None or _num(interval.get("hi")) is None:
+        return ""
+    f = fmt or (lambda v: f"{v:.1e}" if abs(v) < 1e-2 or abs(v) >= 1e3 else f"{v:#.2g}".rstrip("."))
+    return f"[{f(interval['lo'])}, {f(interval['hi'])}]"
+
+
+def with_ci(text: str, interval: Any, fmt=None) -> str:
+    """``text`` followed by its interval when there is one."""
+    ci = fmt_ci(interval, fmt)
+    return f"{text} {ci}" if ci and text != MISSING else text
+
+
+def interval(row: Row, key: str, horizon: Optional[int] = None) -> Optional[Dict[str, Any]]:
+    """The row's stored interval of ``key`` (``test_mse``, ``mse_vs_zero``, or ``rollout`` at ``horizon``)."""
+    iv = row.get("intervals") or {}
+    if key == "rollout":
+        return (iv.get("rollout") or {}).get(str(horizon))
+    return iv.get(key)
+
+
+def seed_std(row: Row) -> Optional[float]:
+    return _num(_get(row, "intervals", "test_mse", "seed_std"))
+
+
 def fmt_int(x: Any) -> str:
     v = _num(x)
     return MISSING if v is None else f"{int(v):,}"
@@ -286,22 +312,120 @@ def _equiv_cell(row: Row, dtype: str = "float32") -> str:
     return fmt_sci(err) + (" ✗" if equivariance_passed(row, dtype) is False else "")
 
 
+def _seeds_cell(row: Row) -> str:
+    n = len(row.get("seeds") or [])
+    return str(n) if n else MISSING
+
+
 def _main_table(group: Dict[str, Any]) -> List[str]:
+    """The group's table; version-2 groups add seeds, the seed spread and 95% intervals."""
     horizons = table_horizons(group.get("rollout_horizons") or [])
-    header = (["model", "symmetry", "params", "test MSE", "MSE / zero", "R² (dx)"]
-              + [f"rollout MSE @{h}" for h in horizons]
-              + ["equiv. err f32", "equiv. err f64", "train step ms", "infer graphs/s", "peak MB", "train time s"])
+    v2 = "bootstrap" in group
+    ci = " [95% CI]" if v2 else ""
+    header = (["model", "symmetry", "params"] + (["seeds"] if v2 else []) + [f"test MSE{ci}"]
+              + (["seed std"] if v2 else []) + [f"MSE / zero{ci}", "R² (dx)"]
+              + [f"rollout MSE @{h}{ci}" for h in horizons]
+              + ["equiv. err f32", "equiv. err f64"] + (["steps"] if v2 else [])
+              + ["train step ms", "infer graphs/s", "peak MB", "train time s"])
     rows = []
     for r in ordered_rows(group):
-        m, s = r.get("metrics") or {}, r.get("speed") or {}
-        rows.append([_name(r), r.get("symmetry") or MISSING, fmt_int(r.get("parameters")),
-                     fmt_sci(m.get("test_mse")), fmt_vs_zero(m.get("mse_vs_zero")), fmt_near_one(m.get("r2"))]
-                    + [rollout_cell(r, h) for h in horizons]
-                    + [_equiv_cell(r), _equiv_cell(r, "float64"), fmt_plain(s.get("train_step_ms")), fmt_plain(s.get("infer_graphs_per_s")),
+        m, s, t = r.get("metrics") or {}, r.get("speed") or {}, r.get("training") or {}
+        rows.append([_name(r), r.get("symmetry") or MISSING, fmt_int(r.get("parameters"))]
+                    + ([_seeds_cell(r)] if v2 else [])
+                    + [with_ci(fmt_sci(m.get("test_mse")), interval(r, "test_mse"))]
+                    + ([fmt_sci(seed_std(r))] if v2 else [])
+                    + [with_ci(fmt_vs_zero(m.get("mse_vs_zero")), interval(r, "mse_vs_zero"), fmt_vs_zero),
+                       fmt_near_one(m.get("r2"))]
+                    + [with_ci(rollout_cell(r, h), interval(r, "rollout", h)) for h in horizons]
+                    + [_equiv_cell(r), _equiv_cell(r, "float64")] + ([_steps_cell(t.get("steps"))] if v2 else [])
+                    + [fmt_plain(s.get("train_step_ms")), fmt_plain(s.get("infer_graphs_per_s")),
                        fmt_plain(s.get("peak_memory_mb")), fmt_plain(s.get("train_time_s"))])
     if not rows:
         return ["No row finished in this group.", ""]
     return _md_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)) + [""]
+
+
+def _steps_cell(steps: Any) -> str:
+    if isinstance(steps, list):  # seeds that stopped at different steps (early stopping)
+        return "/".join(fmt_int(x) for x in steps)
+    return fmt_int(steps)
+
+
+def comparison_sentences(group: Dict[str, Any]) -> List[str]:
+    """Sentences computed from the paired comparisons stored in the rows (schema version 2).
+
+    Every model against the best baseline; the best model against the runner-up; the
+    best model's rollout against zero displacement and constant velocity at the table's
+    horizons. Nothing here compares point estimates: each verdict comes from the
+    bootstrap interval of the paired ratio.
+    """
+    from .stats import verdict_sentence
+
+    models = [r for r in ordered_rows(group) if r.get("kind") == "model" and r.get("comparisons")]
+    if not models:
+        return []
+    lines = []
+    for r in models:
+        c = r["comparisons"].get("best_baseline")
+        if c:
+            lines.append("- " + verdict_sentence(r["name"], c["other"], c))
+    best = models[0]
+    c = best["comparisons"].get("best_other_model")
+    if c:
+        lines.append("- Best model against the runner-up: " + verdict_sentence(best["name"], c["other"], c))
+    horizons = table_horizons(group.get("rollout_horizons") or [])
+    equivariant = [r for r in models if r.get("symmetry") in ("E(3)", "SE(3)")]
+    if equivariant and horizons:
+        best_e = equivariant[0]
+        roll = best_e["comparisons"].get("rollout") or {}
+        for h in horizons:
+            for ref, c in (roll.get(str(h)) or {}).items():
+                lines.append("- " + verdict_sentence(best_e["name"], ref, c, what=f"rollout MSE @{h}"))
+    return lines
+
+
+def _group_protocol(group: Dict[str, Any]) -> List[str]:
+    """Residual, noise, seeds, budget and resampling of a version-2 group, in one paragraph."""
+    if "bootstrap" not in group:
+        return []
+    facts = [f"residual: {group.get('residual') or 'none'}"]
+    if group.get("start_at_baseline"):
+        facts.append("training starts at the baseline (zero-initialised gate; epoch 0 is the baseline)")
+    if group.get("input_noise"):
+        facts.append(f"input noise {fmt_sig(group['input_noise'])} x target RMS")
+    seeds = group.get("seeds") or []
+    facts.append(f"seeds {', '.join(str(s) for s in seeds)}" if seeds else "seeds –")
+    budget = group.get("budget") or {}
+    if budget.get("equal_steps") and budget.get("steps") is not None:
+        facts.append(f"every model {_steps_cell(budget['steps'])} optimiser steps")
+    elif budget.get("per_model"):
+        facts.append("**unequal budgets**: " + ", ".join(f"{n} {_steps_cell(p.get('steps'))}"
+                                                          for n, p in budget["per_model"].items()))
+    b = group.get("bootstrap") or {}
+    if b:
+        facts.append(f"95% intervals: {b.get('method', 'bootstrap')} over {b.get('n_units')} test samples, blocks of "
+                     f"{b.get('block_length')}, {b.get('resamples')} resamples")
+    rb = group.get("rollout_bootstrap") or {}
+    if rb:
+        facts.append(f"rollout intervals: bootstrap over {rb.get('n_units')} start frames")
+    return ["Protocol: " + "; ".join(facts) + ".", ""]
+
+
+def _tuning_table(group: Dict[str, Any]) -> List[str]:
+    rows = [r for r in ordered_rows(group) if r.get("kind") == "model" and r.get("tuning")]
+    if not rows:
+        return []
+    body = []
+    for r in rows:
+        t = r["tuning"]
+        trials = "; ".join(f"lr {x['lr']:g}{' ' + str(x['config']) if x.get('config') else ''}: "
+                           f"{fmt_sci(x.get('valid_mse'))}" for x in t.get("trials", []))
+        chosen = t.get("chosen") or {}
+        body.append([_name(r), f"{chosen.get('lr', 0):g}" + (f" {chosen['config']}" if chosen.get("config") else ""),
+                     str(t.get("steps")), trials])
+    return ([f"Grid chosen on the validation split (validation MSE after each trial's steps, seed "
+             f"{rows[0]['tuning'].get('seed')}):", ""]
+            + _md_table(["model", "chosen", "trial steps", "trials (validation MSE)"], body, ["l", "l", "r", "l"]) + [""])
 
 
 def summary_sentences(group: Dict[str, Any]) -> List[str]:
@@ -434,11 +558,18 @@ def write_report(results: Results, out_dir: PathLike, plots: Optional[Dict[str, 
         run += f" Suite file: `{suite['file']}`."
     lines += [run, ""] + _units_note(results)
     for group in results.get("groups", []):
-        lines += _group_heading(group) + _main_table(group)
-        summary = summary_sentences(group)
+        lines += _group_heading(group) + _group_protocol(group) + _main_table(group)
+        # version 2 groups say "A beats B" only from paired resamples (below), never from point estimates
+        summary = (_time_to_target(group, [r for r in ordered_rows(group) if r.get("kind") == "model"])
+                   if group.get("bootstrap") else summary_sentences(group))
         if summary:
             lines += [" ".join(summary), ""]
-        lines += _not_run(group) + _correlation_table(group) + _plot_links(str(group.get("id")), plots, out_dir)
+        computed = comparison_sentences(group)
+        if computed:
+            lines += ["Paired comparisons (ratio of MSEs on the same bootstrap resamples; *within noise* when the "
+                      "95% interval contains 1):", ""] + computed + [""]
+        lines += (_tuning_table(group) + _not_run(group) + _correlation_table(group)
+                  + _plot_links(str(group.get("id")), plots, out_dir))
     path = out_dir / "report.md"
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path

@@ -1,15 +1,21 @@
-"""Run a benchmark suite: train, evaluate, audit and time every model; write results.
+"""Run a benchmark suite: tune, train, evaluate, audit and time every model; write results.
 
 For each task variant of the suite, the physical baselines are scored first (they are
-rows of every table), then each model is trained with the one training loop and
-measured the same way: test accuracy in physical units, a multi-step rollout on
-twelve_body, the equivariance audit of the *trained* model in float32 and float64,
-and speed (step and epoch time, inference throughput and latency, peak memory, time
-to a validation target). Each model's run lives in ``OUT/<variant>/<model>/``
-(``log.jsonl``, ``best.pt``, ``last.pt``, ``predictions.npz``, ``row.json``) and
-``results.json`` is rewritten after every model, so an interrupted benchmark keeps
-what it finished and ``--resume`` picks up where it stopped: finished rows are kept,
-an interrupted training continues from its ``last.pt``.
+rows of every table), then each model is (optionally) tuned on a small learning-rate
+or size grid on the validation split, trained once per seed with the one training
+loop, and measured the same way: test accuracy in physical units, a multi-step
+rollout on twelve_body, the equivariance audit of the *trained* model in float32 and
+float64, and speed. A model's row aggregates its seeds (mean, spread, every seed
+kept); every figure gets a 95% interval from a block bootstrap over test frames and
+each model is compared with the best baseline and the best other model on the same
+resamples (:mod:`irrepnet.bench.stats`).
+
+Layout of ``OUT``: ``<variant>/<model>/tune.json`` (the grid and its choice),
+``<variant>/<model>/seed-<s>/`` (``log.jsonl``, ``best.pt``, ``last.pt``,
+``predictions.npz``, ``seed.json``) and ``<variant>/<model>/row.json``.
+``results.json`` is rewritten after every seed, so an interrupted benchmark keeps
+what it finished and ``--resume`` picks up where it stopped: finished seeds are
+kept, an interrupted training continues from its ``last.pt``.
 
 The file formats are in :mod:`irrepnet.bench.schema`.
 """
@@ -20,6 +26,7 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import statistics
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -35,11 +42,12 @@ from ..provenance import provenance
 from ..registry import ConfigError, build_model, get_model_entry
 from ..tasks import Task, load_task
 from ..train import TrainingInterrupted, make_trainer, split_validation
-from ..train.device import peak_memory_mb, pick_device, reset_peak_memory
 from ..train.config import train_config
+from ..train.device import peak_memory_mb, pick_device, reset_peak_memory
 from ..train.normalization import rms
+from .compare import finalize_group
 from .schema import SCHEMA, SCHEMA_VERSION, validate
-from .suite import PARAMETER_FREE, Suite, is_parameter_free
+from .suite import BUDGET_KEYS, PARAMETER_FREE, Suite, Variant, is_parameter_free
 
 AUDIT_GRAPHS = 4
 
@@ -61,6 +69,7 @@ def _finite(x):
 
 def write_json(obj: Any, path: Path) -> None:
     """Atomic JSON write (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(_finite(obj), indent=2) + "\n")
     tmp.replace(path)
@@ -77,6 +86,7 @@ class Group:
     zero_mse: float
     valid_zero_mse: float
     starts: List[int]
+    variant: Variant = dataclasses.field(default_factory=lambda: Variant("default"))
 
     @property
     def spec(self):
@@ -94,7 +104,7 @@ def prepare_group(suite: Suite, variant, data: Optional[str], valid_fraction: fl
     if suite.task == "twelve_body" and suite.rollout_horizons:
         starts = M.rollout_starts(task.test.frames, max(suite.rollout_horizons), variant.history,
                                   count=suite.rollout_starts)
-    return Group(variant.id, task, variant.history, zero, valid_zero, starts)
+    return Group(variant.id, task, variant.history, zero, valid_zero, starts, variant)
 
 
 def _audit_dict(model, batch, trials: int) -> Dict[str, Any]:
@@ -108,35 +118,41 @@ def _audit_dict(model, batch, trials: int) -> Dict[str, Any]:
     return out
 
 
-def _evaluate(model, group: Group, suite: Suite, run_dir: Optional[Path], device, dtype) -> Dict[str, Any]:
-    """Metrics, rollout and audit of a model in physical units; writes ``predictions.npz``."""
+def _evaluate(model, group: Group, suite: Suite, run_dir: Path, device, dtype) -> Dict[str, Any]:
+    """Metrics, rollout and audit of a model in physical units; writes ``predictions.npz``.
+
+    ``predictions.npz`` keeps the per-test-frame MSE (``frame_mse``, float64), which the
+    block bootstrap of :mod:`irrepnet.bench.compare` resamples.
+    """
+    from .stats import per_unit_mse
+
     pred, true = M.predict(model, group.task.test, device=device, dtype=dtype)
     metrics = M.accuracy(pred, true, zero_mse=group.zero_mse)
     vpred, vtrue = M.predict(model, group.task.valid, device=device, dtype=dtype)
     metrics["valid_mse"] = M.mse(vpred, vtrue)
-    arrays = {"pred": pred.astype(np.float32), "true": true.astype(np.float32)}
+    arrays = {"pred": pred.astype(np.float32), "true": true.astype(np.float32), "frame_mse": per_unit_mse(pred, true)}
     roll = None
     if group.starts:
         horizons = sorted(suite.rollout_horizons)
         traj = group.task.test.trajectory
         positions = M.rollout(model, traj, group.starts, horizons[-1], group.history, device=device, dtype=dtype)
-        roll = {"horizons": horizons, "mse": M.rollout_errors(positions, traj, group.starts, horizons),
-                "starts": group.starts}
+        per_start = M.rollout_errors_per_start(positions, traj, group.starts, horizons)
+        roll = {"horizons": horizons, "mse": [float(np.mean(per_start[:, j])) for j in range(len(horizons))],
+                "starts": group.starts, "mse_per_start": per_start.tolist()}
         t0 = group.starts[0]
         arrays["rollout_pred"] = positions[0].astype(np.float32)
         arrays["rollout_true"] = traj[t0:t0 + positions.shape[1]].astype(np.float32)
     batch = group.task.test.batch(range(min(AUDIT_GRAPHS, len(group.task.test))))
     result = {"metrics": metrics, "rollout": roll, "equivariance": _audit_dict(model, batch, suite.audit_trials)}
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(run_dir / "predictions.npz", **arrays)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(run_dir / "predictions.npz", **arrays)
     return result
 
 
 def _row(name: str, kind: str, **fields) -> Dict[str, Any]:
     row = {"name": name, "kind": kind, "status": "ok", "symmetry": None, "parameters": 0, "config": None,
            "train": None, "metrics": None, "rollout": None, "equivariance": None, "speed": None, "training": None,
-           "artifacts": {}}
+           "artifacts": {}, "seeds": [], "tuning": None, "intervals": {}, "comparisons": {}}
     row.update(fields)
     return row
 
@@ -168,61 +184,186 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_")
 
 
-def run_model(name: str, group: Group, suite: Suite, out: Path, *, resume: bool, extra_train: Dict[str, Any],
-              device_name: Optional[str], log: Callable[[str], None]) -> Dict[str, Any]:
-    run_dir = out / group.id / _slug(name)
-    row_file = run_dir / "row.json"
+# --- tuning ------------------------------------------------------------------------
+def tune_model(name: str, group: Group, suite: Suite, out: Path, base_cfg, model_cfg: Dict[str, Any], seed: int, *,
+               resume: bool, log: Callable[[str], None]) -> Optional[Dict[str, Any]]:
+    """Train each point of the suite's grid for ``[tune] steps`` steps; pick the lowest validation MSE.
+
+    Returns ``{"steps", "seed", "trials": [{"lr", "config", "valid_mse"}], "chosen": {"lr", "config"}}``
+    (written to ``tune.json``), or ``None`` when the suite has no grid.
+    """
+    if not suite.tune.active:
+        return None
+    path = out / group.id / _slug(name) / "tune.json"
+    if resume and path.exists():
+        return json.loads(path.read_text())
+    trials = []
+    for trial in suite.tune.trials(name, base_cfg.lr):
+        cfg = dataclasses.replace(base_cfg, lr=trial["lr"], max_steps=suite.tune.steps, seed=seed, patience=None,
+                                  progress=False)
+        try:
+            result = make_trainer(name, group.task, cfg, {**model_cfg, **trial["config"]}).fit()
+            best = min((r["valid_mse"] for r in result.history if r.get("valid_mse") is not None), default=math.inf)
+        except FloatingPointError:  # a learning rate that diverges is a bad choice, not an error
+            best = math.inf
+        trials.append({**trial, "valid_mse": best})
+        log(f"  {name}: tune lr {trial['lr']:g} {trial['config'] or ''} -> valid MSE {best:.3e}")
+    chosen = min(trials, key=lambda t: (not math.isfinite(t["valid_mse"]), t["valid_mse"]))
+    tuning = {"steps": suite.tune.steps, "seed": seed, "trials": trials,
+              "chosen": {"lr": chosen["lr"], "config": chosen["config"]}}
+    write_json(tuning, path)
+    return tuning
+
+
+# --- one model -----------------------------------------------------------------------
+def run_seed(name: str, group: Group, suite: Suite, out: Path, cfg, model_cfg: Dict[str, Any], *, resume: bool,
+             log: Callable[[str], None]) -> Dict[str, Any]:
+    """Train and evaluate one seed; returns the seed record (also ``seed.json``)."""
+    run_dir = out / group.id / _slug(name) / f"seed-{cfg.seed}"
+    record_file = run_dir / "seed.json"
+    if resume and record_file.exists():
+        log(f"  {name} seed {cfg.seed}: finished earlier, kept")
+        return json.loads(record_file.read_text())
+    trainer = make_trainer(name, group.task, cfg, model_cfg, out_dir=run_dir)
+    device = trainer.device
+    reset_peak_memory(device)
+    result = trainer.fit(resume=resume and (run_dir / "last.pt").exists())
+    peak, kind = peak_memory_mb(device)
+    ev = _evaluate(result.model, group, suite, run_dir, device, trainer.dtype)
+    speed = M.inference_speed(result.model, group.task.test, device=device, dtype=trainer.dtype)
+    target = suite.target_valid_ratio * group.valid_zero_mse
+    speed.update(train_step_ms=result.train_step_ms, epoch_s=result.epoch_s, train_time_s=result.train_time_s,
+                 peak_memory_mb=peak, memory_kind=kind, time_to_target_s=M.time_to_target(result.history, target))
+    rel = lambda p: str((run_dir / p).relative_to(out))  # noqa: E731
+    record = {"seed": cfg.seed, **ev, "speed": speed,
+              "training": {"epochs": sum(1 for r in result.history if r.get("epoch", 0) > 0), "steps": result.steps,
+                           "best_epoch": result.best_epoch, "stopped": result.stopped},
+              "artifacts": {"log": rel("log.jsonl"), "checkpoint": rel("best.pt"), "predictions": rel("predictions.npz")}}
+    write_json(record, record_file)
+    m = record["metrics"]
+    verdicts = ", ".join(f"{d} {'pass' if v['passed'] is not False else 'FAIL'}" for d, v in record["equivariance"].items())
+    log(f"  {name} seed {cfg.seed}: test MSE {m['test_mse']:.3e} ({m['mse_vs_zero']:.3g} x zero), "
+        f"{result.steps} steps in {result.train_time_s:.1f} s, best epoch {result.best_epoch}; audit {verdicts}")
+    return json.loads(json.dumps(_finite(record)))
+
+
+def _mean(values):
+    vals = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(vals) != len(values) or not vals:
+        return None
+    return float(np.mean(vals))
+
+
+def aggregate_seeds(records: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """A row's ``metrics``, ``rollout``, ``equivariance``, ``speed``, ``training`` and ``artifacts`` over its seeds.
+
+    Accuracy: the mean over seeds (``metrics_std`` has the standard deviation). Rollout:
+    the mean per horizon, ``null`` (diverged) if any seed diverged. Equivariance: the
+    worst seed per check. Speed: the median over seeds. Artifacts: the first seed's.
+    """
+    ms = [r["metrics"] for r in records]
+    metrics = {k: _mean([m.get(k) for m in ms]) for k in ("test_mse", "mse_vs_zero", "r2", "valid_mse")}
+    corr = [m.get("correlations") for m in ms]
+    metrics["correlations"] = ({k: _mean([c.get(k) for c in corr]) for k in corr[0]}
+                               if all(isinstance(c, dict) for c in corr) else None)
+    std = {k: (float(np.std([m[k] for m in ms], ddof=1)) if len(ms) > 1 and all(m.get(k) is not None for m in ms)
+               else None) for k in ("test_mse", "mse_vs_zero")}
+    rollout = None
+    if all(r.get("rollout") for r in records):
+        first = records[0]["rollout"]
+        per_h = list(zip(*[r["rollout"]["mse"] for r in records]))
+        rollout = {"horizons": first["horizons"], "starts": first["starts"],
+                   "mse": [None if any(v is None for v in vals) else float(np.mean(vals)) for vals in per_h]}
+    equivariance = {}
+    for dtype in records[0].get("equivariance") or {}:
+        checks = {}
+        for check in records[0]["equivariance"][dtype]["checks"]:
+            per = [r["equivariance"][dtype]["checks"][check] for r in records]
+            worst = max(per, key=lambda c: c.get("rel_error") if c.get("rel_error") is not None else math.inf)
+            checks[check] = {**worst, "passed": all(c.get("passed") is not False for c in per)}
+        equivariance[dtype] = {"passed": all(r["equivariance"][dtype]["passed"] for r in records), "checks": checks}
+    speed = {}
+    for key in records[0]["speed"]:
+        vals = [r["speed"].get(key) for r in records]
+        nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        speed[key] = statistics.median(nums) if len(nums) == len(vals) and nums else (
+            vals[0] if isinstance(vals[0], str) else None)
+    steps = [r["training"]["steps"] for r in records]
+    training = {"epochs": records[0]["training"]["epochs"], "steps": steps[0] if len(set(steps)) == 1 else steps,
+                "best_epoch": [r["training"]["best_epoch"] for r in records],
+                "stopped": records[0]["training"]["stopped"]}
+    return {"metrics": metrics, "metrics_std": std, "rollout": rollout, "equivariance": equivariance or None,
+            "speed": speed, "training": training, "artifacts": dict(records[0]["artifacts"])}
+
+
+def run_model(name: str, group: Group, suite: Suite, out: Path, *, seeds: List[int], resume: bool,
+              extra_train: Dict[str, Any], device_name: Optional[str], log: Callable[[str], None]) -> Dict[str, Any]:
+    model_dir = out / group.id / _slug(name)
+    row_file = model_dir / "row.json"
     if resume and row_file.exists():
         log(f"  {name}: finished earlier, kept")
         return json.loads(row_file.read_text())
     extra = dict(extra_train)
     if device_name:
         extra["device"] = device_name
-    cfg = suite.train_config_for(name, extra)
+    base_cfg = suite.train_config_for(name, extra, group.variant)
+    model_cfg = suite.model_config_for(name)
     try:
-        trainer = make_trainer(name, group.task, cfg, suite.model_config_for(name), out_dir=run_dir)
+        trainer = make_trainer(name, group.task, base_cfg, model_cfg)  # checks model, task and residual
     except ConfigError as exc:
         log(f"  {name}: skipped ({exc})")
         return _row(name, "model", status="skipped", reason=str(exc))
-    model_cfg = trainer.meta["model_config"]
     inner = trainer.model.model
-    base = dict(symmetry=inner.symmetry.value, parameters=sum(p.numel() for p in inner.parameters()),
-                config=model_cfg, train=cfg.to_dict())
-    device = trainer.device
+    base = dict(symmetry=inner.symmetry.value, train=base_cfg.to_dict())
+    del trainer
+    records: List[Dict[str, Any]] = []
     try:
-        reset_peak_memory(device)
-        result = trainer.fit(resume=resume and (run_dir / "last.pt").exists())
-        peak, kind = peak_memory_mb(device)
-        ev = _evaluate(result.model, group, suite, run_dir, device, trainer.dtype)
-        speed = M.inference_speed(result.model, group.task.test, device=device, dtype=trainer.dtype)
+        tuning = tune_model(name, group, suite, out, base_cfg, model_cfg, suite.tune.seed
+                            if suite.tune.seed is not None else seeds[0], resume=resume, log=log)
+        if tuning is not None:
+            base_cfg = dataclasses.replace(base_cfg, lr=tuning["chosen"]["lr"])
+            model_cfg = {**model_cfg, **tuning["chosen"]["config"]}
+            base["train"] = base_cfg.to_dict()
+        full_cfg = get_model_entry(name).make_config(model_cfg)
+        params = sum(p.numel() for p in make_trainer(name, group.task, base_cfg, model_cfg).model.model.parameters())
+        base.update(parameters=params, config=dataclasses.asdict(full_cfg), tuning=tuning)
+        for seed in seeds:
+            records.append(run_seed(name, group, suite, out, dataclasses.replace(base_cfg, seed=seed), model_cfg,
+                                    resume=resume, log=log))
     except (TrainingInterrupted, KeyboardInterrupt):
         raise
     except Exception as exc:  # one broken model must not take the others' results with it
-        (run_dir / "error.txt").parent.mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.txt").write_text(traceback.format_exc())
-        log(f"  {name}: ERROR {type(exc).__name__}: {exc} (traceback in {run_dir / 'error.txt'})")
-        return _row(name, "model", status="error", reason=f"{type(exc).__name__}: {exc}", **base)
-    target = suite.target_valid_ratio * group.valid_zero_mse
-    speed.update(train_step_ms=result.train_step_ms, epoch_s=result.epoch_s, train_time_s=result.train_time_s,
-                 peak_memory_mb=peak, memory_kind=kind, time_to_target_s=M.time_to_target(result.history, target))
-    rel = lambda p: str((run_dir / p).relative_to(out))  # noqa: E731
-    row = _row(name, "model", **base, **ev, speed=speed,
-               training={"epochs": len(result.history), "steps": result.steps, "best_epoch": result.best_epoch,
-                         "stopped": result.stopped},
-               artifacts={"log": rel("log.jsonl"), "checkpoint": rel("best.pt"), "predictions": rel("predictions.npz")})
+        err = model_dir / "error.txt"
+        err.parent.mkdir(parents=True, exist_ok=True)
+        err.write_text(traceback.format_exc())
+        log(f"  {name}: ERROR {type(exc).__name__}: {exc} (traceback in {err})")
+        return _row(name, "model", status="error", reason=f"{type(exc).__name__}: {exc}", seeds=records, **base)
+    row = _row(name, "model", **base, **aggregate_seeds(records), seeds=records)
     write_json(row, row_file)
-    m = row["metrics"]
-    verdicts = ", ".join(f"{d} {'pass' if v['passed'] is not False else 'FAIL'}"
-                         for d, v in row["equivariance"].items())
-    log(f"  {name}: test MSE {m['test_mse']:.3e} ({m['mse_vs_zero']:.3g} x zero), R2 {m['r2']:.3f}, "
-        f"{result.steps} steps in {result.train_time_s:.1f} s; audit {verdicts}")
-    return row
+    return json.loads(json.dumps(_finite(row)))
+
+
+def _budget(entry: Dict[str, Any]) -> Dict[str, Any]:
+    """Optimiser steps and training options that set the budget, per model row, and whether they are equal."""
+    per = {}
+    for row in entry["rows"]:
+        if row.get("kind") == "model" and row.get("status") == "ok":
+            per[row["name"]] = {"steps": (row.get("training") or {}).get("steps"),
+                                **{k: (row.get("train") or {}).get(k) for k in BUDGET_KEYS},
+                                "lr": (row.get("train") or {}).get("lr")}
+    steps = {json.dumps(p["steps"]) for p in per.values()}
+    return {"per_model": per, "equal_steps": len(steps) <= 1,
+            "steps": (next(iter(per.values()))["steps"] if len(steps) == 1 else None)}
 
 
 def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bool = False,
               models: Optional[List[str]] = None, extra_train: Optional[Dict[str, Any]] = None,
-              device: Optional[str] = None, log: Callable[[str], None] = print, report: bool = True) -> Dict[str, Any]:
-    """Run ``suite`` into folder ``out``; returns the results dict (also written as ``out/results.json``)."""
+              device: Optional[str] = None, log: Callable[[str], None] = print, report: bool = True,
+              seeds: Optional[List[int]] = None) -> Dict[str, Any]:
+    """Run ``suite`` into folder ``out``; returns the results dict (also written as ``out/results.json``).
+
+    ``seeds`` replaces the suite's seeds; a ``seed`` in ``extra_train`` means ``seeds=[seed]``.
+    """
     if suite.data == "required" and data is None:
         raise ValueError(f"suite {suite.name!r} needs its data file: pass --data PATH (for dmol, the dmol-book "
                          "data/paths.npz; see the README's Data section)")
@@ -232,38 +373,50 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
         get_model_entry(n)
     names = [n for n in models if not is_parameter_free(n)] if models else suite.model_names()
     extra_train = dict(extra_train or {})
+    if "seed" in extra_train:
+        seeds = [int(extra_train.pop("seed"))]
+    seeds = list(seeds or suite.seeds)
     dev = pick_device(device or extra_train.get("device") or suite.train.get("device", "auto"))
     results_file = out / "results.json"
     started = _now()
     if resume and results_file.exists():
         started = json.loads(results_file.read_text()).get("started", started)
     description = suite.description
-    if models or extra_train:  # the suite file's description would misdescribe this run
-        description += (f" [run with overrides: models {', '.join(names)}" if models else " [run with overrides:") + \
-            (f"; training {extra_train}]" if extra_train else "]")
+    if models or extra_train or seeds != suite.seeds:  # the suite file's description would misdescribe this run
+        parts = ([f"models {', '.join(names)}"] if models else []) + \
+            ([f"training {extra_train}"] if extra_train else []) + ([f"seeds {seeds}"] if seeds != suite.seeds else [])
+        description += f" [run with overrides: {'; '.join(parts)}]"
     results = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-               "suite": {"name": suite.name, "description": description, "file": suite.file,
-                         "models": names, "train": suite.train, "variants": [dataclasses.asdict(v) for v in suite.variants]},
+               "suite": {"name": suite.name, "description": description, "file": suite.file, "models": names,
+                         "train": suite.train, "variants": [dataclasses.asdict(v) for v in suite.variants],
+                         "seeds": seeds, "tune": dataclasses.asdict(suite.tune)},
                "provenance": provenance(str(dev)), "started": started, "finished": None, "groups": []}
-    valid_fraction = train_config({**suite.train, **extra_train}).valid_fraction
     for variant in suite.variants:
+        valid_fraction = train_config({**suite.train, **variant.train, **extra_train}).valid_fraction
         group = prepare_group(suite, variant, data, valid_fraction)
         log(f"[{suite.name}] {suite.task} {variant.id}: {len(group.task.train)} train / {len(group.task.valid)} valid / "
             f"{len(group.task.test)} test samples; {getattr(group.task.train, 'source', 'simulated')}")
+        variant_train = train_config({**suite.train, **variant.train, **extra_train})
         entry = {"id": group.id, "task": suite.task, "history": group.history,
                  "data": getattr(group.task.train, "source", None) or repr(group.task.train),
                  "sizes": {"train": len(group.task.train), "valid": len(group.task.valid), "test": len(group.task.test)},
                  "target_scale": rms(group.task.train.arrays()[K.TARGET_DISP]), "zero_mse": group.zero_mse,
                  "target_valid_mse": suite.target_valid_ratio * group.valid_zero_mse,
-                 "rollout_horizons": sorted(suite.rollout_horizons) if group.starts else [], "rows": []}
+                 "rollout_horizons": sorted(suite.rollout_horizons) if group.starts else [],
+                 "residual": variant_train.residual, "input_noise": variant_train.input_noise,
+                 "start_at_baseline": variant_train.start_at_baseline, "variant_train": dict(variant.train),
+                 "seeds": seeds, "bootstrap": None, "rollout_bootstrap": None, "budget": None, "rows": []}
         results["groups"].append(entry)
         entry["rows"] = baseline_rows(group, suite, out)
         for row in entry["rows"]:
             log(f"  {row['name']}: test MSE {row['metrics']['test_mse']:.3e} (baseline)")
+        finalize_group(entry, out, suite)
         write_json(results, results_file)
         for name in names:
-            entry["rows"].append(run_model(name, group, suite, out, resume=resume, extra_train=extra_train,
-                                           device_name=device, log=log))
+            entry["rows"].append(run_model(name, group, suite, out, seeds=seeds, resume=resume,
+                                           extra_train=extra_train, device_name=device, log=log))
+            entry["budget"] = _budget(entry)
+            finalize_group(entry, out, suite)
             write_json(results, results_file)
     results["finished"] = _now()
     validate(json.loads(json.dumps(_finite(results))))

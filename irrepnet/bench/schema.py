@@ -1,4 +1,4 @@
-"""The ``results.json`` schema of ``irrepnet bench`` (version 1), documented and checked.
+"""The ``results.json`` schema of ``irrepnet bench`` (version 2; version 1 still loads), documented and checked.
 
 One file per benchmark run. Everything a report or plot needs is in it, or in the
 per-run artifacts it names (paths relative to the folder of ``results.json``).
@@ -6,8 +6,11 @@ per-run artifacts it names (paths relative to the folder of ``results.json``).
 Top level
 ---------
 ``schema``            ``"irrepnet.bench.results"``
-``schema_version``    ``1``; a reader refuses other versions (see :func:`validate`)
-``suite``             ``{"name", "description", "file"}``: the suite that ran (``file`` may be null)
+``schema_version``    ``2`` (files of version ``1``, written before seeds and intervals, still load;
+                      a reader refuses other versions, see :func:`validate`)
+``suite``             ``{"name", "description", "file", "models", "train", "variants", "seeds",
+                      "tune"}``: the suite that ran (``file`` may be null; ``seeds`` and ``tune``
+                      from version 2)
 ``provenance``        :func:`irrepnet.provenance.provenance`: commit, dirty, machine, device,
                       python/torch/e3nn versions, threads, date
 ``started``, ``finished``   UTC ISO-8601 strings (``finished`` null while running)
@@ -25,6 +28,19 @@ Group
 ``target_valid_mse``  the validation MSE whose first crossing is timed (``time_to_target_s``)
 ``rollout_horizons``  list of int (empty on nbody)
 ``rows``              list of rows, baselines first
+
+Version 2 adds to each group:
+
+``residual``          the physical extrapolation the models corrected (``"none"``,
+                      ``"constant_velocity"``, ``"constant_acceleration"``)
+``input_noise``       input-noise level of training (0: none), ``start_at_baseline`` (bool),
+                      ``variant_train`` (the variant's own training options)
+``seeds``             list of int: every model row was trained once per seed
+``bootstrap``         the resampling of test units: ``{"method", "block_length", "resamples",
+                      "confidence", "seed", "n_units"}`` (:mod:`irrepnet.bench.stats`)
+``rollout_bootstrap`` the same for rollout start frames (block length 1), or null
+``budget``            ``{"per_model": {name: {"steps", "max_steps", "epochs", "steps_per_epoch",
+                      "batch_size", "lr"}}, "equal_steps": bool, "steps"}`` or null
 
 Row (a trained model or a parameter-free baseline)
 ---------------------------------------------------
@@ -53,8 +69,32 @@ Row (a trained model or a parameter-free baseline)
                       ``"max_steps"``, ``"early_stopping"``) or null for baselines
 ``artifacts``         relative paths: ``log`` (JSON lines per epoch), ``checkpoint`` (best),
                       ``predictions`` (npz: ``pred``/``true`` test displacements ``(S, N, 3)``,
-                      and on twelve_body ``rollout_pred``/``rollout_true`` ``(K+1, N, 3)``
+                      ``frame_mse`` ``(S,)`` float64 per test sample (version 2), and on
+                      twelve_body ``rollout_pred``/``rollout_true`` ``(K+1, N, 3)``
                       positions of the first rollout); missing keys mean not written
+
+Version 2 rows
+--------------
+A model row aggregates its seeds: ``metrics`` are means over seeds, ``rollout.mse``
+per-horizon means (null if any seed diverged), ``equivariance`` the worst seed per
+check, ``speed`` medians, ``training.steps`` the common step count, and ``artifacts``
+the first seed's. Added keys:
+
+``seeds``             list of per-seed records ``{"seed", "metrics", "rollout", "equivariance",
+                      "speed", "training", "artifacts"}`` (empty for baselines, which are
+                      deterministic); ``rollout.mse_per_start`` ``(B, H)`` in each record
+``metrics_std``       ``{"test_mse", "mse_vs_zero"}`` standard deviation over seeds (null with one)
+``tuning``            null, or ``{"steps", "seed", "trials": [{"lr", "config", "valid_mse"}],
+                      "chosen": {"lr", "config"}}``: the grid tried on the validation split
+``intervals``         ``test_mse``: ``{"value", "lo", "hi", "seed_std", "n_seeds"}`` (95% block
+                      bootstrap over test units of the seed mean); ``mse_vs_zero``: ``{"value",
+                      "lo", "hi"}`` (paired ratio to zero displacement); ``rollout``: ``{horizon:
+                      {...}}``. ``lo``/``hi`` are null when an error is not finite
+``comparisons``       models only: ``best_baseline`` / ``best_other_model``: ``{"other", "ratio",
+                      "lo", "hi", "prob_a_lower", "verdict"}`` with verdict ``"lower"``,
+                      ``"higher"``, ``"within noise"`` or ``"not comparable"`` (ratio = this row's
+                      MSE over the other's, on the same resamples); ``rollout``: ``{horizon:
+                      {baseline: {...}}}`` against zero displacement and constant velocity
 """
 
 from __future__ import annotations
@@ -62,7 +102,9 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 SCHEMA = "irrepnet.bench.results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: versions :func:`validate` accepts (1: before seeds, intervals and paired comparisons)
+READABLE_VERSIONS = (1, 2)
 
 TOP_KEYS = ("schema", "schema_version", "suite", "provenance", "started", "finished", "groups")
 GROUP_KEYS = ("id", "task", "history", "data", "sizes", "target_scale", "zero_mse", "target_valid_mse",
@@ -72,6 +114,9 @@ ROW_KEYS = ("name", "kind", "status", "symmetry", "parameters", "config", "train
 METRIC_KEYS = ("test_mse", "mse_vs_zero", "r2", "valid_mse", "correlations")
 SPEED_KEYS = ("train_step_ms", "epoch_s", "train_time_s", "infer_graphs_per_s", "infer_latency_ms",
               "peak_memory_mb", "memory_kind", "time_to_target_s")
+GROUP_KEYS_V2 = GROUP_KEYS + ("residual", "input_noise", "seeds", "bootstrap", "budget")
+ROW_KEYS_V2 = ROW_KEYS + ("seeds", "intervals", "comparisons", "tuning")
+SEED_KEYS = ("seed", "metrics", "rollout", "equivariance", "speed", "training", "artifacts")
 KINDS = ("model", "baseline")
 STATUSES = ("ok", "skipped", "error")
 
@@ -90,20 +135,22 @@ def _need(obj: Dict[str, Any], keys, where: str, errors: List[str]) -> None:
 
 
 def validate(results: Dict[str, Any]) -> Dict[str, Any]:
-    """Return ``results`` if it follows schema version 1, else raise :class:`SchemaError` listing every problem."""
+    """Return ``results`` if it follows schema version 1 or 2, else raise :class:`SchemaError` listing every problem."""
     errors: List[str] = []
     _need(results, TOP_KEYS, "results", errors)
     if errors:
         raise SchemaError("; ".join(errors))
     if results["schema"] != SCHEMA:
         raise SchemaError(f"results: schema is {results['schema']!r}, expected {SCHEMA!r}")
-    if results["schema_version"] != SCHEMA_VERSION:
-        raise SchemaError(f"results: schema_version {results['schema_version']!r} is not supported "
-                          f"(this irrepnet reads version {SCHEMA_VERSION}); re-run the benchmark")
+    version = results["schema_version"]
+    if version not in READABLE_VERSIONS:
+        raise SchemaError(f"results: schema_version {version!r} is not supported "
+                          f"(this irrepnet reads versions {READABLE_VERSIONS}); re-run the benchmark")
+    group_keys, row_keys = (GROUP_KEYS, ROW_KEYS) if version == 1 else (GROUP_KEYS_V2, ROW_KEYS_V2)
     ids = set()
     for gi, group in enumerate(results["groups"]):
         where = f"groups[{gi}]"
-        _need(group, GROUP_KEYS, where, errors)
+        _need(group, group_keys, where, errors)
         if not isinstance(group, dict) or "rows" not in group:
             continue
         if group.get("id") in ids:
@@ -111,7 +158,7 @@ def validate(results: Dict[str, Any]) -> Dict[str, Any]:
         ids.add(group.get("id"))
         for ri, row in enumerate(group["rows"]):
             rwhere = f"{where}.rows[{ri}]"
-            _need(row, ROW_KEYS, rwhere, errors)
+            _need(row, row_keys, rwhere, errors)
             if not isinstance(row, dict):
                 continue
             if row.get("kind") not in KINDS:
@@ -125,6 +172,13 @@ def validate(results: Dict[str, Any]) -> Dict[str, Any]:
             _need(row.get("metrics"), METRIC_KEYS, f"{rwhere}.metrics", errors)
             if row.get("kind") == "model":
                 _need(row.get("speed"), SPEED_KEYS, f"{rwhere}.speed", errors)
+            if version >= 2:
+                if not isinstance(row.get("seeds"), list) or (row.get("kind") == "model" and not row["seeds"]):
+                    errors.append(f"{rwhere}.seeds: a model row needs a non-empty list of per-seed records")
+                for si, rec in enumerate(row.get("seeds") or []):
+                    _need(rec, SEED_KEYS, f"{rwhere}.seeds[{si}]", errors)
+                if not isinstance(row.get("intervals"), dict):
+                    errors.append(f"{rwhere}.intervals: expected an object")
     if errors:
         raise SchemaError("; ".join(errors))
     return results

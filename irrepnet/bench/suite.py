@@ -6,26 +6,40 @@ A suite file (``benchmarks/quick.toml``, ``dmol.toml``, ``nbody.toml``) has::
     name = "quick"
     description = "..."
     task = "twelve_body"            # or "nbody"
-    data = "simulate"               # "simulate": built-in simulator unless --data is given;
-                                    # "required": --data FILE must be given (the dmol file)
+    data = "reference"              # "reference": the task's default data unless --data is given
+                                    # (twelve_body: irrepnet's shipped trajectory; nbody: simulated;
+                                    # "simulate" means the same); "required": --data FILE must be
+                                    # given (the dmol file)
     models = ["*"]                  # "*": every registered model with trainable parameters
     exclude = []                    # names to drop from "*"
+    seeds = [0, 1, 2]               # every model is trained once per seed; rows show mean and spread
     rollout_horizons = [1, 10, 100] # twelve_body only
     rollout_starts = 8
     target_valid_ratio = 0.1        # time-to-target: valid MSE <= ratio x zero-baseline valid MSE
+    bootstrap_block = 20            # frames per block of the block bootstrap over test frames
+    bootstrap_resamples = 2000
 
     [train]                         # TrainConfig keys, for every model
-    epochs = 8
+    max_steps = 1000
+
+    [tune]                          # optional: a learning-rate grid per model, chosen on validation
+    lr = [1e-3, 3e-3, 1e-2]
+    steps = 200                     # optimiser steps of each trial (seed `seed`, default the first seed)
+    configs = { egnn = [{ hidden = 32 }, { hidden = 64 }] }   # optional size grid per model
 
     [[variant]]                     # task variants; default one variant with history 0
     id = "history-2"
     history = 2
+    train = { residual = "constant_acceleration" }   # training options of this variant only
 
     [models.e3nn-reference]         # per-model overrides
-    train = { max_steps = 100 }
     config = { layers = 2 }
 
 Every table and key is checked; a typo is an error naming the known keys.
+
+Budgets: a suite gives every model of a group the same optimiser steps unless a
+``[models.NAME] train`` table changes ``max_steps``, ``epochs``, ``steps_per_epoch``
+or ``batch_size``; the results then record the unequal budget and the report says so.
 """
 
 from __future__ import annotations
@@ -42,17 +56,43 @@ from ..train.config import TrainConfig, _check_keys, read_toml, train_config
 #: folders searched for ``--suite NAME``: the repository's benchmarks/ and ./benchmarks
 SUITE_DIRS = (Path(__file__).resolve().parents[2] / "benchmarks", Path("benchmarks"))
 SUITE_KEYS = ("name", "description", "task", "data", "models", "exclude", "rollout_horizons", "rollout_starts",
-              "target_valid_ratio", "audit_trials")
-TOP_KEYS = ("suite", "train", "variant", "models")
-VARIANT_KEYS = ("id", "history")
+              "target_valid_ratio", "audit_trials", "seeds", "bootstrap_block", "bootstrap_resamples")
+TOP_KEYS = ("suite", "train", "variant", "models", "tune")
+VARIANT_KEYS = ("id", "history", "train")
 MODEL_KEYS = ("train", "config")
-DATA_MODES = ("simulate", "required")
+TUNE_KEYS = ("lr", "steps", "seed", "configs")
+DATA_MODES = ("reference", "simulate", "required")
+#: training options that set the budget; the runner reports when they differ within a group
+BUDGET_KEYS = ("max_steps", "epochs", "steps_per_epoch", "batch_size")
 
 
 @dataclass
 class Variant:
+    """A task variant: history length and training options (residual, noise...) of its own."""
+
     id: str
     history: int = 0
+    train: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Tune:
+    """A small grid chosen on the validation split at a fixed step budget (``[tune]``)."""
+
+    lr: List[float] = field(default_factory=list)
+    steps: int = 200
+    seed: Optional[int] = None
+    configs: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
+
+    def trials(self, name: str, base_lr: float) -> List[Dict[str, Any]]:
+        """``[{"lr": x, "config": {...}}, ...]``: the grid of model ``name`` (lr x its size grid)."""
+        lrs = list(self.lr) or [base_lr]
+        configs = list(self.configs.get(name, [])) or [{}]
+        return [{"lr": float(lr), "config": dict(cfg)} for cfg in configs for lr in lrs]
+
+    @property
+    def active(self) -> bool:
+        return bool(self.lr) or bool(self.configs)
 
 
 @dataclass
@@ -62,7 +102,7 @@ class Suite:
     name: str
     task: str = "twelve_body"
     description: str = ""
-    data: str = "simulate"
+    data: str = "reference"
     models: List[str] = field(default_factory=lambda: ["*"])
     exclude: List[str] = field(default_factory=list)
     variants: List[Variant] = field(default_factory=lambda: [Variant("history-0", 0)])
@@ -72,6 +112,10 @@ class Suite:
     rollout_starts: int = 8
     target_valid_ratio: float = 0.1
     audit_trials: int = 2
+    seeds: List[int] = field(default_factory=list)  # empty: the [train] seed (default 0)
+    bootstrap_block: int = 20
+    bootstrap_resamples: int = 2000
+    tune: Tune = field(default_factory=Tune)
     file: Optional[str] = None
 
     def __post_init__(self):
@@ -88,12 +132,32 @@ class Suite:
             raise ConfigError(f"suite {self.name!r}: rollout_horizons must be integers >= 1")
         if self.rollout_starts < 1 or not self.target_valid_ratio > 0 or self.audit_trials < 1:
             raise ConfigError(f"suite {self.name!r}: need rollout_starts >= 1, target_valid_ratio > 0, audit_trials >= 1")
+        if not self.seeds:
+            self.seeds = [int(self.train.get("seed", 0))]
+        if any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"suite {self.name!r}: seeds must be distinct integers, got {self.seeds}")
+        if self.bootstrap_block < 1 or self.bootstrap_resamples < 100:
+            raise ConfigError(f"suite {self.name!r}: need bootstrap_block >= 1 and bootstrap_resamples >= 100")
+        if "seed" in self.train and len(self.seeds) > 1:
+            raise ConfigError(f"suite {self.name!r}: give either seeds = [...] in [suite] or seed in [train], not both")
+        if not isinstance(self.tune, Tune):
+            raise ConfigError(f"suite {self.name!r}: [tune] must be a table")
+        if self.tune.steps < 1 or any(not lr > 0 for lr in self.tune.lr):
+            raise ConfigError(f"suite {self.name!r}: [tune] needs steps >= 1 and learning rates > 0")
         train_config(self.train)  # fail now, not after an hour of training
+        for v in self.variants:
+            train_config({**self.train, **v.train})
         for name, over in self.model_overrides.items():
             entry = get_model_entry(name)
             _check_keys(over, MODEL_KEYS, f"[models.{name}]")
             entry.make_config(over.get("config"))
             train_config({**self.train, **over.get("train", {})})
+        for name, configs in self.tune.configs.items():
+            entry = get_model_entry(name)
+            if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
+                raise ConfigError(f"[tune] configs.{name} must be a list of tables, e.g. [{{ hidden = 32 }}]")
+            for cfg in configs:
+                entry.make_config({**self.model_config_for(name), **cfg})
 
     def model_names(self) -> List[str]:
         """The models to train, in order: ``"*"`` expands to every registered trainable model."""
@@ -108,9 +172,11 @@ class Suite:
         # the physical baselines are rows of every table already; they are never trained
         return [n for n in names if n not in self.exclude and not is_parameter_free(n)]
 
-    def train_config_for(self, name: str, extra: Optional[Dict[str, Any]] = None) -> TrainConfig:
+    def train_config_for(self, name: str, extra: Optional[Dict[str, Any]] = None,
+                         variant: Optional[Variant] = None) -> TrainConfig:
+        """Suite ``[train]``, then the variant's, then the model's, then ``extra`` (command-line) options."""
         over = self.model_overrides.get(name, {}).get("train", {})
-        return train_config({**self.train, **over, **(extra or {})})
+        return train_config({**self.train, **(variant.train if variant else {}), **over, **(extra or {})})
 
     def model_config_for(self, name: str) -> Dict[str, Any]:
         return dict(self.model_overrides.get(name, {}).get("config", {}))
@@ -154,18 +220,26 @@ def load_suite(name_or_path: str) -> Suite:
     for i, v in enumerate(doc.get("variant", [])):
         _check_keys(v, VARIANT_KEYS, f"{path} [[variant]] {i}")
         h = int(v.get("history", 0))
-        variants.append(Variant(str(v.get("id", f"history-{h}")), h))
+        if not isinstance(v.get("train", {}), dict):
+            raise ConfigError(f"{path} [[variant]] {i}: train must be a table, e.g. train = {{ residual = \"none\" }}")
+        variants.append(Variant(str(v.get("id", f"history-{h}")), h, dict(v.get("train", {}))))
     kwargs = {k: head[k] for k in SUITE_KEYS if k in head}
     kwargs.setdefault("name", path.stem)
     if variants:
         kwargs["variants"] = variants
+    tune = doc.get("tune", {})
+    if not isinstance(tune, dict):
+        raise ConfigError(f"{path}: [tune] must be a table")
+    _check_keys(tune, TUNE_KEYS, f"{path} [tune]")
+    kwargs["tune"] = Tune(lr=[float(x) for x in tune.get("lr", [])], steps=int(tune.get("steps", 200)),
+                          seed=tune.get("seed"), configs=dict(tune.get("configs", {})))
     return Suite(**kwargs, train=dict(doc.get("train", {})), model_overrides=dict(doc.get("models", {})),
                  file=str(path))
 
 
 def adhoc_suite(task: str, models: List[str], *, history: int = 0, train: Optional[Dict[str, Any]] = None,
-                data_required: bool = False) -> Suite:
+                data_required: bool = False, seeds: Optional[List[int]] = None) -> Suite:
     """The suite of ``irrepnet bench --task T --models a,b,c`` (no file)."""
     return Suite(name=f"{task}-adhoc", task=task, models=models, variants=[Variant(f"history-{history}", history)],
-                 train=dict(train or {}), data="required" if data_required else "simulate",
+                 train=dict(train or {}), data="required" if data_required else "reference", seeds=list(seeds or []),
                  rollout_horizons=[1, 5, 10, 25, 50, 100] if task == "twelve_body" else [])

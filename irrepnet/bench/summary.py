@@ -15,8 +15,23 @@ import sys
 from pathlib import Path
 from typing import List
 
-from .report import (_md_table, _name, equivariance_error, fmt_int, fmt_plain, fmt_sci, fmt_vs_zero, load_results,
-                     ordered_rows, rollout_cell)
+from .report import (_md_table, _name, _steps_cell, equivariance_error, fmt_int, fmt_plain, fmt_sci, fmt_vs_zero,
+                     interval, load_results, ordered_rows, rollout_cell, with_ci)
+
+
+def _group_line(results: dict, group: dict) -> str:
+    text = (f"**{results['suite']['name']} / {group['id']}** ({group['task']}, history {group['history']}; "
+            f"{group['sizes']['train']} train / {group['sizes']['test']} test samples")
+    if "bootstrap" in group:  # schema 2: the protocol of the rows
+        seeds = group.get("seeds") or []
+        text += f"; residual {group.get('residual')}"
+        if group.get("input_noise"):
+            text += f", input noise {group['input_noise']:g}"
+        text += f"; {len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+        b = group.get("bootstrap") or {}
+        if b:
+            text += f"; 95% CI: block bootstrap, blocks of {b.get('block_length')} test samples"
+    return text + ")"
 
 
 def summary_markdown(results: dict) -> str:
@@ -25,18 +40,22 @@ def summary_markdown(results: dict) -> str:
     lines: List[str] = []
     for group in results["groups"]:
         horizons = group.get("rollout_horizons") or []
-        k = max(horizons) if horizons else None
-        header = ["model", "symmetry", "params", "test MSE", "MSE / zero"] + \
-            ([f"rollout MSE @{k}"] if k else []) + ["equiv. err f32", "train steps", "step ms", "train s"]
+        ks = [h for h in (25, max(horizons) if horizons else None) if h in horizons]
+        v2 = "bootstrap" in group
+        header = ["model", "symmetry", "params", "test MSE" + (" [95% CI]" if v2 else ""),
+                  "MSE / zero" + (" [95% CI]" if v2 else "")] + \
+            [f"rollout MSE @{k}" + (" [95% CI]" if v2 else "") for k in ks] + \
+            ["equiv. err f32", "train steps", "step ms", "train s"]
         rows = []
         for r in ordered_rows(group):
             m, s, t = r.get("metrics") or {}, r.get("speed") or {}, r.get("training") or {}
-            rows.append([_name(r), r.get("symmetry") or "–", fmt_int(r.get("parameters")), fmt_sci(m.get("test_mse")),
-                         fmt_vs_zero(m.get("mse_vs_zero"))] + ([rollout_cell(r, k)] if k else [])
-                        + [fmt_sci(equivariance_error(r, "float32")), fmt_int(t.get("steps")),
+            rows.append([_name(r), r.get("symmetry") or "–", fmt_int(r.get("parameters")),
+                         with_ci(fmt_sci(m.get("test_mse")), interval(r, "test_mse")),
+                         with_ci(fmt_vs_zero(m.get("mse_vs_zero")), interval(r, "mse_vs_zero"), fmt_vs_zero)]
+                        + [with_ci(rollout_cell(r, k), interval(r, "rollout", k)) for k in ks]
+                        + [fmt_sci(equivariance_error(r, "float32")), _steps_cell(t.get("steps")),
                            fmt_plain(s.get("train_step_ms")), fmt_plain(s.get("train_time_s"))])
-        lines.append(f"**{results['suite']['name']} / {group['id']}** ({group['task']}, history {group['history']}; "
-                     f"{group['sizes']['train']} train / {group['sizes']['test']} test samples)")
+        lines.append(_group_line(results, group))
         lines.append("")
         lines += _md_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2))
         lines.append("")

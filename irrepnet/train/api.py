@@ -60,7 +60,10 @@ def load_trained(path, device: str = "cpu"):
         raise ValueError(f"{path} does not say which model it holds; it was not written by irrepnet train/bench")
     spec = spec_from_meta(meta["task"])
     cfg = get_model_entry(meta["model"]).make_config(meta.get("model_config"))
-    model = NormalizedModel(build_model(meta["model"], spec, cfg), ck["scales"])
+    tc = ck["train_config"]
+    model = NormalizedModel(build_model(meta["model"], spec, cfg), ck["scales"], residual=tc.get("residual", "none"),
+                            start_at_baseline=bool(tc.get("start_at_baseline", False)),
+                            history=int(meta["task"].get("history", 0)))
     model = model.to(dtype=torch_dtype(ck["train_config"]["dtype"]))
     model.load_state_dict(ck["model_state"])
     return model.to(device).eval(), ck

@@ -25,6 +25,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "plateau", "constant")
 DTYPES = ("float32", "float64")
+#: physical extrapolations a model can learn a correction to (:mod:`irrepnet.train.normalization`)
+RESIDUALS = ("none", "constant_velocity", "constant_acceleration")
 
 
 @dataclass
@@ -37,6 +39,15 @@ class TrainConfig:
     the validation loss has not improved for ``plateau_patience`` epochs, ``constant``
     keeps it. Early stopping ends training after ``patience`` epochs without a better
     validation loss (``None``: never).
+
+    ``residual`` makes the model predict a correction to a physical extrapolation,
+    normalised by the correction's own training RMS; ``start_at_baseline`` scales
+    that correction by a learnable scalar initialised at 0 (the untrained model is the
+    baseline, and the validation loss before the first step is logged as epoch 0, so
+    the best checkpoint can be the baseline itself). ``input_noise`` trains with
+    random-walk noise on the input history (Sanchez-Gonzalez et al. 2020), its
+    last-step standard deviation given in units of the training RMS of the target
+    displacement (:mod:`irrepnet.train.noise`); 0 turns it off.
     """
 
     epochs: int = 20
@@ -60,6 +71,9 @@ class TrainConfig:
     normalize: bool = True  # divide target and vector inputs by their training RMS
     valid_fraction: float = 0.1  # tasks without a validation split: the last part of train
     progress: bool = True  # tqdm bar (only when writing to a terminal)
+    residual: str = "none"  # "none", "constant_velocity" or "constant_acceleration"
+    start_at_baseline: bool = False  # correction x learnable gate initialised at 0
+    input_noise: float = 0.0  # random-walk input noise, in units of the target RMS
 
     def __post_init__(self):
         problems = []
@@ -85,6 +99,10 @@ class TrainConfig:
             problems.append(f"clip_grad_norm must be > 0 or unset, got {self.clip_grad_norm}")
         if not 0 < self.valid_fraction < 1:
             problems.append(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        if self.residual not in RESIDUALS:
+            problems.append(f"residual must be one of {RESIDUALS}, got {self.residual!r}")
+        if not isinstance(self.input_noise, (int, float)) or not self.input_noise >= 0:
+            problems.append(f"input_noise must be a number >= 0, got {self.input_noise!r}")
         if problems:
             raise ConfigError("training config: " + "; ".join(problems))
 

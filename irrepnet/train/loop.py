@@ -42,7 +42,8 @@ from ..interface import IrrepsModel
 from .checkpoint import load_checkpoint, save_atomic
 from .config import TrainConfig
 from .device import pick_device, synchronize
-from .normalization import NormalizedModel, fit_scales
+from .noise import add_input_noise
+from .normalization import NormalizedModel, check_residual, fit_scales, rms
 
 #: dataset field holding the truth for each model output
 TARGET_FIELDS = {K.DISPLACEMENT: K.TARGET_DISP, K.NEXT_POS: K.TARGET_POS}
@@ -202,10 +203,16 @@ class Trainer:
         self.device = pick_device(self.config.device)
         self.dtype = torch_dtype(self.config.dtype)
         arrays = train_set.arrays()
-        scales = (fit_scales(model, arrays, output, arrays[self.target]) if self.config.normalize
-                  else {"inputs": {}, "outputs": {}})
-        self.model = NormalizedModel(model, scales).to(device=self.device, dtype=self.dtype)
+        history = arrays[K.VEL_HISTORY].shape[-1] // 3 if K.VEL_HISTORY in arrays else 0
+        check_residual(self.config.residual, history, output)
+        scales = (fit_scales(model, arrays, output, arrays[self.target], self.config.residual)
+                  if self.config.normalize else {"inputs": {}, "outputs": {}})
+        self.model = NormalizedModel(model, scales, residual=self.config.residual, output=output, history=history,
+                                     start_at_baseline=self.config.start_at_baseline)
+        self.model = self.model.to(device=self.device, dtype=self.dtype)
         self.target_scale = scales["outputs"].get(output, 1.0)
+        # the unit of input_noise: the RMS of the whole target, whatever the residual
+        self.noise_std = self.config.input_noise * rms(arrays[self.target])
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.meta = dict(meta or {})
         self.callback = callback
@@ -296,7 +303,7 @@ class Trainer:
     # --- loss -------------------------------------------------------------------
     def loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         pred = self.model.forward_normalized(batch)[self.output]
-        return (pred - batch[self.target] / self.target_scale).pow(2).mean()
+        return (pred - self.model.normalized_target(batch, batch[self.target])).pow(2).mean()
 
     @torch.no_grad()
     def evaluate_loss(self, dataset) -> float:
@@ -307,7 +314,7 @@ class Trainer:
             idx = range(start, min(len(dataset), start + self.config.eval_batch_size))
             batch = move(dataset.batch(idx), self.device, self.dtype)
             pred = self.model.forward_normalized(batch)[self.output]
-            err = (pred - batch[self.target] / self.target_scale).double().pow(2)
+            err = (pred - self.model.normalized_target(batch, batch[self.target])).double().pow(2)
             total += float(err.sum())
             count += err.numel()
         return total / count
@@ -331,6 +338,8 @@ class Trainer:
     def _train_step(self, idx: torch.Tensor) -> float:
         self.model.train()
         batch = move(self.train_set.batch(idx), self.device, self.dtype)
+        if self.noise_std > 0:  # the target stays the true displacement (see irrepnet.train.noise)
+            batch = add_input_noise(batch, self.noise_std)
         lr = self.lr_at(self.state["step"])
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -352,6 +361,8 @@ class Trainer:
         elif self.out_dir is not None and (self.out_dir / "log.jsonl").exists():
             raise FileExistsError(f"{self.out_dir} already holds a training run; resume it or choose a new folder")
         c, st = self.config, self.state
+        if c.start_at_baseline and not st["history"]:
+            self._baseline_epoch()
         gen = torch.Generator()
         gen.set_state(st["generator"])
         self._recent = recent = deque(st["step_times"], maxlen=500)
@@ -396,6 +407,18 @@ class Trainer:
         self.state["step_times"] = list(recent)
         self._save("last.pt")
         return self._result()
+
+    def _baseline_epoch(self) -> None:
+        """Epoch 0: the untrained model (the baseline, with ``start_at_baseline``) scored and kept as best."""
+        st = self.state
+        valid = self.evaluate_loss(self.valid_set)
+        record = {"epoch": 0, "step": 0, "train_loss": None, "valid_loss": valid,
+                  "valid_mse": valid * self.target_scale ** 2, "lr": 0.0, "time_s": 0.0, "epoch_s": 0.0}
+        st["history"].append(record)
+        st["best_valid"], st["best_epoch"] = valid, 0
+        self._log_line(record)
+        self._save("best.pt")
+        self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def _end_epoch(self, bar) -> None:
         c, st = self.config, self.state

@@ -1,4 +1,4 @@
-r"""Target and input normalisation that keeps equivariance.
+r"""Target and input normalisation that keeps equivariance, and physics-residual targets.
 
 The twelve_body displacements are about :math:`6\times10^{-3}` in size; fed raw, a
 network's initial outputs are a hundred times too large and the loss is dominated by
@@ -8,28 +8,85 @@ set. A scalar factor commutes with every rotation and reflection, so a normalise
 E(3)-equivariant model stays E(3)-equivariant; positions are left alone because
 graph cutoffs and distances are read from them.
 
+Physics residual
+----------------
+With ``residual = "constant_velocity"`` or ``"constant_acceleration"`` the model
+learns a *correction* to a physical extrapolation (:mod:`irrepnet.data.baselines`)
+instead of the whole displacement:
+
+.. math::
+
+    \widehat{\Delta x} = b(\text{data}) + s_c \, g \, f_\theta(\text{normalised data}),
+    \qquad s_c = \operatorname{RMS}_\text{train}\bigl(\Delta x - b(\text{data})\bigr),
+
+so the network's output is of order one although the correction is 100-1000 times
+smaller than the displacement (the correction is normalised by its *own* training
+RMS, not by that of the displacement). Both baselines are exactly E(3)-equivariant
+(linear in the velocity history), so the sum keeps whatever symmetry ``f`` has; the
+audit checks the wrapped model as a whole. ``residual = "none"`` has :math:`b = 0`.
+
+``g`` is 1, or with ``start_at_baseline`` a learnable scalar initialised at 0
+(ReZero-style, Bachlechner et al. 2020): the untrained model *is* the baseline, and a
+validation-selected checkpoint can never be worse on the validation split than the
+baseline it corrects. Adam rescales every parameter's step by its gradient size, so
+the network still learns at the full learning rate while ``g`` is small.
+
 :class:`NormalizedModel` wraps a model that works in normalised units and presents
 it in physical units: every reported metric, rollout and audit uses the wrapper.
 
 Shapes/irreps
 -------------
-the wrapped model's own ``irreps_in`` / ``irreps_out``; scales are scalars.
+the wrapped model's own ``irreps_in`` (plus ``vel_history hx1o`` when a residual
+needs it) and ``irreps_out``; scales and the gate are scalars.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 import torch
 
 from .. import keys as K
 from ..interface import IrrepsModel
+from ..registry import ConfigError
+
+#: ``residual`` values: the baseline of :mod:`irrepnet.data.baselines` each one adds, and the history it needs.
+RESIDUALS = {"none": (None, 0), "constant_velocity": ("constant_velocity", 1),
+             "constant_acceleration": ("constant_acceleration", 2)}
 
 
 def rms(x: torch.Tensor) -> float:
     """Root mean square of all entries (float64); 1.0 for an all-zero tensor so that dividing is harmless."""
     value = float(x.detach().double().pow(2).mean().sqrt()) if x.numel() else 0.0
     return value if value > 0 else 1.0
+
+
+def check_residual(residual: str, history: int, output: str = K.DISPLACEMENT) -> None:
+    """Raise :class:`ConfigError` unless ``residual`` exists and the task supports it."""
+    if residual not in RESIDUALS:
+        raise ConfigError(f"residual must be one of {sorted(RESIDUALS)}, got {residual!r}")
+    need = RESIDUALS[residual][1]
+    if need and output != K.DISPLACEMENT:
+        raise ConfigError(f"residual {residual!r} corrects a displacement; the model is trained on {output!r}")
+    if history < need:
+        raise ConfigError(f"residual {residual!r} needs a velocity history of at least {need} frame(s) "
+                          f"({K.VEL_HISTORY!r}); the task has history {history}: use --history {need} or more, "
+                          "or residual = \"none\"")
+
+
+def baseline_displacement(residual: str, data: Mapping[str, torch.Tensor]) -> Optional[torch.Tensor]:
+    """The physical extrapolation ``b(data)`` ``(n, 3)`` of ``residual``, or ``None`` for ``"none"``.
+
+    ``data`` may hold node fields of shape ``(n, ...)`` or stacked arrays ``(S, N, ...)``.
+    """
+    from ..data import baselines
+
+    name = RESIDUALS[residual][0]
+    if name is None:
+        return None
+    vh = data[K.VEL_HISTORY]
+    flat = {K.POS: data[K.POS].reshape(-1, 3), K.VEL_HISTORY: vh.reshape(-1, vh.shape[-1])}
+    return baselines.predict(name, flat).reshape(data[K.POS].shape)
 
 
 def scaled_input_fields(model: IrrepsModel) -> list:
@@ -44,35 +101,60 @@ def scaled_input_fields(model: IrrepsModel) -> list:
 
 
 def fit_scales(model: IrrepsModel, arrays: Mapping[str, torch.Tensor], target: str,
-               target_array: torch.Tensor) -> Dict[str, Dict[str, float]]:
-    """``{"inputs": {field: rms}, "outputs": {target: rms}}`` from the training arrays."""
+               target_array: torch.Tensor, residual: str = "none") -> Dict[str, Dict[str, float]]:
+    """``{"inputs": {field: rms}, "outputs": {target: rms}}`` from the training arrays.
+
+    With a residual the output scale is the RMS of the correction ``target - b(data)``.
+    """
     inputs = {f: rms(arrays[f]) for f in scaled_input_fields(model) if f in arrays}
-    return {"inputs": inputs, "outputs": {target: rms(target_array)}}
+    base = baseline_displacement(residual, arrays) if residual != "none" else None
+    corr = target_array if base is None else target_array.double() - base.double().reshape(target_array.shape)
+    return {"inputs": inputs, "outputs": {target: rms(corr)}}
 
 
 class NormalizedModel(IrrepsModel):
     """``model`` trained in normalised units, called in physical units.
 
-    ``forward(data)`` divides the scaled inputs, runs ``model`` and multiplies the
-    scaled outputs back; :meth:`forward_normalized` returns the raw (normalised)
-    outputs, which the loss uses so that tiny targets keep their precision.
+    ``forward(data)`` divides the scaled inputs, runs ``model``, multiplies the
+    scaled outputs back and adds the residual baseline; :meth:`forward_normalized`
+    returns the raw (normalised) outputs and :meth:`normalized_target` the matching
+    truth, which the loss compares so that tiny targets keep their precision.
 
     Parameters
     ----------
     model : IrrepsModel
     scales : dict
         ``{"inputs": {field: s}, "outputs": {field: s}}`` as made by :func:`fit_scales`.
+    residual : str
+        ``"none"``, ``"constant_velocity"`` or ``"constant_acceleration"`` (see the module docstring).
+    start_at_baseline : bool
+        multiply the correction by a learnable scalar gate initialised at 0.
+    output : str
+        the output the residual and the gate apply to.
+    history : int, optional
+        the task's history length, for the irreps of ``vel_history`` when only the
+        residual reads it (default: the fewest frames the residual needs).
     """
 
-    def __init__(self, model: IrrepsModel, scales: Mapping[str, Mapping[str, float]]):
-        super().__init__(model.irreps_in, model.irreps_out, symmetry=model.symmetry)
+    def __init__(self, model: IrrepsModel, scales: Mapping[str, Mapping[str, float]], *, residual: str = "none",
+                 start_at_baseline: bool = False, output: str = K.DISPLACEMENT, history: Optional[int] = None):
+        if residual not in RESIDUALS:
+            raise ConfigError(f"residual must be one of {sorted(RESIDUALS)}, got {residual!r}")
+        irreps_in = dict(model.irreps_in)
+        need = RESIDUALS[residual][1]
+        if need and K.VEL_HISTORY not in irreps_in:  # read by the baseline only
+            irreps_in[K.VEL_HISTORY] = f"{max(need, history or 0)}x1o"
+        super().__init__(irreps_in, model.irreps_out, symmetry=model.symmetry)
         self.permutation_equivariant = model.permutation_equivariant
         self.model = model
+        self.residual, self.output = residual, output
         self.input_scales = {k: float(v) for k, v in scales.get("inputs", {}).items()}
         self.output_scales = {k: float(v) for k, v in scales.get("outputs", {}).items()}
         for name, s in list(self.input_scales.items()) + list(self.output_scales.items()):
             if not s > 0:
                 raise ValueError(f"scale of {name!r} must be > 0, got {s}")
+        # a registered parameter (not a buffer) only when asked: old checkpoints keep loading
+        self.gate = torch.nn.Parameter(torch.zeros(())) if start_at_baseline else None
 
     @property
     def scales(self) -> Dict[str, Dict[str, float]]:
@@ -86,11 +168,37 @@ class NormalizedModel(IrrepsModel):
         return out
 
     def forward_normalized(self, data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        return self.model(self.normalize_inputs(data))
+        out = self.model(self.normalize_inputs(data))
+        if self.gate is not None:
+            out = dict(out)
+            out[self.output] = self.gate * out[self.output]
+        return out
+
+    def normalized_target(self, data: Mapping[str, torch.Tensor], truth: torch.Tensor) -> torch.Tensor:
+        """What :meth:`forward_normalized` should output: ``(truth - b(data)) / s``."""
+        base = baseline_displacement(self.residual, data)
+        corr = truth if base is None else truth - base
+        return corr / self.output_scales.get(self.output, 1.0)
 
     def forward(self, data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         out = self.forward_normalized(data)
-        return {k: (v * self.output_scales[k] if k in self.output_scales else v) for k, v in out.items()}
+        out = {k: (v * self.output_scales[k] if k in self.output_scales else v) for k, v in out.items()}
+        base = baseline_displacement(self.residual, data)
+        if base is not None:
+            out[self.output] = out[self.output] + base.to(out[self.output].dtype)
+        return out
 
     def extra_repr(self) -> str:
-        return f"scales={self.scales}"
+        gate = ", start_at_baseline" if self.gate is not None else ""
+        return f"scales={self.scales}, residual={self.residual!r}{gate}"
+
+
+def with_residual(model: IrrepsModel, residual: str, correction_scale: float = 1.0, *,
+                  start_at_baseline: bool = False, history: Optional[int] = None) -> NormalizedModel:
+    """``model`` as a correction to the physical extrapolation ``residual`` (no input scaling).
+
+    The library form of what ``irrepnet train --residual`` does: the output is
+    ``b(data) + correction_scale * model(data)`` (times the gate with ``start_at_baseline``).
+    """
+    return NormalizedModel(model, {"outputs": {K.DISPLACEMENT: correction_scale}}, residual=residual,
+                           start_at_baseline=start_at_baseline, history=history)
