@@ -3,7 +3,8 @@
 - :mod:`.trajectory`: the dmol-book file format (``load_trajectory``, ``save_trajectory``,
   ``verify_dmol_file``).
 - :mod:`.windows`: next-frame samples over one trajectory and frame-index splits.
-- :mod:`.twelve_body_task`: the dmol-book 12-body task (file or built-in simulator).
+- :mod:`.twelve_body_task`: the dmol-book 12-body task (file, shipped reference, or simulator).
+- :mod:`.reference`: the shipped reference trajectory of the 12-body task (sha256-pinned).
 - :mod:`.polymer`: bead-spring polymer simulator.
 - :mod:`.nbody_sim`, :mod:`.nbody_task`: the charged N-body task of the EGNN paper.
 - :mod:`.cache`: on-disk cache of generated arrays.
@@ -36,6 +37,18 @@ from .trajectory import (
     save_trajectory,
     verify_dmol_file,
 )
+from .reference import (
+    REFERENCE_BASELINES,
+    REFERENCE_CONFIG,
+    REFERENCE_FILE,
+    REFERENCE_SHA256,
+    REFERENCE_STATS,
+    REFERENCE_TOLERANCES,
+    reference_stats,
+    reference_trajectory,
+    verify_reference,
+    write_reference,
+)
 from .twelve_body_task import DEFAULT_SIMULATION, twelve_body, twelve_body_trajectory
 from .windows import TrajectoryDataset, split_frames, split_trajectory
 
@@ -48,6 +61,12 @@ __all__ = [
     "NBodyConfig",
     "NBodyDataset",
     "PolymerConfig",
+    "REFERENCE_BASELINES",
+    "REFERENCE_CONFIG",
+    "REFERENCE_FILE",
+    "REFERENCE_SHA256",
+    "REFERENCE_STATS",
+    "REFERENCE_TOLERANCES",
     "TrajectoryDataset",
     "applicable_baselines",
     "cache_path",
@@ -70,6 +89,8 @@ __all__ = [
     "polymer_energy",
     "polymer_forces",
     "predict",
+    "reference_stats",
+    "reference_trajectory",
     "save_trajectory",
     "simulate_charged",
     "simulate_polymer",
@@ -79,5 +100,7 @@ __all__ = [
     "twelve_body",
     "twelve_body_trajectory",
     "verify_dmol_file",
+    "verify_reference",
+    "write_reference",
     "zero_displacement",
 ]

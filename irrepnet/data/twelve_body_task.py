@@ -10,8 +10,13 @@ baselines (on the dmol file, test split: zero 2.43e-5, constant velocity 1.65e-7
 constant acceleration 5.60e-9 MSE per coordinate).
 
 The dmol file is CC BY-NC 3.0 and not shipped: pass its path, or ``path=None`` for
-a trajectory of the built-in simulator (:func:`irrepnet.data.simulate_polymer`
-with its default, dmol-like parameters; about 2 s on one CPU core).
+irrepnet's own reference trajectory, shipped with the package
+(:mod:`irrepnet.data.reference`: one run of the built-in simulator
+:func:`irrepnet.data.simulate_polymer` with :data:`DEFAULT_SIMULATION`, the same
+bytes on every machine, sha256-checked; test split: zero 2.37e-5, constant velocity
+2.54e-7, constant acceleration 4.57e-8). Simulating afresh is no default because
+the chain is chaotic: last-bit differences between CPUs grow into another
+trajectory with other baselines. ``simulation=PolymerConfig(...)`` still simulates.
 
 Shapes
 ------
@@ -28,11 +33,12 @@ import numpy as np
 import torch
 
 from .polymer import PolymerConfig, simulate_polymer
+from .reference import REFERENCE_CONFIG, reference_source, reference_trajectory
 from .trajectory import PathLike, is_dmol_file, load_trajectory
 from .windows import TrajectoryDataset, split_trajectory
 
-#: simulator parameters used when no file is given (fixed so results are comparable).
-DEFAULT_SIMULATION = PolymerConfig(n_beads=12, dim=2, n_frames=2048, seed=0)
+#: simulator parameters of the shipped reference trajectory (the default data).
+DEFAULT_SIMULATION = REFERENCE_CONFIG
 
 
 def twelve_body_trajectory(
@@ -46,15 +52,24 @@ def twelve_body_trajectory(
     Parameters
     ----------
     path : str or PathLike, optional
-        a dmol-format file (e.g. the dmol-book ``data/paths.npz``); ``None``: simulate.
+        a dmol-format file (e.g. the dmol-book ``data/paths.npz``); ``None``: the
+        shipped reference trajectory (or a simulation, see ``simulation``).
     expect_dmol : bool
         raise ``ValueError`` unless ``path`` is exactly the dmol-book file.
     simulation : PolymerConfig, optional
-        simulator parameters when ``path`` is ``None`` (default :data:`DEFAULT_SIMULATION`).
+        with ``path=None``: simulate with these parameters instead of loading the
+        reference file (``DEFAULT_SIMULATION`` gives the reference chain, but only
+        statistically: the simulation is chaotic and machine-dependent).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        the reference file is missing or altered (:func:`~irrepnet.data.reference.verify_reference`).
     """
     if path is None:
-        cfg = simulation or DEFAULT_SIMULATION
-        return simulate_polymer(cfg), f"simulate_polymer({cfg})"
+        if simulation is not None:
+            return simulate_polymer(simulation), f"simulate_polymer({simulation})"
+        return reference_trajectory(), reference_source()
     x = load_trajectory(path, expect_dmol=expect_dmol)
     tag = "the dmol-book paths.npz (sha256 verified)" if is_dmol_file(path) else "not the dmol-book file"
     return x, f"{path} ({tag})"
@@ -76,7 +91,8 @@ def twelve_body(
     Parameters
     ----------
     path : str or PathLike, optional
-        trajectory file; ``None`` uses the built-in simulator (:data:`DEFAULT_SIMULATION`).
+        trajectory file; ``None`` uses the shipped reference trajectory
+        (:mod:`irrepnet.data.reference`).
     history : int
         ``h`` past frame steps per sample (``vel``, ``vel_history``); frames
         ``t < h`` are dropped from the training split, the test split is unchanged.
@@ -91,7 +107,8 @@ def twelve_body(
     expect_dmol : bool
         verify that ``path`` is the dmol-book file (sha256) before loading.
     simulation : PolymerConfig, optional
-        simulator parameters when ``path`` is ``None``.
+        with ``path=None``: simulate with these parameters instead of loading the
+        reference trajectory.
 
     Returns
     -------

@@ -1,0 +1,169 @@
+"""Physics-residual targets, the start-at-baseline gate and input-noise training."""
+
+import math
+
+import pytest
+import torch
+
+from irrepnet import audit
+from irrepnet import data as D
+from irrepnet import keys as K
+from irrepnet.data import baselines
+from irrepnet.registry import ConfigError, build_model
+from irrepnet.tasks import Task, task_spec
+from irrepnet.train import TrainConfig, load_trained, make_trainer, train_registered
+from irrepnet.train.noise import add_input_noise
+from irrepnet.train.normalization import NormalizedModel, baseline_displacement, fit_scales, rms, with_residual
+
+
+@pytest.fixture(scope="module")
+def tiny_task():
+    """A 12-bead polymer, 80 frames, history 2: 60 training samples."""
+    traj = D.simulate_polymer(D.PolymerConfig(n_frames=80, n_equilibrate=200))
+    train, test = D.split_trajectory(traj, history=2)
+    return Task(task_spec("twelve_body", history=2), train, test)
+
+
+def small(**kw):
+    base = dict(epochs=3, batch_size=8, steps_per_epoch=4, lr=3e-3, warmup_steps=2, progress=False)
+    return TrainConfig(**{**base, **kw})
+
+
+RF = {"hidden": 16, "layers": 2}
+
+
+def test_untrained_model_with_gate_is_exactly_the_baseline(tiny_task):
+    trainer = make_trainer("egnn-vel", tiny_task, small(residual="constant_acceleration", start_at_baseline=True,
+                                                          dtype="float64"))
+    batch = tiny_task.test.batch(range(5))
+    pred = trainer.model(batch)[K.DISPLACEMENT]
+    torch.testing.assert_close(pred, baselines.constant_acceleration(batch), rtol=0, atol=0)
+
+
+def test_residual_output_is_baseline_plus_scaled_correction(tiny_task):
+    trainer = make_trainer("radial-field", tiny_task, small(residual="constant_velocity", dtype="float64"), RF)
+    model = trainer.model
+    batch = tiny_task.test.batch(range(3))
+    corr = model.forward_normalized(batch)[K.DISPLACEMENT] * model.output_scales[K.DISPLACEMENT]
+    torch.testing.assert_close(model(batch)[K.DISPLACEMENT], baselines.constant_velocity(batch) + corr)
+    # the loss target is the correction in the correction's own units
+    target = model.normalized_target(batch, batch[K.TARGET_DISP])
+    expected = (batch[K.TARGET_DISP] - baselines.constant_velocity(batch)) / model.output_scales[K.DISPLACEMENT]
+    torch.testing.assert_close(target, expected)
+
+
+def test_correction_is_normalised_by_its_own_rms(tiny_task):
+    arrays = tiny_task.train.arrays()
+    model = build_model("radial-field", tiny_task.spec)
+    plain = fit_scales(model, arrays, K.DISPLACEMENT, arrays[K.TARGET_DISP])
+    resid = fit_scales(model, arrays, K.DISPLACEMENT, arrays[K.TARGET_DISP], "constant_acceleration")
+    base = baseline_displacement("constant_acceleration", arrays)
+    assert resid["outputs"][K.DISPLACEMENT] == pytest.approx(rms(arrays[K.TARGET_DISP] - base))
+    # the correction is far smaller than the displacement: that is why it gets its own scale
+    assert resid["outputs"][K.DISPLACEMENT] < 0.2 * plain["outputs"][K.DISPLACEMENT]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_residual_keeps_the_symmetry_and_the_audit_still_bites(tiny_task, dtype):
+    batch = tiny_task.test.batch(range(3))
+    equivariant = with_residual(build_model("egnn-vel", tiny_task.spec), "constant_acceleration", 1e-3)
+    assert equivariant.symmetry.value == "E(3)"
+    assert audit(equivariant, batch, dtype=dtype, trials=1).passed
+    broken = with_residual(build_model("mlp", tiny_task.spec), "constant_acceleration", 1e-3)
+    report = audit(broken, batch, dtype=dtype, trials=1)
+    assert report.passed  # mlp claims nothing ...
+    rotation = next(c for c in report.checks if c.check == "rotation")
+    assert rotation.rel_error > 1e-6  # ... and the wrapper does not hide that it is not equivariant
+
+
+def test_residual_needs_enough_history():
+    traj = D.simulate_polymer(D.PolymerConfig(n_frames=40, n_equilibrate=100))
+    train, test = D.split_trajectory(traj, history=1)
+    task = Task(task_spec("twelve_body", history=1), train, test)
+    with pytest.raises(ConfigError, match="needs a velocity history of at least 2"):
+        make_trainer("radial-field", task, small(residual="constant_acceleration"), RF)
+    with pytest.raises(ConfigError, match="residual must be one of"):
+        TrainConfig(residual="verlet")
+
+
+def test_start_at_baseline_logs_epoch_zero_and_can_keep_the_baseline(tiny_task, tmp_path):
+    res = train_registered("radial-field", tiny_task, small(residual="constant_acceleration", start_at_baseline=True,
+                                                             lr=1e-12, dtype="float64"), RF, out_dir=tmp_path)
+    assert res.history[0]["epoch"] == 0 and res.history[0]["step"] == 0
+    # a learning rate too small to move anything: no epoch beats the baseline, epoch 0 is kept
+    assert res.best_epoch == 0 or res.history[res.best_epoch]["valid_loss"] <= res.history[0]["valid_loss"]
+    batch = tiny_task.test.batch(range(4))
+    if res.best_epoch == 0:
+        torch.testing.assert_close(res.model(batch)[K.DISPLACEMENT], baselines.constant_acceleration(batch))
+    # the checkpoint rebuilds the residual model with its gate
+    model, ck = load_trained(tmp_path / "best.pt")
+    assert isinstance(model, NormalizedModel) and model.residual == "constant_acceleration" and model.gate is not None
+    torch.testing.assert_close(model(batch)[K.DISPLACEMENT], res.model(batch)[K.DISPLACEMENT])
+
+
+def test_residual_training_beats_its_baseline_on_a_smooth_trajectory(tiny_task):
+    res = train_registered("radial-field", tiny_task, small(residual="constant_velocity", start_at_baseline=True,
+                                                             epochs=8, dtype="float64"), RF)
+    base = D.evaluate_baselines(res.model and tiny_task.train, ["constant_velocity"])["constant_velocity"]
+    assert math.isfinite(base) and res.history[0]["epoch"] == 0
+    assert min(r["valid_loss"] for r in res.history) <= res.history[0]["valid_loss"]
+
+
+# --- input noise -------------------------------------------------------------------
+def _window_batch(n=4000, h=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    window = torch.randn(n, h + 1, 3, generator=g, dtype=torch.float64)  # x(t-h) .. x(t), oldest first
+    steps = [window[:, -1 - k] - window[:, -2 - k] for k in range(h)]  # newest first
+    return {K.POS: window[:, -1].clone(), K.VEL_HISTORY: torch.cat(steps, dim=1), K.VEL: steps[0].clone()}
+
+
+def test_noise_is_a_random_walk_consistent_with_the_positions():
+    h, std = 3, 0.01
+    batch = _window_batch(h=h)
+    noisy = add_input_noise(batch, std, generator=torch.Generator().manual_seed(1))
+    d_pos = noisy[K.POS] - batch[K.POS]
+    d_vh = (noisy[K.VEL_HISTORY] - batch[K.VEL_HISTORY]).reshape(-1, h, 3)  # newest first
+    # the position noise is the sum of all step noises (the oldest frame is not moved)
+    torch.testing.assert_close(d_pos, d_vh.sum(dim=1))
+    # a random walk: the newest step carries std, older ones less (std * sqrt(k / h))
+    assert d_vh[:, 0].std().item() == pytest.approx(std, rel=0.05)
+    assert d_vh[:, -1].std().item() == pytest.approx(std / math.sqrt(h), rel=0.05)
+    torch.testing.assert_close(noisy[K.VEL], noisy[K.VEL_HISTORY][:, 0:3])
+    assert K.TARGET_DISP not in noisy or torch.equal(noisy[K.TARGET_DISP], batch[K.TARGET_DISP])
+
+
+def test_noise_without_history_moves_positions_only_and_zero_noise_is_a_no_op():
+    batch = {K.POS: torch.zeros(5000, 3, dtype=torch.float64)}
+    noisy = add_input_noise(batch, 0.1, generator=torch.Generator().manual_seed(0))
+    assert noisy[K.POS].std().item() == pytest.approx(0.1, rel=0.05)
+    same = add_input_noise(_window_batch(n=10), 0.0)
+    assert all(torch.equal(same[k], v) for k, v in _window_batch(n=10).items())
+
+
+def test_noise_training_resumes_exactly(tiny_task, tmp_path):
+    import os
+    import signal
+
+    from irrepnet.train import TrainingInterrupted
+
+    cfg = small(input_noise=0.05, residual="constant_acceleration", start_at_baseline=True)
+    straight = train_registered("radial-field", tiny_task, cfg, RF, out_dir=tmp_path / "a")
+
+    def interrupt(trainer):
+        if trainer.state["step"] == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted):
+        train_registered("radial-field", tiny_task, cfg, RF, out_dir=tmp_path / "b", callback=interrupt)
+    torch.manual_seed(99)
+    resumed = train_registered("radial-field", tiny_task, cfg, RF, out_dir=tmp_path / "b", resume=True)
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_noise_changes_training_but_not_the_target(tiny_task):
+    a = train_registered("radial-field", tiny_task, small(), RF)
+    b = train_registered("radial-field", tiny_task, small(input_noise=0.5), RF)
+    assert a.history[-1]["train_loss"] != b.history[-1]["train_loss"]
+    with pytest.raises(ConfigError, match="input_noise"):
+        TrainConfig(input_noise=-1.0)
