@@ -125,9 +125,153 @@ def test_bad_suites_are_clear_errors(tmp_path, text, error, message):
 
 
 def test_shipped_suites_parse():
-    for name in ("quick", "dmol", "nbody"):
+    for name in ("quick", "dmol", "dmol-residual", "nbody"):
         suite = load_suite(name)
         assert suite.model_names(), name
         assert find_suite(name).name == f"{name}.toml"
     with pytest.raises(FileNotFoundError, match="known suites"):
         find_suite("quik")
+
+
+# --- schema 2: seeds, grids, residual variants, intervals and paired comparisons -----------
+TINY_V2 = """
+[suite]
+name = "tiny2"
+task = "twelve_body"
+models = ["radial-field", "mlp"]
+seeds = [0, 1]
+rollout_horizons = [1, 3]
+rollout_starts = 4
+audit_trials = 1
+bootstrap_block = 10
+bootstrap_resamples = 200
+
+[train]
+epochs = 2
+steps_per_epoch = 2
+batch_size = 8
+progress = false
+
+[tune]
+lr = [1e-3, 3e-3]
+steps = 2
+configs = { radial-field = [{ hidden = 8 }, { hidden = 12 }] }
+
+[[variant]]
+id = "h2"
+history = 2
+
+[[variant]]
+id = "h2-ca"
+history = 2
+train = { residual = "constant_acceleration", start_at_baseline = true, input_noise = 0.05 }
+
+[models.radial-field]
+config = { layers = 1 }
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_v2(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench2")
+    suite_file = folder / "tiny2.toml"
+    suite_file.write_text(TINY_V2)
+    out = folder / "out"
+    results = run_suite(load_suite(str(suite_file)), out, log=lambda _: None)
+    return out, results
+
+
+def test_rows_aggregate_seeds_and_keep_every_seed(tiny_v2):
+    out, results = tiny_v2
+    assert results["schema_version"] == 2 and results["suite"]["seeds"] == [0, 1]
+    group = results["groups"][0]
+    rows = {r["name"]: r for r in group["rows"]}
+    rf = rows["radial-field"]
+    assert [s["seed"] for s in rf["seeds"]] == [0, 1]
+    per_seed = [s["metrics"]["test_mse"] for s in rf["seeds"]]
+    assert per_seed[0] != per_seed[1]  # the seeds really differ
+    assert rf["metrics"]["test_mse"] == pytest.approx(sum(per_seed) / 2)
+    assert rf["metrics_std"]["test_mse"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5)
+    for rec in rf["seeds"]:
+        assert (out / rec["artifacts"]["log"]).exists() and (out / rec["artifacts"]["predictions"]).exists()
+        assert f"seed-{rec['seed']}" in rec["artifacts"]["checkpoint"]
+        assert len(rec["rollout"]["mse_per_start"]) == len(rec["rollout"]["starts"])
+
+
+def test_grid_is_chosen_on_validation_and_recorded(tiny_v2):
+    _, results = tiny_v2
+    rf = {r["name"]: r for r in results["groups"][0]["rows"]}["radial-field"]
+    trials = rf["tuning"]["trials"]
+    assert len(trials) == 4 and {t["lr"] for t in trials} == {1e-3, 3e-3}
+    best = min(trials, key=lambda t: t["valid_mse"])
+    assert rf["tuning"]["chosen"] == {"lr": best["lr"], "config": best["config"]}
+    assert rf["train"]["lr"] == best["lr"] and rf["config"]["hidden"] == best["config"]["hidden"]
+    assert rf["config"]["layers"] == 1  # the suite's own override survives the grid
+
+
+def test_every_figure_has_an_interval_and_comparisons_are_paired(tiny_v2):
+    _, results = tiny_v2
+    group = results["groups"][0]
+    assert group["bootstrap"]["block_length"] == 10 and group["bootstrap"]["n_units"] == group["sizes"]["test"]
+    assert group["budget"]["equal_steps"] and group["budget"]["steps"] == 4
+    for row in group["rows"]:
+        iv = row["intervals"]["test_mse"]
+        assert iv["lo"] <= row["metrics"]["test_mse"] <= iv["hi"]
+        assert set(row["intervals"]["rollout"]) == {"1", "3"}
+        assert row["intervals"]["mse_vs_zero"]["value"] == pytest.approx(row["metrics"]["mse_vs_zero"])
+    mlp = {r["name"]: r for r in group["rows"]}["mlp"]
+    cmp = mlp["comparisons"]["best_baseline"]
+    assert cmp["other"] == "constant-acceleration" and cmp["verdict"] == "higher"  # 4 steps cannot beat it
+    assert cmp["lo"] <= cmp["ratio"] <= cmp["hi"]
+    assert mlp["comparisons"]["best_other_model"]["other"] == "radial-field"
+    assert set(mlp["comparisons"]["rollout"]["3"]) == {"zero-displacement", "constant-velocity"}
+
+
+def test_residual_variant_is_recorded_and_starts_at_its_baseline(tiny_v2):
+    _, results = tiny_v2
+    group = results["groups"][1]
+    assert group["residual"] == "constant_acceleration" and group["input_noise"] == 0.05
+    assert group["start_at_baseline"] is True
+    ca = {r["name"]: r for r in group["rows"]}["constant-acceleration"]["metrics"]["test_mse"]
+    for row in group["rows"]:
+        if row["kind"] == "model":
+            assert row["train"]["residual"] == "constant_acceleration"
+            # two steps from the baseline with a tiny gate: still close to constant acceleration
+            assert row["metrics"]["test_mse"] == pytest.approx(ca, rel=0.5)
+
+
+def test_v2_report_says_how_sure_it_is(tiny_v2):
+    out, results = tiny_v2
+    text = (out / "report.md").read_text()
+    assert "test MSE [95% CI]" in text and "seed std" in text
+    assert "Paired comparisons" in text and "is worse than constant-acceleration" in text
+    assert "residual: constant_acceleration" in text and "input noise" in text
+    assert "Grid chosen on the validation split" in text
+    from irrepnet.bench.summary import summary_markdown
+
+    assert "[95% CI]" in summary_markdown(results)
+
+
+def test_v2_resume_keeps_every_seed(tiny_v2):
+    out, results = tiny_v2
+    lines = []
+    suite = load_suite(str(out.parent / "tiny2.toml"))
+    again = run_suite(suite, out, resume=True, log=lines.append, report=False)
+    assert sum("finished earlier, kept" in ln for ln in lines) == 4  # 2 models x 2 variants
+    models = lambda res: [r for r in res["groups"][0]["rows"] if r["kind"] == "model"]  # noqa: E731
+    assert models(again) == models(results)  # kept as they were, seeds, intervals and comparisons included
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[suite]\nname='x'\nseeds=[0, 0]\n", "seeds must be distinct"),
+    ("[suite]\nname='x'\n[tune]\nlr=[0.0]\n", "learning rates > 0"),
+    ("[suite]\nname='x'\n[tune]\nlrs=[1e-3]\n", "did you mean 'lr'"),
+    ("[suite]\nname='x'\n[tune]\nconfigs={mlp=[{hiden=3}]}\n", "no config option"),
+    ("[suite]\nname='x'\n[[variant]]\nid='a'\ntrain={residual='verlet'}\n", "residual must be one of"),
+    ("[suite]\nname='x'\nseeds=[0, 1]\n[train]\nseed=3\n", "not both"),
+])
+def test_bad_v2_suites_are_clear_errors(tmp_path, text, message):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_suite(str(f))

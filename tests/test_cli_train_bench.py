@@ -47,6 +47,31 @@ def test_train_reads_a_toml_config(tmp_path, capsys):
     assert len(log) == 1 and log[0]["step"] == 2
 
 
+def test_train_with_residual_noise_and_gate_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "r"
+    code, text, err = run(capsys, "train", "--model", "radial-field", "--out", str(out), *TINY, *SMALL_RF,
+                          "--residual", "constant_acceleration", "--start-at-baseline", "--input-noise", "0.05")
+    assert code == 0, err
+    from irrepnet.train import load_checkpoint
+
+    cfg = load_checkpoint(out / "last.pt")["train_config"]
+    assert cfg["residual"] == "constant_acceleration" and cfg["start_at_baseline"] and cfg["input_noise"] == 0.05
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert log[0]["epoch"] == 0  # the baseline, scored before the first step
+    code, text, err = run(capsys, "audit", "--checkpoint", str(out / "best.pt"))
+    assert code == 0, err
+
+
+def test_bench_with_seeds(tmp_path, capsys):
+    out = tmp_path / "s"
+    code, _, err = run(capsys, "bench", "--task", "twelve_body", "--models", "mlp", "--seeds", "3,4", "--out",
+                       str(out), *TINY)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    mlp = results["groups"][0]["rows"][-1]
+    assert [s["seed"] for s in mlp["seeds"]] == [3, 4] and "seeds [3, 4]" in results["suite"]["description"]
+
+
 def test_bench_adhoc_models(tmp_path, capsys):
     out = tmp_path / "b"
     code, text, err = run(capsys, "bench", "--task", "twelve_body", "--models", "mlp", "--out", str(out), *TINY)
@@ -72,6 +97,13 @@ def test_bench_adhoc_models(tmp_path, capsys):
     (["bench", "--out", "{tmp}/b"], "--suite"),
     (["bench", "--task", "twelve_body", "--models", "egn", "--out", "{tmp}/b"], "Did you mean 'egnn'"),
     (["bench", "--suite", "quick", "--task", "nbody", "--out", "{tmp}/b"], "not both"),
+    (["train", "--model", "mlp", "--out", "{tmp}/x", "--history", "1", "--residual", "constant_acceleration"],
+     "needs a velocity history of at least 2"),
+    (["train", "--model", "mlp", "--out", "{tmp}/x", "--input-noise", "-1"], "input_noise must be"),
+    (["bench", "--task", "twelve_body", "--models", "mlp", "--seeds", "0,0", "--out", "{tmp}/b"], "distinct"),
+    (["bench", "--task", "twelve_body", "--models", "mlp", "--seeds", "a", "--out", "{tmp}/b"], "integers"),
+    (["bench", "--task", "twelve_body", "--models", "mlp", "--seeds", "0,1", "--seed", "2", "--out", "{tmp}/b"],
+     "not both"),
     (["audit", "--checkpoint", "{tmp}/none.pt"], "not found"),
     (["audit"], "--checkpoint"),
 ])

@@ -1,5 +1,6 @@
 """Physics-residual targets, the start-at-baseline gate and input-noise training."""
 
+import dataclasses
 import math
 
 import pytest
@@ -167,3 +168,44 @@ def test_noise_changes_training_but_not_the_target(tiny_task):
     assert a.history[-1]["train_loss"] != b.history[-1]["train_loss"]
     with pytest.raises(ConfigError, match="input_noise"):
         TrainConfig(input_noise=-1.0)
+
+
+# --- significance-based checkpoint selection -----------------------------------------
+def _noise_task(seed=0, n=120, n_valid=60):
+    """Positions and targets drawn independently: nothing to learn, any 'improvement' is noise."""
+    from irrepnet.data import GraphArrayDataset
+
+    g = torch.Generator().manual_seed(seed)
+
+    def ds(s):
+        return GraphArrayDataset({K.POS: torch.randn(s, 12, 3, generator=g, dtype=torch.float64),
+                                  K.TARGET_DISP: torch.randn(s, 12, 3, generator=g, dtype=torch.float64),
+                                  K.NODE_INDEX: torch.arange(12).repeat(s, 1)})
+
+    return Task(task_spec("twelve_body", history=0), ds(n), ds(n_valid), ds(n_valid))
+
+
+def test_select_significant_keeps_the_baseline_without_evidence(tmp_path):
+    task = _noise_task()
+    cfg = small(start_at_baseline=True, select_significant=True, selection_block=1, epochs=6, lr=1e-2,
+                dtype="float64")
+    plain = train_registered("radial-field", task, dataclasses.replace(cfg, select_significant=False), RF)
+    assert plain.best_epoch > 0  # the plain rule keeps a validation 'improvement' that is noise ...
+    res = train_registered("radial-field", task, cfg, RF, out_dir=tmp_path)
+    assert res.best_epoch == 0, [(r["valid_loss"], r.get("significant")) for r in res.history]  # ... this one not
+    batch = task.test.batch(range(4))
+    torch.testing.assert_close(res.model(batch)[K.DISPLACEMENT], torch.zeros_like(batch[K.POS]))
+    # the baseline's per-sample validation errors travel in the checkpoint, so a resumed run decides alike
+    from irrepnet.train import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "last.pt")["trainer_state"]["baseline_valid_errors"].shape == (60,)
+
+
+def test_select_significant_accepts_a_real_improvement(tiny_task):
+    cfg = small(residual="none", start_at_baseline=True, select_significant=True, selection_block=2, epochs=6,
+                dtype="float64")
+    res = train_registered("radial-field", tiny_task, cfg, RF)
+    # from zero displacement, the displacement of a smooth chain is learnt far beyond noise
+    assert res.best_epoch > 0 and res.history[res.best_epoch]["significant"] is True
+    with pytest.raises(ConfigError, match="needs start_at_baseline"):
+        TrainConfig(select_significant=True)

@@ -3,7 +3,7 @@
 After every row a group's statistics are recomputed from the per-unit errors that
 the rows left on disk: the per-test-frame MSE of each seed (``frame_mse`` in each
 ``predictions.npz``) and the per-start rollout MSE (``rollout.mse_per_start``).
-One :class:`~irrepnet.bench.stats.Bootstrap` per group draws the resamples, so that
+One :class:`~irrepnet.stats.Bootstrap` per group draws the resamples, so that
 every row and every comparison of the group uses the *same* resampled frames
 (paired comparisons). Test frames of one trajectory are resampled in blocks
 (``bootstrap_block`` frames); the independent trajectories of nbody one by one;
@@ -22,7 +22,7 @@ What is written
     naming it; ``rollout``: per horizon, against the zero-displacement and
     constant-velocity baselines.
 
-The report turns these into sentences (:func:`irrepnet.bench.stats.verdict_sentence`);
+The report turns these into sentences (:func:`irrepnet.stats.verdict_sentence`);
 it never compares point estimates itself.
 """
 
@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .stats import Bootstrap
+from ..stats import Bootstrap
 
 #: baselines every model's rollout is compared with (when the group has them)
 ROLLOUT_REFERENCES = ("zero-displacement", "constant-velocity")

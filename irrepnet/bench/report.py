@@ -359,7 +359,7 @@ def comparison_sentences(group: Dict[str, Any]) -> List[str]:
     horizons. Nothing here compares point estimates: each verdict comes from the
     bootstrap interval of the paired ratio.
     """
-    from .stats import verdict_sentence
+    from ..stats import verdict_sentence
 
     models = [r for r in ordered_rows(group) if r.get("kind") == "model" and r.get("comparisons")]
     if not models:

@@ -8,7 +8,7 @@ rollout on twelve_body, the equivariance audit of the *trained* model in float32
 float64, and speed. A model's row aggregates its seeds (mean, spread, every seed
 kept); every figure gets a 95% interval from a block bootstrap over test frames and
 each model is compared with the best baseline and the best other model on the same
-resamples (:mod:`irrepnet.bench.stats`).
+resamples (:mod:`irrepnet.stats`).
 
 Layout of ``OUT``: ``<variant>/<model>/tune.json`` (the grid and its choice),
 ``<variant>/<model>/seed-<s>/`` (``log.jsonl``, ``best.pt``, ``last.pt``,
@@ -124,7 +124,7 @@ def _evaluate(model, group: Group, suite: Suite, run_dir: Path, device, dtype) -
     ``predictions.npz`` keeps the per-test-frame MSE (``frame_mse``, float64), which the
     block bootstrap of :mod:`irrepnet.bench.compare` resamples.
     """
-    from .stats import per_unit_mse
+    from ..stats import per_unit_mse
 
     pred, true = M.predict(model, group.task.test, device=device, dtype=dtype)
     metrics = M.accuracy(pred, true, zero_mse=group.zero_mse)

@@ -37,7 +37,7 @@ Version 2 adds to each group:
                       ``variant_train`` (the variant's own training options)
 ``seeds``             list of int: every model row was trained once per seed
 ``bootstrap``         the resampling of test units: ``{"method", "block_length", "resamples",
-                      "confidence", "seed", "n_units"}`` (:mod:`irrepnet.bench.stats`)
+                      "confidence", "seed", "n_units"}`` (:mod:`irrepnet.stats`)
 ``rollout_bootstrap`` the same for rollout start frames (block length 1), or null
 ``budget``            ``{"per_model": {name: {"steps", "max_steps", "epochs", "steps_per_epoch",
                       "batch_size", "lr"}}, "equal_steps": bool, "steps"}`` or null

@@ -47,7 +47,12 @@ class TrainConfig:
     the best checkpoint can be the baseline itself). ``input_noise`` trains with
     random-walk noise on the input history (Sanchez-Gonzalez et al. 2020), its
     last-step standard deviation given in units of the training RMS of the target
-    displacement (:mod:`irrepnet.train.noise`); 0 turns it off.
+    displacement (:mod:`irrepnet.train.noise`); 0 turns it off. ``select_significant``
+    (with ``start_at_baseline``) keeps the baseline as the best checkpoint unless an
+    epoch's validation MSE is lower than the baseline's with 95% confidence, by a paired
+    block bootstrap over validation samples in blocks of ``selection_block``
+    (:mod:`irrepnet.stats`): on a task where the models cannot beat the baseline, model
+    selection on a noisy validation split then does not make them worse on the test.
     """
 
     epochs: int = 20
@@ -74,6 +79,8 @@ class TrainConfig:
     residual: str = "none"  # "none", "constant_velocity" or "constant_acceleration"
     start_at_baseline: bool = False  # correction x learnable gate initialised at 0
     input_noise: float = 0.0  # random-walk input noise, in units of the target RMS
+    select_significant: bool = False  # with start_at_baseline: replace the baseline only beyond validation noise
+    selection_block: int = 20  # block length (validation samples) of that paired bootstrap
 
     def __post_init__(self):
         problems = []
@@ -103,6 +110,10 @@ class TrainConfig:
             problems.append(f"residual must be one of {RESIDUALS}, got {self.residual!r}")
         if not isinstance(self.input_noise, (int, float)) or not self.input_noise >= 0:
             problems.append(f"input_noise must be a number >= 0, got {self.input_noise!r}")
+        if self.select_significant and not self.start_at_baseline:
+            problems.append("select_significant compares checkpoints with the baseline: it needs start_at_baseline = true")
+        if not isinstance(self.selection_block, int) or self.selection_block < 1:
+            problems.append(f"selection_block must be an integer >= 1, got {self.selection_block!r}")
         if problems:
             raise ConfigError("training config: " + "; ".join(problems))
 

@@ -308,6 +308,12 @@ class Trainer:
     @torch.no_grad()
     def evaluate_loss(self, dataset) -> float:
         """Mean normalised loss over ``dataset`` (per coordinate, like the training loss)."""
+        return float(self._valid_errors(dataset).mean()) if self._needs_per_sample() else self._loss_sum(dataset)
+
+    def _needs_per_sample(self) -> bool:
+        return bool(self.config.select_significant)
+
+    def _loss_sum(self, dataset) -> float:
         self.model.eval()
         total, count = 0.0, 0
         for start in range(0, len(dataset), self.config.eval_batch_size):
@@ -318,6 +324,40 @@ class Trainer:
             total += float(err.sum())
             count += err.numel()
         return total / count
+
+    @torch.no_grad()
+    def _valid_errors(self, dataset) -> torch.Tensor:
+        """``(S,)`` normalised squared error per sample (graph), mean over its nodes and coordinates.
+
+        Samples of the task datasets have equal sizes, so the mean of these equals :meth:`evaluate_loss`.
+        """
+        self.model.eval()
+        out = []
+        for start in range(0, len(dataset), self.config.eval_batch_size):
+            idx = range(start, min(len(dataset), start + self.config.eval_batch_size))
+            batch = move(dataset.batch(idx), self.device, self.dtype)
+            pred = self.model.forward_normalized(batch)[self.output]
+            err = (pred - self.model.normalized_target(batch, batch[self.target])).double().pow(2)
+            graph = batch[K.BATCH]
+            sums = torch.zeros(len(idx), dtype=torch.float64, device=err.device).index_add_(0, graph, err.sum(dim=1))
+            sizes = torch.bincount(graph, minlength=len(idx)).double() * err.shape[1]
+            out.append((sums / sizes).cpu())
+        self._last_valid_errors = torch.cat(out)
+        return self._last_valid_errors
+
+    def _significantly_better_than_baseline(self) -> bool:
+        """Paired block bootstrap of this epoch's validation errors against epoch 0's (the baseline)."""
+        from ..stats import Bootstrap
+
+        base = self.state.get("baseline_valid_errors")
+        if base is None:
+            return True
+        errs = self._last_valid_errors.numpy()
+        n = len(errs)
+        if n < 4:  # too few samples to resample: the plain rule
+            return True
+        boot = Bootstrap(n, block_length=max(1, min(self.config.selection_block, n // 2)), resamples=1000, seed=0)
+        return boot.compare(errs, base.numpy())["verdict"] == "lower"
 
     # --- the loop ---------------------------------------------------------------
     def _log_line(self, record: Dict[str, Any]) -> None:
@@ -416,6 +456,8 @@ class Trainer:
                   "valid_mse": valid * self.target_scale ** 2, "lr": 0.0, "time_s": 0.0, "epoch_s": 0.0}
         st["history"].append(record)
         st["best_valid"], st["best_epoch"] = valid, 0
+        if self.config.select_significant:
+            st["baseline_valid_errors"] = self._last_valid_errors.clone()  # a tensor: checkpoints load weights_only
         self._log_line(record)
         self._save("best.pt")
         self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -432,6 +474,10 @@ class Trainer:
         st["epoch"] += 1
         st["perm"] = None
         improved = valid < st["best_valid"]
+        if improved and self.config.select_significant:
+            # the baseline stays the kept model unless this epoch beats it beyond validation noise
+            improved = self._significantly_better_than_baseline()
+            record["significant"] = improved
         if improved:
             st["best_valid"], st["best_epoch"], st["bad_epochs"] = valid, st["epoch"], 0
         else:

@@ -1,11 +1,11 @@
-"""Tests of irrepnet.bench.stats: circular block bootstrap intervals and paired comparisons."""
+"""Tests of irrepnet.stats: circular block bootstrap intervals and paired comparisons."""
 
 import math
 
 import numpy as np
 import pytest
 
-from irrepnet.bench.stats import (DEFAULT_BLOCK_LENGTH, DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, REASON_DIVERGED,
+from irrepnet.stats import (DEFAULT_BLOCK_LENGTH, DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, REASON_DIVERGED,
                                   REASON_ZERO_BASELINE, Bootstrap, per_unit_mse, verdict_sentence)
 
 
