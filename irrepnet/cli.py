@@ -69,6 +69,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="scale the correction by a learnable gate initialised at 0: training starts at the baseline")
     g.add_argument("--input-noise", type=float, metavar="SIGMA",
                    help="random-walk input noise for stable rollouts, in units of the target RMS (default 0: off)")
+    g.add_argument("--unroll-steps", type=int, metavar="K",
+                   help="k-step unrolled loss on trajectory tasks (default 1: one-step training)")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="any training option (repeatable)")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is steadiest on a "
                                                "busy machine)")
@@ -248,7 +250,7 @@ def _set_threads(args) -> None:
 def _train_overrides(args) -> dict:
     over = _parse_sets(getattr(args, "set", None))
     for key in ("epochs", "max_steps", "batch_size", "lr", "seed", "dtype", "device", "patience", "residual",
-                "start_at_baseline", "input_noise"):
+                "start_at_baseline", "input_noise", "unroll_steps"):
         value = getattr(args, key, None)
         if value is not None:
             over[key] = value

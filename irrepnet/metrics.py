@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from . import keys as K
+from .data.windows import window_batch
 from .train.device import synchronize
 from .train.loop import move, target_field
 
@@ -127,20 +128,6 @@ def rollout_starts(test_frames: np.ndarray, horizon: int, history: int, count: i
     return sorted(set(np.linspace(lo, last, num=count).round().astype(int).tolist()))
 
 
-def _state_batch(window: torch.Tensor, history: int) -> Dict[str, torch.Tensor]:
-    """Model inputs from ``window`` ``(B, h+1, N, 3)`` of the last ``h+1`` positions, newest last."""
-    B, _, N, _ = window.shape
-    pos = window[:, -1]
-    data = {K.POS: pos.reshape(B * N, 3), K.NODE_INDEX: torch.arange(N).repeat(B),
-            K.NUM_NODES: torch.full((B,), N, dtype=torch.long), K.BATCH: torch.arange(B).repeat_interleave(N)}
-    if history >= 1:
-        steps = [window[:, -1 - k] - window[:, -2 - k] for k in range(history)]  # newest first
-        vh = torch.stack(steps, dim=2)  # (B, N, h, 3)
-        data[K.VEL_HISTORY] = vh.reshape(B * N, 3 * history)
-        data[K.VEL] = steps[0].reshape(B * N, 3)
-    return data
-
-
 @torch.no_grad()
 def rollout(model: torch.nn.Module, trajectory: np.ndarray, starts: Sequence[int], horizon: int, history: int,
             *, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> np.ndarray:
@@ -158,7 +145,7 @@ def rollout(model: torch.nn.Module, trajectory: np.ndarray, starts: Sequence[int
     window = torch.stack([x[t - history:t + 1] for t in starts])  # (B, h+1, N, 3), float64 state
     out = [window[:, -1].clone()]
     for _ in range(horizon):
-        data = move(_state_batch(window, history), device, dtype)
+        data = move(window_batch(window, history), device, dtype)
         dx = model(data)[K.DISPLACEMENT].double().cpu().reshape(window.shape[0], -1, 3)
         nxt = window[:, -1] + dx
         window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)

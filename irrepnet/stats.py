@@ -100,7 +100,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
 

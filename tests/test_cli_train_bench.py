@@ -50,12 +50,14 @@ def test_train_reads_a_toml_config(tmp_path, capsys):
 def test_train_with_residual_noise_and_gate_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "r"
     code, text, err = run(capsys, "train", "--model", "radial-field", "--out", str(out), *TINY, *SMALL_RF,
-                          "--residual", "constant_acceleration", "--start-at-baseline", "--input-noise", "0.05")
+                          "--residual", "constant_acceleration", "--start-at-baseline", "--input-noise", "0.05",
+                          "--unroll-steps", "2")
     assert code == 0, err
     from irrepnet.train import load_checkpoint
 
     cfg = load_checkpoint(out / "last.pt")["train_config"]
     assert cfg["residual"] == "constant_acceleration" and cfg["start_at_baseline"] and cfg["input_noise"] == 0.05
+    assert cfg["unroll_steps"] == 2
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert log[0]["epoch"] == 0  # the baseline, scored before the first step
     code, text, err = run(capsys, "audit", "--checkpoint", str(out / "best.pt"))

@@ -9,28 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from irrepnet import data as D
 from irrepnet.registry import ConfigError
-from irrepnet.tasks import Task, task_spec
-from irrepnet.train import (CheckpointError, TrainConfig, Trainer, TrainingInterrupted, load_checkpoint,
+from irrepnet.train import (CheckpointError, Trainer, TrainingInterrupted, load_checkpoint,
                             load_trained, make_trainer, save_atomic, train_config, train_registered)
 from irrepnet.train.config import read_run_config
 
-
-@pytest.fixture(scope="module")
-def tiny_task():
-    """A 12-bead polymer, 80 frames, history 2: 60 training samples."""
-    traj = D.simulate_polymer(D.PolymerConfig(n_frames=80, n_equilibrate=200))
-    train, test = D.split_trajectory(traj, history=2)
-    return Task(task_spec("twelve_body", history=2), train, test)
-
-
-def small(**kw):
-    base = dict(epochs=3, batch_size=8, steps_per_epoch=4, lr=3e-3, warmup_steps=2, progress=False)
-    return TrainConfig(**{**base, **kw})
-
-
-RF = {"hidden": 16, "layers": 2}
+from conftest import RF, small  # shared with the other training tests
 
 
 def test_loss_decreases_on_a_tiny_problem(tiny_task):

@@ -16,21 +16,7 @@ from irrepnet.train import TrainConfig, load_trained, make_trainer, train_regist
 from irrepnet.train.noise import add_input_noise
 from irrepnet.train.normalization import NormalizedModel, baseline_displacement, fit_scales, rms, with_residual
 
-
-@pytest.fixture(scope="module")
-def tiny_task():
-    """A 12-bead polymer, 80 frames, history 2: 60 training samples."""
-    traj = D.simulate_polymer(D.PolymerConfig(n_frames=80, n_equilibrate=200))
-    train, test = D.split_trajectory(traj, history=2)
-    return Task(task_spec("twelve_body", history=2), train, test)
-
-
-def small(**kw):
-    base = dict(epochs=3, batch_size=8, steps_per_epoch=4, lr=3e-3, warmup_steps=2, progress=False)
-    return TrainConfig(**{**base, **kw})
-
-
-RF = {"hidden": 16, "layers": 2}
+from conftest import RF, small  # shared with the other training tests
 
 
 def test_untrained_model_with_gate_is_exactly_the_baseline(tiny_task):
@@ -209,3 +195,40 @@ def test_select_significant_accepts_a_real_improvement(tiny_task):
     assert res.best_epoch > 0 and res.history[res.best_epoch]["significant"] is True
     with pytest.raises(ConfigError, match="needs start_at_baseline"):
         TrainConfig(select_significant=True)
+
+
+# --- k-step unrolled loss ---------------------------------------------------------------
+def test_unrolled_loss_feeds_predictions_back(tiny_task):
+    cfg = small(residual="constant_acceleration", unroll_steps=3, dtype="float64")
+    trainer = make_trainer("radial-field", tiny_task, cfg, RF)
+    idx = torch.arange(8)
+    loss = trainer.unrolled_loss(idx)
+    # the same by hand: three fed-back steps from the true window, each scored against the truth
+    ds, model = trainer.train_set, trainer.model
+    traj = torch.as_tensor(ds.trajectory)
+    frames = ds.frames[:8]
+    window = torch.stack([traj[t - 2:t + 1] for t in frames])
+    total = 0.0
+    from irrepnet.data.windows import window_batch
+
+    for j in range(3):
+        data = window_batch(window, 2)
+        out = model.forward_normalized(data)[K.DISPLACEMENT]
+        truth = (traj[torch.as_tensor(frames + j + 1)] - window[:, -1]).reshape(-1, 3)
+        total = total + (out - model.normalized_target(data, truth)).pow(2).mean()
+        window = torch.cat([window[:, 1:], (window[:, -1] + model(data)[K.DISPLACEMENT].reshape(8, 12, 3))[:, None]], 1)
+    torch.testing.assert_close(loss, total / 3)
+    # unrolled over one step it is the usual one-step loss
+    trainer.config = dataclasses.replace(trainer.config, unroll_steps=1)
+    batch = {k: v.double() if v.is_floating_point() else v for k, v in ds.batch(idx).items()}
+    torch.testing.assert_close(trainer.unrolled_loss(idx), trainer.loss(batch))
+    res = train_registered("radial-field", tiny_task, cfg, RF)  # and it trains
+    assert res.steps == 12 and all(math.isfinite(r["valid_loss"]) for r in res.history)
+
+
+def test_unrolled_loss_needs_a_trajectory():
+    task = _noise_task()
+    with pytest.raises(ConfigError, match="needs a trajectory task"):
+        make_trainer("radial-field", task, small(unroll_steps=2), RF)
+    with pytest.raises(ConfigError, match="unroll_steps must be"):
+        TrainConfig(unroll_steps=0)

@@ -67,7 +67,7 @@ plt.rcParams.update({"figure.dpi": 70, "font.size": 9})
 # it: $IRREPNET_DMOL_FILE, or the shared data folder next to the repository.
 DATA = find_dmol_file()
 print("irrepnet", irrepnet.__version__, "| torch", torch.__version__, "| FULL =", FULL)
-print("data:", DATA or "the built-in polymer simulator (no paths.npz found)")
+print("data:", DATA or "irrepnet's reference polymer trajectory (no paths.npz found)")
 
 # %% [markdown]
 # ## 1. The task
@@ -82,8 +82,9 @@ print("data:", DATA or "the built-in polymer simulator (no paths.npz found)")
 # With `history=2` the model also sees the last two frame steps,
 # $v_1 = x(t) - x(t-1)$ and $v_2 = x(t-1) - x(t-2)$, as `vel` (`1o`, that is $v_1$) and
 # `vel_history` (`2x1o`, newest first). If the dmol file is available it is used; otherwise
-# `load_task` simulates a polymer with the same statistics (about 2 s), and everything below
-# runs the same way.
+# `load_task` reads irrepnet's own reference trajectory, a run of its polymer simulator with
+# the same statistics that ships with the package (the same bytes on every machine), and
+# everything below runs the same way.
 
 # %%
 task = load_task("twelve_body", data=DATA, history=2)
@@ -332,11 +333,13 @@ for name in MODELS:
 # - `IRREPNET_FULL=1 python tutorials/run_notebooks.py 02` reruns this notebook with the
 #   quick suite's full budget (8 epochs of 25 steps).
 # - `irrepnet bench --suite quick --threads 1` trains *every* registered model with that
-#   budget on the simulator (about 5 minutes on a 2-core CPU) and writes the same files into a
-#   new `runs/bench-quick` folder; add `--data path/to/paths.npz` for the real trajectory.
+#   budget on the reference trajectory (about 6 minutes on a 2-core CPU) and writes the same
+#   files into a new `runs/bench-quick` folder; add `--data path/to/paths.npz` for the real one.
 # - `irrepnet bench --suite dmol --data path/to/paths.npz` is the longer comparison on the
-#   real file: 20 epochs with early stopping, with and without velocity history. Interrupted
-#   runs continue with `--resume`.
+#   real file: 3 seeds, 500 steps per model, learning rates chosen on validation, 95%
+#   intervals and paired comparisons; `--suite dmol-residual` trains the same models as
+#   corrections to constant acceleration, with and without input noise. Interrupted runs
+#   continue with `--resume`.
 # - Each trained model's checkpoint stays in the results folder
 #   (`<out>/history-2/<model>/best.pt`): `irrepnet audit --checkpoint .../best.pt` audits it
 #   again, and `irrepnet train --model egnn-vel --history 2 --out runs/egnn-vel` trains a

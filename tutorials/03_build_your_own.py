@@ -59,7 +59,7 @@ torch.set_num_threads(1)  # the steadiest timings on a small, busy CPU
 torch.manual_seed(0)
 plt.rcParams.update({"figure.dpi": 70, "font.size": 9})
 
-# the dmol book's trajectory when it can be found (see tutorial 2), else the built-in simulator
+# the dmol book's trajectory when it can be found (see tutorial 2), else irrepnet's reference trajectory
 DATA = find_dmol_file()
 task = load_task("twelve_body", data=DATA, history=2)
 print("irrepnet", irrepnet.__version__, "| FULL =", FULL)

@@ -194,7 +194,7 @@ def load_trajectory(path: PathLike, *, expect_dmol: bool = False) -> np.ndarray:
     return check_trajectory(arr, name=f"{p}[{ARRAY_KEY!r}]")
 
 
-def save_trajectory(path: PathLike, arr: np.ndarray, *, overwrite: bool = False) -> Path:
+def save_trajectory(path: PathLike, arr: np.ndarray, *, overwrite: bool = False, compressed: bool = False) -> Path:
     """Write ``arr`` as a dmol-format trajectory file (``np.savez(path, arr=arr)``).
 
     The array is checked and written as given (2-D stays 2-D), so a file written
@@ -210,6 +210,8 @@ def save_trajectory(path: PathLike, arr: np.ndarray, *, overwrite: bool = False)
         ``(T, N, 2)`` or ``(T, N, 3)``.
     overwrite : bool
         replace an existing file; otherwise refuse with ``FileExistsError``.
+    compressed : bool
+        ``np.savez_compressed`` instead of ``np.savez``.
 
     Returns
     -------
@@ -227,7 +229,7 @@ def save_trajectory(path: PathLike, arr: np.ndarray, *, overwrite: bool = False)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, **{ARRAY_KEY: arr})
+            (np.savez_compressed if compressed else np.savez)(f, **{ARRAY_KEY: arr})
         os.replace(tmp, p)
     finally:
         if tmp.exists():

@@ -218,3 +218,33 @@ def split_trajectory(
             )
         out.append(TrajectoryDataset(x, history=h, frames=t, dtype=dtype))
     return out[0], out[1]
+
+
+def window_batch(window: torch.Tensor, history: int) -> dict:
+    """Model inputs of ``B`` graphs from their last ``h+1`` positions (what a rollout feeds back).
+
+    Parameters
+    ----------
+    window : tensor of shape (B, h+1, N, 3)
+        positions ``x(t-h) .. x(t)``, newest last.
+    history : int
+        ``h``; with ``h >= 1`` the batch has ``vel`` and ``vel_history`` (newest step first),
+        laid out as in :class:`TrajectoryDataset`.
+
+    Returns
+    -------
+    dict
+        ``pos (B*N, 3)``, ``node_index``, ``num_nodes``, ``batch`` and, with history,
+        ``vel (B*N, 3)`` and ``vel_history (B*N, 3h)``.
+    """
+    B, _, N, _ = window.shape
+    pos = window[:, -1]
+    data = {K.POS: pos.reshape(B * N, 3), K.NODE_INDEX: torch.arange(N, device=window.device).repeat(B),
+            K.NUM_NODES: torch.full((B,), N, dtype=torch.long, device=window.device),
+            K.BATCH: torch.arange(B, device=window.device).repeat_interleave(N)}
+    if history >= 1:
+        steps = [window[:, -1 - k] - window[:, -2 - k] for k in range(history)]  # newest first
+        vh = torch.stack(steps, dim=2)  # (B, N, h, 3)
+        data[K.VEL_HISTORY] = vh.reshape(B * N, 3 * history)
+        data[K.VEL] = steps[0].reshape(B * N, 3)
+    return data

@@ -47,7 +47,12 @@ class TrainConfig:
     the best checkpoint can be the baseline itself). ``input_noise`` trains with
     random-walk noise on the input history (Sanchez-Gonzalez et al. 2020), its
     last-step standard deviation given in units of the training RMS of the target
-    displacement (:mod:`irrepnet.train.noise`); 0 turns it off. ``select_significant``
+    displacement (:mod:`irrepnet.train.noise`); 0 turns it off. ``unroll_steps = k > 1``
+    trains on trajectory tasks with a k-step unrolled loss: each sample's predictions are
+    fed back k times (gradients flow through the whole unroll) and the loss averages the
+    one-step losses against the true frames, so errors that compound in a rollout are
+    penalised (samples within k frames of the end of the training split are skipped).
+    ``select_significant``
     (with ``start_at_baseline``) keeps the baseline as the best checkpoint unless an
     epoch's validation MSE is lower than the baseline's with 95% confidence, by a paired
     block bootstrap over validation samples in blocks of ``selection_block``
@@ -79,6 +84,7 @@ class TrainConfig:
     residual: str = "none"  # "none", "constant_velocity" or "constant_acceleration"
     start_at_baseline: bool = False  # correction x learnable gate initialised at 0
     input_noise: float = 0.0  # random-walk input noise, in units of the target RMS
+    unroll_steps: int = 1  # > 1: k-step unrolled loss on trajectory tasks (feeds predictions back)
     select_significant: bool = False  # with start_at_baseline: replace the baseline only beyond validation noise
     selection_block: int = 20  # block length (validation samples) of that paired bootstrap
 
@@ -110,6 +116,8 @@ class TrainConfig:
             problems.append(f"residual must be one of {RESIDUALS}, got {self.residual!r}")
         if not isinstance(self.input_noise, (int, float)) or not self.input_noise >= 0:
             problems.append(f"input_noise must be a number >= 0, got {self.input_noise!r}")
+        if not isinstance(self.unroll_steps, int) or self.unroll_steps < 1:
+            problems.append(f"unroll_steps must be an integer >= 1, got {self.unroll_steps!r}")
         if self.select_significant and not self.start_at_baseline:
             problems.append("select_significant compares checkpoints with the baseline: it needs start_at_baseline = true")
         if not isinstance(self.selection_block, int) or self.selection_block < 1:

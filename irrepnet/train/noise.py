@@ -42,6 +42,24 @@ import torch
 from .. import keys as K
 
 
+def window_noise(shape, std: float, *, dtype=torch.float64, device=None,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Random-walk offsets ``(B, h+1, N, 3)`` for a window of positions ``x(t-h) .. x(t)`` (newest last).
+
+    The oldest frame is not moved; the newest frame step gets noise of standard
+    deviation ``std`` (with ``h = 0`` the single frame gets ``N(0, std^2)``). Used by the
+    unrolled loss, which feeds whole windows; :func:`add_input_noise` is the same noise on
+    a batch's ``pos``/``vel_history`` fields.
+    """
+    B, hp1, N, _ = shape
+    h = hp1 - 1
+    if h == 0:
+        return std * torch.randn(B, 1, N, 3, generator=generator, dtype=dtype).to(device)
+    steps = std / h ** 0.5 * torch.randn(B, h, N, 3, generator=generator, dtype=dtype)
+    offsets = steps.cumsum(dim=1).cumsum(dim=1)  # positions: sums of the velocity random walk
+    return torch.cat([torch.zeros(B, 1, N, 3, dtype=dtype), offsets], dim=1).to(device)
+
+
 def add_input_noise(batch: Mapping[str, torch.Tensor], std: float,
                     generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
     """``batch`` with random-walk input noise of last-step standard deviation ``std`` (see the module docstring)."""

@@ -180,13 +180,16 @@ class NormalizedModel(IrrepsModel):
         corr = truth if base is None else truth - base
         return corr / self.output_scales.get(self.output, 1.0)
 
-    def forward(self, data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        out = self.forward_normalized(data)
+    def to_physical(self, data: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Normalised outputs (of :meth:`forward_normalized` on ``data``) in physical units, baseline added."""
         out = {k: (v * self.output_scales[k] if k in self.output_scales else v) for k, v in out.items()}
         base = baseline_displacement(self.residual, data)
         if base is not None:
             out[self.output] = out[self.output] + base.to(out[self.output].dtype)
         return out
+
+    def forward(self, data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return self.to_physical(data, self.forward_normalized(data))
 
     def extra_repr(self) -> str:
         gate = ", start_at_baseline" if self.gate is not None else ""

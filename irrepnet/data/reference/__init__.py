@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -60,7 +59,7 @@ import numpy as np
 
 from ..baselines import evaluate_baselines
 from ..polymer import PolymerConfig, polymer_energy, simulate_polymer, trajectory_stats
-from ..trajectory import ARRAY_KEY, PathLike, check_trajectory, file_sha256, load_trajectory
+from ..trajectory import PathLike, file_sha256, load_trajectory, save_trajectory
 from ..windows import split_trajectory
 
 #: the shipped trajectory, inside the installed package.
@@ -271,18 +270,7 @@ def write_reference(path: Optional[PathLike] = None, overwrite: bool = False) ->
         if np.any(x[..., 2] != 0.0):
             raise AssertionError("a 2-D simulation returned non-zero z")
         x = x[..., :2]
-    arr = np.ascontiguousarray(x, dtype=np.float64)
-    check_trajectory(arr, name="reference trajectory")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **{ARRAY_KEY: arr})
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
+    return save_trajectory(p, np.ascontiguousarray(x, dtype=np.float64), overwrite=overwrite, compressed=True)
 
 
 def _stats_table(shipped: Dict[str, float], fresh: Dict[str, float]) -> str:
