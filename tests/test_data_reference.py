@@ -152,3 +152,19 @@ def test_command_line(capsys, tmp_path):
     (tmp_path / "x.npz").write_bytes(b"")
     assert ref.main(["--write", "--out", str(tmp_path / "x.npz")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_committed_quick_table_has_the_reference_baselines():
+    """`make run` on any machine prints the committed quick table's baseline rows: same file, same numbers."""
+    import json
+    from pathlib import Path
+
+    results = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "quick" /
+                          "results.json").read_text())
+    group = results["groups"][0]
+    assert "polymer12.npz" in group["data"] and REFERENCE_SHA256[:12] in group["data"]
+    rows = {r["name"]: r["metrics"]["test_mse"] for r in group["rows"] if r["kind"] == "baseline"}
+    names = {"zero-displacement": "zero", "constant-velocity": "constant_velocity",
+             "constant-acceleration": "constant_acceleration"}
+    for row_name, key in names.items():
+        assert rows[row_name] == pytest.approx(REFERENCE_BASELINES[key], rel=1e-12)
