@@ -275,3 +275,16 @@ def test_bad_v2_suites_are_clear_errors(tmp_path, text, message):
     f.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_suite(str(f))
+
+
+def test_v2_csv_has_intervals_and_verdicts(tiny_v2):
+    import csv
+
+    out, results = tiny_v2
+    with open(out / "results.csv", newline="") as fh:
+        lines = list(csv.DictReader(fh))
+    mlp = next(r for r in lines if r["name"] == "mlp" and r["group"] == "h2")
+    row = next(r for r in results["groups"][0]["rows"] if r["name"] == "mlp")
+    assert mlp["n_seeds"] == "2" and mlp["residual"] == "none"
+    assert float(mlp["test_mse_lo"]) == row["intervals"]["test_mse"]["lo"]
+    assert mlp["vs_best_baseline"] == "constant-acceleration" and mlp["vs_best_baseline_verdict"] == "higher"

@@ -199,7 +199,11 @@ def csv_header(results: Results) -> List[str]:
             + [f"rollout_mse_k{h}" for h in _all_horizons(results)]
             + ["equiv_f32_worst_rel_error", "equiv_f32_passed", "equiv_f64_worst_rel_error", "equiv_f64_passed"]
             + list(schema.SPEED_KEYS)
-            + ["epochs", "steps", "best_epoch", "stopped", "reason"])
+            + ["epochs", "steps", "best_epoch", "stopped", "reason"]
+            # schema 2 (empty for version-1 files): protocol, intervals and the paired verdicts
+            + ["residual", "n_seeds", "test_mse_seed_std", "test_mse_lo", "test_mse_hi", "mse_vs_zero_lo",
+               "mse_vs_zero_hi", "vs_best_baseline", "vs_best_baseline_ratio", "vs_best_baseline_lo",
+               "vs_best_baseline_hi", "vs_best_baseline_verdict"])
 
 
 def _csv_row(group: Dict[str, Any], row: Row, horizons: Iterable[int]) -> List[Any]:
@@ -215,8 +219,25 @@ def _csv_row(group: Dict[str, Any], row: Row, horizons: Iterable[int]) -> List[A
             + [equivariance_error(row, "float32"), equivariance_passed(row, "float32"),
                equivariance_error(row, "float64"), equivariance_passed(row, "float64")]
             + [speed.get(k) for k in schema.SPEED_KEYS]
-            + [training.get("epochs"), training.get("steps"), training.get("best_epoch"), training.get("stopped"),
-               row.get("reason")])
+            + [training.get("epochs"), _csv_steps(training.get("steps")), _csv_steps(training.get("best_epoch")),
+               training.get("stopped"), row.get("reason")]
+            + _csv_v2(group, row))
+
+
+def _csv_steps(value: Any) -> Any:
+    """Per-seed lists (steps or best epochs that differ between seeds) as ``a/b/c``."""
+    return "/".join(str(v) for v in value) if isinstance(value, list) else value
+
+
+def _csv_v2(group: Dict[str, Any], row: Row) -> List[Any]:
+    if "bootstrap" not in group:
+        return [None] * 12
+    test, vs_zero = interval(row, "test_mse") or {}, interval(row, "mse_vs_zero") or {}
+    best = (row.get("comparisons") or {}).get("best_baseline") or {}
+    residual = (row.get("train") or {}).get("residual") if row.get("kind") == "model" else None
+    return [residual, len(row.get("seeds") or []) or None, test.get("seed_std"), test.get("lo"), test.get("hi"),
+            vs_zero.get("lo"), vs_zero.get("hi"), best.get("other"), best.get("ratio"), best.get("lo"), best.get("hi"),
+            best.get("verdict")]
 
 
 def write_csv(results: Results, path: PathLike) -> Path:
