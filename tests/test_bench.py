@@ -288,3 +288,21 @@ def test_v2_csv_has_intervals_and_verdicts(tiny_v2):
     assert mlp["n_seeds"] == "2" and mlp["residual"] == "none"
     assert float(mlp["test_mse_lo"]) == row["intervals"]["test_mse"]["lo"]
     assert mlp["vs_best_baseline"] == "constant-acceleration" and mlp["vs_best_baseline_verdict"] == "higher"
+
+
+def test_frame_error_breakdown_script(tiny_v2):
+    """benchmarks/frame_errors.py reads the per-frame errors a bench run leaves behind."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "frame_errors.py"
+    spec = importlib.util.spec_from_file_location("frame_errors", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out, results = tiny_v2
+    table = module.frame_table(out, "h2", "constant-acceleration", 3)
+    assert "its 3 hardest of 410 test frames" in table
+    ca_line = next(ln for ln in table.splitlines() if ln.startswith("| constant-acceleration |"))
+    assert ca_line.endswith("| 1.000 | 1.000 | 1.000 |")  # the reference against itself
+    assert "| mlp | 2 |" in table
+    assert module.main([str(out), "--group", "nope"]) == 2
