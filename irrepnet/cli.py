@@ -29,6 +29,7 @@ from .batch import check_batch
 from .equivariance import audit_all
 from .registry import ConfigError, UnknownModelError, build_model, get_model_entry, list_models
 from .tasks import TASKS, load_task, task_spec
+from .train.config import RESIDUALS
 
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ConfigError, UnknownModelError)
 # (CheckpointError and SchemaError are ValueErrors)
@@ -63,7 +64,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--dtype", choices=("float32", "float64"))
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    g.add_argument("--residual", choices=("none", "constant_velocity", "constant_acceleration"),
+    g.add_argument("--residual", choices=RESIDUALS,
                    help="learn a correction to this physical extrapolation (default none)")
     g.add_argument("--start-at-baseline", action="store_true", default=None,
                    help="scale the correction by a learnable gate initialised at 0: training starts at the baseline")

@@ -7,185 +7,29 @@ the artifacts it names, so a report can be rebuilt at any time from a results fo
     write_all(results, "benchmarks/results/run")
 
 Numbers: MSEs are per coordinate of the predicted displacement ``x(t+1) - x(t)``
-(rollouts: of the positions), in the squared length unit of the data; they are
-printed with 3 significant digits (``2.43e-05``); a missing value prints as ``–``.
+(rollouts: of the positions), in the squared length unit of the data; their formats
+and the accessors of a row are in :mod:`irrepnet.bench.formatting`.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from . import schema
+from .formatting import (  # noqa: F401  (re-exported: the report's public helpers)
+    MAX_TABLE_HORIZONS, MISSING, _all_horizons, _get, _mse_key, _num, equivariance_error, equivariance_passed,
+    fmt_ci, fmt_int, fmt_near_one, fmt_plain, fmt_sci, fmt_sig, fmt_vs_zero, interval, ordered_rows, rollout_cell,
+    rollout_mse, seed_std, table_horizons, with_ci, Results, Row)
 
-Results = Dict[str, Any]
-Row = Dict[str, Any]
 PathLike = Any
 
-MISSING = "–"
 #: correlation keys of twelve_body rows, with their column titles.
 CORRELATIONS = {"com": "centre of mass", "particle0": "particle 0", "particle6_x": "particle 6 (x)",
                 "last_y": "last particle (y)"}
-#: rollout horizons shown in the markdown table (all of them go to the CSV).
-MAX_TABLE_HORIZONS = 3
-
-
-# ---------------------------------------------------------------------------- values
-
-
-def _num(x: Any) -> Optional[float]:
-    """``x`` as a float, or ``None`` when it is missing or not a number."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x)
-
-
-def _get(obj: Any, *keys: str) -> Any:
-    """``obj[k1][k2]...``, or ``None`` as soon as a level is missing or null."""
-    for k in keys:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(k)
-    return obj
-
-
-def fmt_sci(x: Any) -> str:
-    """3 significant digits in scientific notation (``2.43e-05``); ``–`` when missing."""
-    v = _num(x)
-    return MISSING if v is None else f"{v:.2e}"
-
-
-def fmt_sig(x: Any) -> str:
-    """3 significant digits, trailing zeros kept (``0.00680``, ``1.00``, ``6.80e-05``)."""
-    v = _num(x)
-    return MISSING if v is None else f"{v:#.3g}".rstrip(".")  # "460." -> "460"
-
-
-def fmt_vs_zero(x: Any) -> str:
-    """MSE / zero: 3 significant digits, but enough decimals near 1 that 0.9996 never prints as 1.00."""
-    v = _num(x)
-    if v is not None and 0.99 < v < 1.01 and v != 1.0:
-        return f"{v:.5f}"
-    return fmt_sig(x)
-
-
-def fmt_near_one(x: Any) -> str:
-    """R² or a correlation: enough decimals that ``1 - x`` keeps 2 significant digits (``0.99987``)."""
-    v = _num(x)
-    if v is None:
-        return MISSING
-    if not math.isfinite(v) or v >= 1 or v < 0.9:
-        return f"{v:#.3g}" if math.isfinite(v) else f"{v}"
-    decimals = min(9, math.ceil(-math.log10(1 - v)) + 1)
-    return f"{v:.{decimals}f}"
-
-
-def fmt_plain(x: Any) -> str:
-    """A speed or time: 3 significant digits without an exponent in the usual range (``12.3``, ``4512``)."""
-    v = _num(x)
-    if v is None:
-        return MISSING
-    if not math.isfinite(v) or v == 0:
-        return f"{v:g}"
-    mag = math.floor(math.log10(abs(v)))
-    if mag >= 6 or mag < -3:
-        return f"{v:.2e}"
-    return f"{v:.{max(0, 2 - mag)}f}"
-
-
-def fmt_ci(interval: Any, fmt=None) -> str:
-    """``[lo, hi]`` of an interval dict with 2 significant digits (``[4.1e-09, 7.3e-09]``); ``""`` when absent."""
-    if not isinstance(interval, dict) or _num(interval.get("lo")) is None or _num(interval.get("hi")) is None:
-        return ""
-    f = fmt or (lambda v: f"{v:.1e}" if abs(v) < 1e-2 or abs(v) >= 1e3 else f"{v:#.2g}".rstrip("."))
-    return f"[{f(interval['lo'])}, {f(interval['hi'])}]"
-
-
-def with_ci(text: str, interval: Any, fmt=None) -> str:
-    """``text`` followed by its interval when there is one."""
-    ci = fmt_ci(interval, fmt)
-    return f"{text} {ci}" if ci and text != MISSING else text
-
-
-def interval(row: Row, key: str, horizon: Optional[int] = None) -> Optional[Dict[str, Any]]:
-    """The row's stored interval of ``key`` (``test_mse``, ``mse_vs_zero``, or ``rollout`` at ``horizon``)."""
-    iv = row.get("intervals") or {}
-    if key == "rollout":
-        return (iv.get("rollout") or {}).get(str(horizon))
-    return iv.get(key)
-
-
-def seed_std(row: Row) -> Optional[float]:
-    return _num(_get(row, "intervals", "test_mse", "seed_std"))
-
-
-def fmt_int(x: Any) -> str:
-    v = _num(x)
-    return MISSING if v is None else f"{int(v):,}"
-
-
-def equivariance_error(row: Row, dtype: str = "float32") -> Optional[float]:
-    """Largest relative error among the checks the model *claims* (others are expected to fail)."""
-    checks = _get(row, "equivariance", dtype, "checks") or {}
-    errors = [_num(c.get("rel_error")) for c in checks.values() if isinstance(c, dict) and c.get("claimed")]
-    errors = [e for e in errors if e is not None]
-    return max(errors) if errors else None
-
-
-def equivariance_passed(row: Row, dtype: str = "float32") -> Optional[bool]:
-    passed = _get(row, "equivariance", dtype, "passed")
-    return bool(passed) if passed is not None else None
-
-
-def rollout_mse(row: Row, horizon: int) -> Optional[float]:
-    """The row's rollout MSE after ``horizon`` fed-back steps, or ``None``."""
-    roll = row.get("rollout") or {}
-    for h, m in zip(roll.get("horizons") or [], roll.get("mse") or []):
-        if h == horizon:
-            return _num(m)
-    return None
-
-
-def rollout_cell(row: Row, horizon: int) -> str:
-    """Formatted rollout MSE; ``diverged`` when the rollout ran but its error was not finite (JSON null)."""
-    roll = row.get("rollout") or {}
-    if horizon in (roll.get("horizons") or []) and rollout_mse(row, horizon) is None:
-        return "diverged"
-    return fmt_sci(rollout_mse(row, horizon))
-
-
-def _mse_key(row: Row):
-    """Sort key: lowest finite test MSE first, missing or NaN last."""
-    v = _num(_get(row, "metrics", "test_mse"))
-    return (0, v) if v is not None and math.isfinite(v) else (1, 0.0)
-
-
-def ordered_rows(group: Dict[str, Any]) -> List[Row]:
-    """The group's ``ok`` rows as the table shows them: baselines (file order), then models by test MSE."""
-    ok = [r for r in group.get("rows", []) if r.get("status") == "ok"]
-    return [r for r in ok if r.get("kind") == "baseline"] + sorted(
-        (r for r in ok if r.get("kind") != "baseline"), key=_mse_key)
-
-
-def _all_horizons(results: Results) -> List[int]:
-    hs = set()
-    for group in results.get("groups", []):
-        hs.update(h for h in group.get("rollout_horizons") or [] if isinstance(h, int))
-        for row in group.get("rows", []):
-            hs.update(h for h in (row.get("rollout") or {}).get("horizons") or [] if isinstance(h, int))
-    return sorted(hs)
-
-
-def table_horizons(horizons: Sequence[int]) -> List[int]:
-    """A few horizons for the table: all if at most 3, else the first, a middle one and the last."""
-    hs = sorted(set(horizons))
-    if len(hs) <= MAX_TABLE_HORIZONS:
-        return hs
-    return [hs[0], hs[len(hs) // 2], hs[-1]]
 
 
 # ---------------------------------------------------------------------------- CSV

@@ -40,6 +40,7 @@ from ..equivariance import audit
 from ..models.physical import PhysicalBaseline
 from ..provenance import provenance
 from ..registry import ConfigError, build_model, get_model_entry
+from ..stats import per_unit_mse
 from ..tasks import Task, load_task
 from ..train import TrainingInterrupted, make_trainer, split_validation
 from ..train.config import train_config
@@ -124,8 +125,6 @@ def _evaluate(model, group: Group, suite: Suite, run_dir: Path, device, dtype) -
     ``predictions.npz`` keeps the per-test-frame MSE (``frame_mse``, float64), which the
     block bootstrap of :mod:`irrepnet.bench.compare` resamples.
     """
-    from ..stats import per_unit_mse
-
     pred, true = M.predict(model, group.task.test, device=device, dtype=dtype)
     metrics = M.accuracy(pred, true, zero_mse=group.zero_mse)
     vpred, vtrue = M.predict(model, group.task.valid, device=device, dtype=dtype)
@@ -325,7 +324,7 @@ def run_model(name: str, group: Group, suite: Suite, out: Path, *, seeds: List[i
             model_cfg = {**model_cfg, **tuning["chosen"]["config"]}
             base["train"] = base_cfg.to_dict()
         full_cfg = get_model_entry(name).make_config(model_cfg)
-        params = sum(p.numel() for p in make_trainer(name, group.task, base_cfg, model_cfg).model.model.parameters())
+        params = sum(p.numel() for p in build_model(name, group.spec, full_cfg).parameters())
         base.update(parameters=params, config=dataclasses.asdict(full_cfg), tuning=tuning)
         for seed in seeds:
             records.append(run_seed(name, group, suite, out, dataclasses.replace(base_cfg, seed=seed), model_cfg,

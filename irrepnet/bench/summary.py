@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import List
 
-from .report import (_md_table, _name, _steps_cell, equivariance_error, fmt_int, fmt_plain, fmt_sci, fmt_vs_zero,
-                     interval, load_results, ordered_rows, rollout_cell, with_ci)
+from .formatting import (equivariance_error, fmt_int, fmt_plain, fmt_sci, fmt_vs_zero, interval, ordered_rows,
+                         rollout_cell, with_ci)
+from .report import _md_table, _name, _steps_cell, load_results
 
 
 def _group_line(results: dict, group: dict) -> str:

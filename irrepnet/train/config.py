@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..registry import ConfigError
+from .normalization import RESIDUALS as _RESIDUAL_BASELINES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,7 +27,7 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "plateau", "constant")
 DTYPES = ("float32", "float64")
 #: physical extrapolations a model can learn a correction to (:mod:`irrepnet.train.normalization`)
-RESIDUALS = ("none", "constant_velocity", "constant_acceleration")
+RESIDUALS = tuple(_RESIDUAL_BASELINES)
 
 
 @dataclass

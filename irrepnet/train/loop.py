@@ -39,6 +39,7 @@ import torch
 
 from .. import keys as K
 from ..interface import IrrepsModel
+from ..stats import Bootstrap
 from .checkpoint import load_checkpoint, save_atomic
 from .config import TrainConfig
 from .device import pick_device, synchronize
@@ -309,48 +310,28 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate_loss(self, dataset) -> float:
-        """Mean normalised loss over ``dataset`` (per coordinate, like the training loss)."""
-        return float(self._valid_errors(dataset).mean()) if self._needs_per_sample() else self._loss_sum(dataset)
+        """Mean normalised loss over ``dataset`` (per coordinate, like the training loss).
 
-    def _needs_per_sample(self) -> bool:
-        return bool(self.config.select_significant)
-
-    def _loss_sum(self, dataset) -> float:
-        self.model.eval()
-        total, count = 0.0, 0
-        for start in range(0, len(dataset), self.config.eval_batch_size):
-            idx = range(start, min(len(dataset), start + self.config.eval_batch_size))
-            batch = move(dataset.batch(idx), self.device, self.dtype)
-            pred = self.model.forward_normalized(batch)[self.output]
-            err = (pred - self.model.normalized_target(batch, batch[self.target])).double().pow(2)
-            total += float(err.sum())
-            count += err.numel()
-        return total / count
-
-    @torch.no_grad()
-    def _valid_errors(self, dataset) -> torch.Tensor:
-        """``(S,)`` normalised squared error per sample (graph), mean over its nodes and coordinates.
-
-        Samples of the task datasets have equal sizes, so the mean of these equals :meth:`evaluate_loss`.
+        Also keeps the error of each sample (graph), mean over its nodes and coordinates,
+        in ``_last_valid_errors``: the paired test of ``select_significant`` reads it.
         """
         self.model.eval()
-        out = []
+        sums, counts = [], []
         for start in range(0, len(dataset), self.config.eval_batch_size):
             idx = range(start, min(len(dataset), start + self.config.eval_batch_size))
             batch = move(dataset.batch(idx), self.device, self.dtype)
             pred = self.model.forward_normalized(batch)[self.output]
             err = (pred - self.model.normalized_target(batch, batch[self.target])).double().pow(2)
             graph = batch[K.BATCH]
-            sums = torch.zeros(len(idx), dtype=torch.float64, device=err.device).index_add_(0, graph, err.sum(dim=1))
-            sizes = torch.bincount(graph, minlength=len(idx)).double() * err.shape[1]
-            out.append((sums / sizes).cpu())
-        self._last_valid_errors = torch.cat(out)
-        return self._last_valid_errors
+            sums.append(torch.zeros(len(idx), dtype=torch.float64, device=err.device)
+                        .index_add_(0, graph, err.sum(dim=1)).cpu())
+            counts.append((torch.bincount(graph, minlength=len(idx)) * err.shape[1]).double().cpu())
+        sums, counts = torch.cat(sums), torch.cat(counts)
+        self._last_valid_errors = sums / counts
+        return float(sums.sum() / counts.sum())
 
     def _significantly_better_than_baseline(self) -> bool:
         """Paired block bootstrap of this epoch's validation errors against epoch 0's (the baseline)."""
-        from ..stats import Bootstrap
-
         base = self.state.get("baseline_valid_errors")
         if base is None:
             return True
