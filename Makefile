@@ -15,8 +15,9 @@ run: setup
 	$(PYTHON) -m irrepnet bench --suite quick
 
 test: setup
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -m "not slow"
 
-# Including the slow tests (full-size nbody generation).
+# Including the slow tests (full-size nbody generation, float64 and training-step compile checks);
+# CI's second pass runs them.
 test-all: setup
 	$(PYTHON) -m pytest -q -m "slow or not slow"

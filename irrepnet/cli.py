@@ -72,6 +72,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="random-walk input noise for stable rollouts, in units of the target RMS (default 0: off)")
     g.add_argument("--unroll-steps", type=int, metavar="K",
                    help="k-step unrolled loss on trajectory tasks (default 1: one-step training)")
+    g.add_argument("--compile", action="store_true", default=None,
+                   help="train with torch.compile (irrepnet.compile; compilation takes 10 s to minutes on a CPU)")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="any training option (repeatable)")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is steadiest on a "
                                                "busy machine)")
@@ -251,7 +253,7 @@ def _set_threads(args) -> None:
 def _train_overrides(args) -> dict:
     over = _parse_sets(getattr(args, "set", None))
     for key in ("epochs", "max_steps", "batch_size", "lr", "seed", "dtype", "device", "patience", "residual",
-                "start_at_baseline", "input_noise", "unroll_steps"):
+                "start_at_baseline", "input_noise", "unroll_steps", "compile"):
         value = getattr(args, key, None)
         if value is not None:
             over[key] = value

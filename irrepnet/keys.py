@@ -38,6 +38,10 @@ EDGE_VEC = "edge_vec"  # (E, 3) float, 1o: pos[receiver] - pos[sender] = x_i - x
 EDGE_LEN = "edge_len"  # (E,) float: |edge_vec|; irreps None (a bare vector, invariant)
 EDGE_SH = "edge_sh"  # (E, sh.dim): spherical harmonics Y(edge_vec / |edge_vec|), l = 0..lmax
 EDGE_EMBEDDING = "edge_embedding"  # (E, n_basis) 0e: radial basis of edge_len times a smooth cutoff
+EDGE_PAIR = "edge_pair"  # (E,) long: the unordered pair {i, j} of each edge, in [0, P); symmetric graphs only
+PAIR_EDGE = "pair_edge"  # (P,) long: one edge of each pair (functions of |x_i - x_j| need computing once per pair)
+RECEIVER_SLOTS = "receiver_slots"  # (D,) long: present when each node receives exactly D edges (nn.graph_layer)
+PAIR_EMBEDDING = "pair_embedding"  # (P, n_basis) 0e: edge_embedding per pair; edge_embedding = this[edge_pair]
 
 # --- graph fields -------------------------------------------------------------
 NUM_NODES = "num_nodes"  # (G,) long: nodes per graph (graphs may be empty)
@@ -69,6 +73,7 @@ _FIELD_KINDS: Dict[str, str] = {
     EDGE_LEN: EDGE,
     EDGE_SH: EDGE,
     EDGE_EMBEDDING: EDGE,
+    EDGE_PAIR: EDGE,  # PAIR_EDGE is not registered: its rows are pairs, built per batch, never collated
     NUM_NODES: GRAPH,
     ENERGY: GRAPH,
 }

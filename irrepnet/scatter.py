@@ -108,7 +108,8 @@ def _check(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> None:
         )
     if dim_size < 0:
         raise ValueError(f"dim_size must be >= 0, got {dim_size}")
-    if index.numel():  # one pass; out of range, torch-scatter would write out of bounds silently
+    if index.numel() and not torch.compiler.is_compiling():  # reads values on the host: eager only
+        # one pass; out of range, torch-scatter would write out of bounds silently
         lo, hi = torch.aminmax(index)
         if int(lo) < 0 or int(hi) >= dim_size:
             raise ValueError(f"index values span [{int(lo)}, {int(hi)}] but must lie in [0, {dim_size})")
@@ -171,8 +172,22 @@ def segment_mean(
     if resolve_backend(backend, src.device) == "torch_scatter":
         return _torch_scatter().scatter(src, index, 0, dim_size=dim_size, reduce="mean")
     total = _sum(src, index, dim_size, "torch")
-    count = torch.bincount(index, minlength=dim_size).clamp_(min=1).to(src.dtype)
+    count = segment_count(index, dim_size, src.dtype).clamp_(min=1)
     return total / count.view((-1,) + (1,) * (src.dim() - 1))
+
+
+def segment_count(index: torch.Tensor, dim_size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Rows per segment, as ``dtype``: ``bincount(index, minlength=dim_size)`` with a size fixed by ``dim_size``.
+
+    ``bincount``'s output grows with the largest index, a size ``torch.compile`` cannot
+    know in advance; an ``index_add`` of ones is always ``(dim_size,)``.
+
+    Shapes
+    ------
+    ``index (E,)`` -> ``(dim_size,)``
+    """
+    ones = torch.ones(index.shape[0], dtype=dtype, device=index.device)
+    return torch.zeros(dim_size, dtype=dtype, device=index.device).index_add_(0, index, ones)
 
 
 def segment_max(

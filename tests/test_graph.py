@@ -330,3 +330,27 @@ def test_bad_inputs_give_clear_errors(monkeypatch):
         radius_graph(pos, 1.0, backend="vesin")
     assert available_backends() == {"radius": ("torch",), "knn": ("torch",)}
     assert radius_graph(pos, 1.0).shape[0] == 2  # "auto" falls back to torch
+
+
+# --- pairs and regular graphs (the fast paths of irrepnet.nn.graph_layer) -------------------
+
+def test_edge_pairs_map_each_edge_and_its_reverse_to_one_pair():
+    from irrepnet.graph._build import edge_pairs
+    pos = torch.randn(30, 3) * 2
+    batch = torch.arange(3).repeat_interleave(10)
+    ei = radius_graph(pos, 2.5, batch)
+    edge_pair, pair_edge = edge_pairs(ei, 30)
+    assert pair_edge.numel() * 2 == ei.shape[1]
+    assert torch.equal(edge_pair[pair_edge], torch.arange(pair_edge.numel()))
+    ends = torch.sort(ei, dim=0).values  # (min, max) of each edge
+    assert torch.equal(ends[:, pair_edge][:, edge_pair], ends)
+    one_way = ei[:, ei[0] < ei[1]]
+    assert edge_pairs(one_way, 30) is None
+
+
+def test_regular_degree_is_found_only_when_every_node_receives_equally():
+    from irrepnet.graph import full_graph
+    from irrepnet.nn.graph_layer import regular_degree
+    assert regular_degree(full_graph(torch.tensor([5, 5, 5]))[1], 15) == 4
+    assert regular_degree(full_graph(torch.tensor([5, 4]))[1], 9) is None
+    assert regular_degree(torch.zeros(0, dtype=torch.long), 3) is None

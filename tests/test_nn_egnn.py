@@ -212,3 +212,27 @@ def test_coincident_nodes_give_finite_gradients():
     for layer in (EGNNLayer(3, normalize=True).double(), RadialFieldLayer().double()):
         (grad,) = torch.autograd.grad(layer(data)[COORD_SHIFT].sum() + 0 * data[K.EDGE_VEC].sum(), data[K.EDGE_VEC])
         assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("name", ["egnn", "egnn-vel", "radial-field", "tfn", "se3-transformer"])
+def test_regular_graph_path_gives_the_numbers_of_the_gather_scatter_path(name):
+    """A full graph of equal-size systems takes the dense (n, D) path; the sparse path must agree."""
+    from irrepnet import keys as K
+    from irrepnet.registry import build_model
+    from irrepnet.tasks import task_spec
+    from irrepnet.nn.graph_layer import GraphConstruction
+    spec = task_spec("nbody", delta_t=0.001)
+    graph = {"tfn": {"graph": "full"}, "se3-transformer": {"graph": "full", "radius": 50.0}}.get(name, {})
+    torch.manual_seed(0)
+    model = build_model(name, spec, **graph).double()
+    g = torch.Generator().manual_seed(1)
+    n = 4 * 5
+    data = {K.POS: torch.randn(n, 3, generator=g, dtype=torch.float64), K.VEL: torch.randn(n, 3, generator=g,
+            dtype=torch.float64), K.CHARGE: torch.randn(n, 1, generator=g, dtype=torch.float64).sign(),
+            K.NUM_NODES: torch.full((4,), 5), K.BATCH: torch.arange(4).repeat_interleave(5)}
+    layer = next(m for m in model.modules() if isinstance(m, GraphConstruction))
+    assert K.RECEIVER_SLOTS in layer(data)
+    dense = model(data)[K.DISPLACEMENT]
+    layer.regular = False
+    assert K.RECEIVER_SLOTS not in layer(data)
+    torch.testing.assert_close(model(data)[K.DISPLACEMENT], dense, rtol=1e-10, atol=1e-12)

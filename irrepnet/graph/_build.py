@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Tuple
 
 import torch
 
@@ -33,6 +33,33 @@ def edge_vectors(data: Mapping[str, torch.Tensor]) -> Batch:
     out[K.EDGE_VEC] = vec
     out[K.EDGE_LEN] = torch.linalg.vector_norm(vec, dim=-1)
     return out
+
+
+def edge_pairs(edge_index: torch.Tensor, num_nodes: int) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """``(edge_pair, pair_edge)`` of a symmetric graph, ``None`` when some edge has no reverse.
+
+    In a graph where ``j -> i`` is an edge exactly when ``i -> j`` is, each unordered
+    pair appears twice, and anything that depends on the distance alone (radial
+    embeddings, the radial MLP of a tensor-product convolution) needs computing for one
+    of the two only: ``f(pair_edge)`` has a row per pair and ``f(pair_edge)[edge_pair]``
+    a row per edge, equal to ``f`` of every edge. The first edge of a pair (in
+    ``edge_index`` order) represents it. Self loops are pairs of one edge.
+
+    Shapes
+    ------
+    ``edge_index (2, E)`` -> ``edge_pair (E,)`` with values in ``[0, P)``, ``pair_edge (P,)``
+    """
+    send, recv = edge_index[0], edge_index[1]
+    key = recv * num_nodes + send
+    order = torch.argsort(key)
+    position = torch.searchsorted(key[order], send * num_nodes + recv).clamp_(max=max(key.numel() - 1, 0))
+    reverse = order[position]
+    if key.numel() and not torch.equal(key[reverse], send * num_nodes + recv):
+        return None
+    edges = torch.arange(key.numel(), device=key.device)
+    first = torch.minimum(edges, reverse)
+    pair_edge = torch.nonzero(edges == first).squeeze(1)  # ascending, so searchsorted finds each pair
+    return torch.searchsorted(pair_edge, first), pair_edge
 
 
 def build_graph(
@@ -68,6 +95,28 @@ def build_graph(
     ------
     ``pos (n, 3)`` -> adds ``edge_index (2, E)``, ``edge_vec (E, 3)``, ``edge_len (E,)``
     """
+    out, edge_index = build_edge_index(data, kind, r=r, k=k, backend=backend, loop=loop,
+                                       max_num_neighbors=max_num_neighbors)
+    out[K.EDGE_INDEX] = edge_index
+    return edge_vectors(out)
+
+
+def build_edge_index(
+    data: Mapping[str, torch.Tensor],
+    kind: str = "radius",
+    *,
+    r: Optional[float] = None,
+    k: Optional[int] = None,
+    backend: str = "auto",
+    loop: bool = False,
+    max_num_neighbors: Optional[int] = None,
+) -> Tuple[Batch, torch.Tensor]:
+    """The topology half of :func:`build_graph`: ``(data with batch/num_nodes, edge_index)``.
+
+    Its output size depends on the data (how many pairs are neighbours), so it runs
+    eagerly, before a compiled model (see :mod:`irrepnet.compile`); the geometry,
+    :func:`edge_vectors`, is differentiable and compiles. Arguments as in :func:`build_graph`.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown graph kind {kind!r}; choose one of {', '.join(KINDS)}")
     required, optional = {"full": ((), ()), "radius": (("r",), ("max_num_neighbors",)), "knn": (("k",), ())}[kind]
@@ -86,5 +135,4 @@ def build_graph(
         edge_index = radius_graph(pos, r, batch, num_nodes, backend, max_num_neighbors, loop)
     else:
         edge_index = knn_graph(pos, k, batch, num_nodes, backend, loop)
-    out[K.EDGE_INDEX] = edge_index.to(pos.device)
-    return edge_vectors(out)
+    return out, edge_index.to(pos.device)

@@ -7,9 +7,12 @@ r"""e3nn's own models behind the interface: the reference network and the polyno
   layers, edge spherical harmonics up to ``l = 3``, radius 3.5, 10 Gaussian basis
   functions, radial MLP of 128 neurons, ``num_neighbors`` the task's measured mean
   neighbour count, output ``1x1o`` per node. Its forward runs unchanged except for the
-  neighbour search: its own ``torch.cdist`` radius graph leaves spurious self-loops (see
-  :func:`_exact_radius_graph`), so irrepnet's exact one is swapped in for the call
-  (``graph="e3nn"`` keeps e3nn's). e3nn >= 0.5 needs neither torch-cluster nor
+  neighbour search: its own ``torch.cdist`` radius graph, whose matmul formula
+  :math:`|x|^2 + |y|^2 - 2 x \cdot y` leaves a node about 1e-4 from itself in float32, keeps
+  spurious self-loops (22 of the 384 nodes of a float32 12-body batch), so that the model is
+  neither translation invariant (audit error 3e-2) nor reproducible; irrepnet's exact
+  radius graph replaces it (``graph="e3nn"`` keeps e3nn's), see
+  ``E3nnReference._network_forward``. e3nn >= 0.5 needs neither torch-cluster nor
   torch-scatter; older releases imported them, and :func:`load_gate_points` stands in.
 - ``e3nn-polynomial``: the small model of the dmol-book chapter "Equivariant neural
   networks with e3nn" (A. D. White, *Deep Learning for Molecules and Materials*), after
@@ -33,7 +36,6 @@ reads ``pos 1o`` and the task's node inputs; returns ``displacement (n, 3)`` ``1
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib
 import sys
@@ -43,6 +45,7 @@ from typing import Optional
 
 import torch
 from e3nn import o3
+from e3nn.math import soft_one_hot_linspace
 
 from .. import keys as K
 from ..batch import ensure_batch
@@ -126,25 +129,6 @@ class _ExactConstants(IrrepsModel):
         return clone.train(self.training)
 
 
-@contextlib.contextmanager
-def _exact_radius_graph(module):
-    """Within the block, ``module.radius_graph`` is irrepnet's exact radius graph.
-
-    gate_points_2101 finds neighbours with ``torch.cdist``, whose matmul formula
-    :math:`|x|^2 + |y|^2 - 2 x \\cdot y` leaves a node at a distance of about 1e-4 from
-    itself in float32 (in float64 about 1e-7, less often), so spurious self-loops pass
-    its ``r > 0`` test (22 of the 384 nodes of a float32 12-body batch) and the model is
-    neither translation invariant (audit error 3e-2) nor reproducible. Not thread-safe:
-    the module global is swapped for the duration of the call.
-    """
-    original = module.radius_graph
-    module.radius_graph = lambda pos, r_max, batch=None, **_: radius_graph(pos, r_max, batch)
-    try:
-        yield
-    finally:
-        module.radius_graph = original
-
-
 @dataclass
 class E3nnReferenceConfig:
     """``gate_points_2101.Network`` settings; ``num_neighbors`` None: the task's measured mean."""
@@ -157,7 +141,7 @@ class E3nnReferenceConfig:
     radial_layers: int = 1
     radial_neurons: int = 128
     num_neighbors: Optional[float] = None
-    graph: str = "irrepnet"  # neighbour search: "irrepnet" (exact) or "e3nn" (its own cdist, see _exact_radius_graph)
+    graph: str = "irrepnet"  # neighbour search: "irrepnet" (exact) or "e3nn" (its own cdist, see the module docstring)
 
 
 class E3nnReference(_ExactConstants):
@@ -170,6 +154,9 @@ class E3nnReference(_ExactConstants):
         irreps_x = inputs.irreps_out[K.NODE_FEATURES]
         super().__init__({K.POS: "1o", **inputs.irreps_in}, {K.DISPLACEMENT: "1o"})
         self.inputs, self.graph = inputs, config.graph
+        self.edges = GraphConstruction("radius", r=config.max_radius)
+        self._degrees = list(range(config.lmax + 1))
+        self._smooth_cutoff = load_gate_points().smooth_cutoff  # looked up once: imports do not trace
         self._init_args = ((task, config), {})
         num_neighbors = config.num_neighbors or average_neighbors(task, config.max_radius)
         self.network = load_gate_points().Network(
@@ -185,11 +172,34 @@ class E3nnReference(_ExactConstants):
         return {"pos": data[K.POS], "x": self.inputs(data)[K.NODE_FEATURES], "batch": data[K.BATCH]}
 
     def forward(self, data):
-        inp = self.network_input(data)
         if self.graph == "e3nn":
-            return {K.DISPLACEMENT: self.network(inp)}
-        with _exact_radius_graph(load_gate_points()):
-            return {K.DISPLACEMENT: self.network(inp)}
+            return {K.DISPLACEMENT: self.network(self.network_input(data))}
+        return {K.DISPLACEMENT: self._network_forward(self.edges(self.inputs(ensure_batch(cast_inputs(self, data)))))}
+
+    def _network_forward(self, data) -> torch.Tensor:
+        """``Network.forward``'s arithmetic, line for line, on irrepnet's exact radius graph.
+
+        Taking the edges from :class:`~irrepnet.nn.GraphConstruction` (instead of swapping
+        the module's ``radius_graph`` during the call) lets :mod:`irrepnet.compile` build
+        them before the compiled region; the spherical harmonics get the degrees as ints,
+        which ``torch.compile`` can guard on (e3nn's ``Irrep`` refuses ``len()``). e3nn
+        calls the sender ``edge_src`` and takes ``pos[src] - pos[dst]``, the opposite of
+        ``edge_vec``; messages go to ``edge_dst``, the receiver.
+        """
+        net = self.network
+        edge_src, edge_dst = data[K.EDGE_INDEX][0], data[K.EDGE_INDEX][1]
+        edge_vec = -data[K.EDGE_VEC]
+        edge_sh = o3.spherical_harmonics(self._degrees, edge_vec, True, normalization="component")
+        edge_length = edge_vec.norm(dim=1)
+        edge_length_embedded = soft_one_hot_linspace(
+            x=edge_length, start=0.0, end=net.max_radius, number=net.number_of_basis, basis="gaussian", cutoff=False
+        ).mul(net.number_of_basis**0.5)
+        edge_attr = self._smooth_cutoff(edge_length / net.max_radius)[:, None] * edge_sh
+        x = data[K.NODE_FEATURES]
+        z = x.new_ones((x.shape[0], 1))
+        for lay in net.layers:
+            x = lay(x, z, edge_src, edge_dst, edge_attr, edge_length_embedded)
+        return x
 
 
 @register_model("e3nn-reference", config=E3nnReferenceConfig,
@@ -222,6 +232,7 @@ class E3nnPolynomial(_ExactConstants):
     def __init__(self, task_inputs, *, lmax: int, hidden_irreps, graph: str, r_max: float, avg_num_neighbors: float):
         inputs = NodeInputs(task_inputs)
         self.sh_irreps = o3.Irreps.spherical_harmonics(lmax)
+        self._degrees = list(range(lmax + 1))  # what the forward reads: ints, not Irreps (torch.compile)
         chain = IrrepsSequential(inputs, GraphConstruction(graph, r=r_max if graph == "radius" else None),
                                  irreps_in=task_inputs)
         super().__init__(chain.irreps_in, {K.DISPLACEMENT: "1o"})
@@ -236,7 +247,7 @@ class E3nnPolynomial(_ExactConstants):
     def forward(self, data):
         d = self.chain(cast_inputs(self, data))
         # x_j - x_i = -edge_vec; normalize=False keeps Y_l a degree-l polynomial of it
-        y = o3.spherical_harmonics(self.sh_irreps, -d[K.EDGE_VEC], normalize=False, normalization="component")
+        y = o3.spherical_harmonics(self._degrees, -d[K.EDGE_VEC], normalize=False, normalization="component")
         summed = segment_sum(y, d[K.EDGE_INDEX][1], d[K.POS].shape[0]) / self.avg_num_neighbors ** 0.5
         f = torch.cat([d[K.NODE_FEATURES], summed], dim=1)
         return {K.DISPLACEMENT: self.tp2(self.tp1(f, f), f)}

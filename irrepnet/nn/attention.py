@@ -98,6 +98,7 @@ from ..irreps import refresh_wigner_3j
 from ..scatter import segment_softmax, segment_sum
 from .embedding import polynomial_cutoff
 from .gate import Gate, gate_irreps
+from .graph_layer import per_pair
 
 
 _EPS = 1e-12  # added to squared norms of queries and keys (features are of order one)
@@ -200,6 +201,7 @@ class EquivariantAttention(IrrepsModule):
         value_heads = head_matrix(irreps_value, heads, "value irreps")
         self.heads, self.r_max, self.p = heads, float(r_max), float(p)
         self.irreps_key, self.irreps_value = irreps_key, irreps_value
+        self._kv_dims = [irreps_key.dim, irreps_value.dim]  # ints: the forward reads no Irreps (torch.compile)
         # Fixed, derived from the irreps: not state, so kept out of the state_dict.
         self.register_buffer("key_heads", key_heads, persistent=False)
         self.register_buffer("value_heads", value_heads, persistent=False)
@@ -236,10 +238,10 @@ class EquivariantAttention(IrrepsModule):
         x = data[K.NODE_FEATURES]
         sender, receiver = data[K.EDGE_INDEX]
         n = x.shape[0]
-        weights = self.radial(data[K.EDGE_EMBEDDING])  # [E, weight_numel]
+        weights = per_pair(self.radial, data)  # [E, weight_numel]
         mixed = self.kernel(x.index_select(0, sender), data[K.EDGE_SH], weights)  # [E, mid.dim]
         kv = self.key_value(mixed)  # [E, K.dim + V.dim]
-        key, value = kv.split([self.irreps_key.dim, self.irreps_value.dim], dim=-1)
+        key, value = kv.split(self._kv_dims, dim=-1)
         query = self.query(x)  # [n, K.dim]
         # per-head squared norms on nodes, then gathered: the eps keeps 0/0 out of a zero key
         q_norm2 = (query.pow(2) @ self.key_heads).index_select(0, receiver)  # [E, H]

@@ -34,7 +34,7 @@ from torch import nn
 
 from .. import keys as K
 from ..interface import IrrepsModule, Symmetry
-from ..scatter import segment_mean, segment_sum
+from .graph_layer import at_receivers, edge_rows, sum_at_receivers
 
 COORD_SHIFT = "coord_shift"  # (n, 3) 1o: x^l - x^0, how far coordinate-updating layers have moved each node
 EDGE_ATTRS = "edge_attrs"  # (E, K): fixed per-edge attributes; Kx0e in equivariant models (q_i q_j, |x_i^0 - x_j^0|^2)
@@ -68,8 +68,11 @@ def _reset_all(module: nn.Module) -> None:
             m.reset_parameters()
 
 
-def _aggregate(src: torch.Tensor, index: torch.Tensor, n: int, how: str) -> torch.Tensor:
-    return segment_mean(src, index, n) if how == "mean" else segment_sum(src, index, n)
+def relative_positions(data, shift: torch.Tensor) -> torch.Tensor:
+    """:math:`x^l_i - x^l_j = (x^0_i - x^0_j) + s^l_i - s^l_j` per edge, in the layout of :func:`edge_rows`."""
+    sender = data[K.EDGE_INDEX][0]
+    return (edge_rows(data[K.EDGE_VEC], data) + at_receivers(shift, data)
+            - edge_rows(shift.index_select(0, sender), data))
 
 
 class EGNNLayer(IrrepsModule):
@@ -181,12 +184,11 @@ class EGNNLayer(IrrepsModule):
 
     def forward(self, data):
         h, shift = data[K.NODE_FEATURES], data[COORD_SHIFT]  # [n, F_in], [n, 3]
-        send, recv = data[K.EDGE_INDEX][0], data[K.EDGE_INDEX][1]
-        n = h.shape[0]
-        rel = data[K.EDGE_VEC] + shift[recv] - shift[send]  # [E, 3] x_i^l - x_j^l
+        send, n = data[K.EDGE_INDEX][0], h.shape[0]
+        # edge rows are (E, ...), or an (n, D, ...) grid on a regular graph (see graph_layer)
+        rel = relative_positions(data, shift)  # x_i^l - x_j^l
         radial = rel.pow(2).sum(dim=-1, keepdim=True)  # [E, 1]
-        edge_in = [h[recv], h[send], radial] + ([data[EDGE_ATTRS]] if self.edge_attr_dim else [])
-        m = self.edge_mlp(torch.cat(edge_in, dim=-1))  # [E, hidden]
+        m = self.edge_mlp[3](self.edge_mlp[2](self.edge_mlp[1](self._first_edge_layer(h, radial, send, data))))
         if self.att_mlp is not None:
             m = m * torch.sigmoid(self.att_mlp(m))
         if self.normalize:
@@ -195,13 +197,32 @@ class EGNNLayer(IrrepsModule):
         w = self.coord_mlp(m)  # [E, 1]
         if self.tanh:
             w = self.coords_range * torch.tanh(w)
-        step = self.coords_weight * _aggregate(rel * w, recv, n, self.coords_agg)  # [n, 3]
+        step = self.coords_weight * sum_at_receivers(rel * w, data, n, mean=self.coords_agg == "mean")  # [n, 3]
         if self.vel_mlp is not None:
             step = step + self.vel_mlp(h) * data[self.velocity_field]  # phi_v(h^l) v^init
-        out = self.node_mlp(torch.cat([h, segment_sum(m, recv, n)], dim=-1))  # [n, F_out]
+        out = self.node_mlp(torch.cat([h, sum_at_receivers(m, data, n)], dim=-1))  # [n, F_out]
         if self.residual:
             out = h + out
         return {**data, K.NODE_FEATURES: out, COORD_SHIFT: shift + step}
+
+    def _first_edge_layer(self, h, radial, send, data):
+        r"""The first ``Linear`` of :math:`\phi_e` on :math:`[h_i, h_j, \|x_i - x_j\|^2, a_{ij}]`.
+
+        Its weight is :math:`[W_i\ W_j\ w_r\ W_a]`, so it equals
+        :math:`(W_i h)_i + (W_j h)_j + w_r r_{ij} + W_a a_{ij} + b`: the two
+        ``(E, F) x (F, H)`` products of the concatenated input become one ``(n, F) x (F, 2H)``
+        product on nodes, gathered onto edges (EGNN_vel's parameters and numbers, up to the
+        order of additions; a third of the layer's multiply-adds on the N-body batch).
+        """
+        lin, F = self.edge_mlp[0], self.in_features
+        hidden = lin.weight.shape[0]
+        node_part = h @ lin.weight[:, :2 * F].reshape(hidden, 2, F).transpose(0, 1).reshape(2 * hidden, F).T
+        h_i, h_j = node_part.split(hidden, dim=-1)  # [n, H] each: W_i h, W_j h
+        pre = at_receivers(h_i + lin.bias, data) + edge_rows(h_j.index_select(0, send), data)
+        pre = pre + radial * lin.weight[:, 2 * F]
+        if self.edge_attr_dim:
+            pre = pre + edge_rows(data[EDGE_ATTRS], data) @ lin.weight[:, 2 * F + 1:].T
+        return pre  # [E, H]
 
     def extra_repr(self) -> str:
         opts = [f"{self.in_features} -> {self.out_features}", f"hidden={self.hidden}",
@@ -275,13 +296,12 @@ class RadialFieldLayer(IrrepsModule):
 
     def forward(self, data):
         shift = data[COORD_SHIFT]  # [n, 3]
-        send, recv = data[K.EDGE_INDEX][0], data[K.EDGE_INDEX][1]
-        rel = data[K.EDGE_VEC] + shift[recv] - shift[send]  # [E, 3] x_i^l - x_j^l
+        rel = relative_positions(data, shift)  # [E, 3] x_i^l - x_j^l, or (n, D, 3) on a regular graph
         phi_in = [torch.linalg.vector_norm(rel, dim=-1, keepdim=True)]
         if self.edge_attr_dim:
-            phi_in.append(data[EDGE_ATTRS])
-        step = self.coords_weight * _aggregate(rel * self.phi(torch.cat(phi_in, dim=-1)), recv, shift.shape[0],
-                                               self.coords_agg)
+            phi_in.append(edge_rows(data[EDGE_ATTRS], data))
+        step = self.coords_weight * sum_at_receivers(rel * self.phi(torch.cat(phi_in, dim=-1)), data, shift.shape[0],
+                                                     mean=self.coords_agg == "mean")
         if self.vel_mlp is not None:
             v = data[self.velocity_field]
             step = step + self.vel_mlp(torch.linalg.vector_norm(v, dim=-1, keepdim=True)) * v

@@ -22,7 +22,9 @@ Both are computed once per batch and shared by every layer.
 Shapes/irreps
 -------------
 ``edge_vec 1o (E, 3)`` -> ``edge_sh (E, (lmax+1)^2)`` with irreps ``Irreps.spherical_harmonics(lmax)``;
-``edge_len (E,)`` -> ``edge_embedding (E, n_basis)`` with irreps ``n_basis x 0e``.
+``edge_len (E,)`` -> ``edge_embedding (E, n_basis)`` with irreps ``n_basis x 0e``; on a
+symmetric graph (``pair_edge``/``edge_pair`` present) also ``pair_embedding (P, n_basis)``,
+one row per unordered pair, which radial MLPs read through :func:`~irrepnet.nn.graph_layer.per_pair`.
 """
 
 from __future__ import annotations
@@ -63,10 +65,13 @@ class SphericalHarmonicsEdgeAttrs(IrrepsModule):
         self.sh_irreps = o3.Irreps.spherical_harmonics(lmax, p=p)
         super().__init__({K.EDGE_VEC: "1o"}, {K.EDGE_SH: self.sh_irreps})
         self.lmax, self.normalization = lmax, normalization
+        # the degrees as plain ints: the forward must not read an Irreps, which torch.compile
+        # cannot guard on (e3nn's Irrep refuses len()); parity does not change the values
+        self._degrees = list(range(lmax + 1))
 
     def forward(self, data):
         # normalize=True: the direction only; the length goes through the radial basis.
-        sh = o3.spherical_harmonics(self.sh_irreps, data[K.EDGE_VEC], normalize=True,
+        sh = o3.spherical_harmonics(self._degrees, data[K.EDGE_VEC], normalize=True,
                                     normalization=self.normalization)
         return {**data, K.EDGE_SH: sh}
 
@@ -113,7 +118,11 @@ class RadialEmbedding(IrrepsModule):
         return emb * math.sqrt(self.n_basis)
 
     def forward(self, data):
-        return {**data, K.EDGE_EMBEDDING: self.embed(data[K.EDGE_LEN])}
+        if K.PAIR_EDGE not in data:
+            return {**data, K.EDGE_EMBEDDING: self.embed(data[K.EDGE_LEN])}
+        # a symmetric graph: embed each pair once (see irrepnet.nn.graph_layer.per_pair)
+        pair = self.embed(data[K.EDGE_LEN].index_select(0, data[K.PAIR_EDGE]))
+        return {**data, K.PAIR_EMBEDDING: pair, K.EDGE_EMBEDDING: pair.index_select(0, data[K.EDGE_PAIR])}
 
     def extra_repr(self) -> str:
         return f"basis={self.basis!r}, n_basis={self.n_basis}, r_max={self.r_max}"

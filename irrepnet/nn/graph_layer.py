@@ -4,20 +4,44 @@ Building the graph inside the model means the audit transforms only node fields 
 the graph is rebuilt from the transformed positions, which is what happens at
 inference. It is built once per batch and every later layer reuses it.
 
+The work splits in two. :meth:`GraphConstruction.topology` decides which pairs are
+edges: its output size depends on the data, so it runs eagerly (a compiled model,
+:mod:`irrepnet.compile`, calls it before entering the compiled region and passes the
+result in the batch under :attr:`GraphConstruction.topology_field`). ``forward`` then
+only computes the geometry, ``edge_vec`` and ``edge_len``, which is differentiable in
+the positions and traces into one graph.
+
 Shapes/irreps
 -------------
 reads ``pos 1o (n, 3)``, ``batch (n,)``, ``num_nodes (G,)``;
-writes ``edge_index (2, E)``, ``edge_vec 1o (E, 3)``, ``edge_len (E,)``.
+writes ``edge_index (2, E)``, ``edge_vec 1o (E, 3)``, ``edge_len (E,)``, and for
+the symmetric kinds (full, radius) ``edge_pair (E,)`` and ``pair_edge (P,)``, with which
+functions of the edge length are computed once per pair (see :func:`per_pair`).
+
+Regular graphs
+--------------
+Edges come sorted by receiver. When every node receives the same number ``D`` of
+edges (the full graph of a batch of equal-size systems: ``D = N - 1``; a kNN graph),
+``topology`` also leaves ``receiver_slots`` (a ``(D,)`` tensor: its *shape* carries
+``D``, which ``torch.compile`` then knows without reading values). The edge rows are
+then a dense ``(n, D)`` grid, receiver by receiver, and :func:`at_receivers` and
+:func:`sum_at_receivers` replace the gather ``x[receiver]`` by a broadcast and the
+scatter-add onto receivers by a sum over a dimension: the same numbers (up to the order
+of floating-point additions) without index arithmetic.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
+import torch
+
 from .. import keys as K
 from ..batch import ensure_batch
-from ..graph import build_graph
+from ..graph import edge_vectors
+from ..graph._build import build_edge_index, edge_pairs
 from ..interface import IrrepsModule
+from ..scatter import segment_mean, segment_sum
 
 
 class GraphConstruction(IrrepsModule):
@@ -32,9 +56,13 @@ class GraphConstruction(IrrepsModule):
         neighbours per node for ``kind="knn"``.
     backend : str
         neighbour-search backend (see :mod:`irrepnet.graph`).
+    regular : bool
+        mark regular graphs (``receiver_slots``) so that layers take the dense path;
+        ``False`` keeps every layer on gather/scatter (for comparisons).
     """
 
-    def __init__(self, kind: str = "full", r: Optional[float] = None, k: Optional[int] = None, backend: str = "auto"):
+    def __init__(self, kind: str = "full", r: Optional[float] = None, k: Optional[int] = None, backend: str = "auto",
+                 regular: bool = True):
         super().__init__({K.POS: "1o"}, {K.EDGE_INDEX: None, K.EDGE_VEC: "1o", K.EDGE_LEN: None})
         if kind not in ("full", "radius", "knn"):
             raise ValueError(f"unknown graph kind {kind!r}; choose 'full', 'radius' or 'knn'")
@@ -42,13 +70,112 @@ class GraphConstruction(IrrepsModule):
             raise ValueError(f"a radius graph needs r > 0, got r={r}")
         if kind == "knn" and (k is None or k < 1):
             raise ValueError(f"a kNN graph needs k >= 1, got k={k}")
-        self.kind, self.r, self.k, self.backend = kind, r, k, backend
+        self.kind, self.r, self.k, self.backend, self.regular = kind, r, k, backend, regular
+        # full and radius graphs hold j -> i exactly when i -> j: pair fields for per_pair()
+        self.symmetric = kind in ("full", "radius")
+        if self.symmetric:
+            self.irreps_out.update({K.EDGE_PAIR: None, K.PAIR_EDGE: None})
 
-    def forward(self, data):
+    @property
+    def topology_field(self) -> str:
+        """Batch field where :meth:`topology` leaves this graph's ``edge_index`` for ``forward``."""
+        param = f"r={self.r}" if self.kind == "radius" else f"k={self.k}" if self.kind == "knn" else ""
+        return f"_topology[{self.kind}{',' if param else ''}{param},{self.backend}]"
+
+    def topology(self, data):
+        """``data`` with ``batch``/``num_nodes`` filled in and this graph's edges under :attr:`topology_field`.
+
+        Eager only: which pairs are neighbours decides the output's size. Positions are
+        read detached; the edges themselves carry no gradient.
+        """
         kwargs = {"r": self.r} if self.kind == "radius" else {"k": self.k} if self.kind == "knn" else {}
         backend = {} if self.kind == "full" else {"backend": self.backend}
-        return build_graph(ensure_batch(data), self.kind, **kwargs, **backend)
+        out, edge_index = build_edge_index(ensure_batch(data), self.kind, **kwargs, **backend)
+        out[self.topology_field] = edge_index
+        degree = regular_degree(edge_index[1], out[K.POS].shape[0]) if self.regular else None
+        if degree is not None:
+            out[self.topology_field + K.RECEIVER_SLOTS] = torch.arange(degree, device=edge_index.device)
+        pairs = edge_pairs(edge_index, out[K.POS].shape[0]) if self.symmetric else None
+        if pairs is not None:
+            out[self.topology_field + K.EDGE_PAIR], out[self.topology_field + K.PAIR_EDGE] = pairs
+        return out
+
+    def forward(self, data):
+        if self.topology_field not in data:  # eager use: nobody prepared the edges
+            data = self.topology(data)
+        out = edge_vectors({**data, K.EDGE_INDEX: data[self.topology_field]})
+        if self.topology_field + K.RECEIVER_SLOTS in data:
+            out[K.RECEIVER_SLOTS] = data[self.topology_field + K.RECEIVER_SLOTS]
+        if self.topology_field + K.EDGE_PAIR in data:
+            out[K.EDGE_PAIR] = data[self.topology_field + K.EDGE_PAIR]
+            out[K.PAIR_EDGE] = data[self.topology_field + K.PAIR_EDGE]
+        return out
 
     def extra_repr(self) -> str:
         extra = f", r={self.r}" if self.kind == "radius" else f", k={self.k}" if self.kind == "knn" else ""
         return f"kind={self.kind!r}{extra}, {super().extra_repr()}"
+
+
+
+def per_pair(fn, data):
+    """``fn(edge_embedding)``, evaluated once per unordered pair when the embedding says it may be.
+
+    A radial embedding is a function of ``|x_i - x_j|``, the same for ``i -> j`` and
+    ``j -> i``; :class:`~irrepnet.nn.RadialEmbedding` on a symmetric graph therefore
+    writes it once per pair (``pair_embedding``). For ``fn`` acting row by row (a radial
+    MLP), ``fn(pair_embedding)[edge_pair]`` equals ``fn(edge_embedding)`` at half the
+    cost. Without ``pair_embedding`` (kNN graphs, an embedding from elsewhere) it is
+    ``fn(edge_embedding)``.
+
+    Shapes
+    ------
+    ``edge_embedding (E, B)`` or ``pair_embedding (P, B)`` -> ``fn``'s output with ``E`` rows
+    """
+    if K.PAIR_EMBEDDING not in data:
+        return fn(data[K.EDGE_EMBEDDING])
+    return fn(data[K.PAIR_EMBEDDING]).index_select(0, data[K.EDGE_PAIR])
+
+
+def regular_degree(receiver: torch.Tensor, num_nodes: int) -> Optional[int]:
+    """``D`` when each of the ``num_nodes`` nodes receives exactly ``D >= 1`` edges, else ``None``.
+
+    Eager (reads values); ``receiver`` must be sorted, as every builder returns it.
+    """
+    if num_nodes == 0 or receiver.numel() % num_nodes:
+        return None
+    degree = receiver.numel() // num_nodes
+    if degree == 0 or not torch.equal(receiver.view(num_nodes, degree),
+                                      torch.arange(num_nodes, device=receiver.device)[:, None].expand(-1, degree)):
+        return None
+    return degree
+
+
+def at_receivers(x: torch.Tensor, data) -> torch.Tensor:
+    """``x[receiver]`` for node rows ``x``: a broadcast view ``(n, D, ...)`` on a regular graph.
+
+    Returns an ``(E, ...)`` tensor on other graphs and an ``(n, D, ...)`` view on regular
+    ones; both have ``E = n D`` rows once flattened, in edge order (:func:`edge_rows`).
+    """
+    if K.RECEIVER_SLOTS not in data:
+        return x.index_select(0, data[K.EDGE_INDEX][1])
+    return x.unsqueeze(1).expand(x.shape[0], data[K.RECEIVER_SLOTS].shape[0], *x.shape[1:])
+
+
+def edge_rows(x: torch.Tensor, data) -> torch.Tensor:
+    """Edge rows ``(E, ...)`` as the layout of :func:`at_receivers`: ``(n, D, ...)`` on a regular graph."""
+    if K.RECEIVER_SLOTS not in data:
+        return x
+    return x.view(-1, data[K.RECEIVER_SLOTS].shape[0], *x.shape[1:])
+
+
+def sum_at_receivers(m: torch.Tensor, data, num_nodes: int, mean: bool = False) -> torch.Tensor:
+    """Sum (or mean) of edge rows onto their receivers, ``m`` in the layout of :func:`edge_rows`.
+
+    On a regular graph ``m`` is ``(n, D, ...)`` and this is a sum over ``D``; otherwise
+    ``m`` is ``(E, ...)`` and this is :func:`~irrepnet.scatter.segment_sum`
+    (:func:`~irrepnet.scatter.segment_mean`); nodes that receive nothing get 0.
+    """
+    if K.RECEIVER_SLOTS not in data:
+        receiver = data[K.EDGE_INDEX][1]
+        return segment_mean(m, receiver, num_nodes) if mean else segment_sum(m, receiver, num_nodes)
+    return m.mean(1) if mean else m.sum(1)

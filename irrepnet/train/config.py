@@ -53,7 +53,10 @@ class TrainConfig:
     fed back k times (gradients flow through the whole unroll) and the loss averages the
     one-step losses against the true frames, so errors that compound in a rollout are
     penalised (samples within k frames of the end of the training split are skipped).
-    ``select_significant``
+    ``compile`` runs the training steps' forward and backward compiled
+    (:func:`irrepnet.compile.compile_model`); evaluation and checkpoints use the eager
+    model, which shares the parameters. Off by default: see the README's speed section
+    for where it pays. ``select_significant``
     (with ``start_at_baseline``) keeps the baseline as the best checkpoint unless an
     epoch's validation MSE is lower than the baseline's with 95% confidence, by a paired
     block bootstrap over validation samples in blocks of ``selection_block``
@@ -88,6 +91,7 @@ class TrainConfig:
     unroll_steps: int = 1  # > 1: k-step unrolled loss on trajectory tasks (feeds predictions back)
     select_significant: bool = False  # with start_at_baseline: replace the baseline only beyond validation noise
     selection_block: int = 20  # block length (validation samples) of that paired bootstrap
+    compile: bool = False  # training steps through irrepnet.compile.compile_model (evaluation stays eager)
 
     def __post_init__(self):
         problems = []

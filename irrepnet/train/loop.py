@@ -44,7 +44,9 @@ from .checkpoint import load_checkpoint, save_atomic
 from .config import TrainConfig
 from .device import pick_device, synchronize
 from ..data.windows import window_batch
+from ..compile import compile_model
 from .noise import add_input_noise, window_noise
+from .optim import make_optimizer
 from .normalization import NormalizedModel, check_residual, fit_scales, rms
 
 #: dataset field holding the truth for each model output
@@ -212,6 +214,8 @@ class Trainer:
         self.model = NormalizedModel(model, scales, residual=self.config.residual, output=output, history=history,
                                      start_at_baseline=self.config.start_at_baseline)
         self.model = self.model.to(device=self.device, dtype=self.dtype)
+        # training steps only: evaluation batches vary in size and would each cost a compilation
+        self._train_runner = compile_model(self.model.model) if self.config.compile else None
         self.target_scale = scales["outputs"].get(output, 1.0)
         # the unit of input_noise: the RMS of the whole target, whatever the residual
         self.noise_std = self.config.input_noise * rms(arrays[self.target])
@@ -221,8 +225,7 @@ class Trainer:
         self.callback = callback
         self.stop = _StopRequests()
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt_cls = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.optimizer = make_optimizer(params, self.config.optimizer, self.config.lr, self.config.weight_decay)
         n = len(train_set)
         bs = self.config.batch_size
         self.batches_per_epoch = min(math.ceil(n / bs), self.config.steps_per_epoch or math.inf)
@@ -305,7 +308,7 @@ class Trainer:
 
     # --- loss -------------------------------------------------------------------
     def loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        pred = self.model.forward_normalized(batch)[self.output]
+        pred = self.model.forward_normalized(batch, self._train_runner)[self.output]
         return (pred - self.model.normalized_target(batch, batch[self.target])).pow(2).mean()
 
     @torch.no_grad()
@@ -391,7 +394,7 @@ class Trainer:
         total = 0.0
         for j in range(k):
             data = window_batch(window, h)
-            out = self.model.forward_normalized(data)
+            out = self.model.forward_normalized(data, self._train_runner)
             truth = (traj[torch.as_tensor(frames + j + 1)] - window[:, -1]).reshape(B * N, 3)
             total = total + (out[self.output] - self.model.normalized_target(data, truth)).pow(2).mean()
             step = self.model.to_physical(data, out)[self.output].reshape(B, N, 3)

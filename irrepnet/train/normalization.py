@@ -167,8 +167,9 @@ class NormalizedModel(IrrepsModel):
                 out[name] = out[name] / s
         return out
 
-    def forward_normalized(self, data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        out = self.model(self.normalize_inputs(data))
+    def forward_normalized(self, data: Mapping[str, torch.Tensor], runner=None) -> Dict[str, torch.Tensor]:
+        """Normalised outputs; ``runner`` (e.g. the compiled :attr:`model`) runs instead of :attr:`model`."""
+        out = (runner or self.model)(self.normalize_inputs(data))
         if self.gate is not None:
             out = dict(out)
             out[self.output] = self.gate * out[self.output]
