@@ -46,7 +46,7 @@ def test_registered_with_documented_defaults():
     assert "attention" in entry.description
     cfg = entry.default_config()
     assert (cfg.hidden_irreps, cfg.lmax, cfg.heads, cfg.layers, cfg.graph, cfg.radius, cfg.basis) == (
-        "32x0e + 16x1o + 16x1e", 2, 4, 2, "radius", 3.5, "bessel")
+        "32x0e + 16x1o + 16x1e", 2, 4, 2, "auto", 3.5, "bessel")
 
 
 def test_claims_e3_and_passes_reflections_with_sixteen_heads():
@@ -102,7 +102,7 @@ def test_a_few_adam_steps_reduce_the_loss():
     ({"heads": 32}, r"16x1o, 16x1e are not divisible by heads=32"),
     ({"key_irreps": "6x0e + 4x1o"}, r"key_irreps=.*6x0e are not divisible by heads=4"),
     ({"hidden_irreps": "32x0e + 16x1e"}, r"no 1o channels"),
-    ({"graph": "knn"}, r"'radius' or 'full'"),
+    ({"graph": "knn"}, r"'radius', 'full' or 'auto'"),
     ({"heads": 0}, r"heads >= 1"),
     ({"radius": 0.0}, r"radius must be > 0"),
 ])

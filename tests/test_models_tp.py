@@ -170,3 +170,23 @@ def test_polynomial_model_has_no_radial_part():
     assert model(far)[K.DISPLACEMENT].abs().max() > model(batch)[K.DISPLACEMENT].abs().max()
     with pytest.raises(ConfigError, match="lmax"):
         build_model("e3nn-polynomial", TWELVE, lmax=0)
+
+
+@pytest.mark.parametrize("name", ["tfn", "se3-transformer"])
+def test_auto_graph_is_the_full_graph_and_computes_what_the_radius_graph_does(name):
+    """Messages vanish at the cutoff, so the full graph of a small system gives the radius graph's numbers."""
+    from irrepnet.graph import build_graph
+    from irrepnet.nn.graph_layer import GraphConstruction
+    from irrepnet.registry import build_model
+    models = {}
+    for graph in ("auto", "radius"):
+        torch.manual_seed(0)
+        models[graph] = build_model(name, TWELVE, graph=graph).double()
+    kinds = {g: next(m for m in model.modules() if isinstance(m, GraphConstruction)).kind
+             for g, model in models.items()}
+    assert kinds == {"auto": "full", "radius": "radius"}
+    batch = polymer_batch()
+    batch[K.POS] = batch[K.POS] * 1.6  # spread the chains so that some pairs are beyond the cutoff
+    assert build_graph(batch, "radius", r=3.5)[K.EDGE_INDEX].shape[1] < 3 * 12 * 11
+    torch.testing.assert_close(models["auto"](batch)[K.DISPLACEMENT], models["radius"](batch)[K.DISPLACEMENT],
+                               rtol=1e-9, atol=1e-12)

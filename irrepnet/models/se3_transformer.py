@@ -10,7 +10,8 @@ Equivariant Attention Networks", NeurIPS 2020, https://arxiv.org/abs/2006.10503.
             && l = 0..L-1 \text{ (see } :mod:`irrepnet.nn.attention`) \\
     \Delta x_i &= W_{out} f^L_i                           && \text{(VectorHead, the } 1o \text{ part)}
 
-The graph (radius ``radius`` or full), the spherical harmonics :math:`Y` and the
+The graph (radius ``radius``, full, or ``"auto"``: full for small fixed-size systems,
+where it computes the same function), the spherical harmonics :math:`Y` and the
 radial embedding :math:`B` are built once per batch and shared by every head of
 every block: the reference write-up rebuilt the radius graph in every head and took
 about 13 s per training step at batch 32 (twelve-body frames, 16 heads) on a 2-core
@@ -41,6 +42,7 @@ from .. import keys as K
 from ..interface import IrrepsModel, IrrepsSequential, Symmetry, TaskSpec
 from ..nn import GraphConstruction, NodeInputs, RadialEmbedding, SphericalHarmonicsEdgeAttrs, VectorHead
 from ..nn.attention import EquivariantAttention
+from ..nn.graph_layer import auto_graph_kind
 from ..registry import ConfigError, register_model
 from ..interface import cast_inputs
 
@@ -58,7 +60,8 @@ class SE3TransformerConfig:
     lmax: int = 2  # spherical harmonics of the edge directions
     heads: int = 4
     layers: int = 2
-    graph: str = "radius"  # "radius" or "full"; both fade edges out smoothly at `radius`
+    # "radius", "full" (both fade edges out smoothly at `radius`) or "auto": full for small fixed-size systems
+    graph: str = "auto"
     radius: float = 3.5
     basis: str = "bessel"
     n_basis: int = 8
@@ -85,7 +88,8 @@ class SE3Transformer(IrrepsModel):
         hidden = o3.Irreps(config.hidden_irreps)
         inputs = NodeInputs(task.inputs)
         sh = SphericalHarmonicsEdgeAttrs(config.lmax, p=-1)
-        graph = GraphConstruction(config.graph, r=config.radius if config.graph == "radius" else None)
+        kind = auto_graph_kind(config.graph, task.num_nodes)
+        graph = GraphConstruction(kind, r=config.radius if kind == "radius" else None)
         modules = [inputs, graph, sh, RadialEmbedding(config.n_basis, config.radius, config.basis)]
         irreps = inputs.irreps_out[K.NODE_FEATURES]
         for _ in range(config.layers):
@@ -107,8 +111,8 @@ def _check(config: SE3TransformerConfig) -> None:
     if config.layers < 1 or config.heads < 1 or config.lmax < 0:
         raise ConfigError(f"se3-transformer needs layers >= 1, heads >= 1 and lmax >= 0; got layers={config.layers}, "
                           f"heads={config.heads}, lmax={config.lmax}")
-    if config.graph not in ("radius", "full"):
-        raise ConfigError(f"se3-transformer graph must be 'radius' or 'full', got {config.graph!r}")
+    if config.graph not in ("radius", "full", "auto"):
+        raise ConfigError(f"se3-transformer graph must be 'radius', 'full' or 'auto', got {config.graph!r}")
     if config.radius <= 0:
         raise ConfigError(f"se3-transformer radius must be > 0 (it is also the smooth cutoff), got {config.radius}")
     for what in ("hidden_irreps", "key_irreps"):

@@ -95,10 +95,9 @@ from e3nn.nn import FullyConnectedNet
 from .. import keys as K
 from ..interface import IrrepsModule
 from ..irreps import refresh_wigner_3j
-from ..scatter import segment_softmax, segment_sum
 from .embedding import polynomial_cutoff
 from .gate import Gate, gate_irreps
-from .graph_layer import per_pair
+from .graph_layer import at_receivers, edge_rows, per_pair, softmax_at_receivers, sum_at_receivers
 
 
 _EPS = 1e-12  # added to squared norms of queries and keys (features are of order one)
@@ -236,32 +235,33 @@ class EquivariantAttention(IrrepsModule):
             :math:`\\sum_j \\alpha^h_{ij} u_{ij} v^h_{ij}` in e3nn layout, irreps ``irreps_value``.
         """
         x = data[K.NODE_FEATURES]
-        sender, receiver = data[K.EDGE_INDEX]
+        sender = data[K.EDGE_INDEX][0]
         n = x.shape[0]
         weights = per_pair(self.radial, data)  # [E, weight_numel]
         mixed = self.kernel(x.index_select(0, sender), data[K.EDGE_SH], weights)  # [E, mid.dim]
         kv = self.key_value(mixed)  # [E, K.dim + V.dim]
-        key, value = kv.split(self._kv_dims, dim=-1)
+        # edge rows from here on are (E, ...), or an (n, D, ...) grid on a regular graph
+        key, value = edge_rows(kv, data).split(self._kv_dims, dim=-1)
         query = self.query(x)  # [n, K.dim]
         # per-head squared norms on nodes, then gathered: the eps keeps 0/0 out of a zero key
-        q_norm2 = (query.pow(2) @ self.key_heads).index_select(0, receiver)  # [E, H]
+        q_norm2 = at_receivers(query.pow(2) @ self.key_heads, data)  # [E, H]
         k_norm2 = key.pow(2) @ self.key_heads  # [E, H]
-        dot = (query.index_select(0, receiver) * key) @ self.key_heads  # [E, H]
+        dot = (at_receivers(query, data) * key) @ self.key_heads  # [E, H]
         logits = dot * torch.rsqrt((q_norm2 + _EPS) * (k_norm2 + _EPS)) * self.log_logit_scale.exp()
 
         # u has a triple zero at r_max, reached by cancellation between terms of order 50:
         # in float32 its relative error near the cutoff is percents, and log(u) turns that
         # into logit errors (1e-2 relative audit errors in float32). Evaluated in float64,
         # it is exact to the precision of the result.
-        length = data[K.EDGE_LEN]
+        length = edge_rows(data[K.EDGE_LEN], data)
         u = polynomial_cutoff(length.double(), self.r_max, self.p).to(length.dtype)  # [E]
         inside = u > 0
         # log(1) where u = 0 keeps the backward pass free of 0/0; those edges get -inf below.
         log_u = torch.where(inside, torch.log(torch.where(inside, u, torch.ones_like(u))),
                             torch.full_like(u, -math.inf))
-        alpha = segment_softmax(logits + log_u[:, None], receiver, n)  # [E, H]
-        messages = value * (alpha @ self.value_heads.T) * u[:, None]  # [E, V.dim]
-        return alpha, segment_sum(messages, receiver, n)
+        alpha = softmax_at_receivers(logits + log_u.unsqueeze(-1), data, n)  # [E, H]
+        messages = value * (alpha @ self.value_heads.T) * u.unsqueeze(-1)  # [E, V.dim]
+        return alpha.reshape(-1, alpha.shape[-1]), sum_at_receivers(messages, data, n)
 
     def forward(self, data):
         _, aggregated = self.attend(data)

@@ -41,7 +41,7 @@ from ..batch import ensure_batch
 from ..graph import edge_vectors
 from ..graph._build import build_edge_index, edge_pairs
 from ..interface import IrrepsModule
-from ..scatter import segment_mean, segment_sum
+from ..scatter import segment_mean, segment_softmax, segment_sum
 
 
 class GraphConstruction(IrrepsModule):
@@ -179,3 +179,38 @@ def sum_at_receivers(m: torch.Tensor, data, num_nodes: int, mean: bool = False) 
         receiver = data[K.EDGE_INDEX][1]
         return segment_mean(m, receiver, num_nodes) if mean else segment_sum(m, receiver, num_nodes)
     return m.mean(1) if mean else m.sum(1)
+
+
+def softmax_at_receivers(logits: torch.Tensor, data, num_nodes: int) -> torch.Tensor:
+    """Softmax of edge logits over each receiver's edges, in the layout of :func:`edge_rows`.
+
+    On a regular graph a softmax over the ``D`` dimension with the guarantees of
+    :func:`~irrepnet.scatter.segment_softmax`: the (detached) maximum is subtracted, and a
+    receiver whose logits are all ``-inf`` gets weights 0, not ``NaN``.
+    """
+    if K.RECEIVER_SLOTS not in data:
+        return segment_softmax(logits, data[K.EDGE_INDEX][1], num_nodes)
+    top = logits.detach().amax(dim=1, keepdim=True)
+    weights = torch.exp(logits - torch.where(torch.isfinite(top), top, torch.zeros_like(top)))
+    return weights / weights.sum(dim=1, keepdim=True).clamp(min=torch.finfo(weights.dtype).tiny)
+
+
+#: fixed-size systems up to this many nodes get the full graph under ``graph="auto"``
+FULL_GRAPH_MAX_NODES = 32
+
+
+def auto_graph_kind(kind: str, num_nodes: Optional[int]) -> str:
+    """Resolve ``kind="auto"`` for a model whose messages vanish smoothly at its cutoff.
+
+    Such a model (bias-free radial MLP of an embedding that is exactly 0 beyond the
+    cutoff, or attention with :math:`\\log u = -\\infty` there) computes the same function
+    on the full graph as on the radius graph: the extra edges contribute exact zeros. For
+    small systems of a fixed size (at most :data:`FULL_GRAPH_MAX_NODES` nodes, the
+    12-bead polymer, the 5-body system) the full graph is nearly the radius graph anyway,
+    and it is regular with a size known in advance: the dense path of this module applies
+    and a compiled model never recompiles for a new edge count. Otherwise ``"radius"``.
+    Other kinds are returned unchanged.
+    """
+    if kind != "auto":
+        return kind
+    return "full" if num_nodes is not None and num_nodes <= FULL_GRAPH_MAX_NODES else "radius"
