@@ -90,9 +90,12 @@ def num_graphs(data: Mapping[str, torch.Tensor]) -> int:
 
 
 def ensure_batch(data: Mapping[str, torch.Tensor]) -> Batch:
-    """Return ``data`` with ``batch`` and ``num_nodes`` present (one graph if absent)."""
+    """Return ``data`` with ``batch`` and ``num_nodes`` present (one graph if both are absent)."""
     out = dict(data)
     pos = out[K.POS]
+    if K.BATCH not in out and K.NUM_NODES in out:  # graphs are contiguous runs of num_nodes
+        counts = out[K.NUM_NODES].to(pos.device)
+        out[K.BATCH] = torch.repeat_interleave(torch.arange(counts.numel(), device=pos.device), counts)
     if K.BATCH not in out:
         out[K.BATCH] = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
     if K.NUM_NODES not in out:

@@ -104,6 +104,8 @@ class GraphConstruction(IrrepsModule):
         if self.topology_field not in data:  # eager use: nobody prepared the edges
             data = self.topology(data)
         out = edge_vectors({**data, K.EDGE_INDEX: data[self.topology_field]})
+        for stale in (K.RECEIVER_SLOTS, K.EDGE_PAIR, K.PAIR_EDGE, K.PAIR_EMBEDDING):  # of an earlier graph
+            out.pop(stale, None)
         if self.topology_field + K.RECEIVER_SLOTS in data:
             out[K.RECEIVER_SLOTS] = data[self.topology_field + K.RECEIVER_SLOTS]
         if self.topology_field + K.EDGE_PAIR in data:
