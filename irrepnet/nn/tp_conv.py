@@ -230,7 +230,7 @@ class EdgeTensorProduct(torch.nn.Module):
                 t = T[g].view(E, self.k_sizes[g], d1)  # rows (component k, path a)
                 # an outer product when d1 == 1: bmm is slow for an inner dimension of 1
                 # (compiled, products summed over the 2l1+1 components instead of bmm were
-                # 1.3-1.5x slower: tfn at the reference size, interleaved A/B)
+                # 1.2-1.5x slower: tfn at the reference size, interleaved A/B)
                 y = t * xe if d1 == 1 else torch.bmm(t, xe)  # [n_edges, k * n_paths, channel]
                 # the weight broadcasts over the 2l3+1 components, the outer dimension of the
                 # group, so the product runs over contiguous rows of n * U numbers
