@@ -90,6 +90,7 @@ class CompiledModel(IrrepsModel):
         self.options = {"fullgraph": True, **options}
         self.fallback = fallback
         self.fallback_reason: Optional[str] = None
+        _allow_recompiles()
         # kept out of the module tree: torch.compile's wrapper holds model under another
         # name, which would put every parameter twice in state_dict()
         object.__setattr__(self, "_compiled", torch.compile(model, **self.options))
@@ -132,6 +133,27 @@ class CompiledModel(IrrepsModel):
     def extra_repr(self) -> str:
         state = "compiled" if self.compiled else f"eager fallback: {self.fallback_reason}"
         return f"{state}, options={self.options}"
+
+
+#: recompilations dynamo allows per code object (its default is 8)
+RECOMPILE_LIMIT = 64
+
+
+def _allow_recompiles() -> None:
+    """Let dynamo compile one ``forward`` for many model instances in a process.
+
+    Dynamo counts compilations per code object, and every instance of a class (each
+    model of a benchmark suite, each seed, each copy the audit makes, float32 and
+    float64) compiles that class's ``forward`` anew; models sharing a class (``egnn``,
+    ``egnn-vel`` and ``radial-field`` are all ``CoordinateModel``s) share the count. Past
+    the default limit of 8, ``fullgraph=True`` turns the next one into an error, which
+    here would mean an eager fallback for a model that compiles fine. Raised, never lowered.
+    """
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit,
+                                                    16 * RECOMPILE_LIMIT)
 
 
 def _is_compile_error(exc: Exception) -> bool:

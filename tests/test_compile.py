@@ -137,3 +137,19 @@ def test_compiled_model_shares_parameters_and_state_dict_of_the_eager_one():
         compile_model(compiled)
     with pytest.raises(TypeError, match="IrrepsModel"):
         compile_model(torch.nn.Linear(3, 3))
+
+
+def test_many_models_of_one_class_compile_past_dynamo_default_recompile_limit(batches):
+    """egnn, egnn-vel and radial-field share CoordinateModel.forward; a suite compiles it per model and size.
+
+    Dynamo's default allows 8 compilations of one code object; fullgraph=True would make the ninth an error.
+    """
+    spec, batch = batches["twelve_body"]
+    batch = to(batch, dtype=torch.float32)
+    for name in ("egnn", "egnn-vel", "radial-field"):
+        for layers in (1, 2):
+            for hidden in (4, 8):
+                torch.manual_seed(0)
+                compiled = compile_model(build_model(name, spec, hidden=hidden, layers=layers), fallback=False)
+                compiled(batch)  # a recompile-limit error would raise here
+                assert compiled.compiled
