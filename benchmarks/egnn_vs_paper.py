@@ -61,6 +61,7 @@ from typing import Dict
 import torch
 
 from irrepnet import keys as K
+from irrepnet.graph import full_graph
 from irrepnet.provenance import git_commit, provenance
 from irrepnet.registry import build_model
 from irrepnet.tasks import load_task
@@ -108,12 +109,10 @@ def paper_edges(batch_size: int, n_nodes: int):
     Per graph all ordered pairs ``(i, j)``, ``i != j``, ``i``-major, offset by
     ``n_nodes`` per graph. Aggregation is over ``rows`` (the receiver).
     """
-    i, j = torch.meshgrid(torch.arange(n_nodes), torch.arange(n_nodes), indexing="ij")
-    keep = i != j
-    offset = (torch.arange(batch_size) * n_nodes).unsqueeze(1)
-    rows = (i[keep].unsqueeze(0) + offset).reshape(-1)
-    cols = (j[keep].unsqueeze(0) + offset).reshape(-1)
-    return [rows, cols]
+    # irrepnet's full graph has the same order (by receiver, then sender): the paper's
+    # rows are its receivers (row 1), its cols the senders (row 0)
+    sender, receiver = full_graph(torch.full((batch_size,), n_nodes))
+    return [receiver, sender]
 
 
 def make_paper_steps(model: torch.nn.Module, batch: Dict[str, torch.Tensor], n_nodes: int):

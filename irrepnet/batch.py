@@ -76,7 +76,7 @@ def collate(samples: Sequence[Mapping[str, torch.Tensor]]) -> Batch:
         else:
             out[name] = torch.cat([s[name] for s in samples], dim=0)
     out[K.NUM_NODES] = num_nodes
-    out[K.BATCH] = torch.repeat_interleave(torch.arange(len(samples), device=device), num_nodes)
+    out[K.BATCH] = batch_from_counts(num_nodes)
     return out
 
 
@@ -89,13 +89,22 @@ def num_graphs(data: Mapping[str, torch.Tensor]) -> int:
     return 1
 
 
+def batch_from_counts(num_nodes: torch.Tensor) -> torch.Tensor:
+    """The ``batch`` vector of graphs laid out as contiguous runs of ``num_nodes`` nodes.
+
+    Shapes
+    ------
+    ``num_nodes (G,)`` -> ``(sum num_nodes,)`` with values in ``[0, G)``
+    """
+    return torch.repeat_interleave(torch.arange(num_nodes.numel(), device=num_nodes.device), num_nodes)
+
+
 def ensure_batch(data: Mapping[str, torch.Tensor]) -> Batch:
     """Return ``data`` with ``batch`` and ``num_nodes`` present (one graph if both are absent)."""
     out = dict(data)
     pos = out[K.POS]
     if K.BATCH not in out and K.NUM_NODES in out:  # graphs are contiguous runs of num_nodes
-        counts = out[K.NUM_NODES].to(pos.device)
-        out[K.BATCH] = torch.repeat_interleave(torch.arange(counts.numel(), device=pos.device), counts)
+        out[K.BATCH] = batch_from_counts(out[K.NUM_NODES].to(pos.device))
     if K.BATCH not in out:
         out[K.BATCH] = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
     if K.NUM_NODES not in out:

@@ -124,8 +124,7 @@ class CompiledModel(IrrepsModel):
 
     def __deepcopy__(self, memo):
         # a copy of the eager model, compiled afresh: torch.compile's wrapper does not copy
-        options = {k: v for k, v in self.options.items()}
-        clone = CompiledModel(copy.deepcopy(self.model, memo), fallback=self.fallback, **options)
+        clone = CompiledModel(copy.deepcopy(self.model, memo), fallback=self.fallback, **self.options)
         clone.fallback_reason = self.fallback_reason
         memo[id(self)] = clone
         return clone.train(self.training)

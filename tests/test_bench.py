@@ -33,14 +33,18 @@ config = { hidden = 8, layers = 1 }
 """
 
 
+def _run_toml(folder, name: str, text: str, log):
+    """Write ``text`` as suite file ``folder/name`` and run it into ``folder/out``."""
+    suite_file = folder / name
+    suite_file.write_text(text)
+    out = folder / "out"
+    return out, run_suite(load_suite(str(suite_file)), out, log=log)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bench")
-    suite_file = folder / "tiny.toml"
-    suite_file.write_text(TINY)
-    out = folder / "out"
     lines = []
-    results = run_suite(load_suite(str(suite_file)), out, log=lines.append)
+    out, results = _run_toml(tmp_path_factory.mktemp("bench"), "tiny.toml", TINY, lines.append)
     return out, results, lines
 
 
@@ -173,12 +177,7 @@ config = { layers = 1 }
 
 @pytest.fixture(scope="module")
 def tiny_v2(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bench2")
-    suite_file = folder / "tiny2.toml"
-    suite_file.write_text(TINY_V2)
-    out = folder / "out"
-    results = run_suite(load_suite(str(suite_file)), out, log=lambda _: None)
-    return out, results
+    return _run_toml(tmp_path_factory.mktemp("bench2"), "tiny2.toml", TINY_V2, lambda _: None)
 
 
 def test_rows_aggregate_seeds_and_keep_every_seed(tiny_v2):

@@ -359,7 +359,7 @@ def test_regular_degree_is_found_only_when_every_node_receives_equally():
 def test_a_second_graph_drops_the_pair_and_regular_fields_of_the_first():
     from irrepnet.nn import GraphConstruction
     data = {K.POS: torch.randn(10, 3) * 3, K.NUM_NODES: torch.tensor([5, 5])}
-    full = GraphConstruction("full")(data)
+    full = GraphConstruction("full", pairs=True)(data)
     assert K.RECEIVER_SLOTS in full and K.PAIR_EDGE in full
     knn = GraphConstruction("knn", k=2)({**full, "pair_embedding": torch.zeros(full[K.PAIR_EDGE].shape[0], 4)})
     assert not {K.EDGE_PAIR, K.PAIR_EDGE, "pair_embedding"} & set(knn)

@@ -17,6 +17,8 @@ from typing import Callable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
 
+from ..batch import batch_from_counts
+
 RADIUS_BACKENDS = ("auto", "torch", "torch_cluster", "vesin")
 KNN_BACKENDS = ("auto", "torch", "torch_cluster")
 
@@ -103,8 +105,7 @@ def resolve_batch(
     if batch is None:
         if num_nodes is None:
             return torch.zeros(n, dtype=torch.long, device=device), 1
-        counts = num_nodes.to(device)
-        return torch.repeat_interleave(torch.arange(counts.numel(), device=device), counts), counts.numel()
+        return batch_from_counts(num_nodes.to(device)), num_nodes.numel()
     if batch.dim() != 1 or batch.dtype != torch.long:
         raise ValueError(f"batch must be a 1-D long tensor, got {batch.dtype} {tuple(batch.shape)}")
     if batch.shape[0] != n:

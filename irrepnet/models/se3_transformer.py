@@ -89,7 +89,7 @@ class SE3Transformer(IrrepsModel):
         inputs = NodeInputs(task.inputs)
         sh = SphericalHarmonicsEdgeAttrs(config.lmax, p=-1)
         kind = auto_graph_kind(config.graph, task.num_nodes)
-        graph = GraphConstruction(kind, r=config.radius if kind == "radius" else None)
+        graph = GraphConstruction(kind, r=config.radius if kind == "radius" else None, pairs=True)
         modules = [inputs, graph, sh, RadialEmbedding(config.n_basis, config.radius, config.basis)]
         irreps = inputs.irreps_out[K.NODE_FEATURES]
         for _ in range(config.layers):

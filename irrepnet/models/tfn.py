@@ -138,7 +138,7 @@ class TensorFieldNetwork(IrrepsModel):
                  avg_num_neighbors: float, self_interaction: bool, skip: str, head: str = "linear"):
         inputs = NodeInputs(task_inputs)
         sh = SphericalHarmonicsEdgeAttrs(lmax)
-        modules = [inputs, GraphConstruction(graph, r=r_max if graph == "radius" else None), sh,
+        modules = [inputs, GraphConstruction(graph, r=r_max if graph == "radius" else None, pairs=True), sh,
                    RadialEmbedding(n_basis, r_max, basis)]
         irreps = inputs.irreps_out[K.NODE_FEATURES]
         for _ in range(layers):

@@ -15,7 +15,7 @@ Shapes/irreps
 -------------
 reads ``pos 1o (n, 3)``, ``batch (n,)``, ``num_nodes (G,)``;
 writes ``edge_index (2, E)``, ``edge_vec 1o (E, 3)``, ``edge_len (E,)``, and for
-the symmetric kinds (full, radius) ``edge_pair (E,)`` and ``pair_edge (P,)``, with which
+the symmetric kinds (full, radius), with ``pairs=True``, ``edge_pair (E,)`` and ``pair_edge (P,)``, with which
 functions of the edge length are computed once per pair (see :func:`per_pair`).
 
 Regular graphs
@@ -59,10 +59,14 @@ class GraphConstruction(IrrepsModule):
     regular : bool
         mark regular graphs (``receiver_slots``) so that layers take the dense path;
         ``False`` keeps every layer on gather/scatter (for comparisons).
+    pairs : bool
+        on a symmetric kind, also write ``edge_pair``/``pair_edge`` for a
+        :class:`~irrepnet.nn.RadialEmbedding` downstream (0.2 ms per 100 x 5-node batch,
+        wasted on a model with no radial embedding).
     """
 
     def __init__(self, kind: str = "full", r: Optional[float] = None, k: Optional[int] = None, backend: str = "auto",
-                 regular: bool = True):
+                 regular: bool = True, pairs: bool = False):
         super().__init__({K.POS: "1o"}, {K.EDGE_INDEX: None, K.EDGE_VEC: "1o", K.EDGE_LEN: None})
         if kind not in ("full", "radius", "knn"):
             raise ValueError(f"unknown graph kind {kind!r}; choose 'full', 'radius' or 'knn'")
@@ -72,8 +76,8 @@ class GraphConstruction(IrrepsModule):
             raise ValueError(f"a kNN graph needs k >= 1, got k={k}")
         self.kind, self.r, self.k, self.backend, self.regular = kind, r, k, backend, regular
         # full and radius graphs hold j -> i exactly when i -> j: pair fields for per_pair()
-        self.symmetric = kind in ("full", "radius")
-        if self.symmetric:
+        self.pairs = pairs and kind in ("full", "radius")
+        if self.pairs:
             self.irreps_out.update({K.EDGE_PAIR: None, K.PAIR_EDGE: None})
 
     @property
@@ -95,7 +99,7 @@ class GraphConstruction(IrrepsModule):
         degree = regular_degree(edge_index[1], out[K.POS].shape[0]) if self.regular else None
         if degree is not None:
             out[self.topology_field + K.RECEIVER_SLOTS] = torch.arange(degree, device=edge_index.device)
-        pairs = edge_pairs(edge_index, out[K.POS].shape[0]) if self.symmetric else None
+        pairs = edge_pairs(edge_index, out[K.POS].shape[0]) if self.pairs else None
         if pairs is not None:
             out[self.topology_field + K.EDGE_PAIR], out[self.topology_field + K.PAIR_EDGE] = pairs
         return out
