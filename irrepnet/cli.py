@@ -41,6 +41,9 @@ def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None
                                   "default: the built-in polymer simulator")
     p.add_argument("--history", type=int, default=None,
                    help=f"twelve_body: frames of velocity history given to the models (default {default_history})")
+    p.add_argument("--bonds", action="store_true",
+                   help="twelve_body: tell the models that the beads are bonded in chain order (each edge gets "
+                        "its chain separation: bonded, angle partners, other)")
     p.set_defaults(default_history=default_history)
 
 
@@ -111,7 +114,12 @@ def _history(args) -> int:
 
 
 def _spec_for(args) -> object:
-    return task_spec(args.task, history=_history(args))
+    return task_spec(args.task, history=_history(args), bonds=args.bonds)
+
+
+def _load_task(args):
+    """The task of ``--task``, ``--data``, ``--history`` and ``--bonds``."""
+    return load_task(args.task, data=args.data, history=_history(args), bonds=args.bonds)
 
 
 def _count_params(model: torch.nn.Module) -> int:
@@ -174,7 +182,7 @@ def _baseline_rows(task) -> dict:
 
 
 def cmd_baselines(args) -> int:
-    task = load_task(args.task, data=args.data, history=_history(args))
+    task = _load_task(args)
     rows = _baseline_rows(task)
     print(f"physical baselines on {args.task} ({getattr(task.train, 'source', 'simulated')}); "
           f"MSE of the displacement per coordinate")
@@ -203,12 +211,14 @@ def cmd_audit(args) -> int:
             raise ValueError(f"{args.checkpoint} was trained on {meta['task']['name']!r}, not {args.task!r}")
         args.task = meta["task"]["name"]
         args.history = meta["task"]["history"]
-        print(f"audit of {meta['model']} from {args.checkpoint} (trained on {args.task}, history {args.history})")
-        task = load_task(args.task, data=args.data, history=_history(args))
+        args.bonds = bool(meta["task"].get("bonds", False))
+        print(f"audit of {meta['model']} from {args.checkpoint} (trained on {args.task}, history {args.history}"
+              f"{', bonds' if args.bonds else ''})")
+        task = _load_task(args)
     else:
         if not args.model:
             raise ValueError("give --model NAME (a fresh model) or --checkpoint FILE (a trained one)")
-        task = load_task(args.task, data=args.data, history=_history(args))
+        task = _load_task(args)
         model = build_model(args.model, task.spec)
     ok = True
     for report in audit_all(model, _audit_batch(task), trials=args.trials, seed=args.seed):
@@ -288,7 +298,7 @@ def cmd_train(args) -> int:
     cfg = train_config({**file_train, **_train_overrides(args)})
     model_cfg = {**file_model, **_parse_sets(args.model_set)}
     get_model_entry(args.model).make_config(model_cfg)  # fail before loading data
-    task = load_task(args.task, data=args.data, history=_history(args))
+    task = _load_task(args)
     out = _prepare_out(Path(args.out), resume=args.resume, overwrite=args.overwrite, what="training run")
     print(f"training {args.model} on {args.task} (history {_history(args)}) into {out}")
     try:
@@ -298,7 +308,8 @@ def cmd_train(args) -> int:
         return 130
     pred, true = M.predict(result.model, task.test)
     acc = M.accuracy(pred, true)
-    summary = {"model": args.model, "task": args.task, "history": _history(args), "epochs": len(result.history),
+    summary = {"model": args.model, "task": args.task, "history": _history(args), "bonds": args.bonds,
+               "epochs": len(result.history),
                "steps": result.steps, "best_epoch": result.best_epoch, "stopped": result.stopped,
                "train_time_s": result.train_time_s, "train_step_ms": result.train_step_ms, **acc}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
@@ -315,13 +326,16 @@ def cmd_bench(args) -> int:
     _set_threads(args)
     if args.suite and args.task_given:
         raise ValueError("give either --suite NAME or --task with --models, not both")
+    if args.suite and args.bonds:
+        raise ValueError("--bonds goes with --task/--models; a suite says it per variant: bonds = true in its "
+                         "[[variant]]")
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     if args.suite:
         suite = load_suite(args.suite)
     else:
         if not models:
             raise ValueError("give --suite NAME (quick, dmol, nbody or a .toml file) or --task T --models a,b,c")
-        suite = adhoc_suite(args.task, models, history=_history(args))
+        suite = adhoc_suite(args.task, models, history=_history(args), bonds=args.bonds)
     for m in models or []:
         get_model_entry(m)
     seeds = _parse_seeds(args.seeds) if args.seeds else None

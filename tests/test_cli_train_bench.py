@@ -74,6 +74,23 @@ def test_bench_with_seeds(tmp_path, capsys):
     assert [s["seed"] for s in mlp["seeds"]] == [3, 4] and "seeds [3, 4]" in results["suite"]["description"]
 
 
+def test_train_and_bench_with_bonds_and_a_learned_force(tmp_path, capsys):
+    out = tmp_path / "f"
+    code, _, err = run(capsys, "train", "--model", "radial-field", "--bonds", "--residual", "force_difference",
+                       "--out", str(out), *TINY, *SMALL_RF)
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["bonds"] is True
+    code, text, err = run(capsys, "audit", "--checkpoint", str(out / "best.pt"))  # rebuilt with bonds, positions only
+    assert code == 0, err
+    assert "bonds" in text
+    code, _, err = run(capsys, "bench", "--task", "twelve_body", "--models", "radial-field", "--bonds", "--out",
+                       str(tmp_path / "b"), *TINY)
+    assert code == 0, err
+    group = json.loads((tmp_path / "b" / "results.json").read_text())["groups"][0]
+    assert group["bonds"] is True and group["id"] == "history-2-bonds"
+    assert "bonds given" in (tmp_path / "b" / "report.md").read_text()
+
+
 def test_bench_adhoc_models(tmp_path, capsys):
     out = tmp_path / "b"
     code, text, err = run(capsys, "bench", "--task", "twelve_body", "--models", "mlp", "--out", str(out), *TINY)
@@ -108,6 +125,9 @@ def test_bench_adhoc_models(tmp_path, capsys):
      "not both"),
     (["audit", "--checkpoint", "{tmp}/none.pt"], "not found"),
     (["audit"], "--checkpoint"),
+    (["train", "--model", "egnn", "--task", "nbody", "--bonds", "--out", "{tmp}/x"], "only the twelve_body task"),
+    (["bench", "--suite", "quick", "--bonds", "--out", "{tmp}/b"], "bonds = true"),
+    (["train", "--model", "egnn-vel", "--out", "{tmp}/x", "--residual", "force_difference"], "force field"),
 ])
 def test_user_errors_are_one_line(tmp_path, capsys, argv, message):
     (tmp_path / "junk.pt").write_bytes(b"junk")

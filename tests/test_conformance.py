@@ -18,7 +18,7 @@ from irrepnet.equivariance import audit
 from irrepnet.registry import ConfigError, build_model, list_models
 from irrepnet.tasks import task_spec
 
-TASKS = ["twelve_body", "nbody"]
+TASKS = ["twelve_body", "twelve_body-bonds", "nbody"]  # -bonds: the chain's bonds as edge features
 
 
 def make_batches(cache_dir):
@@ -29,6 +29,7 @@ def make_batches(cache_dir):
     nb = D.nbody("test", n_test=6, n_pool=6, n_valid=6, cache_dir=cache_dir)
     return {
         "twelve_body": (task_spec("twelve_body", history=2), train.batch([0, 5, 9])),
+        "twelve_body-bonds": (task_spec("twelve_body", history=2, bonds=True), train.batch([0, 5, 9])),
         "nbody": (task_spec("nbody", delta_t=nb.delta_t), nb.batch([0, 1, 2, 3])),
     }
 
@@ -43,7 +44,7 @@ _BUILT = {}
 
 def _build(name, spec, fresh=False):
     """Build once per (model, task): e3nn code-generates its tensor products at construction."""
-    key = (name, spec.name)
+    key = (name, spec.name, spec.extras.get("bonds"))
     if fresh or key not in _BUILT:
         torch.manual_seed(0)
         try:

@@ -232,3 +232,52 @@ def test_unrolled_loss_needs_a_trajectory():
         make_trainer("radial-field", task, small(unroll_steps=2), RF)
     with pytest.raises(ConfigError, match="unroll_steps must be"):
         TrainConfig(unroll_steps=0)
+
+
+def test_selection_level_is_corrected_for_the_epochs_it_tests(tiny_task):
+    # a validation gain that is significant for one test at 95% but not for one of 40 epochs
+    rng = torch.Generator().manual_seed(0)
+    base = 1.0 + 0.5 * torch.rand(200, generator=rng, dtype=torch.float64)
+    gain = base * (1.0 - 0.008 + 0.05 * torch.randn(200, generator=rng, dtype=torch.float64))
+    verdicts = {}
+    for epochs in (1, 40):
+        trainer = make_trainer("radial-field", tiny_task, small(start_at_baseline=True, select_significant=True,
+                                                                selection_block=1, epochs=epochs, steps_per_epoch=1,
+                                                                residual="none"), RF)
+        assert trainer.planned_epochs == epochs
+        trainer.state["baseline_valid_errors"], trainer._last_valid_errors = base, gain
+        verdicts[epochs] = trainer._significantly_better_than_baseline()
+    assert verdicts == {1: True, 40: False}
+
+
+# --- force_difference: a learned force whose change corrects constant acceleration -------
+
+def test_force_difference_is_constant_acceleration_plus_the_change_of_a_force(tiny_task):
+    trainer = make_trainer("radial-field", tiny_task, small(residual="force_difference", dtype="float64"), RF)
+    model = trainer.model
+    assert K.VEL_HISTORY not in model.model.irreps_in and K.VEL not in model.model.irreps_in  # positions only
+    batch = tiny_task.test.batch(range(3))
+    now = model.model(batch)[K.DISPLACEMENT]
+    before = model.model({**batch, K.POS: batch[K.POS] - batch[K.VEL_HISTORY][:, :3]})[K.DISPLACEMENT]
+    expected = baselines.constant_acceleration(batch) + model.scales["acceleration"] * (now - before)
+    torch.testing.assert_close(model(batch)[K.DISPLACEMENT], expected)
+    vh = trainer.train_set.arrays()[K.VEL_HISTORY]  # the training split the scales were fitted on
+    assert model.scales["acceleration"] == pytest.approx(rms(vh[..., :3] - vh[..., 3:6]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_force_difference_keeps_the_symmetry_and_round_trips(tiny_task, tmp_path, dtype):
+    cfg = small(residual="force_difference", start_at_baseline=True, dtype="float64")
+    res = train_registered("radial-field", tiny_task, cfg, RF, out_dir=tmp_path)
+    batch = tiny_task.test.batch(range(3))
+    assert audit(res.model, batch, dtype=dtype, trials=1).passed
+    loaded, _ = load_trained(tmp_path / "best.pt")
+    torch.testing.assert_close(loaded(batch)[K.DISPLACEMENT], res.model(batch)[K.DISPLACEMENT])
+
+
+def test_force_difference_refuses_velocity_models(tiny_task):
+    with pytest.raises(ConfigError, match="force field of the positions alone.*egnn-vel"):
+        make_trainer("egnn-vel", tiny_task, small(residual="force_difference"))
+    with pytest.raises(ConfigError, match="reads"):
+        NormalizedModel(build_model("egnn-vel", tiny_task.spec), {"outputs": {}, "acceleration": 1.0},
+                        residual="force_difference")

@@ -154,6 +154,8 @@ def _group_heading(group: Dict[str, Any]) -> List[str]:
     title = f"## {group.get('id')}" + (f": {group.get('task')}" if group.get("task") != group.get("id") else "")
     if group.get("task") == "twelve_body":
         title += f", history h = {group.get('history')}"
+        if group.get("bonds"):
+            title += ", bonds given (chain separation as an edge feature)"
     sizes = group.get("sizes") or {}
     lines = [title, ""]
     facts = []

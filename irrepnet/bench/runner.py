@@ -45,7 +45,7 @@ from ..tasks import Task, load_task
 from ..train import TrainingInterrupted, make_trainer, split_validation
 from ..train.config import train_config
 from ..train.device import peak_memory_mb, pick_device, reset_peak_memory
-from ..train.normalization import rms
+from ..train.normalization import model_task_spec, rms
 from .compare import finalize_group
 from .schema import SCHEMA, SCHEMA_VERSION, validate
 from .suite import BUDGET_KEYS, PARAMETER_FREE, Suite, Variant, is_parameter_free
@@ -95,7 +95,7 @@ class Group:
 
 
 def prepare_group(suite: Suite, variant, data: Optional[str], valid_fraction: float) -> Group:
-    task = load_task(suite.task, data=data, history=variant.history)
+    task = load_task(suite.task, data=data, history=variant.history, bonds=variant.bonds)
     if task.valid is None:  # twelve_body: hold out the end of the training frames
         train, valid = split_validation(task.train, valid_fraction)
         task = Task(task.spec, train, task.test, valid)
@@ -324,7 +324,8 @@ def run_model(name: str, group: Group, suite: Suite, out: Path, *, seeds: List[i
             model_cfg = {**model_cfg, **tuning["chosen"]["config"]}
             base["train"] = base_cfg.to_dict()
         full_cfg = get_model_entry(name).make_config(model_cfg)
-        params = sum(p.numel() for p in build_model(name, group.spec, full_cfg).parameters())
+        spec = model_task_spec(group.spec, base_cfg.residual)
+        params = sum(p.numel() for p in build_model(name, spec, full_cfg).parameters())
         base.update(parameters=params, config=dataclasses.asdict(full_cfg), tuning=tuning)
         for seed in seeds:
             records.append(run_seed(name, group, suite, out, dataclasses.replace(base_cfg, seed=seed), model_cfg,
@@ -396,7 +397,7 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
         log(f"[{suite.name}] {suite.task} {variant.id}: {len(group.task.train)} train / {len(group.task.valid)} valid / "
             f"{len(group.task.test)} test samples; {getattr(group.task.train, 'source', 'simulated')}")
         variant_train = train_config({**suite.train, **variant.train, **extra_train})
-        entry = {"id": group.id, "task": suite.task, "history": group.history,
+        entry = {"id": group.id, "task": suite.task, "history": group.history, "bonds": variant.bonds,
                  "data": getattr(group.task.train, "source", None) or repr(group.task.train),
                  "sizes": {"train": len(group.task.train), "valid": len(group.task.valid), "test": len(group.task.test)},
                  "target_scale": rms(group.task.train.arrays()[K.TARGET_DISP]), "zero_mse": group.zero_mse,

@@ -21,6 +21,7 @@ Group
 ``id``                short label unique in the file, e.g. ``"history-0"``
 ``task``              ``"twelve_body"`` or ``"nbody"``
 ``history``           int (twelve_body), 0 on nbody
+``bonds``             optional bool: the models were told the chain's bonds (absent: false)
 ``data``              where the data came from (file + sha256 tag, or the simulator config)
 ``sizes``             ``{"train", "valid", "test"}`` sample counts
 ``target_scale``      RMS of the training target (the unit of the normalised loss)
@@ -155,6 +156,8 @@ def validate(results: Dict[str, Any]) -> Dict[str, Any]:
             continue
         if group.get("id") in ids:
             errors.append(f"{where}: duplicate id {group.get('id')!r}")
+        if not isinstance(group.get("bonds", False), bool):
+            errors.append(f"{where}: bonds must be true or false, got {group.get('bonds')!r}")
         ids.add(group.get("id"))
         for ri, row in enumerate(group["rows"]):
             rwhere = f"{where}.rows[{ri}]"

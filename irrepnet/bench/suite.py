@@ -30,6 +30,7 @@ A suite file (``benchmarks/quick.toml``, ``dmol.toml``, ``nbody.toml``) has::
     [[variant]]                     # task variants; default one variant with history 0
     id = "history-2"
     history = 2
+    bonds = true                    # twelve_body: tell the models the chain's bonds (default false)
     train = { residual = "constant_acceleration" }   # training options of this variant only
 
     [models.e3nn-reference]         # per-model overrides
@@ -58,7 +59,7 @@ SUITE_DIRS = (Path(__file__).resolve().parents[2] / "benchmarks", Path("benchmar
 SUITE_KEYS = ("name", "description", "task", "data", "models", "exclude", "rollout_horizons", "rollout_starts",
               "target_valid_ratio", "audit_trials", "seeds", "bootstrap_block", "bootstrap_resamples")
 TOP_KEYS = ("suite", "train", "variant", "models", "tune")
-VARIANT_KEYS = ("id", "history", "train")
+VARIANT_KEYS = ("id", "history", "bonds", "train")
 MODEL_KEYS = ("train", "config")
 TUNE_KEYS = ("lr", "steps", "seed", "configs")
 DATA_MODES = ("reference", "simulate", "required")
@@ -68,11 +69,12 @@ BUDGET_KEYS = ("max_steps", "epochs", "steps_per_epoch", "batch_size")
 
 @dataclass
 class Variant:
-    """A task variant: history length and training options (residual, noise...) of its own."""
+    """A task variant: history length, bonds (:mod:`irrepnet.nn.topology`) and training options of its own."""
 
     id: str
     history: int = 0
     train: Dict[str, Any] = field(default_factory=dict)
+    bonds: bool = False
 
 
 @dataclass
@@ -222,7 +224,12 @@ def load_suite(name_or_path: str) -> Suite:
         h = int(v.get("history", 0))
         if not isinstance(v.get("train", {}), dict):
             raise ConfigError(f"{path} [[variant]] {i}: train must be a table, e.g. train = {{ residual = \"none\" }}")
-        variants.append(Variant(str(v.get("id", f"history-{h}")), h, dict(v.get("train", {}))))
+        bonds = v.get("bonds", False)
+        if not isinstance(bonds, bool):
+            raise ConfigError(f"{path} [[variant]] {i}: bonds must be true or false, got {bonds!r}")
+        if bonds and head.get("task") != "twelve_body":
+            raise ConfigError(f"{path} [[variant]] {i}: bonds = true needs task = \"twelve_body\" (a bonded chain)")
+        variants.append(Variant(str(v.get("id", f"history-{h}")), h, dict(v.get("train", {})), bonds))
     kwargs = {k: head[k] for k in SUITE_KEYS if k in head}
     kwargs.setdefault("name", path.stem)
     if variants:
@@ -238,8 +245,9 @@ def load_suite(name_or_path: str) -> Suite:
 
 
 def adhoc_suite(task: str, models: List[str], *, history: int = 0, train: Optional[Dict[str, Any]] = None,
-                data_required: bool = False, seeds: Optional[List[int]] = None) -> Suite:
+                data_required: bool = False, seeds: Optional[List[int]] = None, bonds: bool = False) -> Suite:
     """The suite of ``irrepnet bench --task T --models a,b,c`` (no file)."""
-    return Suite(name=f"{task}-adhoc", task=task, models=models, variants=[Variant(f"history-{history}", history)],
+    variant = Variant(f"history-{history}" + ("-bonds" if bonds else ""), history, bonds=bonds)
+    return Suite(name=f"{task}-adhoc", task=task, models=models, variants=[variant],
                  train=dict(train or {}), data="required" if data_required else "reference", seeds=list(seeds or []),
                  rollout_horizons=[1, 5, 10, 25, 50, 100] if task == "twelve_body" else [])

@@ -21,7 +21,8 @@ from .report import _md_table, _name, _steps_cell, load_results
 
 
 def _group_line(results: dict, group: dict) -> str:
-    text = (f"**{results['suite']['name']} / {group['id']}** ({group['task']}, history {group['history']}; "
+    bonds = ", bonds given" if group.get("bonds") else ""  # absent in results before bonds existed
+    text = (f"**{results['suite']['name']} / {group['id']}** ({group['task']}, history {group['history']}{bonds}; "
             f"{group['sizes']['train']} train / {group['sizes']['test']} test samples")
     if "bootstrap" in group:  # schema 2: the protocol of the rows
         seeds = group.get("seeds") or []

@@ -10,7 +10,8 @@ which shows it bites (rotation errors of order one).
   not even permutation equivariant (``permutation_equivariant = False``).
 - ``gnn``: the EGNN paper's GNN baseline (Satorras et al., ICML 2021, Table 2; Gilmer et
   al. 2017 message passing): node features :math:`h^0_i = [1, x_i, v_i, q_i]` and edge
-  features :math:`e_{ij} = [x_i - x_j, \|x_i - x_j\|^2, q_i q_j]` as plain numbers,
+  features :math:`e_{ij} = [x_i - x_j, \|x_i - x_j\|^2, q_i q_j, t_{ij}]` as plain numbers
+  (:math:`t_{ij}` the one-hot chain separation on a task with bonds, :mod:`irrepnet.nn.topology`),
 
   .. math::
 
@@ -41,6 +42,7 @@ from ..batch import ensure_batch
 from ..compile import checking
 from ..interface import IrrepsModel, Symmetry, TaskSpec
 from ..nn.egnn import activation
+from ..nn.topology import CHAIN_CLASSES, chain_bonds, chain_separation_of
 from ..registry import ConfigError, register_model
 from ..scatter import segment_sum
 from ..interface import cast_inputs
@@ -144,11 +146,15 @@ class GNN(IrrepsModel):
     def __init__(self, task: TaskSpec, graph: nn.Module, hidden: int = 64, layers: int = 4, act: str = "silu",
                  residual: bool = True):
         fields = raw_node_fields(task)
-        super().__init__({f: task.inputs[f] for f in fields}, {K.DISPLACEMENT: "1o"})
+        self.chain = chain_bonds(task)
+        irreps_in = {f: task.inputs[f] for f in fields}
+        if self.chain:
+            irreps_in[K.NODE_INDEX] = None
+        super().__init__(irreps_in, {K.DISPLACEMENT: "1o"})
         self.fields, self.charge = tuple(fields), K.CHARGE in fields
         self.graph = graph
         in_dim = 1 + sum(self.irreps_in[f].dim for f in fields)
-        edge_dim = 3 + 1 + int(self.charge)
+        edge_dim = 3 + 1 + int(self.charge) + CHAIN_CLASSES * int(self.chain)
         self.embedding = nn.Linear(in_dim, hidden)
         self.layers = nn.ModuleList(MessagePassing(hidden, edge_dim, act, residual) for _ in range(layers))
         self.decoder = _mlp([hidden, hidden, 3], act)
@@ -163,7 +169,9 @@ class GNN(IrrepsModel):
         e = [data[K.EDGE_VEC], data[K.EDGE_LEN].unsqueeze(-1).pow(2)]  # Cartesian numbers: not equivariant
         if self.charge:
             e.append(data[K.CHARGE][ei[1]] * data[K.CHARGE][ei[0]])
-        e = torch.cat(e, dim=-1)  # [E, 4 or 5]
+        if self.chain:
+            e.append(chain_separation_of(data, ei, pos))
+        e = torch.cat(e, dim=-1)  # [E, 4 + charge + 3 chain]
         for layer in self.layers:
             h = layer(h, ei, e)
         return {K.DISPLACEMENT: self.decoder(h)}

@@ -17,7 +17,8 @@ Registered models (all claim E(3), all predict ``displacement = x^L - x^0``):
 
 Edge attributes :math:`a_{ij}` are fixed for all layers, as in the paper's N-body
 experiment: :math:`q_i q_j` when the task has charges, and
-:math:`\|x^0_i - x^0_j\|^2`, the squared distance between the *input* positions.
+:math:`\|x^0_i - x^0_j\|^2`, the squared distance between the *input* positions; on a
+task with bonds also the one-hot chain separation (:mod:`irrepnet.nn.topology`).
 
 The graph is built inside the model (:class:`~irrepnet.nn.GraphConstruction`): full
 by default, as in the paper for these small systems; ``graph="radius"`` with
@@ -43,6 +44,7 @@ from ..interface import IrrepsModel, IrrepsModule, IrrepsSequential, Symmetry, T
 from ..irreps import unpack_vectors
 from ..nn.egnn import COORD_SHIFT, EDGE_ATTRS, EGNNLayer, RadialFieldLayer, ScalarEmbedding
 from ..nn.graph_layer import GraphConstruction
+from ..nn.topology import CHAIN_CLASSES, chain_bonds, chain_separation_of
 from ..registry import ConfigError, register_model
 
 
@@ -52,9 +54,10 @@ class InvariantInputs(IrrepsModule):
     .. math::
 
         h^0_i = [\,1,\ \|v_{i,1}\|, \dots, \|v_{i,C}\|,\ q_i\,], \qquad
-        a_{ij} = [\,q_i q_j,\ \|x^0_i - x^0_j\|^2\,], \qquad s^0_i = 0
+        a_{ij} = [\,q_i q_j,\ \|x^0_i - x^0_j\|^2,\ t_{ij}\,], \qquad s^0_i = 0
 
-    each part only when asked for and present.
+    each part only when asked for and present; :math:`t_{ij}` is the one-hot chain
+    separation of :mod:`irrepnet.nn.topology` (bonded, angle partners, other).
 
     Parameters
     ----------
@@ -68,6 +71,8 @@ class InvariantInputs(IrrepsModule):
         :math:`q_i` in :math:`h^0`; :math:`q_i q_j` in :math:`a_{ij}`.
     input_distance : bool
         :math:`\|x^0_i - x^0_j\|^2` in :math:`a_{ij}`.
+    chain : bool
+        :math:`t_{ij}` in :math:`a_{ij}` (reads ``node_index``; for tasks with bonds).
 
     Shapes/irreps
     -------------
@@ -77,8 +82,11 @@ class InvariantInputs(IrrepsModule):
     """
 
     def __init__(self, task_inputs: Mapping[str, object], *, constant: bool = True, vectors: Optional[str] = None,
-                 charge: bool = False, charge_product: bool = False, input_distance: bool = True):
+                 charge: bool = False, charge_product: bool = False, input_distance: bool = True,
+                 chain: bool = False):
         irreps_in = {K.POS: "1o", K.EDGE_INDEX: None, K.EDGE_LEN: None}
+        if chain:
+            irreps_in[K.NODE_INDEX] = None
         n_vec = 0
         if vectors is not None:
             ir = o3.Irreps(task_inputs[vectors])
@@ -88,7 +96,7 @@ class InvariantInputs(IrrepsModule):
         if charge or charge_product:
             irreps_in[K.CHARGE] = "0e"
         num_features = int(constant) + n_vec + int(charge)
-        edge_attr_dim = int(charge_product) + int(input_distance)
+        edge_attr_dim = int(charge_product) + int(input_distance) + CHAIN_CLASSES * int(chain)
         irreps_out = {COORD_SHIFT: "1o"}
         if num_features:
             irreps_out[K.NODE_FEATURES] = f"{num_features}x0e"
@@ -97,7 +105,7 @@ class InvariantInputs(IrrepsModule):
         super().__init__(irreps_in, irreps_out)
         self.num_features, self.edge_attr_dim = num_features, edge_attr_dim
         self.constant, self.vectors, self.charge = constant, vectors, charge
-        self.charge_product, self.input_distance = charge_product, input_distance
+        self.charge_product, self.input_distance, self.chain = charge_product, input_distance, chain
 
     def forward(self, data):
         pos = data[K.POS]
@@ -115,6 +123,8 @@ class InvariantInputs(IrrepsModule):
             a.append(q[ei[1]] * q[ei[0]])
         if self.input_distance:
             a.append(data[K.EDGE_LEN].unsqueeze(-1).pow(2))
+        if self.chain:
+            a.append(chain_separation_of(data, data[K.EDGE_INDEX], pos))
         if a:
             out[EDGE_ATTRS] = torch.cat(a, dim=-1)
         return out
@@ -236,7 +246,7 @@ def build_egnn(config: EGNNConfig, task: TaskSpec) -> IrrepsModel:
     with config_errors("egnn"):
         graph = graph_layer(config)
         inputs = InvariantInputs(task.inputs, constant=True, vectors=velocity_vectors(task), charge=charge,
-                                 charge_product=charge)
+                                 charge_product=charge, chain=chain_bonds(task))
         layers = _egnn_layers(config, inputs.edge_attr_dim, velocity=False)
         return EGNN(task, graph, inputs, ScalarEmbedding(inputs.num_features, config.hidden), *layers)
 
@@ -252,7 +262,7 @@ def build_egnn_vel(config: EGNNVelConfig, task: TaskSpec) -> IrrepsModel:
         graph = graph_layer(config)
         # h^0 = |v| alone and a_ij = [q_i q_j, |x_i^0 - x_j^0|^2], as in the paper's N-body code
         inputs = InvariantInputs(task.inputs, constant=False, vectors=velocity_vectors(task), charge=False,
-                                 charge_product=charge)
+                                 charge_product=charge, chain=chain_bonds(task))
         layers = _egnn_layers(config, inputs.edge_attr_dim, velocity=True)
         return EGNN(task, graph, inputs, ScalarEmbedding(inputs.num_features, config.hidden), *layers)
 
@@ -266,7 +276,7 @@ def build_radial_field(config: RadialFieldConfig, task: TaskSpec) -> IrrepsModel
         if config.layers < 1:
             raise ConfigError(f"layers must be >= 1, got {config.layers}")
         graph = graph_layer(config)
-        inputs = InvariantInputs(task.inputs, constant=False, charge_product=charge)
+        inputs = InvariantInputs(task.inputs, constant=False, charge_product=charge, chain=chain_bonds(task))
         layers = [RadialFieldLayer(inputs.edge_attr_dim, config.hidden, act=config.act, velocity=velocity,
                                    coords_agg=config.coords_agg, coords_weight=config.coords_weight)
                   for _ in range(config.layers)]

@@ -43,6 +43,7 @@ from ..interface import IrrepsModel, IrrepsSequential, Symmetry, TaskSpec
 from ..nn import GraphConstruction, NodeInputs, RadialEmbedding, SphericalHarmonicsEdgeAttrs, VectorHead
 from ..nn.attention import EquivariantAttention
 from ..nn.graph_layer import auto_graph_kind
+from ..nn.topology import chain_bonds
 from ..registry import ConfigError, register_model
 from ..interface import cast_inputs
 
@@ -90,10 +91,11 @@ class SE3Transformer(IrrepsModel):
         sh = SphericalHarmonicsEdgeAttrs(config.lmax, p=-1)
         kind = auto_graph_kind(config.graph, task.num_nodes)
         graph = GraphConstruction(kind, r=config.radius if kind == "radius" else None, pairs=True)
-        modules = [inputs, graph, sh, RadialEmbedding(config.n_basis, config.radius, config.basis)]
+        radial = RadialEmbedding(config.n_basis, config.radius, config.basis, chain=chain_bonds(task))
+        modules = [inputs, graph, sh, radial]
         irreps = inputs.irreps_out[K.NODE_FEATURES]
         for _ in range(config.layers):
-            block = EquivariantAttention(irreps, hidden, sh.sh_irreps, config.n_basis, config.radius, config.heads,
+            block = EquivariantAttention(irreps, hidden, sh.sh_irreps, radial.dim, config.radius, config.heads,
                                          irreps_key=config.key_irreps, radial_hidden=config.radial_hidden)
             modules.append(block)
             irreps = block.irreps_out[K.NODE_FEATURES]

@@ -37,6 +37,7 @@ from ..nn import GraphConstruction, NodeInputs, RadialEmbedding, SphericalHarmon
 from ..nn.embedding import E3NN_BASES
 from ..nn.gate import Gate
 from ..nn.graph_layer import auto_graph_kind
+from ..nn.topology import chain_bonds
 from ..nn.tp_conv import NORMALIZATIONS, SKIPS, TensorProductConv
 from ..registry import ConfigError, register_model
 
@@ -135,11 +136,13 @@ class TensorFieldNetwork(IrrepsModel):
 
     def __init__(self, task_inputs, hidden_irreps, *, lmax: int, layers: int, r_max: float, graph: str,
                  n_basis: int, basis: str, radial_neurons: int, radial_layers: int, normalization: str,
-                 avg_num_neighbors: float, self_interaction: bool, skip: str, head: str = "linear"):
+                 avg_num_neighbors: float, self_interaction: bool, skip: str, head: str = "linear",
+                 chain: bool = False):
         inputs = NodeInputs(task_inputs)
         sh = SphericalHarmonicsEdgeAttrs(lmax)
-        modules = [inputs, GraphConstruction(graph, r=r_max if graph == "radius" else None, pairs=True), sh,
-                   RadialEmbedding(n_basis, r_max, basis)]
+        radial = RadialEmbedding(n_basis, r_max, basis, chain=chain)
+        modules = [inputs, GraphConstruction(graph, r=r_max if graph == "radius" else None, pairs=True), sh, radial]
+        n_basis = radial.dim  # the radial MLPs read the chain features too
         irreps = inputs.irreps_out[K.NODE_FEATURES]
         for _ in range(layers):
             gate = Gate(hidden_irreps)
@@ -177,7 +180,7 @@ def build_tfn_from_config(config: TFNConfig, task: TaskSpec) -> TensorFieldNetwo
         task.inputs, hidden, lmax=config.lmax, layers=config.layers, r_max=r_max, graph=graph,
         n_basis=config.n_basis, basis=config.basis, radial_neurons=config.radial_neurons,
         radial_layers=config.radial_layers, normalization=config.normalization, avg_num_neighbors=avg,
-        self_interaction=config.self_interaction, skip=config.skip, head=config.head)
+        self_interaction=config.self_interaction, skip=config.skip, head=config.head, chain=chain_bonds(task))
 
 
 @register_model("tfn", config=TFNConfig,

@@ -17,12 +17,17 @@
     order one, as in e3nn's ``gate_points_2101``; the others do not vanish at the
     cutoff (a gaussian centred near it is about 1 there) and get the envelope too.
 
-Both are computed once per batch and shared by every layer.
+Both are computed once per batch and shared by every layer. On a task with bonds
+(:mod:`irrepnet.nn.topology`) ``RadialEmbedding(chain=True)`` appends the one-hot
+chain separation :math:`t_{ij}` times the same envelope :math:`u(r_{ij})`, so that
+radial MLPs can tell a bond from a close encounter and messages still vanish at the
+cutoff.
 
 Shapes/irreps
 -------------
 ``edge_vec 1o (E, 3)`` -> ``edge_sh (E, (lmax+1)^2)`` with irreps ``Irreps.spherical_harmonics(lmax)``;
-``edge_len (E,)`` -> ``edge_embedding (E, n_basis)`` with irreps ``n_basis x 0e``; on a
+``edge_len (E,)`` -> ``edge_embedding (E, n_basis [+ 3])`` with irreps ``n_basis x 0e`` (``+ 3`` with
+``chain=True``, which also reads ``node_index (n,)`` and ``edge_index (2, E)``); on a
 symmetric graph (``pair_edge``/``edge_pair`` present) also ``pair_embedding (P, n_basis)``,
 one row per unordered pair, which radial MLPs read through :func:`~irrepnet.nn.graph_layer.per_pair`.
 """
@@ -37,6 +42,7 @@ from e3nn.math import soft_one_hot_linspace
 
 from .. import keys as K
 from ..interface import IrrepsModule
+from .topology import CHAIN_CLASSES, chain_separation_of
 
 E3NN_BASES = ("gaussian", "cosine", "smooth_finite", "fourier", "bessel_e3nn")
 
@@ -88,17 +94,28 @@ class RadialEmbedding(IrrepsModule):
     trainable : bool
         ``"bessel"`` only: learn the frequencies (NequIP does).
     p : float
-        ``"bessel"`` only: exponent of the polynomial envelope.
+        exponent of the polynomial envelope (``"bessel"``, the chain features and the
+        e3nn bases that do not vanish at ``r_max``).
+    chain : bool
+        append the one-hot chain separation of a task with bonds
+        (:mod:`irrepnet.nn.topology`) times the envelope.
+
+    Attributes
+    ----------
+    dim : int
+        width of the embedding: ``n_basis``, plus 3 with ``chain``.
     """
 
     def __init__(self, n_basis: int = 8, r_max: float = 3.5, basis: str = "bessel", trainable: bool = False,
-                 p: float = 6.0):
+                 p: float = 6.0, chain: bool = False):
         if n_basis < 1 or r_max <= 0:
             raise ValueError(f"need n_basis >= 1 and r_max > 0, got n_basis={n_basis}, r_max={r_max}")
         if basis != "bessel" and basis not in E3NN_BASES:
             raise ValueError(f"unknown radial basis {basis!r}; choose 'bessel' or one of {E3NN_BASES}")
-        super().__init__({K.EDGE_LEN: None}, {K.EDGE_EMBEDDING: f"{n_basis}x0e"})
-        self.n_basis, self.r_max, self.basis, self.p = n_basis, float(r_max), basis, p
+        self.dim = n_basis + CHAIN_CLASSES * int(chain)
+        irreps_in = {K.EDGE_LEN: None, **({K.NODE_INDEX: None, K.EDGE_INDEX: None} if chain else {})}
+        super().__init__(irreps_in, {K.EDGE_EMBEDDING: f"{self.dim}x0e"})
+        self.n_basis, self.r_max, self.basis, self.p, self.chain = n_basis, float(r_max), basis, p, chain
         freqs = math.pi * torch.arange(1, n_basis + 1, dtype=torch.get_default_dtype())
         if basis == "bessel":
             self.freqs = torch.nn.Parameter(freqs, requires_grad=trainable)
@@ -117,12 +134,24 @@ class RadialEmbedding(IrrepsModule):
             emb = emb * polynomial_cutoff(r, self.r_max, self.p)[:, None]
         return emb * math.sqrt(self.n_basis)
 
+    def embed_edges(self, data, r: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """:meth:`embed` of lengths ``r`` of the edges ``edge_index``, with the chain features if asked."""
+        emb = self.embed(r)
+        if not self.chain:
+            return emb
+        # the envelope makes a bond's feature fade out at the cutoff like the radial basis
+        t = chain_separation_of(data, edge_index, r) * polynomial_cutoff(r, self.r_max, self.p)[:, None]
+        return torch.cat([emb, t], dim=-1)
+
     def forward(self, data):
         if K.PAIR_EDGE not in data:
-            return {**data, K.EDGE_EMBEDDING: self.embed(data[K.EDGE_LEN])}
+            ei = data[K.EDGE_INDEX] if self.chain else None
+            return {**data, K.EDGE_EMBEDDING: self.embed_edges(data, data[K.EDGE_LEN], ei)}
         # a symmetric graph: embed each pair once (see irrepnet.nn.graph_layer.per_pair)
-        pair = self.embed(data[K.EDGE_LEN].index_select(0, data[K.PAIR_EDGE]))
+        first = data[K.PAIR_EDGE]
+        ei = data[K.EDGE_INDEX].index_select(1, first) if self.chain else None
+        pair = self.embed_edges(data, data[K.EDGE_LEN].index_select(0, first), ei)
         return {**data, K.PAIR_EMBEDDING: pair, K.EDGE_EMBEDDING: pair.index_select(0, data[K.EDGE_PAIR])}
 
     def extra_repr(self) -> str:
-        return f"basis={self.basis!r}, n_basis={self.n_basis}, r_max={self.r_max}"
+        return f"basis={self.basis!r}, n_basis={self.n_basis}, r_max={self.r_max}, chain={self.chain}"

@@ -13,22 +13,23 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from ..registry import build_model, get_model_entry
+from ..registry import ConfigError, build_model, get_model_entry
 from ..tasks import Task, task_spec
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .loop import Trainer, TrainResult, torch_dtype
-from .normalization import NormalizedModel
+from .normalization import NormalizedModel, model_task_spec
 
 
 def task_meta(spec) -> Dict[str, Any]:
     """Plain values that rebuild ``spec`` with :func:`irrepnet.tasks.task_spec`."""
     return {"name": spec.name, "history": int(spec.extras.get("history", 0)), "num_nodes": spec.num_nodes,
-            "delta_t": float(spec.extras.get("delta_t", 1.0))}
+            "delta_t": float(spec.extras.get("delta_t", 1.0)), "bonds": spec.extras.get("bonds") == "chain"}
 
 
 def spec_from_meta(meta: Dict[str, Any]):
-    return task_spec(meta["name"], history=meta["history"], num_nodes=meta["num_nodes"], delta_t=meta["delta_t"])
+    return task_spec(meta["name"], history=meta["history"], num_nodes=meta["num_nodes"], delta_t=meta["delta_t"],
+                     bonds=bool(meta.get("bonds", False)))  # checkpoints before bonds existed have none
 
 
 def make_trainer(model_name: str, task: Task, config: Optional[TrainConfig] = None,
@@ -38,7 +39,14 @@ def make_trainer(model_name: str, task: Task, config: Optional[TrainConfig] = No
     entry = get_model_entry(model_name)
     cfg = entry.make_config(model_config)
     torch.manual_seed(config.seed)
-    model = build_model(model_name, task.spec, cfg)
+    spec = model_task_spec(task.spec, config.residual)
+    try:
+        model = build_model(model_name, spec, cfg)
+    except ConfigError as exc:
+        if spec is task.spec:
+            raise
+        raise ConfigError(f"residual {config.residual!r} builds the model as a force field of the positions alone, "
+                          f"and {model_name!r} cannot be one: {exc}") from exc
     meta = {"model": model_name, "model_config": dataclasses.asdict(cfg), "task": task_meta(task.spec)}
     return Trainer(model, task.train, task.valid, config=config, output=task.spec.target, out_dir=out_dir,
                    meta=meta, callback=callback)
@@ -61,7 +69,8 @@ def load_trained(path, device: str = "cpu"):
     spec = spec_from_meta(meta["task"])
     cfg = get_model_entry(meta["model"]).make_config(meta.get("model_config"))
     tc = ck["train_config"]
-    model = NormalizedModel(build_model(meta["model"], spec, cfg), ck["scales"], residual=tc.get("residual", "none"),
+    residual = tc.get("residual", "none")
+    model = NormalizedModel(build_model(meta["model"], model_task_spec(spec, residual), cfg), ck["scales"], residual=residual,
                             start_at_baseline=bool(tc.get("start_at_baseline", False)),
                             history=int(meta["task"].get("history", 0)))
     model = model.to(dtype=torch_dtype(ck["train_config"]["dtype"]))

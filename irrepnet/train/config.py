@@ -42,7 +42,9 @@ class TrainConfig:
     validation loss (``None``: never).
 
     ``residual`` makes the model predict a correction to a physical extrapolation,
-    normalised by the correction's own training RMS; ``start_at_baseline`` scales
+    normalised by the correction's own training RMS (``"force_difference"``: the model is
+    a force field of the positions whose change over the last frame step corrects
+    constant acceleration; :mod:`irrepnet.train.normalization`); ``start_at_baseline`` scales
     that correction by a learnable scalar initialised at 0 (the untrained model is the
     baseline, and the validation loss before the first step is logged as epoch 0, so
     the best checkpoint can be the baseline itself). ``input_noise`` trains with
@@ -58,10 +60,11 @@ class TrainConfig:
     model, which shares the parameters. Off by default: see the README's speed section
     for where it pays. ``select_significant``
     (with ``start_at_baseline``) keeps the baseline as the best checkpoint unless an
-    epoch's validation MSE is lower than the baseline's with 95% confidence, by a paired
-    block bootstrap over validation samples in blocks of ``selection_block``
-    (:mod:`irrepnet.stats`): on a task where the models cannot beat the baseline, model
-    selection on a noisy validation split then does not make them worse on the test.
+    epoch's validation MSE is lower than the baseline's by a paired block bootstrap over
+    validation samples in blocks of ``selection_block`` (:mod:`irrepnet.stats`), at 95%
+    confidence for the run as a whole (each of its ``E`` epochs is tested at
+    ``1 - 0.05 / E``, Bonferroni): on a task where the models cannot beat the baseline,
+    model selection on a noisy validation split then does not make them worse on the test.
     """
 
     epochs: int = 20
@@ -85,7 +88,7 @@ class TrainConfig:
     normalize: bool = True  # divide target and vector inputs by their training RMS
     valid_fraction: float = 0.1  # tasks without a validation split: the last part of train
     progress: bool = True  # tqdm bar (only when writing to a terminal)
-    residual: str = "none"  # "none", "constant_velocity" or "constant_acceleration"
+    residual: str = "none"  # "none", "constant_velocity", "constant_acceleration" or "force_difference"
     start_at_baseline: bool = False  # correction x learnable gate initialised at 0
     input_noise: float = 0.0  # random-walk input noise, in units of the target RMS
     unroll_steps: int = 1  # > 1: k-step unrolled loss on trajectory tasks (feeds predictions back)
