@@ -271,21 +271,34 @@ def _train_overrides(args) -> dict:
 
 
 def _prepare_out(path: Path, *, resume: bool, overwrite: bool, what: str) -> Path:
-    """The output folder of a run: new, resumed, or replaced only when asked."""
+    """The output folder of a run: new, resumed, or replaced only when asked.
+
+    Under torchrun every rank checks (so that a refusal ends all of them alike) before
+    rank 0 alone replaces or creates the folder.
+    """
     import shutil
 
+    from .train import distributed
+
+    ctx = distributed.current()
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other; pick one")
+    replace = False
     if path.exists() and any(path.iterdir()):
         if resume:
             return path
         if not overwrite:
             raise FileExistsError(f"{path} already holds a {what}; pass --resume to continue it, --overwrite to "
                                   f"replace it, or choose another --out")
-        shutil.rmtree(path)
+        replace = True
     elif resume:
         raise FileNotFoundError(f"nothing to resume in {path}; run without --resume first")
-    path.mkdir(parents=True, exist_ok=True)
+    ctx.barrier()
+    if ctx.is_main:
+        if replace:
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+    ctx.barrier()
     return path
 
 
@@ -293,14 +306,19 @@ def cmd_train(args) -> int:
     from . import metrics as M
     from .train import TrainingInterrupted, read_run_config, train_config, train_registered
 
+    from .train import distributed
+
     _set_threads(args)
     file_train, file_model = read_run_config(args.config) if args.config else ({}, {})
     cfg = train_config({**file_train, **_train_overrides(args)})
     model_cfg = {**file_model, **_parse_sets(args.model_set)}
     get_model_entry(args.model).make_config(model_cfg)  # fail before loading data
+    ctx = distributed.init_from_env(cfg.device)  # under torchrun: join its process group (DDP training)
+    say = print if ctx.is_main else (lambda *a, **k: None)
     task = _load_task(args)
     out = _prepare_out(Path(args.out), resume=args.resume, overwrite=args.overwrite, what="training run")
-    print(f"training {args.model} on {args.task} (history {_history(args)}) into {out}")
+    ranks = f" on {ctx.world_size} ranks (DistributedDataParallel)" if ctx.active else ""
+    say(f"training {args.model} on {args.task} (history {_history(args)}) into {out}{ranks}")
     try:
         result = train_registered(args.model, task, cfg, model_cfg, out_dir=out, resume=args.resume)
     except TrainingInterrupted as exc:
@@ -312,10 +330,13 @@ def cmd_train(args) -> int:
                "epochs": len(result.history),
                "steps": result.steps, "best_epoch": result.best_epoch, "stopped": result.stopped,
                "train_time_s": result.train_time_s, "train_step_ms": result.train_step_ms, **acc}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    print(f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MSE "
-          f"{acc['test_mse']:.3e} ({acc['mse_vs_zero']:.3g} x zero displacement), R2 {acc['r2']:.4f}")
-    print(f"wrote {out / 'best.pt'}, {out / 'log.jsonl'}, {out / 'metrics.json'}")
+    if ctx.active:
+        summary["ranks"] = ctx.world_size
+    if ctx.is_main:
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    say(f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MSE "
+        f"{acc['test_mse']:.3e} ({acc['mse_vs_zero']:.3g} x zero displacement), R2 {acc['r2']:.4f}")
+    say(f"wrote {out / 'best.pt'}, {out / 'log.jsonl'}, {out / 'metrics.json'}")
     return 0
 
 
@@ -341,16 +362,28 @@ def cmd_bench(args) -> int:
     seeds = _parse_seeds(args.seeds) if args.seeds else None
     if seeds and args.seed is not None:
         raise ValueError("give either --seeds a,b,c or --seed S, not both")
+    shard = None
+    if args.shard:
+        from .bench.shard import parse_shard
+
+        shard = parse_shard(args.shard)
+    from .train import distributed
+
+    ctx = distributed.init_from_env(args.device or "auto")  # under torchrun: every training is data-parallel
+    if ctx.active and not args.out:
+        raise ValueError("under torchrun give --out: every rank must use the same folder")
     out = Path(args.out) if args.out else _fresh_dir(Path("runs") / f"bench-{suite.name}")
     out = _prepare_out(out, resume=args.resume, overwrite=args.overwrite, what="benchmark")
-    print(f"benchmark {suite.name} into {out}")
+    say = print if ctx.is_main else (lambda *a, **k: None)
+    say(f"benchmark {suite.name} into {out}" + (f" on {ctx.world_size} ranks (DistributedDataParallel)"
+                                                if ctx.active else ""))
     try:
         run_suite(suite, out, data=args.data, resume=args.resume, models=models, extra_train=_train_overrides(args),
-                  device=args.device, seeds=seeds)
+                  device=args.device, seeds=seeds, shard=shard, log=say)
     except TrainingInterrupted as exc:
         print(f"irrepnet: {exc}; continue the benchmark with --resume --out {out}", file=sys.stderr)
         return 130
-    print(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'report.md'}")
+    say(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'report.md'}")
     return 0
 
 
@@ -367,6 +400,14 @@ def _parse_seeds(text: str) -> List[int]:
 def cmd_report(args) -> int:
     from .bench.report import load_results, write_all
 
+    if args.merge:
+        from .bench.shard import merge_shards
+
+        out = Path(args.folder)
+        merged = merge_shards(out, [Path(f) for f in args.merge])
+        rows = sum(len(g["rows"]) for g in merged["groups"])
+        print(f"merged {len(args.merge)} shards into {out / 'results.json'} ({rows} rows), {out / 'report.md'}")
+        return 0
     folder = Path(args.folder)
     results = load_results(folder / "results.json" if folder.is_dir() else folder)
     paths = write_all(results, folder if folder.is_dir() else folder.parent)
@@ -458,12 +499,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_args(p, default_history=2)
     p.add_argument("--out", help="output folder (default: a new runs/bench-SUITE)")
     p.add_argument("--seeds", help="comma-separated training seeds (default: the suite's seeds)")
+    p.add_argument("--shard", metavar="I/N", help="run the I-th of N parts of the suite's (variant, model, seed) "
+                                                  "units; join the parts with 'irrepnet report --merge'")
     _add_resume_args(p, "benchmark")
     _add_train_args(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("report", help="re-render report.md, results.csv and plots from a results.json")
-    p.add_argument("folder", help="a bench output folder (or its results.json)")
+    p = sub.add_parser("report", help="re-render report.md, results.csv and plots from a results.json; "
+                                      "or merge the shards of a suite")
+    p.add_argument("folder", help="a bench output folder (or its results.json); with --merge, the new folder "
+                                  "for the merged results")
+    p.add_argument("--merge", nargs="+", metavar="SHARD_DIR",
+                   help="the output folders of 'irrepnet bench --shard I/N' (all N of them) to merge into FOLDER")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="simulate a polymer, score baselines, audit every model")
@@ -485,6 +532,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"irrepnet: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():  # joined under torchrun: leave it cleanly
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

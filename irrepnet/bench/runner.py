@@ -29,7 +29,7 @@ import math
 import statistics
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ from ..tasks import Task, load_task
 from ..train import TrainingInterrupted, make_trainer, split_validation
 from ..train.config import train_config
 from ..train.device import peak_memory_mb, pick_device, reset_peak_memory
+from ..train import distributed
 from ..train.normalization import model_task_spec, rms
 from .compare import finalize_group
 from .schema import SCHEMA, SCHEMA_VERSION, validate
@@ -68,8 +69,15 @@ def _finite(x):
     return x
 
 
+def _writes() -> bool:
+    """Whether this process writes files: always, except the ranks other than 0 under torchrun."""
+    return distributed.current().is_main
+
+
 def write_json(obj: Any, path: Path) -> None:
-    """Atomic JSON write (temporary file, then rename)."""
+    """Atomic JSON write (temporary file, then rename); rank 0 alone writes under torchrun."""
+    if not _writes():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(_finite(obj), indent=2) + "\n")
@@ -143,8 +151,9 @@ def _evaluate(model, group: Group, suite: Suite, run_dir: Path, device, dtype) -
         arrays["rollout_true"] = traj[t0:t0 + positions.shape[1]].astype(np.float32)
     batch = group.task.test.batch(range(min(AUDIT_GRAPHS, len(group.task.test))))
     result = {"metrics": metrics, "rollout": roll, "equivariance": _audit_dict(model, batch, suite.audit_trials)}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(run_dir / "predictions.npz", **arrays)
+    if _writes():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(run_dir / "predictions.npz", **arrays)
     return result
 
 
@@ -296,7 +305,13 @@ def aggregate_seeds(records: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def run_model(name: str, group: Group, suite: Suite, out: Path, *, seeds: List[int], resume: bool,
-              extra_train: Dict[str, Any], device_name: Optional[str], log: Callable[[str], None]) -> Dict[str, Any]:
+              extra_train: Dict[str, Any], device_name: Optional[str], log: Callable[[str], None],
+              tune_seed: Optional[int] = None) -> Dict[str, Any]:
+    """Tune (on ``suite.tune.seed``, else ``tune_seed``, else the first of ``seeds``), train every seed, one row.
+
+    A shard passes the suite's first seed as ``tune_seed``, so that every shard of a model
+    makes the same choice as an unsharded run.
+    """
     model_dir = out / group.id / _slug(name)
     row_file = model_dir / "row.json"
     if resume and row_file.exists():
@@ -317,8 +332,9 @@ def run_model(name: str, group: Group, suite: Suite, out: Path, *, seeds: List[i
     del trainer
     records: List[Dict[str, Any]] = []
     try:
-        tuning = tune_model(name, group, suite, out, base_cfg, model_cfg, suite.tune.seed
-                            if suite.tune.seed is not None else seeds[0], resume=resume, log=log)
+        chosen_seed = suite.tune.seed if suite.tune.seed is not None else \
+            (tune_seed if tune_seed is not None else seeds[0])
+        tuning = tune_model(name, group, suite, out, base_cfg, model_cfg, chosen_seed, resume=resume, log=log)
         if tuning is not None:
             base_cfg = dataclasses.replace(base_cfg, lr=tuning["chosen"]["lr"])
             model_cfg = {**model_cfg, **tuning["chosen"]["config"]}
@@ -334,8 +350,9 @@ def run_model(name: str, group: Group, suite: Suite, out: Path, *, seeds: List[i
         raise
     except Exception as exc:  # one broken model must not take the others' results with it
         err = model_dir / "error.txt"
-        err.parent.mkdir(parents=True, exist_ok=True)
-        err.write_text(traceback.format_exc())
+        if _writes():
+            err.parent.mkdir(parents=True, exist_ok=True)
+            err.write_text(traceback.format_exc())
         log(f"  {name}: ERROR {type(exc).__name__}: {exc} (traceback in {err})")
         return _row(name, "model", status="error", reason=f"{type(exc).__name__}: {exc}", seeds=records, **base)
     row = _row(name, "model", **base, **aggregate_seeds(records), seeds=records)
@@ -359,10 +376,13 @@ def _budget(entry: Dict[str, Any]) -> Dict[str, Any]:
 def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bool = False,
               models: Optional[List[str]] = None, extra_train: Optional[Dict[str, Any]] = None,
               device: Optional[str] = None, log: Callable[[str], None] = print, report: bool = True,
-              seeds: Optional[List[int]] = None) -> Dict[str, Any]:
+              seeds: Optional[List[int]] = None, shard: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
     """Run ``suite`` into folder ``out``; returns the results dict (also written as ``out/results.json``).
 
     ``seeds`` replaces the suite's seeds; a ``seed`` in ``extra_train`` means ``seeds=[seed]``.
+    ``shard=(i, n)`` runs only the i-th of n deterministic parts of the (variant, model,
+    seed) units (:mod:`irrepnet.bench.shard`; every shard scores the baselines);
+    :func:`~irrepnet.bench.shard.merge_shards` joins the parts.
     """
     if suite.data == "required" and data is None:
         raise ValueError(f"suite {suite.name!r} needs its data file: pass --data PATH (for dmol, the dmol-book "
@@ -389,8 +409,17 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
     results = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
                "suite": {"name": suite.name, "description": description, "file": suite.file, "models": names,
                          "train": suite.train, "variants": [dataclasses.asdict(v) for v in suite.variants],
-                         "seeds": seeds, "tune": dataclasses.asdict(suite.tune)},
+                         "seeds": seeds, "tune": dataclasses.asdict(suite.tune),
+                         "bootstrap_block": suite.bootstrap_block, "bootstrap_resamples": suite.bootstrap_resamples},
                "provenance": provenance(str(dev)), "started": started, "finished": None, "groups": []}
+    mine = None
+    if shard is not None:
+        from .shard import shard_units
+
+        mine = shard_units(suite.variants, names, seeds, shard)
+        results["shard"] = {"index": shard[0], "count": shard[1], "units": [list(u) for u in mine]}
+        mine = set(mine)
+        log(f"[{suite.name}] shard {shard[0]}/{shard[1]}: {len(mine)} (variant, model, seed) units")
     for variant in suite.variants:
         valid_fraction = train_config({**suite.train, **variant.train, **extra_train}).valid_fraction
         group = prepare_group(suite, variant, data, valid_fraction)
@@ -410,15 +439,23 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
         entry["rows"] = baseline_rows(group, suite, out)
         for row in entry["rows"]:
             log(f"  {row['name']}: test MSE {row['metrics']['test_mse']:.3e} (baseline)")
-        finalize_group(entry, out, suite)
+        if _writes():
+            finalize_group(entry, out, suite)
         write_json(results, results_file)
         for name in names:
-            entry["rows"].append(run_model(name, group, suite, out, seeds=seeds, resume=resume,
-                                           extra_train=extra_train, device_name=device, log=log))
+            model_seeds = seeds if mine is None else [s for s in seeds if (variant.id, name, s) in mine]
+            if not model_seeds:
+                continue  # another shard's
+            entry["rows"].append(run_model(name, group, suite, out, seeds=model_seeds, resume=resume,
+                                           extra_train=extra_train, device_name=device, log=log,
+                                           tune_seed=seeds[0]))
             entry["budget"] = _budget(entry)
-            finalize_group(entry, out, suite)
+            if _writes():  # the other ranks only train along (they read no predictions)
+                finalize_group(entry, out, suite)
             write_json(results, results_file)
     results["finished"] = _now()
+    if not _writes():
+        return results  # under torchrun, rank 0's results.json is the benchmark's
     validate(json.loads(json.dumps(_finite(results))))
     write_json(results, results_file)
     on_disk = json.loads(results_file.read_text())  # as written: non-finite numbers are null there too

@@ -67,6 +67,7 @@ class SE3TransformerConfig:
     basis: str = "bessel"
     n_basis: int = 8
     radial_hidden: int = 32
+    edge_chunk: Optional[int] = None  # large graphs: edges per chunk of each attention block (activation checkpointing)
 
 
 class SE3Transformer(IrrepsModel):
@@ -96,7 +97,8 @@ class SE3Transformer(IrrepsModel):
         irreps = inputs.irreps_out[K.NODE_FEATURES]
         for _ in range(config.layers):
             block = EquivariantAttention(irreps, hidden, sh.sh_irreps, radial.dim, config.radius, config.heads,
-                                         irreps_key=config.key_irreps, radial_hidden=config.radial_hidden)
+                                         irreps_key=config.key_irreps, radial_hidden=config.radial_hidden,
+                                         edge_chunk=config.edge_chunk)
             modules.append(block)
             irreps = block.irreps_out[K.NODE_FEATURES]
         modules.append(VectorHead(irreps, K.DISPLACEMENT))
@@ -115,6 +117,8 @@ def _check(config: SE3TransformerConfig) -> None:
                           f"heads={config.heads}, lmax={config.lmax}")
     if config.graph not in ("radius", "full", "auto"):
         raise ConfigError(f"se3-transformer graph must be 'radius', 'full' or 'auto', got {config.graph!r}")
+    if config.edge_chunk is not None and config.edge_chunk < 1:
+        raise ConfigError(f"se3-transformer edge_chunk must be >= 1 edges, or None; got {config.edge_chunk}")
     if config.radius <= 0:
         raise ConfigError(f"se3-transformer radius must be > 0 (it is also the smooth cutoff), got {config.radius}")
     for what in ("hidden_irreps", "key_irreps"):

@@ -80,6 +80,7 @@ class TFNConfig:
     self_interaction: bool = True
     skip: str = "auto"
     head: str = "linear"  # "linear": VectorHead on the last features; "conv": a last TP convolution to 1x1o
+    edge_chunk: Optional[int] = None  # large graphs: edges per chunk of each convolution (activation checkpointing)
 
 
 def reference_config(**overrides) -> TFNConfig:
@@ -116,6 +117,8 @@ def validate(config: TFNConfig) -> o3.Irreps:
         raise ConfigError(f"tfn: r_max must be > 0, got {config.r_max}")
     if config.n_basis < 1 or config.radial_neurons < 1 or config.radial_layers < 0:
         raise ConfigError("tfn: need n_basis >= 1, radial_neurons >= 1 and radial_layers >= 0")
+    if config.edge_chunk is not None and config.edge_chunk < 1:
+        raise ConfigError(f"tfn: edge_chunk must be >= 1 edges, or None for all at once; got {config.edge_chunk}")
     return hidden
 
 
@@ -137,7 +140,7 @@ class TensorFieldNetwork(IrrepsModel):
     def __init__(self, task_inputs, hidden_irreps, *, lmax: int, layers: int, r_max: float, graph: str,
                  n_basis: int, basis: str, radial_neurons: int, radial_layers: int, normalization: str,
                  avg_num_neighbors: float, self_interaction: bool, skip: str, head: str = "linear",
-                 chain: bool = False):
+                 chain: bool = False, edge_chunk: Optional[int] = None):
         inputs = NodeInputs(task_inputs)
         sh = SphericalHarmonicsEdgeAttrs(lmax)
         radial = RadialEmbedding(n_basis, r_max, basis, chain=chain)
@@ -149,14 +152,14 @@ class TensorFieldNetwork(IrrepsModel):
             modules.append(TensorProductConv(
                 irreps, gate.irreps_in[K.NODE_FEATURES], sh.sh_irreps, n_basis, radial_neurons=radial_neurons,
                 radial_layers=radial_layers, normalization=normalization, avg_num_neighbors=avg_num_neighbors,
-                self_interaction=self_interaction, skip=skip))
+                self_interaction=self_interaction, skip=skip, edge_chunk=edge_chunk))
             modules.append(gate)
             irreps = gate.irreps_out[K.NODE_FEATURES]
         if head == "conv":  # one more message-passing step straight to the vector, as gate_points_2101 ends
             modules.append(TensorProductConv(
                 irreps, "1x1o", sh.sh_irreps, n_basis, radial_neurons=radial_neurons, radial_layers=radial_layers,
                 normalization=normalization, avg_num_neighbors=avg_num_neighbors, self_interaction=self_interaction,
-                skip=skip))
+                skip=skip, edge_chunk=edge_chunk))
             irreps = o3.Irreps("1x1o")
         modules.append(VectorHead(irreps, K.DISPLACEMENT))
         chain = IrrepsSequential(*modules, irreps_in=task_inputs)
@@ -180,7 +183,8 @@ def build_tfn_from_config(config: TFNConfig, task: TaskSpec) -> TensorFieldNetwo
         task.inputs, hidden, lmax=config.lmax, layers=config.layers, r_max=r_max, graph=graph,
         n_basis=config.n_basis, basis=config.basis, radial_neurons=config.radial_neurons,
         radial_layers=config.radial_layers, normalization=config.normalization, avg_num_neighbors=avg,
-        self_interaction=config.self_interaction, skip=config.skip, head=config.head, chain=chain_bonds(task))
+        self_interaction=config.self_interaction, skip=config.skip, head=config.head, chain=chain_bonds(task),
+        edge_chunk=config.edge_chunk)
 
 
 @register_model("tfn", config=TFNConfig,

@@ -87,17 +87,20 @@ reads ``node_features (n, I_in.dim)`` with irreps ``I_in``, ``edge_index (2, E)`
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from e3nn import o3
 from e3nn.nn import FullyConnectedNet
 
 from .. import keys as K
 from ..interface import IrrepsModule
+from ..scatter import segment_softmax, segment_sum
 from ..irreps import refresh_wigner_3j
 from .embedding import polynomial_cutoff
 from .gate import Gate, gate_irreps
-from .graph_layer import at_receivers, edge_rows, per_pair, softmax_at_receivers, sum_at_receivers
+from .graph_layer import at_receivers, edge_chunks, edge_rows, per_pair, softmax_at_receivers, sum_at_receivers
 
 
 _EPS = 1e-12  # added to squared norms of queries and keys (features are of order one)
@@ -174,6 +177,10 @@ class EquivariantAttention(IrrepsModule):
         hidden layers of the radial MLP.
     p : float
         exponent of the polynomial cutoff.
+    edge_chunk : int, optional
+        on graphs with more edges, take them this many at a time under activation
+        checkpointing (:func:`~irrepnet.nn.graph_layer.edge_chunks`): logits of every
+        chunk, the softmax over all edges, then the values chunk by chunk; the same numbers.
 
     Shapes/irreps
     -------------
@@ -185,13 +192,16 @@ class EquivariantAttention(IrrepsModule):
 
     def __init__(self, irreps_in, irreps_out, irreps_sh, n_basis: int, r_max: float, heads: int = 4,
                  irreps_key=None, irreps_value=None, logit_scale: float = 2.0, radial_hidden: int = 32,
-                 radial_layers: int = 1, p: float = 6.0):
+                 radial_layers: int = 1, p: float = 6.0, edge_chunk: Optional[int] = None):
         irreps_in, irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_sh)
         irreps_out = gate_irreps(irreps_out).irreps_out  # the gate's order: scalars first, simplified
         irreps_key = o3.Irreps(irreps_key if irreps_key is not None else irreps_out)
         irreps_value = o3.Irreps(irreps_value if irreps_value is not None else irreps_out)
         if r_max <= 0 or logit_scale <= 0:
             raise ValueError(f"r_max and logit_scale must be > 0, got r_max={r_max}, logit_scale={logit_scale}")
+        if edge_chunk is not None and edge_chunk < 1:
+            raise ValueError(f"edge_chunk must be >= 1 edges (or None), got {edge_chunk}")
+        self.edge_chunk = edge_chunk
         super().__init__(
             {K.NODE_FEATURES: irreps_in, K.EDGE_INDEX: None, K.EDGE_SH: irreps_sh,
              K.EDGE_EMBEDDING: f"{n_basis}x0e", K.EDGE_LEN: None},
@@ -237,31 +247,72 @@ class EquivariantAttention(IrrepsModule):
         x = data[K.NODE_FEATURES]
         sender = data[K.EDGE_INDEX][0]
         n = x.shape[0]
+        chunks = edge_chunks(sender.shape[0], self.edge_chunk, data)
+        if chunks is not None:
+            return self._attend_in_chunks(data, chunks)
         weights = per_pair(self.radial, data)  # [E, weight_numel]
         mixed = self.kernel(x.index_select(0, sender), data[K.EDGE_SH], weights)  # [E, mid.dim]
         kv = self.key_value(mixed)  # [E, K.dim + V.dim]
         # edge rows from here on are (E, ...), or an (n, D, ...) grid on a regular graph
         key, value = edge_rows(kv, data).split(self._kv_dims, dim=-1)
         query = self.query(x)  # [n, K.dim]
-        # per-head squared norms on nodes, then gathered: the eps keeps 0/0 out of a zero key
-        q_norm2 = at_receivers(query.pow(2) @ self.key_heads, data)  # [E, H]
-        k_norm2 = key.pow(2) @ self.key_heads  # [E, H]
-        dot = (at_receivers(query, data) * key) @ self.key_heads  # [E, H]
-        logits = dot * torch.rsqrt((q_norm2 + _EPS) * (k_norm2 + _EPS)) * self.log_logit_scale.exp()
+        u, log_u = self._cutoff(edge_rows(data[K.EDGE_LEN], data))
+        logits = self._logits(at_receivers(query, data), key) + log_u.unsqueeze(-1)
+        alpha = softmax_at_receivers(logits, data, n)  # [E, H]
+        messages = value * (alpha @ self.value_heads.T) * u.unsqueeze(-1)  # [E, V.dim]
+        return alpha.reshape(-1, alpha.shape[-1]), sum_at_receivers(messages, data, n)
 
+    def _logits(self, query_at_edges, key):
+        """``(E, H)`` scaled cosine similarity of queries and keys, per head."""
+        # per-head squared norms: the eps keeps 0/0 out of a zero key
+        q_norm2 = query_at_edges.pow(2) @ self.key_heads  # [E, H]
+        k_norm2 = key.pow(2) @ self.key_heads  # [E, H]
+        dot = (query_at_edges * key) @ self.key_heads  # [E, H]
+        return dot * torch.rsqrt((q_norm2 + _EPS) * (k_norm2 + _EPS)) * self.log_logit_scale.exp()
+
+    def _cutoff(self, length):
+        """The envelope ``u`` of the edge lengths and ``log u`` (``-inf`` outside the cutoff)."""
         # u has a triple zero at r_max, reached by cancellation between terms of order 50:
         # in float32 its relative error near the cutoff is percents, and log(u) turns that
         # into logit errors (1e-2 relative audit errors in float32). Evaluated in float64,
         # it is exact to the precision of the result.
-        length = edge_rows(data[K.EDGE_LEN], data)
         u = polynomial_cutoff(length.double(), self.r_max, self.p).to(length.dtype)  # [E]
         inside = u > 0
         # log(1) where u = 0 keeps the backward pass free of 0/0; those edges get -inf below.
         log_u = torch.where(inside, torch.log(torch.where(inside, u, torch.ones_like(u))),
                             torch.full_like(u, -math.inf))
-        alpha = softmax_at_receivers(logits + log_u.unsqueeze(-1), data, n)  # [E, H]
-        messages = value * (alpha @ self.value_heads.T) * u.unsqueeze(-1)  # [E, V.dim]
-        return alpha.reshape(-1, alpha.shape[-1]), sum_at_receivers(messages, data, n)
+        return u, log_u
+
+    def _key_value(self, x, sender, sh, emb):
+        """Keys and values ``(E_c, K.dim)``, ``(E_c, V.dim)`` of the edges given."""
+        kv = self.key_value(self.kernel(x.index_select(0, sender), sh, self.radial(emb)))
+        return kv.split(self._kv_dims, dim=-1)
+
+    def _chunk_logits(self, x, query, sender, receiver, sh, emb, log_u):
+        key, _ = self._key_value(x, sender, sh, emb)
+        return self._logits(query.index_select(0, receiver), key) + log_u.unsqueeze(-1)
+
+    def _chunk_messages(self, x, sender, receiver, sh, emb, alpha, u):
+        _, value = self._key_value(x, sender, sh, emb)
+        messages = value * (alpha @ self.value_heads.T) * u.unsqueeze(-1)
+        return segment_sum(messages, receiver, x.shape[0])
+
+    def _attend_in_chunks(self, data, chunks):
+        """:meth:`attend` a chunk of edges at a time: logits first, the softmax over all, then values.
+
+        Each chunk runs under activation checkpointing, so only ``(E, H)`` logits and
+        ``(n, ...)`` node tensors live across chunks; keys and values are computed twice.
+        """
+        x, (sender, receiver) = data[K.NODE_FEATURES], data[K.EDGE_INDEX]
+        sh, emb, n = data[K.EDGE_SH], data[K.EDGE_EMBEDDING], x.shape[0]
+        query = self.query(x)
+        u, log_u = self._cutoff(data[K.EDGE_LEN])
+        logits = torch.cat([checkpoint(self._chunk_logits, x, query, sender[a:b], receiver[a:b], sh[a:b],
+                                       emb[a:b], log_u[a:b], use_reentrant=False) for a, b in chunks])
+        alpha = segment_softmax(logits, receiver, n)  # [E, H]
+        aggregated = sum(checkpoint(self._chunk_messages, x, sender[a:b], receiver[a:b], sh[a:b], emb[a:b],
+                                    alpha[a:b], u[a:b], use_reentrant=False) for a, b in chunks)
+        return alpha, aggregated
 
     def forward(self, data):
         _, aggregated = self.attend(data)

@@ -32,7 +32,7 @@ of floating-point additions) without index arithmetic.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -220,3 +220,18 @@ def auto_graph_kind(kind: str, num_nodes: Optional[int]) -> str:
     if kind != "auto":
         return kind
     return "full" if num_nodes is not None and num_nodes <= FULL_GRAPH_MAX_NODES else "radius"
+
+
+def edge_chunks(num_edges: int, chunk: Optional[int], data) -> Optional[List[Tuple[int, int]]]:
+    """``[(start, stop), ...]`` ranges of at most ``chunk`` edges, or ``None`` to take all edges at once.
+
+    Layers that hold per-edge tensors much wider than their inputs (tensor-product weights,
+    attention kernels: ``(E, weight_numel)``) take a large graph in chunks of edges, each
+    run under :func:`torch.utils.checkpoint.checkpoint`, so that memory is set by the
+    chunk and by node tensors instead of by every edge's weights at once (the backward
+    recomputes each chunk). ``None`` when ``chunk`` is ``None``, the graph has at most
+    ``chunk`` edges, or it is a regular ``(n, D)`` grid (small systems, already dense).
+    """
+    if chunk is None or num_edges <= chunk or K.RECEIVER_SLOTS in data:
+        return None
+    return [(a, min(a + chunk, num_edges)) for a in range(0, num_edges, chunk)]

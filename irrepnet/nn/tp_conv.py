@@ -52,8 +52,10 @@ from e3nn.math import normalize2mom
 
 from .. import keys as K
 from ..interface import IrrepsModule
-from ..scatter import segment_count
-from .graph_layer import edge_rows, per_pair, sum_at_receivers
+from torch.utils.checkpoint import checkpoint
+
+from ..scatter import segment_count, segment_sum
+from .graph_layer import edge_chunks, edge_rows, per_pair, sum_at_receivers
 
 NORMALIZATIONS = ("sqrt_avg_neighbors", "mean", "sum")
 SKIPS = ("auto", "linear", "residual", "none")
@@ -235,7 +237,8 @@ class EdgeTensorProduct(torch.nn.Module):
                 # the weight broadcasts over the 2l3+1 components, the outer dimension of the
                 # group, so the product runs over contiguous rows of n * U numbers
                 w = weights[g].view(E, 1, n * U)
-                outs.append((y.view(E, 2 * l3 + 1, n * U) * w).reshape(E, -1))
+                # an explicit width: a graph without edges (E = 0) cannot infer a -1
+                outs.append((y.view(E, 2 * l3 + 1, n * U) * w).reshape(E, (2 * l3 + 1) * n * U))
         return outs
 
     def sort_channels(self, mid_groups: torch.Tensor) -> torch.Tensor:
@@ -276,6 +279,10 @@ class TensorProductConv(IrrepsModule):
     skip : {"auto", "linear", "residual", "none"}
     irrep_normalization : {"component", "norm"}
         e3nn's convention for the path constants; ``edge_sh`` should use the same.
+    edge_chunk : int, optional
+        on graphs with more edges, take them this many at a time under activation
+        checkpointing (:func:`~irrepnet.nn.graph_layer.edge_chunks`): memory set by the
+        chunk, not by the ``(E, weight_numel)`` weights; the same numbers.
 
     Shapes/irreps
     -------------
@@ -287,7 +294,7 @@ class TensorProductConv(IrrepsModule):
     def __init__(self, irreps_in, irreps_out, irreps_sh, n_basis: int, *, radial_neurons: int = 64,
                  radial_layers: int = 1, normalization: str = "sqrt_avg_neighbors",
                  avg_num_neighbors: Optional[float] = None, self_interaction: bool = True, skip: str = "auto",
-                 irrep_normalization: str = "component"):
+                 irrep_normalization: str = "component", edge_chunk: Optional[int] = None):
         irreps_in, irreps_out, irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_out), o3.Irreps(irreps_sh)
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
@@ -296,12 +303,15 @@ class TensorProductConv(IrrepsModule):
                              f"got {avg_num_neighbors!r}; or use normalization='mean' or 'sum'")
         if skip not in SKIPS:
             raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
+        if edge_chunk is not None and edge_chunk < 1:
+            raise ValueError(f"edge_chunk must be >= 1 edges (or None), got {edge_chunk}")
         if skip == "residual" and irreps_in != irreps_out:
             raise ValueError(f"skip='residual' needs irreps_in == irreps_out, got {irreps_in} -> {irreps_out}; "
                              "use skip='linear' or 'auto'")
         super().__init__({K.NODE_FEATURES: irreps_in, K.EDGE_INDEX: None, K.EDGE_SH: irreps_sh,
                           K.EDGE_EMBEDDING: f"{n_basis}x0e"}, {K.NODE_FEATURES: irreps_out})
         self.normalization, self.avg_num_neighbors = normalization, avg_num_neighbors
+        self.edge_chunk = edge_chunk
         self.lin_in = o3.Linear(irreps_in, irreps_in) if self_interaction else None
         self.tp = EdgeTensorProduct(irreps_in, irreps_sh, irreps_out, irrep_normalization)
         if self.tp.weight_numel == 0:
@@ -321,11 +331,17 @@ class TensorProductConv(IrrepsModule):
         sender, receiver = data[K.EDGE_INDEX]
         n = x.shape[0]
         h = self.lin_in(x) if self.lin_in is not None else x
-        # gather per degree on edges: (E, 2l1+1, U_l1) each, channels last
-        h_edges = [t.index_select(0, sender) for t in self.tp.split_by_degree(h)]
-        weight = per_pair(self.radial, data)  # [E, weight_numel]
-        msgs = self.tp(h_edges, data[K.EDGE_SH], weight)
-        mid = torch.cat([sum_at_receivers(edge_rows(m, data), data, n) for m in msgs], dim=1)  # [n, flat_dim]
+        chunks = edge_chunks(sender.shape[0], self.edge_chunk, data)
+        if chunks is not None:  # a large graph: the (E, weight_numel) weights a chunk at a time
+            sh, emb = data[K.EDGE_SH], data[K.EDGE_EMBEDDING]
+            mid = sum(checkpoint(self._summed_messages, h, sender[a:b], receiver[a:b], sh[a:b], emb[a:b],
+                                 use_reentrant=False) for a, b in chunks)
+        else:
+            # gather per degree on edges: (E, 2l1+1, U_l1) each, channels last
+            h_edges = [t.index_select(0, sender) for t in self.tp.split_by_degree(h)]
+            weight = per_pair(self.radial, data)  # [E, weight_numel]
+            msgs = self.tp(h_edges, data[K.EDGE_SH], weight)
+            mid = torch.cat([sum_at_receivers(edge_rows(m, data), data, n) for m in msgs], dim=1)  # [n, flat_dim]
         if self.normalization == "sqrt_avg_neighbors":
             mid = mid / math.sqrt(self.avg_num_neighbors)
         elif self.normalization == "mean":
@@ -337,6 +353,12 @@ class TensorProductConv(IrrepsModule):
         elif self.skip == "residual":
             out = x + out
         return {**data, K.NODE_FEATURES: out}
+
+    def _summed_messages(self, h, sender, receiver, sh, emb):
+        """``(n, flat_dim)``: the messages of the edges given, summed onto their receivers."""
+        h_edges = [t.index_select(0, sender) for t in self.tp.split_by_degree(h)]
+        msgs = self.tp(h_edges, sh, self.radial(emb))
+        return torch.cat([segment_sum(m, receiver, h.shape[0]) for m in msgs], dim=1)
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, normalization={self.normalization!r}"

@@ -43,6 +43,7 @@ from ..stats import Bootstrap
 from .checkpoint import load_checkpoint, save_atomic
 from .config import TrainConfig
 from .device import pick_device, synchronize
+from . import distributed
 from ..data.windows import window_batch
 from ..compile import compile_model
 from .noise import add_input_noise, window_noise
@@ -174,6 +175,22 @@ class _StopRequests:
         return False
 
 
+class _TrainingForward(torch.nn.Module):
+    """The normalised forward of a training step as a module, for DistributedDataParallel to wrap.
+
+    ``runner`` (a compiled copy sharing the parameters) is kept outside the module tree,
+    so that DDP sees each parameter once.
+    """
+
+    def __init__(self, model: NormalizedModel, runner=None):
+        super().__init__()
+        self.model = model
+        self.__dict__["runner"] = runner
+
+    def forward(self, batch):
+        return self.model.forward_normalized(batch, self.runner)
+
+
 class Trainer:
     """Train ``model`` on ``train_set`` to predict its ``output`` field.
 
@@ -207,7 +224,8 @@ class Trainer:
             train_set, valid_set = split_validation(train_set, self.config.valid_fraction)
         self.train_set, self.valid_set = train_set, valid_set
         self.output, self.target = output, target_field(output)
-        self.device = pick_device(self.config.device)
+        self.dist = distributed.current()
+        self.device = distributed.local_device(pick_device(self.config.device))
         self.dtype = torch_dtype(self.config.dtype)
         arrays = train_set.arrays()
         history = arrays[K.VEL_HISTORY].shape[-1] // 3 if K.VEL_HISTORY in arrays else 0
@@ -219,6 +237,11 @@ class Trainer:
         self.model = self.model.to(device=self.device, dtype=self.dtype)
         # training steps only: evaluation batches vary in size and would each cost a compilation
         self._train_runner = compile_model(self.model.model) if self.config.compile else None
+        self._ddp = None
+        if self.dist.active:  # gradients averaged over the ranks (irrepnet.train.distributed)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = torch.nn.parallel.DistributedDataParallel(_TrainingForward(self.model, self._train_runner),
+                                                                  device_ids=ids)
         self.target_scale = scales["outputs"].get(output, 1.0)
         # the unit of input_noise: the RMS of the whole target, whatever the residual
         self.noise_std = self.config.input_noise * rms(arrays[self.target])
@@ -256,6 +279,8 @@ class Trainer:
     def _save(self, name: str) -> Optional[Path]:
         if self.out_dir is None:
             return None
+        if not self.dist.is_main:  # rank 0 writes for all ranks
+            return self.out_dir / name
         return save_atomic(self._checkpoint(), self.out_dir / name)
 
     def _restore(self) -> None:
@@ -310,8 +335,14 @@ class Trainer:
             st["plateau_bad"] = 0
 
     # --- loss -------------------------------------------------------------------
+    def _forward_train(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Normalised outputs of a training step: through DistributedDataParallel when distributed."""
+        if self._ddp is not None:
+            return self._ddp(batch)
+        return self.model.forward_normalized(batch, self._train_runner)
+
     def loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        pred = self.model.forward_normalized(batch, self._train_runner)[self.output]
+        pred = self._forward_train(batch)[self.output]
         return (pred - self.model.normalized_target(batch, batch[self.target])).pow(2).mean()
 
     @torch.no_grad()
@@ -367,7 +398,7 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------
     def _log_line(self, record: Dict[str, Any]) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or not self.dist.is_main:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / "log.jsonl", "a") as f:
@@ -375,7 +406,7 @@ class Trainer:
 
     def _rewrite_log(self) -> None:
         """The log as the checkpoint knows it: epochs logged after the checkpoint are dropped."""
-        if self.out_dir is None:
+        if self.out_dir is None or not self.dist.is_main:
             return
         tmp = self.out_dir / ".log.jsonl.tmp"
         tmp.write_text("".join(json.dumps(r) + "\n" for r in self.state["history"]))
@@ -414,7 +445,7 @@ class Trainer:
         total = 0.0
         for j in range(k):
             data = window_batch(window, h)
-            out = self.model.forward_normalized(data, self._train_runner)
+            out = self._forward_train(data)
             truth = (traj[torch.as_tensor(frames + j + 1)] - window[:, -1]).reshape(B * N, 3)
             total = total + (out[self.output] - self.model.normalized_target(data, truth)).pow(2).mean()
             step = self.model.to_physical(data, out)[self.output].reshape(B, N, 3)
@@ -427,13 +458,27 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
+        own, weight = idx, 1.0
+        if self.dist.active:
+            own = distributed.local_part(idx, self.dist)
+            if own.numel() == 0:  # a last batch smaller than the ranks: take part with weight 0
+                own, weight = idx[:1], 0.0
         if self.config.unroll_steps > 1:
-            loss = self.unrolled_loss(idx)
+            loss = self.unrolled_loss(own)
+            if self.dist.active:  # trajectory tasks: graphs of one size, so samples count like nodes
+                weight *= self.dist.world_size * own.numel() / idx.numel()
         else:
-            batch = move(self.train_set.batch(idx), self.device, self.dtype)
+            batch = move(self.train_set.batch(own), self.device, self.dtype)
             if self.noise_std > 0:  # the target stays the true displacement (see irrepnet.train.noise)
                 batch = add_input_noise(batch, self.noise_std)
             loss = self.loss(batch)
+            if self.dist.active:
+                # K n_r / n: DDP's mean of the K gradients is then the gradient of the global batch's mean loss
+                nodes = torch.tensor([float(batch[K.POS].shape[0]) * weight], dtype=torch.float64,
+                                     device=distributed._collective_device())
+                weight = self.dist.world_size * float(nodes) / float(self.dist.all_sum(nodes))
+        if self.dist.active:
+            loss = loss * weight
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {float(loss)} at step {self.state['step']}; "
                                      "lower the learning rate or enable clip_grad_norm")
@@ -441,6 +486,8 @@ class Trainer:
         if self.config.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
         self.optimizer.step()
+        if self.dist.active:  # the global batch's mean loss, as one process would log it
+            return float(self.dist.all_sum(loss.detach().to(distributed._collective_device()))) / self.dist.world_size
         return float(loss.detach())
 
     def fit(self, resume: bool = False) -> TrainResult:
@@ -449,6 +496,7 @@ class Trainer:
             self._restore()
         elif self.out_dir is not None and (self.out_dir / "log.jsonl").exists():
             raise FileExistsError(f"{self.out_dir} already holds a training run; resume it or choose a new folder")
+        self.dist.barrier()  # every rank has looked at out_dir before rank 0 writes to it
         c, st = self.config, self.state
         if c.start_at_baseline and not st["history"]:
             self._baseline_epoch()
@@ -487,14 +535,16 @@ class Trainer:
                     st["batch"] += 1
                     if self.callback is not None:
                         self.callback(self)
-                    if self.stop.requested:
+                    if self.dist.any(self.stop.requested):  # every rank stops after the same step
                         path = self._save("last.pt")
+                        self.dist.barrier()
                         if path is None:
                             raise KeyboardInterrupt("training interrupted (no out_dir: nothing saved)")
                         raise TrainingInterrupted(path)
                 self._end_epoch(bar)
         self.state["step_times"] = list(recent)
         self._save("last.pt")
+        self.dist.barrier()  # rank 0's files are complete before any rank goes on
         return self._result()
 
     def _baseline_epoch(self) -> None:
