@@ -7,10 +7,19 @@ its radius graph at ``r`` inside its forward, so graph construction is timed too
 Per model and ``N``, a fresh process (so that peak memory is its own) builds the model
 (``egnn``: ``graph = "radius"``; ``tfn`` and ``se3-transformer``: radius graph and
 ``edge_chunk`` edges per chunk under activation checkpointing), warms up on a small
-system, then times ``--repeats`` forward+backward passes of ``sum(displacement^2)``
-and reports the median. Memory is the process's peak resident set size
-(``ru_maxrss``) and, as *working memory*, that peak minus the resident size just before
-the timed passes (the interpreter, libraries, model and inputs).
+system, makes one untimed pass of ``sum(displacement^2)`` forward and backward at the
+full size (reported as the *cold* time), then times ``--repeats`` more and reports
+their median. Memory is the process's peak resident set size (``ru_maxrss``) and, as
+*working memory*, that peak minus the resident size before the first full-size pass
+(the interpreter, libraries, model and inputs).
+
+The allocator matters more than the models here: glibc returns every freed block
+above 32 MB to the system, so each large tensor of every pass is page-faulted in anew,
+and those passes run 2-4x slower and grow faster than N (egnn: 0.21 s, 3.5 s, 65 s at
+N = 1e3, 1e4, 1e5 in a first run of this script). The child processes therefore keep
+freed memory (``MALLOC_MMAP_MAX_=0``, ``MALLOC_TRIM_THRESHOLD_`` large), the glibc form
+of PyTorch's CPU advice to use a caching allocator such as jemalloc or tcmalloc;
+``--system-malloc`` turns that off.
 
 The table gives the log-log slope between consecutive sizes,
 ``log(t2 / t1) / log(N2 / N1)``: 1 is linear in ``N`` (and in the edge count, which is
@@ -33,6 +42,8 @@ import time
 from pathlib import Path
 
 MODELS = ("egnn", "tfn", "se3-transformer")
+#: glibc: keep freed memory for reuse instead of unmapping it (see the module docstring)
+MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
 def box_side(n: int, neighbors: float, r: float) -> float:
@@ -85,10 +96,13 @@ def child(name: str, n: int, args) -> dict:
         model.zero_grad(set_to_none=True)
         model(data)[K.DISPLACEMENT].pow(2).sum().backward()
 
-    step(system(min(n, 500), 1))  # warm-up: allocator, e3nn's code paths, thread pools
+    step(system(min(n, 500), 1))  # warm-up: e3nn's code paths, thread pools
     data = system(n, 0)
     edges = int(radius_graph(data[K.POS], args.radius).shape[1])
     before = _rss_kb()
+    t0 = time.perf_counter()
+    step(data)  # the first full-size pass: memory is faulted in
+    cold = time.perf_counter() - t0
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -96,6 +110,7 @@ def child(name: str, n: int, args) -> dict:
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
     return {"model": name, "n": n, "edges": edges, "time_s": statistics.median(times), "times_s": times,
+            "cold_time_s": cold, "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
             "peak_rss_mb": peak / 1024, "rss_before_mb": before / 1024, "working_mb": (peak - before) / 1024,
             "parameters": sum(p.numel() for p in model.parameters())}
 
@@ -104,7 +119,10 @@ def run_child(name: str, n: int, args) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", name, str(n), "--threads", str(args.threads),
            "--repeats", str(args.repeats), "--neighbors", str(args.neighbors), "--radius", str(args.radius),
            "--edge-chunk", str(args.edge_chunk)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    env = dict(os.environ)
+    if not args.system_malloc:
+        env.update(MALLOC_ENV)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"{name} at N = {n} failed:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -116,15 +134,17 @@ def slope(a: dict, b: dict, key: str) -> float:
 
 def markdown(rows: list, prov: dict, args) -> str:
     lines = [f"# Large systems: forward+backward against N ({args.neighbors:g} neighbours within r = {args.radius:g})",
-             "", "| model | N | edges | time s | slope | peak RSS MB | working MB | slope |",
-             "|:---|---:|---:|---:|---:|---:|---:|---:|"]
+             "", "| model | N | edges | time s | slope | cold s | peak RSS MB | working MB | slope |",
+             "|:---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for i, r in enumerate(rows):
         prev = rows[i - 1] if i and rows[i - 1]["model"] == r["model"] else None
         st = f"{slope(prev, r, 'time_s'):.2f}" if prev else "–"
         sm = f"{slope(prev, r, 'working_mb'):.2f}" if prev and prev["working_mb"] > 0 and r["working_mb"] > 0 else "–"
         lines.append(f"| {r['model']} | {r['n']:,} | {r['edges']:,} | {r['time_s']:.3g} | {st} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['working_mb']:.0f} | {sm} |")
-    lines += ["", f"Median of {args.repeats} timed passes after a warm-up, {args.threads} torch thread(s); "
+                     f"{r['cold_time_s']:.3g} | {r['peak_rss_mb']:.0f} | {r['working_mb']:.0f} | {sm} |")
+    malloc = "glibc's defaults" if args.system_malloc else "glibc keeping freed memory (MALLOC_MMAP_MAX_=0)"
+    lines += ["", f"Median of {args.repeats} timed passes after a full-size one (cold), {args.threads} torch "
+              f"thread(s), {malloc}; slopes are log-log between consecutive sizes; "
               f"tfn and se3-transformer take edges in chunks of {args.edge_chunk:,}. Commit {prov.get('commit')}"
               f"{' (dirty)' if prov.get('dirty') else ''}, {prov.get('machine')}, {prov.get('date')}."]
     return "\n".join(lines) + "\n"
@@ -163,6 +183,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="timed passes per case (median)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per case")
+    p.add_argument("--system-malloc", action="store_true", help="leave glibc's malloc settings as they are")
     p.add_argument("--out", help="folder for large_systems.md/.json/.png (refused if the json exists)")
     p.add_argument("--child", nargs=2, metavar=("MODEL", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)

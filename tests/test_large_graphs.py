@@ -25,11 +25,11 @@ def _graph(n: int, seed: int, side: float = 4.0):
 @pytest.mark.parametrize("name, config", [("tfn", {"graph": "radius", "r_max": 2.0}),
                                           ("se3-transformer", {"graph": "radius", "radius": 2.0})])
 def test_edge_chunks_give_the_same_outputs_and_gradients(name, config):
-    batch = collate([_graph(40, 0), _graph(25, 1)])
+    batch = collate([_graph(24, 0, side=3.0), _graph(15, 1, side=3.0)])
     torch.manual_seed(0)
     whole = build_model(name, VARIABLE, config).double()
     torch.manual_seed(0)
-    chunked = build_model(name, VARIABLE, {**config, "edge_chunk": 37}).double()
+    chunked = build_model(name, VARIABLE, {**config, "edge_chunk": 29}).double()
     out_w, out_c = whole(batch)[K.DISPLACEMENT], chunked(batch)[K.DISPLACEMENT]
     torch.testing.assert_close(out_c, out_w, rtol=1e-10, atol=1e-12)
     out_w.pow(2).sum().backward()
