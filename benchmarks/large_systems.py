@@ -9,9 +9,10 @@ Per model and ``N``, a fresh process (so that peak memory is its own) builds the
 ``edge_chunk`` edges per chunk under activation checkpointing), warms up on a small
 system, makes one untimed pass of ``sum(displacement^2)`` forward and backward at the
 full size (reported as the *cold* time), then times ``--repeats`` more and reports
-their median. Memory is the process's peak resident set size (``ru_maxrss``) and, as
-*working memory*, that peak minus the resident size before the first full-size pass
-(the interpreter, libraries, model and inputs).
+their median. Memory comes from a second fresh process with glibc's default malloc that
+makes the full-size pass once: its peak resident set size (``ru_maxrss``) and, as
+*working memory*, that peak minus the resident size before the pass (the interpreter,
+libraries, model and inputs).
 
 The allocator matters more than the models here: glibc returns every freed block
 above 32 MB to the system, so each large tensor of every pass is page-faulted in anew,
@@ -19,7 +20,9 @@ and those passes run 2-4x slower and grow faster than N (egnn: 0.21 s, 3.5 s, 65
 N = 1e3, 1e4, 1e5 in a first run of this script). The child processes therefore keep
 freed memory (``MALLOC_MMAP_MAX_=0``, ``MALLOC_TRIM_THRESHOLD_`` large), the glibc form
 of PyTorch's CPU advice to use a caching allocator such as jemalloc or tcmalloc;
-``--system-malloc`` turns that off.
+``--system-malloc`` turns that off. Kept memory is not given back and fragments (egnn at
+N = 1e5 peaked at 20.8 GB that way, against 10.6 GB with the default), which is why
+memory is measured in a process of its own.
 
 The table gives the log-log slope between consecutive sizes,
 ``log(t2 / t1) / log(N2 / N1)``: 1 is linear in ``N`` (and in the edge count, which is
@@ -103,6 +106,10 @@ def child(name: str, n: int, args) -> dict:
     t0 = time.perf_counter()
     step(data)  # the first full-size pass: memory is faulted in
     cold = time.perf_counter() - t0
+    if args.memory_only:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+        return {"peak_rss_mb": peak / 1024, "rss_before_mb": before / 1024, "working_mb": (peak - before) / 1024,
+                "cold_time_system_malloc_s": cold}
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -111,21 +118,25 @@ def child(name: str, n: int, args) -> dict:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
     return {"model": name, "n": n, "edges": edges, "time_s": statistics.median(times), "times_s": times,
             "cold_time_s": cold, "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
-            "peak_rss_mb": peak / 1024, "rss_before_mb": before / 1024, "working_mb": (peak - before) / 1024,
-            "parameters": sum(p.numel() for p in model.parameters())}
+            "peak_rss_kept_mb": peak / 1024, "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def run_child(name: str, n: int, args) -> dict:
+def _run(name: str, n: int, args, *, memory: bool) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", name, str(n), "--threads", str(args.threads),
            "--repeats", str(args.repeats), "--neighbors", str(args.neighbors), "--radius", str(args.radius),
-           "--edge-chunk", str(args.edge_chunk)]
-    env = dict(os.environ)
-    if not args.system_malloc:
+           "--edge-chunk", str(args.edge_chunk)] + (["--memory-only"] if memory else [])
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    if not (memory or args.system_malloc):
         env.update(MALLOC_ENV)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"{name} at N = {n} failed:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def run_child(name: str, n: int, args) -> dict:
+    """Time (caching malloc unless --system-malloc) and memory (glibc's default), each in a fresh process."""
+    return {**_run(name, n, args, memory=False), **_run(name, n, args, memory=True)}
 
 
 def slope(a: dict, b: dict, key: str) -> float:
@@ -144,7 +155,9 @@ def markdown(rows: list, prov: dict, args) -> str:
                      f"{r['cold_time_s']:.3g} | {r['peak_rss_mb']:.0f} | {r['working_mb']:.0f} | {sm} |")
     malloc = "glibc's defaults" if args.system_malloc else "glibc keeping freed memory (MALLOC_MMAP_MAX_=0)"
     lines += ["", f"Median of {args.repeats} timed passes after a full-size one (cold), {args.threads} torch "
-              f"thread(s), {malloc}; slopes are log-log between consecutive sizes; "
+              f"thread(s), {malloc}; memory (peak RSS, and working memory: peak minus the resident size "
+              f"before the pass) from a separate process with glibc's default malloc; slopes are log-log "
+              f"between consecutive sizes; "
               f"tfn and se3-transformer take edges in chunks of {args.edge_chunk:,}. Commit {prov.get('commit')}"
               f"{' (dirty)' if prov.get('dirty') else ''}, {prov.get('machine')}, {prov.get('date')}."]
     return "\n".join(lines) + "\n"
@@ -183,7 +196,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="timed passes per case (median)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per case")
-    p.add_argument("--system-malloc", action="store_true", help="leave glibc's malloc settings as they are")
+    p.add_argument("--system-malloc", action="store_true", help="time with glibc's default malloc settings too")
+    p.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", help="folder for large_systems.md/.json/.png (refused if the json exists)")
     p.add_argument("--child", nargs=2, metavar=("MODEL", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
