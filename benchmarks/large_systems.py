@@ -9,20 +9,19 @@ Per model and ``N``, a fresh process (so that peak memory is its own) builds the
 ``edge_chunk`` edges per chunk under activation checkpointing), warms up on a small
 system, makes one untimed pass of ``sum(displacement^2)`` forward and backward at the
 full size (reported as the *cold* time), then times ``--repeats`` more and reports
-their median. Memory comes from a second fresh process with glibc's default malloc that
-makes the full-size pass once: its peak resident set size (``ru_maxrss``) and, as
-*working memory*, that peak minus the resident size before the pass (the interpreter,
-libraries, model and inputs).
+their median. Memory is the process's peak resident set size (``ru_maxrss``) and, as
+*working memory*, that peak minus the resident size before the first full-size pass
+(the interpreter, libraries, model and inputs).
 
 The allocator matters more than the models here: glibc returns every freed block
 above 32 MB to the system, so each large tensor of every pass is page-faulted in anew,
 and those passes run 2-4x slower and grow faster than N (egnn: 0.21 s, 3.5 s, 65 s at
-N = 1e3, 1e4, 1e5 in a first run of this script). The child processes therefore keep
-freed memory (``MALLOC_MMAP_MAX_=0``, ``MALLOC_TRIM_THRESHOLD_`` large), the glibc form
-of PyTorch's CPU advice to use a caching allocator such as jemalloc or tcmalloc;
-``--system-malloc`` turns that off. Kept memory is not given back and fragments (egnn at
-N = 1e5 peaked at 20.8 GB that way, against 10.6 GB with the default), which is why
-memory is measured in a process of its own.
+N = 1e3, 1e4, 1e5 in a first run of this script). Keeping freed memory in glibc
+(``MALLOC_MMAP_MAX_=0``) fixes the time but fragments: egnn at N = 1e5 peaked at 20.8 GB
+against 10.6 GB, and tfn ran out of the machine's 24 GB. The children therefore run
+under mimalloc with purging off (``--allocator mimalloc``, the default when the
+``cmeel-mimalloc`` package is installed: ``pip install cmeel-mimalloc``), PyTorch's CPU
+advice to use a caching allocator; ``--allocator system`` keeps glibc's defaults.
 
 The table gives the log-log slope between consecutive sizes,
 ``log(t2 / t1) / log(N2 / N1)``: 1 is linear in ``N`` (and in the edge count, which is
@@ -45,8 +44,7 @@ import time
 from pathlib import Path
 
 MODELS = ("egnn", "tfn", "se3-transformer")
-#: glibc: keep freed memory for reuse instead of unmapping it (see the module docstring)
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+ALLOCATORS = ("mimalloc", "system")
 
 
 def box_side(n: int, neighbors: float, r: float) -> float:
@@ -106,10 +104,6 @@ def child(name: str, n: int, args) -> dict:
     t0 = time.perf_counter()
     step(data)  # the first full-size pass: memory is faulted in
     cold = time.perf_counter() - t0
-    if args.memory_only:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
-        return {"peak_rss_mb": peak / 1024, "rss_before_mb": before / 1024, "working_mb": (peak - before) / 1024,
-                "cold_time_system_malloc_s": cold}
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -117,26 +111,33 @@ def child(name: str, n: int, args) -> dict:
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
     return {"model": name, "n": n, "edges": edges, "time_s": statistics.median(times), "times_s": times,
-            "cold_time_s": cold, "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
-            "peak_rss_kept_mb": peak / 1024, "parameters": sum(p.numel() for p in model.parameters())}
+            "cold_time_s": cold, "allocator": os.environ.get("LD_PRELOAD") or "system",
+            "peak_rss_mb": peak / 1024, "rss_before_mb": before / 1024, "working_mb": (peak - before) / 1024,
+            "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def _run(name: str, n: int, args, *, memory: bool) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", name, str(n), "--threads", str(args.threads),
-           "--repeats", str(args.repeats), "--neighbors", str(args.neighbors), "--radius", str(args.radius),
-           "--edge-chunk", str(args.edge_chunk)] + (["--memory-only"] if memory else [])
-    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
-    if not (memory or args.system_malloc):
-        env.update(MALLOC_ENV)
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
-    if res.returncode != 0:
-        raise RuntimeError(f"{name} at N = {n} failed:\n{res.stderr[-2000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+def mimalloc_library():
+    """The path of mimalloc's shared library from the ``cmeel-mimalloc`` package, or ``None``."""
+    import glob
+    import sysconfig
+
+    found = glob.glob(os.path.join(sysconfig.get_paths()["purelib"], "cmeel.prefix", "lib", "libmimalloc.so"))
+    return found[0] if found else None
 
 
 def run_child(name: str, n: int, args) -> dict:
-    """Time (caching malloc unless --system-malloc) and memory (glibc's default), each in a fresh process."""
-    return {**_run(name, n, args, memory=False), **_run(name, n, args, memory=True)}
+    """One model at one size in a fresh process (its own peak memory) under the chosen allocator."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", name, str(n), "--threads", str(args.threads),
+           "--repeats", str(args.repeats), "--neighbors", str(args.neighbors), "--radius", str(args.radius),
+           "--edge-chunk", str(args.edge_chunk)]
+    env = dict(os.environ)
+    if args.allocator == "mimalloc":
+        env.update(LD_PRELOAD=args.mimalloc, MIMALLOC_PURGE_DELAY="-1")  # keep freed memory for reuse
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
+    if res.returncode != 0:
+        raise RuntimeError(f"{name} at N = {n} failed (exit {res.returncode}; -9 is usually the out-of-memory "
+                           f"killer):\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def slope(a: dict, b: dict, key: str) -> float:
@@ -153,11 +154,10 @@ def markdown(rows: list, prov: dict, args) -> str:
         sm = f"{slope(prev, r, 'working_mb'):.2f}" if prev and prev["working_mb"] > 0 and r["working_mb"] > 0 else "–"
         lines.append(f"| {r['model']} | {r['n']:,} | {r['edges']:,} | {r['time_s']:.3g} | {st} | "
                      f"{r['cold_time_s']:.3g} | {r['peak_rss_mb']:.0f} | {r['working_mb']:.0f} | {sm} |")
-    malloc = "glibc's defaults" if args.system_malloc else "glibc keeping freed memory (MALLOC_MMAP_MAX_=0)"
+    malloc = "glibc's malloc" if args.allocator == "system" else "mimalloc keeping freed memory"
     lines += ["", f"Median of {args.repeats} timed passes after a full-size one (cold), {args.threads} torch "
-              f"thread(s), {malloc}; memory (peak RSS, and working memory: peak minus the resident size "
-              f"before the pass) from a separate process with glibc's default malloc; slopes are log-log "
-              f"between consecutive sizes; "
+              f"thread(s), {malloc}; working memory is the peak RSS minus the resident size before the "
+              f"full-size passes; slopes are log-log between consecutive sizes; "
               f"tfn and se3-transformer take edges in chunks of {args.edge_chunk:,}. Commit {prov.get('commit')}"
               f"{' (dirty)' if prov.get('dirty') else ''}, {prov.get('machine')}, {prov.get('date')}."]
     return "\n".join(lines) + "\n"
@@ -196,14 +196,19 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="timed passes per case (median)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per case")
-    p.add_argument("--system-malloc", action="store_true", help="time with glibc's default malloc settings too")
-    p.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--allocator", choices=ALLOCATORS, default=None,
+                   help="mimalloc (default when cmeel-mimalloc is installed) or glibc's system malloc")
     p.add_argument("--out", help="folder for large_systems.md/.json/.png (refused if the json exists)")
     p.add_argument("--child", nargs=2, metavar=("MODEL", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), args)))
         return 0
+    args.mimalloc = mimalloc_library()
+    if args.allocator is None:
+        args.allocator = "mimalloc" if args.mimalloc else "system"
+    if args.allocator == "mimalloc" and not args.mimalloc:
+        p.error("--allocator mimalloc needs the cmeel-mimalloc package: pip install cmeel-mimalloc")
     from irrepnet.provenance import provenance
 
     out = Path(args.out) if args.out else None

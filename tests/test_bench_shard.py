@@ -10,39 +10,10 @@ from irrepnet.bench.shard import merge_shards, parse_shard, shard_units
 from irrepnet.bench.suite import Variant
 from irrepnet.cli import main
 
-SUITE = """
-[suite]
-name = "tiny-shards"
-task = "twelve_body"
-models = ["radial-field", "mlp"]
-seeds = [0, 1]
-rollout_horizons = [1, 3]
-rollout_starts = 2
-audit_trials = 1
-bootstrap_resamples = 200
+from test_bench import TINY_V2  # the schema-2 suite of the harness tests
 
-[train]
-epochs = 2
-steps_per_epoch = 2
-batch_size = 8
-progress = false
-dtype = "float64"
-
-[tune]
-lr = [1e-3, 3e-3]
-steps = 2
-
-[[variant]]
-id = "h0"
-history = 0
-
-[[variant]]
-id = "h2"
-history = 2
-
-[models.radial-field]
-config = { hidden = 8, layers = 1 }
-"""
+# two variants (one a residual with input noise), two seeds, an lr x size grid: every kind of unit
+SUITE = TINY_V2
 
 #: what must match between a merged and an unsharded run (timings differ)
 SAME = ("name", "status", "parameters", "metrics", "rollout", "intervals", "comparisons", "tuning", "train")
@@ -63,8 +34,8 @@ def test_parse_and_assign_shards():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
-    (root / "tiny.toml").write_text(SUITE)
-    suite = load_suite(str(root / "tiny.toml"))
+    (root / "tiny2.toml").write_text(SUITE)
+    suite = load_suite(str(root / "tiny2.toml"))
     quiet = lambda line: None  # noqa: E731
     whole = run_suite(suite, root / "whole", log=quiet)
     for i in (1, 2, 3):
