@@ -97,3 +97,14 @@ def test_bench_under_torchrun_gives_one_process_rows(tmp_path):
         assert other["metrics"]["test_mse"] == pytest.approx(row["metrics"]["test_mse"], rel=1e-9), name
         for key in ("lo", "hi"):
             assert other["intervals"]["test_mse"][key] == pytest.approx(row["intervals"]["test_mse"][key], rel=1e-9)
+
+
+def test_the_unrolled_loss_is_refused_under_torchrun(monkeypatch):
+    from irrepnet.registry import ConfigError
+    from irrepnet.tasks import load_task
+    from irrepnet.train import TrainConfig, make_trainer
+
+    monkeypatch.setattr(distributed, "current", lambda: distributed.DistributedContext(0, 2))
+    task = load_task("twelve_body", history=2)
+    with pytest.raises(ConfigError, match="not supported under torchrun"):
+        make_trainer("radial-field", task, TrainConfig(unroll_steps=2, progress=False), {"hidden": 8, "layers": 1})

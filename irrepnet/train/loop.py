@@ -225,6 +225,12 @@ class Trainer:
         self.train_set, self.valid_set = train_set, valid_set
         self.output, self.target = output, target_field(output)
         self.dist = distributed.current()
+        if self.dist.active and self.config.unroll_steps > 1:
+            from ..registry import ConfigError
+
+            # DistributedDataParallel expects one forward per backward; the unroll makes k of them
+            raise ConfigError(f"unroll_steps = {self.config.unroll_steps} is not supported under torchrun: "
+                              "train the unrolled loss in one process, or use unroll_steps = 1")
         self.device = distributed.local_device(pick_device(self.config.device))
         self.dtype = torch_dtype(self.config.dtype)
         arrays = train_set.arrays()
