@@ -98,6 +98,7 @@ def split_validation(train_set, fraction: float):
 #: family-wise level of ``select_significant``: the chance that noise replaces the baseline in a run
 SELECTION_ALPHA = 0.05
 
+
 @dataclass
 class TrainResult:
     """What :meth:`Trainer.fit` returns. ``model`` holds the best weights, in physical units."""
