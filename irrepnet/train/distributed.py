@@ -53,13 +53,25 @@ class DistributedContext:
         if self.active:
             dist.barrier()
 
-    def all_sum(self, value: torch.Tensor) -> torch.Tensor:
-        """Sum of ``value`` over the ranks (a copy; ``value`` itself when not distributed)."""
+    def all_sum(self, value: float) -> float:
+        """Sum of ``value`` over the ranks (``value`` itself when not distributed)."""
         if not self.active:
             return value
-        out = value.detach().clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
+        t = torch.tensor([value], dtype=torch.float64, device=_collective_device())
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t.item())
+
+    def mean(self, value: float) -> float:
+        """Mean of ``value`` over the ranks."""
+        return self.all_sum(value) / self.world_size
+
+    def share(self, local: float) -> float:
+        """``K local / sum(local)``: the loss weight of a rank holding ``local`` of a global batch's units.
+
+        DistributedDataParallel averages the K ranks' gradients; with each rank's mean loss
+        weighted so, that average is the gradient of the mean loss over the whole batch.
+        """
+        return self.world_size * local / self.all_sum(local)
 
     def any(self, flag: bool) -> bool:
         """True on every rank if ``flag`` is true on any."""
@@ -111,6 +123,28 @@ def local_device(device: torch.device) -> torch.device:
     if device.type == "cuda" and launched_by_torchrun():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
+
+
+class TrainingForward(torch.nn.Module):
+    """The normalised forward of a training step as a module, for DistributedDataParallel to wrap.
+
+    ``runner`` (a compiled copy sharing the parameters) is kept outside the module tree,
+    so that DDP sees each parameter once.
+    """
+
+    def __init__(self, model: torch.nn.Module, runner=None):
+        super().__init__()
+        self.model = model
+        self.__dict__["runner"] = runner
+
+    def forward(self, batch):
+        return self.model.forward_normalized(batch, self.runner)
+
+
+def data_parallel(model: torch.nn.Module, runner, device: torch.device):
+    """``model.forward_normalized`` (through ``runner`` if given) wrapped in DistributedDataParallel."""
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(TrainingForward(model, runner), device_ids=ids)
 
 
 def local_part(idx: torch.Tensor, ctx: Optional[DistributedContext] = None) -> torch.Tensor:

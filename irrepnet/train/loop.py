@@ -176,22 +176,6 @@ class _StopRequests:
         return False
 
 
-class _TrainingForward(torch.nn.Module):
-    """The normalised forward of a training step as a module, for DistributedDataParallel to wrap.
-
-    ``runner`` (a compiled copy sharing the parameters) is kept outside the module tree,
-    so that DDP sees each parameter once.
-    """
-
-    def __init__(self, model: NormalizedModel, runner=None):
-        super().__init__()
-        self.model = model
-        self.__dict__["runner"] = runner
-
-    def forward(self, batch):
-        return self.model.forward_normalized(batch, self.runner)
-
-
 class Trainer:
     """Train ``model`` on ``train_set`` to predict its ``output`` field.
 
@@ -244,11 +228,8 @@ class Trainer:
         self.model = self.model.to(device=self.device, dtype=self.dtype)
         # training steps only: evaluation batches vary in size and would each cost a compilation
         self._train_runner = compile_model(self.model.model) if self.config.compile else None
-        self._ddp = None
-        if self.dist.active:  # gradients averaged over the ranks (irrepnet.train.distributed)
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self._ddp = torch.nn.parallel.DistributedDataParallel(_TrainingForward(self.model, self._train_runner),
-                                                                  device_ids=ids)
+        # under torchrun, gradients averaged over the ranks (irrepnet.train.distributed)
+        self._ddp = distributed.data_parallel(self.model, self._train_runner, self.device) if self.dist.active else None
         self.target_scale = scales["outputs"].get(output, 1.0)
         # the unit of input_noise: the RMS of the whole target, whatever the residual
         self.noise_std = self.config.input_noise * rms(arrays[self.target])
@@ -465,27 +446,20 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        own, weight = idx, 1.0
-        if self.dist.active:
-            own = distributed.local_part(idx, self.dist)
-            if own.numel() == 0:  # a last batch smaller than the ranks: take part with weight 0
-                own, weight = idx[:1], 0.0
+        own, counts = distributed.local_part(idx, self.dist), True
+        if own.numel() == 0:  # a last batch smaller than the ranks: take part, counting for nothing
+            own, counts = idx[:1], False
         if self.config.unroll_steps > 1:
             loss = self.unrolled_loss(own)
-            if self.dist.active:  # trajectory tasks: graphs of one size, so samples count like nodes
-                weight *= self.dist.world_size * own.numel() / idx.numel()
+            units = own.numel()  # trajectory tasks: graphs of one size, so samples count like nodes
         else:
             batch = move(self.train_set.batch(own), self.device, self.dtype)
             if self.noise_std > 0:  # the target stays the true displacement (see irrepnet.train.noise)
                 batch = add_input_noise(batch, self.noise_std)
             loss = self.loss(batch)
-            if self.dist.active:
-                # K n_r / n: DDP's mean of the K gradients is then the gradient of the global batch's mean loss
-                nodes = torch.tensor([float(batch[K.POS].shape[0]) * weight], dtype=torch.float64,
-                                     device=distributed._collective_device())
-                weight = self.dist.world_size * float(nodes) / float(self.dist.all_sum(nodes))
+            units = batch[K.POS].shape[0]
         if self.dist.active:
-            loss = loss * weight
+            loss = loss * self.dist.share(units if counts else 0)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {float(loss)} at step {self.state['step']}; "
                                      "lower the learning rate or enable clip_grad_norm")
@@ -493,9 +467,7 @@ class Trainer:
         if self.config.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
         self.optimizer.step()
-        if self.dist.active:  # the global batch's mean loss, as one process would log it
-            return float(self.dist.all_sum(loss.detach().to(distributed._collective_device()))) / self.dist.world_size
-        return float(loss.detach())
+        return self.dist.mean(float(loss.detach()))  # the global batch's mean loss, as one process logs it
 
     def fit(self, resume: bool = False) -> TrainResult:
         """Train until ``epochs``, ``max_steps`` or early stopping; return the best model."""
