@@ -8,3 +8,4 @@ from . import physical  # noqa: F401
 from . import e3nn_models, tfn  # noqa: F401
 from . import baselines_nn, egnn  # noqa: F401
 from . import se3_transformer  # noqa: F401
+from . import segnn  # noqa: F401

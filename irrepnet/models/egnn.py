@@ -71,6 +71,8 @@ class InvariantInputs(IrrepsModule):
         :math:`q_i` in :math:`h^0`; :math:`q_i q_j` in :math:`a_{ij}`.
     input_distance : bool
         :math:`\|x^0_i - x^0_j\|^2` in :math:`a_{ij}`.
+    distance_power : {1, 2}
+        the power of that distance (2: the EGNN paper; 1: SEGNN's code).
     chain : bool
         :math:`t_{ij}` in :math:`a_{ij}` (reads ``node_index``; for tasks with bonds).
 
@@ -83,7 +85,9 @@ class InvariantInputs(IrrepsModule):
 
     def __init__(self, task_inputs: Mapping[str, object], *, constant: bool = True, vectors: Optional[str] = None,
                  charge: bool = False, charge_product: bool = False, input_distance: bool = True,
-                 chain: bool = False):
+                 chain: bool = False, distance_power: int = 2):
+        if distance_power not in (1, 2):
+            raise ValueError(f"distance_power must be 1 or 2, got {distance_power}")
         irreps_in = {K.POS: "1o", K.EDGE_INDEX: None, K.EDGE_LEN: None}
         if chain:
             irreps_in[K.NODE_INDEX] = None
@@ -106,6 +110,7 @@ class InvariantInputs(IrrepsModule):
         self.num_features, self.edge_attr_dim = num_features, edge_attr_dim
         self.constant, self.vectors, self.charge = constant, vectors, charge
         self.charge_product, self.input_distance, self.chain = charge_product, input_distance, chain
+        self.distance_power = distance_power
 
     def forward(self, data):
         pos = data[K.POS]
@@ -122,7 +127,8 @@ class InvariantInputs(IrrepsModule):
             q, ei = data[K.CHARGE], data[K.EDGE_INDEX]
             a.append(q[ei[1]] * q[ei[0]])
         if self.input_distance:
-            a.append(data[K.EDGE_LEN].unsqueeze(-1).pow(2))
+            r = data[K.EDGE_LEN].unsqueeze(-1)
+            a.append(r * r if self.distance_power == 2 else r)
         if self.chain:
             a.append(chain_separation_of(data, data[K.EDGE_INDEX], pos))
         if a:

@@ -111,8 +111,12 @@ class Gate(IrrepsModule):
                                f"{self.gate.irreps_in} -> {self.gate.irreps_out}")
         self.field, self.parts = field, parts
 
+    def activate(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate on a tensor ``(rows, irreps_in.dim) -> (rows, irreps_out.dim)``, for layers that gate inside."""
+        return self.gate(x)
+
     def forward(self, data):
-        return {**data, self.field: self.gate(data[self.field])}
+        return {**data, self.field: self.activate(data[self.field])}
 
     def extra_repr(self) -> str:
         return f"{self.parts.irreps_in} -> {self.parts.irreps_out} on {self.field!r}"
