@@ -158,7 +158,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per model (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per model first")
     parser.add_argument("--models", nargs="+", default=None,
-                        help=f"default: every registered model plus {TFN_AT_REFERENCE}")
+                        help=f"default: every registered irrepnet model plus {TFN_AT_REFERENCE} "
+                             "(peers such as se3-transformer-pytorch only when named)")
     parser.add_argument("--history", type=int, default=2, help="velocity history of the twelve_body task")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true",
@@ -176,7 +177,7 @@ def main(argv=None) -> dict:
         parser.error("--device cuda, but torch sees no CUDA device here")
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = args.models or list_models() + [TFN_AT_REFERENCE]
+    names = args.models or list_models(peers=False) + [TFN_AT_REFERENCE]
     if REFERENCE not in names:
         names = [REFERENCE] + names
 

@@ -130,7 +130,14 @@ def cmd_models(args) -> int:
     spec = _spec_for(args)
     print(f"models for task {spec.name} (inputs: {', '.join(f'{k} {v}' for k, v in spec.inputs.items())})")
     print(f"{'name':<24} {'symmetry':<9} {'params':>8}  irreps in -> out")
+    peers = []
     for name in list_models():
+        entry = get_model_entry(name)
+        if entry.peer:
+            peers.append(name)
+        if not entry.available:  # an optional package is missing: say how to install it
+            print(f"{name:<24} {'-':<9} {'-':>8}  not installed: {entry.install_command}")
+            continue
         try:
             m = build_model(name, spec)
         except ConfigError as exc:
@@ -140,7 +147,9 @@ def cmd_models(args) -> int:
         outs = ", ".join(f"{k}: {v}" for k, v in m.irreps_out.items())
         print(f"{name:<24} {m.symmetry.value:<9} {_count_params(m):>8}  {ins} -> {outs}")
         if args.verbose:
-            print(f"{'':<24} {get_model_entry(name).description}")
+            print(f"{'':<24} {entry.description}")
+    if peers:
+        print(f"peers (other projects' implementations, for comparison): {', '.join(peers)}")
     return 0
 
 

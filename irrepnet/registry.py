@@ -13,14 +13,28 @@ Example
 
 ``build_model("my-model", task, hidden=64)`` then builds it with an override, and
 the conformance suite in ``tests/test_conformance.py`` picks it up with no new code.
+
+Optional models
+---------------
+A model that wraps an outside package names the modules it imports and the pip
+extra that installs them; a *peer* is another project's implementation, registered
+to be compared with irrepnet's own families in the same harness::
+
+    @register_model("egnn-pytorch", config=..., requires=("egnn_pytorch",), extra="peers", peer=True)
+
+Without the package the model stays listed (``irrepnet models`` shows it as not
+installed, with the install command), :func:`build_model` raises a
+:class:`ConfigError` saying ``pip install 'irrepnet[peers]'``, and
+``list_models(peers=False)`` (a suite's ``"*"``) leaves peers out whether installed or not.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .interface import IrrepsModel, TaskSpec
 
@@ -41,6 +55,31 @@ class ModelEntry:
     config: type
     description: str
     tasks: Optional[tuple]  # task names it supports; None means any
+    requires: Tuple[str, ...] = ()  # modules the builder imports (outside packages)
+    extra: Optional[str] = None  # the irrepnet pip extra that installs them
+    peer: bool = False  # another project's implementation, wrapped for comparison
+
+    @property
+    def install_command(self) -> str:
+        if self.extra:
+            return f"pip install 'irrepnet[{self.extra}]'"
+        return "pip install " + " ".join(m.replace("_", "-") for m in self.requires)
+
+    def missing(self) -> List[str]:
+        """The modules of ``requires`` that cannot be imported here."""
+        return [m for m in self.requires if not module_available(m)]
+
+    @property
+    def available(self) -> bool:
+        return not self.missing()
+
+    def unavailable_reason(self) -> Optional[str]:
+        """``None`` when the model can be built here, else what is missing and how to install it."""
+        missing = self.missing()
+        if not missing:
+            return None
+        return (f"model {self.name!r} needs {', '.join(missing)}, which is not installed: "
+                f"{self.install_command}")
 
     def default_config(self):
         return self.config()
@@ -60,10 +99,27 @@ class ModelEntry:
 _REGISTRY: Dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, config: type, description: str = "", tasks=None):
+def module_available(module: str) -> bool:
+    """Whether ``module`` is importable (found on the path; nothing is imported).
+
+    The one availability check of the registry: tests simulate a missing package by
+    monkeypatching it.
+    """
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a broken half-import
+        return False
+
+
+def register_model(name: str, *, config: type, description: str = "", tasks=None,
+                   requires: Sequence[str] = (), extra: Optional[str] = None, peer: bool = False):
     """Decorator registering ``builder(config, task) -> IrrepsModel`` under ``name``.
 
     ``config`` must be a dataclass whose defaults are the model's default config.
+    ``requires`` lists the outside modules the builder imports and ``extra`` the pip
+    extra of irrepnet that installs them (``pip install 'irrepnet[EXTRA]'``);
+    ``peer=True`` marks another project's implementation (left out of a suite's ``"*"``).
+    The builder must import them itself, inside its body, so that registering costs nothing.
     """
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"config for model {name!r} must be a dataclass type, got {config!r}")
@@ -72,7 +128,7 @@ def register_model(name: str, *, config: type, description: str = "", tasks=None
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"a model named {name!r} is already registered; choose another name")
         _REGISTRY[name] = ModelEntry(name, builder, config, description or (builder.__doc__ or "").strip().split("\n")[0],
-                                     tuple(tasks) if tasks else None)
+                                     tuple(tasks) if tasks else None, tuple(requires), extra, bool(peer))
         return builder
 
     return decorator
@@ -99,9 +155,18 @@ def get_model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def list_models() -> List[str]:
+def list_models(*, peers: bool = True) -> List[str]:
+    """Registered model names, sorted; ``peers=False`` leaves out other projects' implementations.
+
+    Models whose packages are missing are listed; see :func:`unavailable_reason`.
+    """
     _load_builtin_models()
-    return sorted(_REGISTRY)
+    return sorted(n for n, e in _REGISTRY.items() if peers or not e.peer)
+
+
+def unavailable_reason(name: str) -> Optional[str]:
+    """``None`` if model ``name`` can be built here, else why not and the install command."""
+    return get_model_entry(name).unavailable_reason()
 
 
 def build_model(name: str, task: TaskSpec, config=None, **overrides) -> IrrepsModel:
@@ -111,6 +176,9 @@ def build_model(name: str, task: TaskSpec, config=None, **overrides) -> IrrepsMo
     keyword ``overrides`` are applied on top.
     """
     entry = get_model_entry(name)
+    reason = entry.unavailable_reason()
+    if reason:
+        raise ConfigError(reason)
     if entry.tasks is not None and task.name not in entry.tasks:
         raise ConfigError(f"model {name!r} supports tasks {list(entry.tasks)}, not {task.name!r}")
     if config is None or isinstance(config, Mapping):

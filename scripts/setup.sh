@@ -8,6 +8,8 @@
 #   index would otherwise serve a CUDA build.
 # - IRREPNET_EXTRAS=pyg (or pyg,vesin) also installs the compiled backends; torch-scatter
 #   and torch-cluster build from source (about 15 minutes, then pip's cache keeps them).
+#   IRREPNET_EXTRAS=...,peers installs the peer implementations (egnn-pytorch,
+#   se3-transformer-pytorch; wheels, nothing to compile) that tests/test_peers.py and the peers suites use.
 # - It is idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,5 +35,8 @@ if [[ ",$extras," == *",pyg,"* ]]; then
 fi
 if [[ ",$extras," == *",vesin,"* ]]; then
     "${PIP[@]}" "vesin-torch>=0.6"
+fi
+if [[ ",$extras," == *",peers,"* ]]; then
+    "${PIP[@]}" -e ".[peers]"
 fi
 "$PY" -c "import irrepnet, e3nn, torch; print(f'setup: irrepnet {irrepnet.__version__} with torch {torch.__version__}, e3nn {e3nn.__version__} ready')"

@@ -129,7 +129,7 @@ def test_bad_suites_are_clear_errors(tmp_path, text, error, message):
 
 
 def test_shipped_suites_parse():
-    for name in ("quick", "dmol", "dmol-residual", "dmol-residual-long", "nbody"):
+    for name in ("quick", "dmol", "dmol-residual", "dmol-residual-long", "nbody", "peers", "peers-nbody"):
         suite = load_suite(name)
         assert suite.model_names(), name
         assert find_suite(name).name == f"{name}.toml"

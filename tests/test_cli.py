@@ -25,6 +25,18 @@ def test_models_says_when_a_model_needs_more_inputs(capsys):
     assert code == 0 and "not available: constant-acceleration needs a velocity history" in out
 
 
+def test_models_lists_peers_not_installed_with_the_install_command(capsys, monkeypatch):
+    from irrepnet import registry
+
+    monkeypatch.setattr(registry, "module_available", lambda m: m not in ("egnn_pytorch", "se3_transformer_pytorch"))
+    code, out, _ = run(capsys, "models", "--task", "nbody")
+    assert code == 0
+    for name in ("egnn-pytorch", "se3-transformer-pytorch"):
+        line = next(x for x in out.splitlines() if x.startswith(name + " "))
+        assert line.endswith("not installed: pip install 'irrepnet[peers]'")
+    assert "peers (other projects' implementations, for comparison): egnn-pytorch, se3-transformer-pytorch" in out
+
+
 def test_simulate_polymer_then_baselines_on_it(tmp_path, capsys):
     f = tmp_path / "chain.npz"
     code, out, _ = run(capsys, "simulate", "polymer", "--out", str(f), "--frames", "64", "--beads", "6")

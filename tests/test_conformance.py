@@ -2,7 +2,8 @@
 
 Parametrised over the registry, so a newly registered model is tested here with no
 new code: outputs and their irreps, the equivariance audit of its claimed symmetry
-in float32 and float64, batching, gradients, a state_dict round trip.
+in float32 and float64, batching, gradients, a state_dict round trip. Models whose
+packages are not installed (the peers without ``irrepnet[peers]``) are skipped, saying so.
 """
 
 import copy
@@ -15,10 +16,17 @@ from irrepnet import data as D
 from irrepnet import keys as K
 from irrepnet.batch import to
 from irrepnet.equivariance import audit
-from irrepnet.registry import ConfigError, build_model, list_models
+from irrepnet.registry import ConfigError, build_model, list_models, unavailable_reason
 from irrepnet.tasks import task_spec
 
 TASKS = ["twelve_body", "twelve_body-bonds", "nbody"]  # -bonds: the chain's bonds as edge features
+
+#: audit tolerances other than the default, per model, with the reason
+AUDIT_TOLERANCES = {
+    # the package rounds its basis change Q_J to float32 (basis_transformation_Q_J), so its
+    # float64 rotation errors sit between 1e-10 and 1e-8 (irrepnet.models.peers)
+    "se3-transformer-pytorch": {torch.float64: 1e-7},
+}
 
 
 def make_batches(cache_dir):
@@ -45,6 +53,9 @@ _BUILT = {}
 def _build(name, spec, fresh=False):
     """Build once per (model, task): e3nn code-generates its tensor products at construction."""
     key = (name, spec.name, spec.extras.get("bonds"))
+    missing = unavailable_reason(name)
+    if missing:
+        pytest.skip(missing)
     if fresh or key not in _BUILT:
         torch.manual_seed(0)
         try:
@@ -83,7 +94,7 @@ class TestConformance:
     def test_audit_passes_for_the_claimed_symmetry(self, name, task, batches, dtype):
         spec, batch = batches[task]
         # one random group element per check: a broken model fails for almost any of them
-        report = audit(_build(name, spec), batch, dtype=dtype, trials=1)
+        report = audit(_build(name, spec), batch, dtype=dtype, trials=1, tolerances=AUDIT_TOLERANCES.get(name))
         assert report.passed, str(report)
 
     def test_batch_equals_graphs_one_at_a_time(self, name, task, batches):

@@ -10,7 +10,8 @@ A suite file (``benchmarks/quick.toml``, ``dmol.toml``, ``nbody.toml``) has::
                                     # (twelve_body: irrepnet's shipped trajectory; nbody: simulated;
                                     # "simulate" means the same); "required": --data FILE must be
                                     # given (the dmol file)
-    models = ["*"]                  # "*": every registered model with trainable parameters
+    models = ["*"]                  # "*": every registered irrepnet model with trainable parameters;
+                                    # peers (other projects' code, irrepnet[peers]) only by name
     exclude = []                    # names to drop from "*"
     seeds = [0, 1, 2]               # every model is trained once per seed; rows show mean and spread
     rollout_horizons = [1, 10, 100] # twelve_body only
@@ -162,11 +163,15 @@ class Suite:
                 entry.make_config({**self.model_config_for(name), **cfg})
 
     def model_names(self) -> List[str]:
-        """The models to train, in order: ``"*"`` expands to every registered trainable model."""
+        """The models to train, in order: ``"*"`` expands to every registered trainable irrepnet model.
+
+        Peers (:mod:`irrepnet.models.peers`) are never part of ``"*"``, installed or not:
+        a suite that compares with them names them.
+        """
         names: List[str] = []
         for name in self.models:
             if name == "*":
-                names += [n for n in list_models() if n not in names and not is_parameter_free(n)]
+                names += [n for n in list_models(peers=False) if n not in names and not is_parameter_free(n)]
             else:
                 get_model_entry(name)  # unknown names fail here with suggestions
                 if name not in names:

@@ -9,3 +9,4 @@ from . import e3nn_models, tfn  # noqa: F401
 from . import baselines_nn, egnn  # noqa: F401
 from . import se3_transformer  # noqa: F401
 from . import segnn  # noqa: F401
+from . import peers  # noqa: F401  (registers the peers; their packages are imported only to build them)
