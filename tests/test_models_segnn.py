@@ -44,13 +44,19 @@ def reference(layer: SteerableLinear, x, attr):
     return torch.cat([outs[o].reshape(rows, -1) for o in sorted(outs)], dim=1)
 
 
-@pytest.mark.parametrize("irreps_in,irreps_attr,irreps_out", CASES)
-def test_steerable_linear_equals_the_sum_over_paths(irreps_in, irreps_attr, irreps_out):
-    torch.manual_seed(0)
+def _layer(seed, irreps_in, irreps_attr, irreps_out) -> SteerableLinear:
+    """A float64 layer with random biases too (they start at 0)."""
+    torch.manual_seed(seed)
     layer = SteerableLinear(irreps_in, irreps_attr, irreps_out).double()
     if layer.bias is not None:
         with torch.no_grad():
             layer.bias.normal_()
+    return layer
+
+
+@pytest.mark.parametrize("irreps_in,irreps_attr,irreps_out", CASES)
+def test_steerable_linear_equals_the_sum_over_paths(irreps_in, irreps_attr, irreps_out):
+    layer = _layer(0, irreps_in, irreps_attr, irreps_out)
     x = torch.randn(7, layer.irreps_in.dim, dtype=torch.float64)
     attr = o3.spherical_harmonics(irreps_attr, torch.randn(7, 3, dtype=torch.float64), normalize=True,
                                   normalization="component")
@@ -68,11 +74,7 @@ def test_steerable_linear_has_the_weights_of_a_fully_connected_product(irreps_in
 
 @pytest.mark.parametrize("irreps_in,irreps_attr,irreps_out", CASES)
 def test_steerable_linear_is_o3_equivariant(irreps_in, irreps_attr, irreps_out):
-    torch.manual_seed(1)
-    layer = SteerableLinear(irreps_in, irreps_attr, irreps_out).double()
-    if layer.bias is not None:
-        with torch.no_grad():
-            layer.bias.normal_()
+    layer = _layer(1, irreps_in, irreps_attr, irreps_out)
     vec = torch.randn(5, 3, dtype=torch.float64)
     x = torch.randn(5, layer.irreps_in.dim, dtype=torch.float64)
     # a rotation times the inversion; irrepnet's irreps_D is exact in float64 (e3nn's
