@@ -183,7 +183,7 @@ class SEGNN(IrrepsModel):
         charge = task.inputs.get(K.CHARGE) is not None
         vectors = velocity_vectors(task)
         # the distance itself, as the paper's code (its eq. 7 writes the square): on nbody the squared
-        # distance has std 11 and grew the features to std 32 at initialisation, against 10 with r
+        # distance has std 11 and grew the features to std 32 at initialisation, against 13 with r
         invariants = InvariantInputs(task.inputs, constant=True, vectors=vectors, charge=charge,
                                      charge_product=charge, chain=chain_bonds(task), distance_power=1)
         sh = SphericalHarmonicsEdgeAttrs(lmax_attr)

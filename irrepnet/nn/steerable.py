@@ -215,7 +215,7 @@ class SteerableLinear(torch.nn.Module):
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         rows = x.shape[0]
         inputs = {}  # per input type: [rows, U, 2l1+1], e3nn's layout
-        for i in {i for i, _ in self.mix_groups} | {i for _, g in self.couple_groups for i, _ in g}:
+        for i in self.in_mul:  # every input type some path starts from
             # explicit sizes, no -1: a graph without edges has rows = 0
             inputs[i] = x.index_select(1, getattr(self, f"_cols_{i}")).view(rows, self.in_mul[i],
                                                                              2 * self.in_types[i][0] + 1)
