@@ -50,9 +50,10 @@ DEFAULT_R_MAX = {"twelve_body": 3.5, "nbody": 10.0}
 
 #: mean neighbours per node within ``r``, measured on the training split with
 #: ``irrepnet.graph.build_graph(batch, "radius", r=r)``: built-in polymer simulator
-#: (2048 frames, every 7th training frame) and the nbody training set (every 3rd sample).
+#: (2048 frames, every 7th training frame), the nbody training set (every 3rd sample) and
+#: the molecules training set (default sizes, every 3rd molecule; ASE 3.29's G2 and EMT).
 MEASURED_NEIGHBORS = {("twelve_body", 3.5): 11.0, ("nbody", 3.5): 1.91, ("nbody", 5.0): 3.08,
-                      ("nbody", 10.0): 3.99}
+                      ("nbody", 10.0): 3.99, ("molecules", 3.5): 6.61, ("molecules", 5.0): 7.56}
 
 
 
