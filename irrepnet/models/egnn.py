@@ -27,7 +27,10 @@ by default, as in the paper for these small systems; ``graph="radius"`` with
 Shapes/irreps
 -------------
 in: ``pos 1o (n, 3)``, and when the task has them ``vel 1o``, ``vel_history hx1o``,
-``charge 0e (n, 1)``; out: ``displacement 1o (n, 3)``.
+``charge 0e (n, 1)``, ``species_onehot kx0e``; out: ``displacement 1o (n, 3)``. On an
+energy task (molecules) ``egnn`` reads its invariant features :math:`h^L` with a linear
+:class:`~irrepnet.nn.ScalarHead`, one ``0e`` per atom, summed per graph and differentiated
+(:class:`~irrepnet.models.energy.EnergyModel`): ``energy 0e (G, 1)``, ``forces 1o (n, 3)``.
 """
 
 from __future__ import annotations

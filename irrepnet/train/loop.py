@@ -17,7 +17,8 @@ run ends with bit-identical weights to an uninterrupted one (``tests/test_train.
 On an energy task (target ``energy``) the loss has two terms, the per-atom energy and
 the forces, weighted by ``energy_weight`` and ``force_weight`` (:mod:`irrepnet.train.energy`),
 and each epoch's log line also has the validation MAE of the energy (per molecule and per
-atom) and of the force components, in the data's units (eV, eV/Å for molecules).
+atom) and of the force components, in the data's units (eV, eV/Å for molecules);
+``valid_mse`` is there the weighted validation loss times the force scale squared (eV²).
 
 Shapes/irreps
 -------------
