@@ -25,10 +25,11 @@ from typing import List, Optional
 
 import torch
 
+from . import keys as K
 from .batch import check_batch
 from .equivariance import audit_all
 from .registry import ConfigError, UnknownModelError, build_model, get_model_entry, list_models
-from .tasks import TASKS, load_task, task_spec
+from .tasks import ENERGY_TASKS, TASKS, load_task, task_spec
 from .train.config import RESIDUALS
 
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ConfigError, UnknownModelError)
@@ -36,7 +37,8 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ConfigE
 
 
 def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None:
-    p.add_argument("--task", choices=TASKS, default="twelve_body")
+    p.add_argument("--task", choices=TASKS, default="twelve_body",
+                   help="molecules: small molecules with EMT energies and forces (needs ASE: pip install ase)")
     p.add_argument("--data", help="twelve_body: trajectory file in the dmol format (npz with key 'arr'); "
                                   "default: the built-in polymer simulator")
     p.add_argument("--history", type=int, default=None,
@@ -191,6 +193,9 @@ def _baseline_rows(task) -> dict:
 
 
 def cmd_baselines(args) -> int:
+    if args.task in ENERGY_TASKS:
+        raise ValueError(f"the physical baselines extrapolate trajectories; task {args.task!r} has none (it is "
+                         "scored on energies and forces): train a model on it instead")
     task = _load_task(args)
     rows = _baseline_rows(task)
     print(f"physical baselines on {args.task} ({getattr(task.train, 'source', 'simulated')}); "
@@ -333,8 +338,12 @@ def cmd_train(args) -> int:
     except TrainingInterrupted as exc:
         print(f"irrepnet: {exc}", file=sys.stderr)
         return 130
-    pred, true = M.predict(result.model, task.test)
-    acc = M.accuracy(pred, true)
+    energy = task.spec.target == K.ENERGY
+    if energy:  # molecules: energy and force errors in eV and eV/Angstrom
+        acc = {f"test_{k}": v for k, v in M.energy_force_errors(result.model, task.test).items()}
+    else:
+        pred, true = M.predict(result.model, task.test)
+        acc = M.accuracy(pred, true)
     summary = {"model": args.model, "task": args.task, "history": _history(args), "bonds": args.bonds,
                "epochs": len(result.history),
                "steps": result.steps, "best_epoch": result.best_epoch, "stopped": result.stopped,
@@ -343,8 +352,13 @@ def cmd_train(args) -> int:
         summary["ranks"] = ctx.world_size
     if ctx.is_main:
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    say(f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MSE "
-        f"{acc['test_mse']:.3e} ({acc['mse_vs_zero']:.3g} x zero displacement), R2 {acc['r2']:.4f}")
+    if energy:
+        say(f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MAE energy "
+            f"{acc['test_energy_mae']:.4g} eV ({acc['test_energy_per_atom_mae']:.4g} eV/atom), forces "
+            f"{acc['test_forces_mae']:.4g} eV/Å")
+    else:
+        say(f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MSE "
+            f"{acc['test_mse']:.3e} ({acc['mse_vs_zero']:.3g} x zero displacement), R2 {acc['r2']:.4f}")
     say(f"wrote {out / 'best.pt'}, {out / 'log.jsonl'}, {out / 'metrics.json'}")
     return 0
 

@@ -30,6 +30,8 @@ NODE_FEATURES = "node_features"  # (n, irreps.dim): hidden features, irreps set 
 NODE_ATTRS = "node_attrs"  # (n, irreps.dim): fixed per-node attributes (e.g. 1x0e ones, charges)
 TARGET_DISP = "target_disp"  # (n, 3) float, 1o: x(t+1) - x(t)
 TARGET_POS = "target_pos"  # (n, 3) float, 1o: x(t+1); translates with the frame
+SPECIES_ONEHOT = "species_onehot"  # (n, k) float, kx0e: one-hot of the element among the task's k species
+TARGET_FORCES = "target_forces"  # (n, 3) float, 1o: true force on each atom (molecules: eV/Angstrom)
 
 # --- edge fields --------------------------------------------------------------
 # edge_index[0] is the sender j, edge_index[1] the receiver i; messages flow j -> i.
@@ -45,12 +47,14 @@ PAIR_EMBEDDING = "pair_embedding"  # (P, n_basis) 0e: edge_embedding per pair; e
 
 # --- graph fields -------------------------------------------------------------
 NUM_NODES = "num_nodes"  # (G,) long: nodes per graph (graphs may be empty)
+TARGET_ENERGY = "target_energy"  # (G, 1) float, 0e: true energy of each graph (molecules: eV)
 
 # --- model outputs (shared by all heads) --------------------------------------
 DISPLACEMENT = "displacement"  # (n, 3) 1o: predicted x(t+1) - x(t)
 NEXT_POS = "next_pos"  # (n, 3) 1o: predicted x(t+1); translates with the frame
 NODE_ENERGY = "node_energy"  # (n, 1) 0e
 ENERGY = "energy"  # (G, 1) 0e: per-graph scalar
+FORCES = "forces"  # (n, 3) 1o: -d energy / d pos, predicted
 
 NODE, EDGE, GRAPH = "node", "edge", "graph"
 
@@ -65,7 +69,10 @@ _FIELD_KINDS: Dict[str, str] = {
     NODE_ATTRS: NODE,
     TARGET_DISP: NODE,
     TARGET_POS: NODE,
+    SPECIES_ONEHOT: NODE,
+    TARGET_FORCES: NODE,
     DISPLACEMENT: NODE,
+    FORCES: NODE,
     NEXT_POS: NODE,
     NODE_ENERGY: NODE,
     EDGE_INDEX: EDGE,
@@ -76,6 +83,7 @@ _FIELD_KINDS: Dict[str, str] = {
     EDGE_PAIR: EDGE,  # PAIR_EDGE is not registered: its rows are pairs, built per batch, never collated
     NUM_NODES: GRAPH,
     ENERGY: GRAPH,
+    TARGET_ENERGY: GRAPH,
 }
 
 POSITION_FIELDS = {POS, TARGET_POS, NEXT_POS}

@@ -15,6 +15,12 @@ Accuracy
     displacement: of the centre of mass, of the first particle, of particle 7's x and
     of the last particle's y (``com``, ``particle0``, ``particle6_x``, ``last_y``).
 
+Energies and forces
+-------------------
+:func:`energy_force_errors` (energy tasks): mean absolute and root mean square errors of
+the energy per molecule and per atom (``energy_mae``, ``energy_per_atom_mae``, in the
+data's energy unit, eV for molecules) and of the force components (``forces_mae``, eV/Å).
+
 Rollout
 -------
 :func:`rollout` feeds predictions back: from a true state at frame :math:`t_0` (and
@@ -65,6 +71,40 @@ def predict(model: torch.nn.Module, dataset, *, output: str = K.DISPLACEMENT, ba
         preds.append(model(move(cpu_batch, device, dtype))[output].double().cpu().reshape(len(idx), dataset.num_nodes, -1))
         trues.append(cpu_batch[truth].double().reshape(len(idx), dataset.num_nodes, -1))
     return torch.cat(preds).numpy(), torch.cat(trues).numpy()
+
+
+@torch.no_grad()
+def energy_force_errors(model: torch.nn.Module, dataset, *, batch_size: int = 256,
+                        device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
+    """MAE and RMSE of energy (per molecule and per atom) and forces over ``dataset``, in physical units.
+
+    ``model`` returns ``energy (G, 1)`` and ``forces (n, 3)`` (forces are computed under
+    gradients inside the model, so this runs without them); ``dataset`` has
+    ``target_energy`` and ``target_forces``.
+    """
+    device, dtype = _device_dtype(model, device, dtype)
+    model.eval()
+    sums: Dict[str, float] = {}
+    counts: Dict[str, int] = {}
+    for start in range(0, len(dataset), batch_size):
+        cpu_batch = dataset.batch(list(range(start, min(len(dataset), start + batch_size))))
+        out = model(move(cpu_batch, device, dtype))
+        errors = {}
+        e = out[K.ENERGY].double().cpu() - cpu_batch[K.TARGET_ENERGY].double()
+        errors["energy"] = e
+        errors["energy_per_atom"] = e / cpu_batch[K.NUM_NODES].double()[:, None]
+        if K.FORCES in out and K.TARGET_FORCES in cpu_batch:
+            errors["forces"] = out[K.FORCES].double().cpu() - cpu_batch[K.TARGET_FORCES].double()
+        for name, err in errors.items():
+            sums[f"{name}_mae"] = sums.get(f"{name}_mae", 0.0) + float(err.abs().sum())
+            sums[f"{name}_rmse"] = sums.get(f"{name}_rmse", 0.0) + float(err.pow(2).sum())
+            counts[name] = counts.get(name, 0) + err.numel()
+    out = {}
+    for key, total in sums.items():
+        name, kind = key.rsplit("_", 1)
+        mean = total / counts[name]
+        out[key] = mean if kind == "mae" else float(np.sqrt(mean))
+    return out
 
 
 def mse(pred: np.ndarray, true: np.ndarray) -> float:

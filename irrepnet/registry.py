@@ -36,6 +36,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from . import keys as K
 from .interface import IrrepsModel, TaskSpec
 
 
@@ -58,6 +59,7 @@ class ModelEntry:
     requires: Tuple[str, ...] = ()  # modules the builder imports (outside packages)
     extra: Optional[str] = None  # the irrepnet pip extra that installs them
     peer: bool = False  # another project's implementation, wrapped for comparison
+    energy: bool = False  # builds an energy model (energy + forces) for tasks whose target is "energy"
 
     @property
     def install_command(self) -> str:
@@ -112,13 +114,17 @@ def module_available(module: str) -> bool:
 
 
 def register_model(name: str, *, config: type, description: str = "", tasks=None,
-                   requires: Sequence[str] = (), extra: Optional[str] = None, peer: bool = False):
+                   requires: Sequence[str] = (), extra: Optional[str] = None, peer: bool = False,
+                   energy: bool = False):
     """Decorator registering ``builder(config, task) -> IrrepsModel`` under ``name``.
 
     ``config`` must be a dataclass whose defaults are the model's default config.
     ``requires`` lists the outside modules the builder imports and ``extra`` the pip
     extra of irrepnet that installs them (``pip install 'irrepnet[EXTRA]'``);
     ``peer=True`` marks another project's implementation (left out of a suite's ``"*"``).
+    ``energy=True`` says the builder also serves tasks whose target is ``energy`` (the
+    molecules task): it then returns a model with outputs ``energy`` and ``forces``
+    (:class:`irrepnet.models.energy.EnergyModel`); other models are refused for them.
     The builder must import them itself, inside its body, so that registering costs nothing.
     """
     if not dataclasses.is_dataclass(config):
@@ -128,7 +134,8 @@ def register_model(name: str, *, config: type, description: str = "", tasks=None
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"a model named {name!r} is already registered; choose another name")
         _REGISTRY[name] = ModelEntry(name, builder, config, description or (builder.__doc__ or "").strip().split("\n")[0],
-                                     tuple(tasks) if tasks else None, tuple(requires), extra, bool(peer))
+                                     tuple(tasks) if tasks else None, tuple(requires), extra, bool(peer),
+                                     bool(energy))
         return builder
 
     return decorator
@@ -181,6 +188,11 @@ def build_model(name: str, task: TaskSpec, config=None, **overrides) -> IrrepsMo
         raise ConfigError(reason)
     if entry.tasks is not None and task.name not in entry.tasks:
         raise ConfigError(f"model {name!r} supports tasks {list(entry.tasks)}, not {task.name!r}")
+    energy_task = task.target == K.ENERGY
+    if energy_task and not entry.energy:
+        able = sorted(n for n, e in _REGISTRY.items() if e.energy)
+        raise ConfigError(f"model {name!r} predicts no energy, and task {task.name!r} is scored on an energy and "
+                          f"its forces; use an energy model: {', '.join(able) or '(none registered)'}")
     if config is None or isinstance(config, Mapping):
         cfg = entry.make_config({**dict(config or {}), **overrides})
     else:
@@ -188,4 +200,7 @@ def build_model(name: str, task: TaskSpec, config=None, **overrides) -> IrrepsMo
     model = entry.builder(cfg, task)
     if not isinstance(model, IrrepsModel):
         raise TypeError(f"builder of {name!r} returned {type(model).__name__}, not an IrrepsModel")
+    if energy_task and not {K.ENERGY, K.FORCES} <= set(model.irreps_out):
+        raise TypeError(f"builder of {name!r} is registered with energy=True but returned a model with outputs "
+                        f"{sorted(model.irreps_out)} for task {task.name!r}; it must return energy and forces")
     return model

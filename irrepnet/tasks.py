@@ -12,20 +12,28 @@ twelve_body    pos 1o, node_index; with history h >= 1 also    displacement 1o
                vel 1o (x(t) - x(t-1)) and vel_history hx1o;
                with bonds, node_index is the chain order
 nbody          pos 1o, vel 1o, charge 0e                       displacement 1o
+molecules      pos 1o, species_onehot kx0e (k elements)        energy 0e (graph),
+                                                               forces 1o (node)
 =============  ==============================================  ===================
 
-On nbody the paper's target, positions at frame 40, is ``pos + displacement``.
+On nbody the paper's target, positions at frame 40, is ``pos + displacement``. On
+molecules (:mod:`irrepnet.data.molecules`) graphs differ in size (``num_nodes`` is
+``None``); the model predicts the energy and returns the forces as its negative
+gradient (:mod:`irrepnet.models.energy`), and ``extras["forces"]`` says that the
+forces are scored too (``target_forces`` in the data).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 from . import keys as K
 from .interface import TaskSpec
 
-TASKS = ("twelve_body", "nbody")
+TASKS = ("twelve_body", "nbody", "molecules")
+#: tasks whose target is a graph energy with forces as its negative gradient
+ENERGY_TASKS = ("molecules",)
 
 
 @dataclass
@@ -37,8 +45,11 @@ class Task:
 
 
 def task_spec(name: str, *, history: int = 0, num_nodes: Optional[int] = None, delta_t: float = 1.0,
-              bonds: bool = False) -> TaskSpec:
+              bonds: bool = False, species: Optional[Sequence[str]] = None) -> TaskSpec:
     """The :class:`TaskSpec` of task ``name`` (no data is loaded).
+
+    ``species`` (molecules only) are the elements of the one-hot atom types, in order
+    (default :data:`irrepnet.data.molecules.DEFAULT_SPECIES`, H C N O).
 
     ``bonds=True`` (twelve_body only) declares the nodes a chain bonded in ``node_index``
     order: models that read bonds (:mod:`irrepnet.nn.topology`) then get each edge's chain
@@ -46,6 +57,16 @@ def task_spec(name: str, *, history: int = 0, num_nodes: Optional[int] = None, d
     """
     if bonds and name != "twelve_body":
         raise ValueError(f"bonds: only the twelve_body task is a bonded chain; task {name!r} has no bonds")
+    if species is not None and name != "molecules":
+        raise ValueError(f"species: only the molecules task has atom types; drop species for task {name!r}")
+    if name == "molecules":
+        if history:
+            raise ValueError("the molecules task has static geometries, not trajectories; drop --history")
+        species = tuple(species) if species is not None else _default_species()
+        if not species:
+            raise ValueError("the molecules task needs at least one species (element)")
+        return TaskSpec(name, {K.POS: "1o", K.SPECIES_ONEHOT: f"{len(species)}x0e"}, K.ENERGY, num_nodes=None,
+                        extras={"forces": True, "species": list(species)})
     if name == "twelve_body":
         if history < 0:
             raise ValueError(f"history must be >= 0, got {history}")
@@ -61,8 +82,15 @@ def task_spec(name: str, *, history: int = 0, num_nodes: Optional[int] = None, d
     raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
 
 
+def _default_species():
+    from .data.molecules import DEFAULT_SPECIES  # data modules stay unimported until a task needs them
+
+    return tuple(DEFAULT_SPECIES)
+
+
 def load_task(name: str, *, data: Optional[str] = None, history: int = 0, split: str = "chronological",
-              seed: int = 0, n_train: int = 3000, expect_dmol: bool = False, dtype=None, bonds: bool = False) -> Task:
+              seed: int = 0, n_train: int = 3000, expect_dmol: bool = False, dtype=None, bonds: bool = False,
+              n_valid: Optional[int] = None, n_test: Optional[int] = None) -> Task:
     """Datasets and spec of task ``name``.
 
     Parameters
@@ -76,13 +104,27 @@ def load_task(name: str, *, data: Optional[str] = None, history: int = 0, split:
         twelve_body only: tell the models that the beads are bonded in chain order
         (see :func:`task_spec`).
     n_train : int
-        nbody only: training samples (the EGNN protocol uses 3000).
+        nbody and molecules: training samples (the EGNN protocol uses 3000 on nbody).
+    n_valid, n_test : int, optional
+        molecules only: validation and test molecules (default 500 each).
     """
     from . import data as D  # imported here: loading a task is the only thing that needs numpy datasets
 
     kwargs = {} if dtype is None else {"dtype": dtype}
     if bonds and name != "twelve_body":
         raise ValueError(f"bonds: only the twelve_body task is a bonded chain; drop bonds for task {name!r}")
+    if (n_valid is not None or n_test is not None) and name != "molecules":
+        raise ValueError(f"n_valid/n_test: only the molecules task generates its splits to size; "
+                         f"drop them for {name!r}")
+    if name == "molecules":
+        if data is not None:
+            raise ValueError("the molecules task is generated offline with ASE's EMT; it takes no --data file")
+        if history:
+            raise ValueError("the molecules task has static geometries, not trajectories; drop --history")
+        sizes = {"n_train": n_train}
+        sizes.update({k: v for k, v in (("n_valid", n_valid), ("n_test", n_test)) if v is not None})
+        train, valid, test = (D.molecules(s, **sizes, **kwargs) for s in ("train", "valid", "test"))
+        return Task(task_spec(name, species=train.species), train, test, valid)
     if name == "twelve_body":
         train, test = D.twelve_body(data, history=history, split=split, seed=seed, expect_dmol=expect_dmol, **kwargs)
         n = train[0][K.POS].shape[0]

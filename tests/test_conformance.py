@@ -18,8 +18,11 @@ from irrepnet.batch import to
 from irrepnet.equivariance import audit
 from irrepnet.registry import ConfigError, build_model, list_models, unavailable_reason
 from irrepnet.tasks import task_spec
+from toy_modules import toy_molecules
 
-TASKS = ["twelve_body", "twelve_body-bonds", "nbody"]  # -bonds: the chain's bonds as edge features
+# -bonds: the chain's bonds as edge features; molecules: graphs of 3, 5 and 8 atoms of 4 species
+# (random geometries: the suite checks the energy models, not the data, so it needs no ASE)
+TASKS = ["twelve_body", "twelve_body-bonds", "nbody", "molecules"]
 
 #: audit tolerances other than the default, per model, with the reason
 AUDIT_TOLERANCES = {
@@ -39,6 +42,7 @@ def make_batches(cache_dir):
         "twelve_body": (task_spec("twelve_body", history=2), train.batch([0, 5, 9])),
         "twelve_body-bonds": (task_spec("twelve_body", history=2, bonds=True), train.batch([0, 5, 9])),
         "nbody": (task_spec("nbody", delta_t=nb.delta_t), nb.batch([0, 1, 2, 3])),
+        "molecules": (task_spec("molecules", species=("H", "C", "N", "O")), toy_molecules()),
     }
 
 
@@ -65,7 +69,7 @@ def _build(name, spec, fresh=False):
         if fresh:
             return model
         _BUILT[key] = model
-    if isinstance(_BUILT[key], ConfigError):
+    if isinstance(_BUILT[key], ConfigError):  # e.g. a displacement-only model on the molecules (energy) task
         pytest.skip(f"{name} does not support {spec.name}: {_BUILT[key]}")
     if spec.extras.get("bonds") and K.NODE_INDEX not in _BUILT[key].irreps_in:
         pytest.skip(f"{name} does not read bonds: the same model as on twelve_body")

@@ -79,3 +79,24 @@ def random_batch(sizes=(4, 5, 3), dtype=torch.float64, seed=0):
         K.BATCH: torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)),
         K.NUM_NODES: torch.tensor(sizes),
     }
+
+
+def toy_molecules(sizes=(3, 5, 8), n_species: int = 4, seed: int = 0, dtype=torch.float64):
+    """A batch of molecule-like graphs of different sizes, without ASE (for model tests).
+
+    Atoms sit on a cubic grid of spacing 1.2 Å, jittered by 0.1 Å (no two closer than
+    ~0.85 Å, so no edge is degenerate), with random one-hot atom types and random targets.
+    """
+    from irrepnet.batch import collate
+
+    gen = torch.Generator().manual_seed(seed)
+    samples = []
+    for n in sizes:
+        cells = torch.randperm(27, generator=gen)[:n]
+        grid = torch.stack([cells // 9, (cells // 3) % 3, cells % 3], dim=1).to(dtype)
+        pos = 1.2 * grid + 0.1 * torch.randn(n, 3, generator=gen, dtype=dtype)
+        kinds = torch.randint(n_species, (n,), generator=gen)
+        samples.append({K.POS: pos, K.SPECIES_ONEHOT: torch.nn.functional.one_hot(kinds, n_species).to(dtype),
+                        K.TARGET_FORCES: torch.randn(n, 3, generator=gen, dtype=dtype),
+                        K.TARGET_ENERGY: torch.randn(1, 1, generator=gen, dtype=dtype)})
+    return collate(samples)

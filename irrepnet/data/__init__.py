@@ -7,6 +7,7 @@
 - :mod:`.reference`: the shipped reference trajectory of the 12-body task (sha256-pinned).
 - :mod:`.polymer`: bead-spring polymer simulator.
 - :mod:`.nbody_sim`, :mod:`.nbody_task`: the charged N-body task of the EGNN paper.
+- :mod:`.molecules`: small molecules with EMT energies and forces (needs ASE; offline).
 - :mod:`.cache`: on-disk cache of generated arrays.
 - :mod:`.baselines`: zero, constant-velocity, constant-acceleration and Linear baselines.
 """
@@ -24,6 +25,7 @@ from .baselines import (
 )
 from .cache import cache_path, cache_root, cached_arrays
 from .dataset import GraphArrayDataset
+from .molecules import MoleculeDataset, generate_molecules, molecule_names, molecules
 from .nbody_task import NBodyConfig, NBodyDataset, generate_nbody, nbody
 from .nbody_sim import coulomb_energy, coulomb_forces, simulate_charged
 from .polymer import DMOL_STATS, PolymerConfig, polymer_energy, polymer_forces, simulate_polymer, trajectory_stats
@@ -58,6 +60,7 @@ __all__ = [
     "DMOL_SHA256",
     "DMOL_STATS",
     "GraphArrayDataset",
+    "MoleculeDataset",
     "NBodyConfig",
     "NBodyDataset",
     "PolymerConfig",
@@ -81,10 +84,13 @@ __all__ = [
     "find_dmol_file",
     "file_sha256",
     "fit_linear_delta_t",
+    "generate_molecules",
     "generate_nbody",
     "is_dmol_file",
     "linear",
     "load_trajectory",
+    "molecule_names",
+    "molecules",
     "nbody",
     "polymer_energy",
     "polymer_forces",

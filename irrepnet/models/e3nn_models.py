@@ -27,7 +27,9 @@ r"""e3nn's own models behind the interface: the reference network and the polyno
   with :math:`Y` the *unnormalised* spherical harmonics (homogeneous polynomials of
   degree ``l``, e3nn ``normalize=False``) and ``TP`` e3nn ``FullyConnectedTensorProduct``.
 
-Both claim E(3).
+Both claim E(3). On an energy task (molecules) ``e3nn-reference`` ends in ``1x0e`` per node
+instead, summed per graph and differentiated (:class:`~irrepnet.models.energy.EnergyModel`):
+``energy (G, 1)`` ``0e`` and ``forces (n, 3)`` ``1o``.
 
 Shapes/irreps
 -------------
@@ -57,6 +59,7 @@ from ..registry import ConfigError, register_model
 from ..scatter import segment_sum
 from ..interface import cast_inputs
 from .tfn import average_neighbors
+from .energy import EnergyModel, wants_energy
 
 _GATE_POINTS = "e3nn.nn.models.gate_points_2101"
 
@@ -145,22 +148,26 @@ class E3nnReferenceConfig:
 
 
 class E3nnReference(_ExactConstants):
-    """``gate_points_2101.Network`` with ``x = 1x0e + <node inputs>``, one ``1x1o`` vector per node out."""
+    """``gate_points_2101.Network`` with ``x = 1x0e + <node inputs>``, one ``1x1o`` vector per node out
+    (or with ``output="node_energy"`` one ``1x0e`` scalar per node)."""
 
     symmetry = Symmetry.E3
 
-    def __init__(self, task: TaskSpec, config: E3nnReferenceConfig):
+    def __init__(self, task: TaskSpec, config: E3nnReferenceConfig, output: str = K.DISPLACEMENT):
+        if output not in (K.DISPLACEMENT, K.NODE_ENERGY):
+            raise ValueError(f"E3nnReference output must be {K.DISPLACEMENT!r} or {K.NODE_ENERGY!r}, got {output!r}")
         inputs = NodeInputs(task.inputs)
         irreps_x = inputs.irreps_out[K.NODE_FEATURES]
-        super().__init__({K.POS: "1o", **inputs.irreps_in}, {K.DISPLACEMENT: "1o"})
-        self.inputs, self.graph = inputs, config.graph
+        irreps_out = "1x0e" if output == K.NODE_ENERGY else "1x1o"
+        super().__init__({K.POS: "1o", **inputs.irreps_in}, {output: irreps_out})
+        self.inputs, self.graph, self.output = inputs, config.graph, output
         self.edges = GraphConstruction("radius", r=config.max_radius)
         self._degrees = list(range(config.lmax + 1))
         self._smooth_cutoff = load_gate_points().smooth_cutoff  # looked up once: imports do not trace
-        self._init_args = ((task, config), {})
+        self._init_args = ((task, config), {"output": output})
         num_neighbors = config.num_neighbors or average_neighbors(task, config.max_radius)
         self.network = load_gate_points().Network(
-            irreps_in=irreps_x, irreps_hidden=config.irreps_hidden, irreps_out="1x1o", irreps_node_attr=None,
+            irreps_in=irreps_x, irreps_hidden=config.irreps_hidden, irreps_out=irreps_out, irreps_node_attr=None,
             irreps_edge_attr=o3.Irreps.spherical_harmonics(config.lmax), layers=config.layers,
             max_radius=config.max_radius, number_of_basis=config.number_of_basis,
             radial_layers=config.radial_layers, radial_neurons=config.radial_neurons,
@@ -173,8 +180,8 @@ class E3nnReference(_ExactConstants):
 
     def forward(self, data):
         if self.graph == "e3nn":
-            return {K.DISPLACEMENT: self.network(self.network_input(data))}
-        return {K.DISPLACEMENT: self._network_forward(self.edges(self.inputs(ensure_batch(cast_inputs(self, data)))))}
+            return {self.output: self.network(self.network_input(data))}
+        return {self.output: self._network_forward(self.edges(self.inputs(ensure_batch(cast_inputs(self, data)))))}
 
     def _network_forward(self, data) -> torch.Tensor:
         """``Network.forward``'s arithmetic, line for line, on irrepnet's exact radius graph.
@@ -202,7 +209,7 @@ class E3nnReference(_ExactConstants):
         return x
 
 
-@register_model("e3nn-reference", config=E3nnReferenceConfig,
+@register_model("e3nn-reference", config=E3nnReferenceConfig, energy=True,
                 description="e3nn's gate_points_2101.Network as in the reference write-up (speed yardstick), E(3)")
 def build_e3nn_reference(config: E3nnReferenceConfig, task: TaskSpec) -> IrrepsModel:
     """e3nn's reference network."""
@@ -210,6 +217,8 @@ def build_e3nn_reference(config: E3nnReferenceConfig, task: TaskSpec) -> IrrepsM
         raise ConfigError(f"e3nn-reference: need layers >= 0, lmax >= 1, max_radius > 0; got {config}")
     if config.graph not in ("irrepnet", "e3nn"):
         raise ConfigError(f"e3nn-reference: graph must be 'irrepnet' or 'e3nn', got {config.graph!r}")
+    if wants_energy(task):
+        return EnergyModel(E3nnReference(task, config, output=K.NODE_ENERGY), symmetry=Symmetry.E3)
     return E3nnReference(task, config)
 
 

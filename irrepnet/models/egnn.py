@@ -27,7 +27,10 @@ by default, as in the paper for these small systems; ``graph="radius"`` with
 Shapes/irreps
 -------------
 in: ``pos 1o (n, 3)``, and when the task has them ``vel 1o``, ``vel_history hx1o``,
-``charge 0e (n, 1)``; out: ``displacement 1o (n, 3)``.
+``charge 0e (n, 1)``, ``species_onehot kx0e``; out: ``displacement 1o (n, 3)``. On an
+energy task (molecules) ``egnn`` reads its invariant features :math:`h^L` with a linear
+:class:`~irrepnet.nn.ScalarHead`, one ``0e`` per atom, summed per graph and differentiated
+(:class:`~irrepnet.models.energy.EnergyModel`): ``energy 0e (G, 1)``, ``forces 1o (n, 3)``.
 """
 
 from __future__ import annotations
@@ -40,12 +43,14 @@ import torch
 from e3nn import o3
 
 from .. import keys as K
-from ..interface import IrrepsModel, IrrepsModule, IrrepsSequential, Symmetry, TaskSpec, cast_inputs
+from ..interface import IrrepsModel, IrrepsModule, IrrepsSequential, SequentialModel, Symmetry, TaskSpec, cast_inputs
 from ..irreps import unpack_vectors
 from ..nn.egnn import COORD_SHIFT, EDGE_ATTRS, EGNNLayer, RadialFieldLayer, ScalarEmbedding
 from ..nn.graph_layer import GraphConstruction
+from ..nn.heads import ScalarHead
 from ..nn.topology import CHAIN_CLASSES, chain_bonds, chain_separation_of
 from ..registry import ConfigError, register_model
+from .energy import EnergyModel, wants_energy
 
 
 class InvariantInputs(IrrepsModule):
@@ -53,11 +58,12 @@ class InvariantInputs(IrrepsModule):
 
     .. math::
 
-        h^0_i = [\,1,\ \|v_{i,1}\|, \dots, \|v_{i,C}\|,\ q_i\,], \qquad
+        h^0_i = [\,1,\ \|v_{i,1}\|, \dots, \|v_{i,C}\|,\ q_i,\ z_i\,], \qquad
         a_{ij} = [\,q_i q_j,\ \|x^0_i - x^0_j\|^2,\ t_{ij}\,], \qquad s^0_i = 0
 
-    each part only when asked for and present; :math:`t_{ij}` is the one-hot chain
-    separation of :mod:`irrepnet.nn.topology` (bonded, angle partners, other).
+    each part only when asked for and present; :math:`z_i` is the one-hot atom type
+    (``species_onehot``, molecules) and :math:`t_{ij}` the one-hot chain separation of
+    :mod:`irrepnet.nn.topology` (bonded, angle partners, other).
 
     Parameters
     ----------
@@ -69,6 +75,8 @@ class InvariantInputs(IrrepsModule):
         a ``Cx1o`` field whose channel norms go into :math:`h^0`.
     charge, charge_product : bool
         :math:`q_i` in :math:`h^0`; :math:`q_i q_j` in :math:`a_{ij}`.
+    species : bool
+        :math:`z_i` (the task's ``species_onehot``, ``kx0e``) in :math:`h^0`.
     input_distance : bool
         :math:`\|x^0_i - x^0_j\|^2` in :math:`a_{ij}`.
     distance_power : {1, 2}
@@ -85,7 +93,7 @@ class InvariantInputs(IrrepsModule):
 
     def __init__(self, task_inputs: Mapping[str, object], *, constant: bool = True, vectors: Optional[str] = None,
                  charge: bool = False, charge_product: bool = False, input_distance: bool = True,
-                 chain: bool = False, distance_power: int = 2):
+                 chain: bool = False, distance_power: int = 2, species: bool = False):
         if distance_power not in (1, 2):
             raise ValueError(f"distance_power must be 1 or 2, got {distance_power}")
         irreps_in = {K.POS: "1o", K.EDGE_INDEX: None, K.EDGE_LEN: None}
@@ -99,7 +107,13 @@ class InvariantInputs(IrrepsModule):
             irreps_in[vectors], n_vec = ir, ir.count("1o")
         if charge or charge_product:
             irreps_in[K.CHARGE] = "0e"
-        num_features = int(constant) + n_vec + int(charge)
+        n_species = 0
+        if species:
+            ir = o3.Irreps(task_inputs[K.SPECIES_ONEHOT])
+            if ir.count("0e") != ir.dim:
+                raise ValueError(f"InvariantInputs: {K.SPECIES_ONEHOT!r} must be kx0e, got {ir}")
+            irreps_in[K.SPECIES_ONEHOT], n_species = ir, ir.dim
+        num_features = int(constant) + n_vec + int(charge) + n_species
         edge_attr_dim = int(charge_product) + int(input_distance) + CHAIN_CLASSES * int(chain)
         irreps_out = {COORD_SHIFT: "1o"}
         if num_features:
@@ -110,7 +124,7 @@ class InvariantInputs(IrrepsModule):
         self.num_features, self.edge_attr_dim = num_features, edge_attr_dim
         self.constant, self.vectors, self.charge = constant, vectors, charge
         self.charge_product, self.input_distance, self.chain = charge_product, input_distance, chain
-        self.distance_power = distance_power
+        self.distance_power, self.species = distance_power, species
 
     def forward(self, data):
         pos = data[K.POS]
@@ -120,6 +134,8 @@ class InvariantInputs(IrrepsModule):
             h.append(torch.linalg.vector_norm(unpack_vectors(data[self.vectors]), dim=-1))  # [n, C]
         if self.charge:
             h.append(data[K.CHARGE])
+        if self.species:
+            h.append(data[K.SPECIES_ONEHOT])
         if h:
             out[K.NODE_FEATURES] = torch.cat(h, dim=-1)
         a = []
@@ -230,7 +246,7 @@ def velocity_vectors(task: TaskSpec) -> Optional[str]:
     return None
 
 
-def _egnn_layers(config: EGNNConfig, edge_attr_dim: int, velocity: bool):
+def _egnn_layers(config: EGNNConfig, edge_attr_dim: int, velocity: bool, energy: bool = False):
     if config.layers < 1:
         raise ConfigError(f"layers must be >= 1, got {config.layers}")
     layers = [EGNNLayer(config.hidden, config.hidden, config.hidden, edge_attr_dim, act=config.act,
@@ -240,21 +256,30 @@ def _egnn_layers(config: EGNNConfig, edge_attr_dim: int, velocity: bool):
               for _ in range(config.layers)]
     # x^L depends on h^{L-1} only, so the last phi_h cannot reach the displacement and would
     # get no gradient. It stays, frozen, so that the layers keep the paper's layout and
-    # parameter count (and a head reading h^L could unfreeze it).
-    layers[-1].node_mlp.requires_grad_(False)
+    # parameter count. An energy head reads h^L instead: then the last phi_x is the one that
+    # reaches no output (h^L depends on x^{L-1}, not on x^L), and it is the one frozen.
+    (layers[-1].coord_mlp if energy else layers[-1].node_mlp).requires_grad_(False)
     return layers
 
 
-@register_model("egnn", config=EGNNConfig,
+@register_model("egnn", config=EGNNConfig, energy=True,
                 description="EGNN (Satorras et al. 2021): invariant messages, coordinate updates; E(3)")
 def build_egnn(config: EGNNConfig, task: TaskSpec) -> IrrepsModel:
+    """EGNN; on an energy task the energy is a linear readout of the invariant features h^L, summed."""
     charge = task.inputs.get(K.CHARGE) is not None
+    energy = wants_energy(task)
     with config_errors("egnn"):
         graph = graph_layer(config)
         inputs = InvariantInputs(task.inputs, constant=True, vectors=velocity_vectors(task), charge=charge,
-                                 charge_product=charge, chain=chain_bonds(task))
-        layers = _egnn_layers(config, inputs.edge_attr_dim, velocity=False)
-        return EGNN(task, graph, inputs, ScalarEmbedding(inputs.num_features, config.hidden), *layers)
+                                 charge_product=charge, chain=chain_bonds(task),
+                                 species=task.inputs.get(K.SPECIES_ONEHOT) is not None)
+        layers = _egnn_layers(config, inputs.edge_attr_dim, velocity=False, energy=energy)
+        modules = (graph, inputs, ScalarEmbedding(inputs.num_features, config.hidden), *layers)
+        if energy:
+            head = ScalarHead(f"{config.hidden}x0e", per_graph=False)
+            return EnergyModel(SequentialModel(*modules, head, irreps_in=task.inputs, outputs=[K.NODE_ENERGY],
+                                               symmetry=Symmetry.E3), symmetry=Symmetry.E3)
+        return EGNN(task, *modules)
 
 
 @register_model("egnn-vel", config=EGNNVelConfig,

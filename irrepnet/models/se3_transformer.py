@@ -28,7 +28,8 @@ Shapes/irreps
 -------------
 in: ``pos 1o (n, 3)`` and the task's ``vel 1o``, ``vel_history hx1o``,
 ``charge 0e (n, 1)`` when present; hidden ``node_features (n, hidden.dim)``;
-out: ``displacement 1o (n, 3)``.
+out: ``displacement 1o (n, 3)``; on an energy task (molecules) ``energy 0e (G, 1)`` and
+``forces 1o (n, 3)`` (:class:`~irrepnet.models.energy.EnergyModel` on the ``0e`` head).
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ from e3nn import o3
 
 from .. import keys as K
 from ..interface import IrrepsModel, IrrepsSequential, Symmetry, TaskSpec
-from ..nn import GraphConstruction, NodeInputs, RadialEmbedding, SphericalHarmonicsEdgeAttrs, VectorHead
+from ..nn import GraphConstruction, NodeInputs, RadialEmbedding, ScalarHead, SphericalHarmonicsEdgeAttrs, VectorHead
 from ..nn.attention import EquivariantAttention
 from ..nn.graph_layer import auto_graph_kind
 from ..nn.topology import chain_bonds
 from ..registry import ConfigError, register_model
+from .energy import EnergyModel, wants_energy
 from ..interface import cast_inputs
 
 
@@ -81,12 +83,15 @@ class SE3Transformer(IrrepsModel):
 
     Shapes/irreps
     -------------
-    reads ``pos 1o (n, 3)`` and the task's node inputs; returns ``{"displacement": (n, 3)}``, ``1o``.
+    reads ``pos 1o (n, 3)`` and the task's node inputs; returns ``{"displacement": (n, 3)}``, ``1o``,
+    or with ``output="node_energy"`` one ``0e`` scalar per node (the backbone of an energy model).
     """
 
     symmetry = Symmetry.E3
 
-    def __init__(self, task: TaskSpec, config: SE3TransformerConfig):
+    def __init__(self, task: TaskSpec, config: SE3TransformerConfig, output: str = K.DISPLACEMENT):
+        if output not in (K.DISPLACEMENT, K.NODE_ENERGY):
+            raise ValueError(f"SE3Transformer output must be {K.DISPLACEMENT!r} or {K.NODE_ENERGY!r}, got {output!r}")
         hidden = o3.Irreps(config.hidden_irreps)
         inputs = NodeInputs(task.inputs)
         sh = SphericalHarmonicsEdgeAttrs(config.lmax, p=-1)
@@ -101,13 +106,14 @@ class SE3Transformer(IrrepsModel):
                                          edge_chunk=config.edge_chunk)
             modules.append(block)
             irreps = block.irreps_out[K.NODE_FEATURES]
-        modules.append(VectorHead(irreps, K.DISPLACEMENT))
+        energy = output == K.NODE_ENERGY
+        modules.append(ScalarHead(irreps, per_graph=False) if energy else VectorHead(irreps, K.DISPLACEMENT))
         net = IrrepsSequential(*modules, irreps_in=task.inputs)
-        super().__init__(net.irreps_in, {K.DISPLACEMENT: "1o"})
-        self.net, self.config = net, config
+        super().__init__(net.irreps_in, {output: net.irreps_out[output]})
+        self.net, self.config, self.output = net, config, output
 
     def forward(self, data):
-        return {K.DISPLACEMENT: self.net(cast_inputs(self, data))[K.DISPLACEMENT]}
+        return {self.output: self.net(cast_inputs(self, data))[self.output]}
 
 
 def _check(config: SE3TransformerConfig) -> None:
@@ -134,8 +140,11 @@ def _check(config: SE3TransformerConfig) -> None:
                           "displacement head needs them")
 
 
-@register_model("se3-transformer", config=SE3TransformerConfig,
+@register_model("se3-transformer", config=SE3TransformerConfig, energy=True,
                 description="SE(3)-transformer (Fuchs et al. 2020): equivariant multi-head graph attention, gated")
 def build_se3_transformer(config: SE3TransformerConfig, task: TaskSpec) -> IrrepsModel:
     _check(config)
+    if wants_energy(task):  # the 0e part of the last block's features, summed per graph, differentiated
+        model = SE3Transformer(task, config, output=K.NODE_ENERGY)
+        return EnergyModel(model, symmetry=model.symmetry)
     return SE3Transformer(task, config)

@@ -32,7 +32,10 @@ Shapes/irreps
 -------------
 reads ``pos 1o`` and the task's ``vel``/``vel_history`` (``Cx1o``) and ``charge 0e``;
 ``node_attrs``/``edge_sh`` ``Y(0..lmax_attr)``; hidden ``node_features`` ``hidden_irreps``;
-returns ``displacement (n, 3)`` ``1o``.
+returns ``displacement (n, 3)`` ``1o``. On an energy task (molecules, atom types ``kx0e`` in
+:math:`h^0`) the steerable readout goes to one ``0e`` per node, summed per graph and
+differentiated: ``energy (G, 1)`` ``0e``, ``forces (n, 3)`` ``1o``
+(:class:`~irrepnet.models.energy.EnergyModel`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from ..nn.graph_layer import edge_rows, sum_at_receivers
 from ..nn.steerable import AGGREGATIONS, SEGNNLayer, SteerableGated, SteerableLinear, weight_balanced_irreps
 from ..nn.topology import chain_bonds
 from ..registry import ConfigError, register_model
+from .energy import EnergyModel, wants_energy
 from ..scatter import segment_mean
 from .egnn import InvariantInputs, config_errors, graph_layer, velocity_vectors
 from .tfn import average_neighbors
@@ -181,11 +185,13 @@ class SEGNN(IrrepsModel):
                  center_positions: bool, graph, r_max: Optional[float], avg_num_neighbors: Optional[float] = None,
                  readout_init_scale: float = 1.0):
         charge = task.inputs.get(K.CHARGE) is not None
+        output = K.NODE_ENERGY if wants_energy(task) else K.DISPLACEMENT
         vectors = velocity_vectors(task)
         # the distance itself, as the paper's code (its eq. 7 writes the square): on nbody the squared
         # distance has std 11 and grew the features to std 32 at initialisation, against 13 with r
         invariants = InvariantInputs(task.inputs, constant=True, vectors=vectors, charge=charge,
-                                     charge_product=charge, chain=chain_bonds(task), distance_power=1)
+                                     charge_product=charge, chain=chain_bonds(task), distance_power=1,
+                                     species=task.inputs.get(K.SPECIES_ONEHOT) is not None)
         sh = SphericalHarmonicsEdgeAttrs(lmax_attr)
         attr = sh.sh_irreps
         inputs = SteerableInputs(invariants.num_features, attr, vectors=vectors,
@@ -197,16 +203,16 @@ class SEGNN(IrrepsModel):
         modules += [SEGNNLayer(hidden, attr, invariants.edge_attr_dim, r_max=r_max, aggregation=aggregation,
                                avg_num_neighbors=avg_num_neighbors) for _ in range(layers)]
         modules += [SteerableNodeMap(hidden, attr, hidden, gated=True),
-                    SteerableNodeMap(hidden, attr, "1x1o", out_field=K.DISPLACEMENT)]
+                    SteerableNodeMap(hidden, attr, "1x0e" if output == K.NODE_ENERGY else "1x1o", out_field=output)]
         with torch.no_grad():
             for w in modules[-1].layer.parameters():
                 w.mul_(readout_init_scale)
         chain = IrrepsSequential(*modules, irreps_in=task.inputs)
-        super().__init__(chain.irreps_in, {K.DISPLACEMENT: "1o"})
-        self.chain, self.hidden_irreps = chain, hidden
+        super().__init__(chain.irreps_in, {output: chain.irreps_out[output]})
+        self.chain, self.hidden_irreps, self.output = chain, hidden, output
 
     def forward(self, data):
-        return {K.DISPLACEMENT: self.chain(cast_inputs(self, data))[K.DISPLACEMENT]}
+        return {self.output: self.chain(cast_inputs(self, data))[self.output]}
 
 
 def hidden_irreps_of(config: SEGNNConfig) -> o3.Irreps:
@@ -223,7 +229,7 @@ def hidden_irreps_of(config: SEGNNConfig) -> o3.Irreps:
     return hidden
 
 
-@register_model("segnn", config=SEGNNConfig,
+@register_model("segnn", config=SEGNNConfig, energy=True,
                 description="SEGNN (Brandstetter et al. 2022): steerable MLPs on attributes Y(x_ij), Y(v); E(3)")
 def build_segnn(config: SEGNNConfig, task: TaskSpec) -> IrrepsModel:
     """Steerable E(3) equivariant graph neural network."""
@@ -245,6 +251,7 @@ def build_segnn(config: SEGNNConfig, task: TaskSpec) -> IrrepsModel:
         avg = None
         if r_max is not None:
             avg = config.avg_num_neighbors if config.avg_num_neighbors is not None else average_neighbors(task, r_max)
-        return SEGNN(task, hidden, lmax_attr=config.lmax_attr, layers=config.layers, aggregation=aggregation,
-                     center_positions=config.center_positions, graph=graph, r_max=r_max, avg_num_neighbors=avg,
-                     readout_init_scale=config.readout_init_scale)
+        model = SEGNN(task, hidden, lmax_attr=config.lmax_attr, layers=config.layers, aggregation=aggregation,
+                      center_positions=config.center_positions, graph=graph, r_max=r_max, avg_num_neighbors=avg,
+                      readout_init_scale=config.readout_init_scale)
+        return EnergyModel(model, symmetry=model.symmetry) if wants_energy(task) else model

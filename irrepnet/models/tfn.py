@@ -21,7 +21,10 @@ claims E(3).
 Shapes/irreps
 -------------
 reads ``pos 1o`` and the task's node inputs (``vel``/``vel_history``/``charge``);
-hidden ``node_features`` ``hidden_irreps``; returns ``displacement (n, 3)`` ``1o``.
+hidden ``node_features`` ``hidden_irreps``; returns ``displacement (n, 3)`` ``1o``, or on an
+energy task (molecules) ``energy (G, 1)`` ``0e`` and ``forces (n, 3)`` ``1o``: the ``0e`` part of
+the last features read by a linear :class:`~irrepnet.nn.ScalarHead`, summed per graph, and
+differentiated (:class:`~irrepnet.models.energy.EnergyModel`).
 """
 
 from __future__ import annotations
@@ -33,22 +36,24 @@ from e3nn import o3
 
 from .. import keys as K
 from ..interface import IrrepsModel, IrrepsSequential, Symmetry, TaskSpec, cast_inputs
-from ..nn import GraphConstruction, NodeInputs, RadialEmbedding, SphericalHarmonicsEdgeAttrs, VectorHead
+from ..nn import GraphConstruction, NodeInputs, RadialEmbedding, ScalarHead, SphericalHarmonicsEdgeAttrs, VectorHead
 from ..nn.embedding import E3NN_BASES
 from ..nn.gate import Gate
 from ..nn.graph_layer import auto_graph_kind
 from ..nn.topology import chain_bonds
 from ..nn.tp_conv import NORMALIZATIONS, SKIPS, TensorProductConv
 from ..registry import ConfigError, register_model
+from .energy import EnergyModel, wants_energy
 
 #: cutoff per task when the config leaves ``r_max`` unset
 DEFAULT_R_MAX = {"twelve_body": 3.5, "nbody": 10.0}
 
 #: mean neighbours per node within ``r``, measured on the training split with
 #: ``irrepnet.graph.build_graph(batch, "radius", r=r)``: built-in polymer simulator
-#: (2048 frames, every 7th training frame) and the nbody training set (every 3rd sample).
+#: (2048 frames, every 7th training frame), the nbody training set (every 3rd sample) and
+#: the molecules training set (default sizes, every 3rd molecule; ASE 3.29's G2 and EMT).
 MEASURED_NEIGHBORS = {("twelve_body", 3.5): 11.0, ("nbody", 3.5): 1.91, ("nbody", 5.0): 3.08,
-                      ("nbody", 10.0): 3.99}
+                      ("nbody", 10.0): 3.99, ("molecules", 3.5): 6.61, ("molecules", 5.0): 7.56}
 
 
 
@@ -140,7 +145,11 @@ class TensorFieldNetwork(IrrepsModel):
     def __init__(self, task_inputs, hidden_irreps, *, lmax: int, layers: int, r_max: float, graph: str,
                  n_basis: int, basis: str, radial_neurons: int, radial_layers: int, normalization: str,
                  avg_num_neighbors: float, self_interaction: bool, skip: str, head: str = "linear",
-                 chain: bool = False, edge_chunk: Optional[int] = None):
+                 chain: bool = False, edge_chunk: Optional[int] = None, output: str = K.DISPLACEMENT):
+        if output not in (K.DISPLACEMENT, K.NODE_ENERGY):
+            raise ValueError(f"TensorFieldNetwork output must be {K.DISPLACEMENT!r} or {K.NODE_ENERGY!r}, "
+                             f"got {output!r}")
+        energy = output == K.NODE_ENERGY
         inputs = NodeInputs(task_inputs)
         sh = SphericalHarmonicsEdgeAttrs(lmax)
         radial = RadialEmbedding(n_basis, r_max, basis, chain=chain)
@@ -155,23 +164,24 @@ class TensorFieldNetwork(IrrepsModel):
                 self_interaction=self_interaction, skip=skip, edge_chunk=edge_chunk))
             modules.append(gate)
             irreps = gate.irreps_out[K.NODE_FEATURES]
-        if head == "conv":  # one more message-passing step straight to the vector, as gate_points_2101 ends
+        if head == "conv":  # one more message-passing step straight to the output, as gate_points_2101 ends
             modules.append(TensorProductConv(
-                irreps, "1x1o", sh.sh_irreps, n_basis, radial_neurons=radial_neurons, radial_layers=radial_layers,
+                irreps, "1x0e" if energy else "1x1o", sh.sh_irreps, n_basis, radial_neurons=radial_neurons,
+                radial_layers=radial_layers,
                 normalization=normalization, avg_num_neighbors=avg_num_neighbors, self_interaction=self_interaction,
                 skip=skip, edge_chunk=edge_chunk))
-            irreps = o3.Irreps("1x1o")
-        modules.append(VectorHead(irreps, K.DISPLACEMENT))
+            irreps = o3.Irreps("1x0e" if energy else "1x1o")
+        modules.append(ScalarHead(irreps, per_graph=False) if energy else VectorHead(irreps, K.DISPLACEMENT))
         chain = IrrepsSequential(*modules, irreps_in=task_inputs)
-        super().__init__(chain.irreps_in, {K.DISPLACEMENT: "1o"})
-        self.chain = chain
+        super().__init__(chain.irreps_in, {output: chain.irreps_out[output]})
+        self.chain, self.output = chain, output
         self.r_max, self.avg_num_neighbors = r_max, avg_num_neighbors
 
     def forward(self, data):
-        return {K.DISPLACEMENT: self.chain(cast_inputs(self, data))[K.DISPLACEMENT]}
+        return {self.output: self.chain(cast_inputs(self, data))[self.output]}
 
 
-def build_tfn_from_config(config: TFNConfig, task: TaskSpec) -> TensorFieldNetwork:
+def build_tfn_from_config(config: TFNConfig, task: TaskSpec) -> IrrepsModel:
     hidden = validate(config)
     r_max = config.r_max if config.r_max is not None else DEFAULT_R_MAX.get(task.name, 3.5)
     avg = config.avg_num_neighbors if config.avg_num_neighbors is not None else average_neighbors(task, r_max)
@@ -179,15 +189,17 @@ def build_tfn_from_config(config: TFNConfig, task: TaskSpec) -> TensorFieldNetwo
     if graph == "auto" and config.normalization == "mean":
         graph = "radius"  # "mean" divides by the degree, which the extra (zero) edges of a full graph change
     graph = auto_graph_kind(graph, task.num_nodes)
-    return TensorFieldNetwork(
+    energy = wants_energy(task)
+    model = TensorFieldNetwork(
         task.inputs, hidden, lmax=config.lmax, layers=config.layers, r_max=r_max, graph=graph,
         n_basis=config.n_basis, basis=config.basis, radial_neurons=config.radial_neurons,
         radial_layers=config.radial_layers, normalization=config.normalization, avg_num_neighbors=avg,
         self_interaction=config.self_interaction, skip=config.skip, head=config.head, chain=chain_bonds(task),
-        edge_chunk=config.edge_chunk)
+        edge_chunk=config.edge_chunk, output=K.NODE_ENERGY if energy else K.DISPLACEMENT)
+    return EnergyModel(model, symmetry=model.symmetry) if energy else model
 
 
-@register_model("tfn", config=TFNConfig,
+@register_model("tfn", config=TFNConfig, energy=True,
                 description="tensor field network (TFN/NequIP): TP convolutions + gates, E(3)")
 def build_tfn(config: TFNConfig, task: TaskSpec) -> IrrepsModel:
     """Tensor field network with gated nonlinearities."""

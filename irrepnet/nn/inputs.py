@@ -1,7 +1,7 @@
 """From a task's input fields to the first node features of a model.
 
 :class:`NodeInputs` concatenates the geometric inputs a model declares it uses
-(velocities ``1o``, velocity history ``hx1o``, charges ``0e``...) after a constant
+(velocities ``1o``, velocity history ``hx1o``, charges ``0e``, atom types ``kx0e``...) after a constant
 scalar ``1x0e``, in e3nn's layout, so that every model starts from irreps it can
 read off the task spec. Positions are *not* a node feature: only their differences
 (edge vectors) are, which is what makes a model translation invariant.
@@ -23,7 +23,7 @@ from .. import keys as K
 from ..interface import IrrepsModule
 
 #: fields a model may take as node features, when the task has them
-DEFAULT_FEATURE_FIELDS = (K.VEL, K.VEL_HISTORY, K.CHARGE)
+DEFAULT_FEATURE_FIELDS = (K.VEL, K.VEL_HISTORY, K.CHARGE, K.SPECIES_ONEHOT)
 
 
 class NodeInputs(IrrepsModule):

@@ -23,11 +23,16 @@ from .normalization import NormalizedModel, model_task_spec
 
 def task_meta(spec) -> Dict[str, Any]:
     """Plain values that rebuild ``spec`` with :func:`irrepnet.tasks.task_spec`."""
-    return {"name": spec.name, "history": int(spec.extras.get("history", 0)), "num_nodes": spec.num_nodes,
+    meta = {"name": spec.name, "history": int(spec.extras.get("history", 0)), "num_nodes": spec.num_nodes,
             "delta_t": float(spec.extras.get("delta_t", 1.0)), "bonds": spec.extras.get("bonds") == "chain"}
+    if "species" in spec.extras:  # molecules: the elements of the one-hot, in order
+        meta["species"] = list(spec.extras["species"])
+    return meta
 
 
 def spec_from_meta(meta: Dict[str, Any]):
+    if meta["name"] == "molecules":
+        return task_spec(meta["name"], species=meta.get("species"))
     return task_spec(meta["name"], history=meta["history"], num_nodes=meta["num_nodes"], delta_t=meta["delta_t"],
                      bonds=bool(meta.get("bonds", False)))  # checkpoints before bonds existed have none
 

@@ -65,6 +65,10 @@ class TrainConfig:
     confidence for the run as a whole (each of its ``E`` epochs is tested at
     ``1 - 0.05 / E``, Bonferroni): on a task where the models cannot beat the baseline,
     model selection on a noisy validation split then does not make them worse on the test.
+
+    On an energy task (molecules) the loss is ``energy_weight`` x the MSE of the energy
+    per atom plus ``force_weight`` x the MSE of the force components, both in units of
+    the training force RMS (:mod:`irrepnet.train.energy`); other tasks ignore the two weights.
     """
 
     epochs: int = 20
@@ -95,6 +99,8 @@ class TrainConfig:
     select_significant: bool = False  # with start_at_baseline: replace the baseline only beyond validation noise
     selection_block: int = 20  # block length (validation samples) of that paired bootstrap
     compile: bool = False  # training steps through irrepnet.compile.compile_model (evaluation stays eager)
+    energy_weight: float = 1.0  # energy tasks: weight of the per-atom energy MSE in the loss
+    force_weight: float = 1.0  # energy tasks: weight of the force MSE in the loss
 
     def __post_init__(self):
         problems = []
@@ -130,6 +136,12 @@ class TrainConfig:
             problems.append("select_significant compares checkpoints with the baseline: it needs start_at_baseline = true")
         if not isinstance(self.selection_block, int) or self.selection_block < 1:
             problems.append(f"selection_block must be an integer >= 1, got {self.selection_block!r}")
+        for name in ("energy_weight", "force_weight"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                problems.append(f"{name} must be a number >= 0, got {v!r}")
+        if not problems and not self.energy_weight + self.force_weight > 0:
+            problems.append("energy_weight and force_weight are both 0: nothing would be trained; make one > 0")
         if problems:
             raise ConfigError("training config: " + "; ".join(problems))
 

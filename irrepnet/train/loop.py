@@ -14,10 +14,16 @@ the next batch, every random state) and raises :class:`TrainingInterrupted`.
 ``fit(resume=True)`` continues from it; on the CPU with the same seed the resumed
 run ends with bit-identical weights to an uninterrupted one (``tests/test_train.py``).
 
+On an energy task (target ``energy``) the loss has two terms, the per-atom energy and
+the forces, weighted by ``energy_weight`` and ``force_weight`` (:mod:`irrepnet.train.energy`),
+and each epoch's log line also has the validation MAE of the energy (per molecule and per
+atom) and of the force components, in the data's units (eV, eV/Å for molecules);
+``valid_mse`` is there the weighted validation loss times the force scale squared (eV²).
+
 Shapes/irreps
 -------------
-batches are dicts of tensors as produced by ``dataset.batch(indices)``; the loss
-reads the model's ``target`` output ``(n, d)`` and the dataset's matching
+batches are dicts of tensors as produced by ``dataset.batch(indices)``; each loss term
+reads a model output (``(n, d)`` node or ``(G, d)`` graph field) and the dataset's matching
 ``target_*`` field of the same shape.
 """
 
@@ -49,9 +55,11 @@ from ..compile import compile_model
 from .noise import add_input_noise, window_noise
 from .optim import make_optimizer
 from .normalization import NormalizedModel, check_residual, fit_scales, rms
+from .energy import LossTerm, energy_loss_terms
 
 #: dataset field holding the truth for each model output
-TARGET_FIELDS = {K.DISPLACEMENT: K.TARGET_DISP, K.NEXT_POS: K.TARGET_POS}
+TARGET_FIELDS = {K.DISPLACEMENT: K.TARGET_DISP, K.NEXT_POS: K.TARGET_POS, K.ENERGY: K.TARGET_ENERGY,
+                 K.FORCES: K.TARGET_FORCES}
 #: steps excluded from the step-time median (allocator and kernel warm-up)
 WARMUP_STEPS_UNTIMED = 5
 #: config keys that may differ between a run and its resumption
@@ -93,6 +101,20 @@ def split_validation(train_set, fraction: float):
     if n - n_valid < 1:
         raise ValueError(f"a training set of {n} samples is too small to hold out a validation split")
     return train_set.subset(range(n - n_valid)), train_set.subset(range(n - n_valid, n))
+
+
+def _accumulate_abs_errors(acc: Dict[str, list], batch, phys) -> None:
+    """Add one batch's absolute errors of energy (per molecule, per atom) and forces to ``acc`` (sum, count)."""
+    parts = {}
+    if K.ENERGY in phys and K.TARGET_ENERGY in batch:
+        err = (phys[K.ENERGY] - batch[K.TARGET_ENERGY]).double().abs()
+        parts["energy_mae"] = err
+        parts["energy_per_atom_mae"] = err / batch[K.NUM_NODES].double()[:, None]
+    if K.FORCES in phys and K.TARGET_FORCES in batch:
+        parts["forces_mae"] = (phys[K.FORCES] - batch[K.TARGET_FORCES]).double().abs()
+    for name, err in parts.items():
+        s, c = acc.get(name, (0.0, 0))
+        acc[name] = (s + float(err.sum()), c + err.numel())
 
 
 #: family-wise level of ``select_significant``: the chance that noise replaces the baseline in a run
@@ -209,6 +231,7 @@ class Trainer:
             train_set, valid_set = split_validation(train_set, self.config.valid_fraction)
         self.train_set, self.valid_set = train_set, valid_set
         self.output, self.target = output, target_field(output)
+        self.terms = self._loss_terms(model, train_set)
         self.dist = distributed.current()
         if self.dist.active and self.config.unroll_steps > 1:
             from ..registry import ConfigError
@@ -279,7 +302,9 @@ class Trainer:
             raise FileNotFoundError(f"nothing to resume: {path} does not exist (start without --resume)")
         ck = load_checkpoint(path)
         old = ck["train_config"]
-        changed = sorted(k for k, v in self.config.to_dict().items() if old.get(k) != v and k not in RESUMABLE_CHANGES)
+        defaults = TrainConfig().to_dict()  # a key the interrupted run's version did not have took its default
+        changed = sorted(k for k, v in self.config.to_dict().items()
+                         if old.get(k, defaults[k]) != v and k not in RESUMABLE_CHANGES)
         if changed:
             raise ValueError(f"cannot resume {path}: training option(s) {changed} differ from the interrupted run "
                              f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); use the same options")
@@ -323,6 +348,37 @@ class Trainer:
             st["plateau_bad"] = 0
 
     # --- loss -------------------------------------------------------------------
+    def _loss_terms(self, model: IrrepsModel, train_set) -> List[LossTerm]:
+        """The loss terms: the target alone, or on an energy task the energy and the forces."""
+        if self.output != K.ENERGY:
+            return [LossTerm(self.output, self.target)]
+        from ..registry import ConfigError
+
+        c = self.config
+        refused = [name for name, on in (("residual", c.residual != "none"), ("start_at_baseline", c.start_at_baseline),
+                                         ("input_noise", c.input_noise > 0), ("unroll_steps", c.unroll_steps > 1))
+                   if on]
+        if refused:
+            raise ConfigError(f"training option(s) {refused} apply to displacement tasks; an energy model has "
+                              "no baseline, and noisy positions would not match their forces: leave them at "
+                              "their defaults")
+        terms = energy_loss_terms(c.energy_weight, c.force_weight)
+        if c.force_weight > 0:
+            if K.FORCES not in model.irreps_out:
+                raise ConfigError(f"force_weight = {c.force_weight} but the model has no {K.FORCES!r} output; "
+                                  "build an energy model (irrepnet.models.energy.EnergyModel) or set force_weight = 0")
+            if K.TARGET_FORCES not in train_set.arrays():
+                raise ConfigError(f"force_weight = {c.force_weight} but the training set has no {K.TARGET_FORCES!r}; "
+                                  "set force_weight = 0 to train on energies alone")
+        return terms
+
+    def _term_error(self, term: LossTerm, batch, pred) -> torch.Tensor:
+        """Squared normalised error of one term, ``(rows, d)``; per atom for an extensive graph field."""
+        err = pred[term.output] - self.model.normalized_target(batch, batch[term.truth], term.output)
+        if term.per_atom:
+            err = err / batch[K.NUM_NODES].to(err.dtype)[:, None]
+        return err.pow(2)
+
     def _forward_train(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Normalised outputs of a training step: through DistributedDataParallel when distributed."""
         if self._ddp is not None:
@@ -330,8 +386,10 @@ class Trainer:
         return self.model.forward_normalized(batch, self._train_runner)
 
     def loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        pred = self._forward_train(batch)[self.output]
-        return (pred - self.model.normalized_target(batch, batch[self.target])).pow(2).mean()
+        pred = self._forward_train(batch)
+        if len(self.terms) == 1 and self.terms[0].weight == 1.0:  # the one-target tasks, as they always were
+            return self._term_error(self.terms[0], batch, pred).mean()
+        return sum(t.weight * self._term_error(t, batch, pred).mean() for t in self.terms)
 
     @torch.no_grad()
     def evaluate_loss(self, dataset) -> float:
@@ -339,21 +397,37 @@ class Trainer:
 
         Also keeps the error of each sample (graph), mean over its nodes and coordinates,
         in ``_last_valid_errors``: the paired test of ``select_significant`` reads it.
+        With several loss terms each is averaged over the whole set and the terms are
+        weighted as in training; a sample's error is the weighted sum of its own means.
+        On an energy task the mean absolute errors in physical units go to ``_last_valid_mae``.
         """
         self.model.eval()
-        sums, counts = [], []
+        sums, counts = [[] for _ in self.terms], [[] for _ in self.terms]
+        abs_errors = {}
         for start in range(0, len(dataset), self.config.eval_batch_size):
             idx = range(start, min(len(dataset), start + self.config.eval_batch_size))
             batch = move(dataset.batch(idx), self.device, self.dtype)
-            pred = self.model.forward_normalized(batch)[self.output]
-            err = (pred - self.model.normalized_target(batch, batch[self.target])).double().pow(2)
-            graph = batch[K.BATCH]
-            sums.append(torch.zeros(len(idx), dtype=torch.float64, device=err.device)
-                        .index_add_(0, graph, err.sum(dim=1)).cpu())
-            counts.append((torch.bincount(graph, minlength=len(idx)) * err.shape[1]).double().cpu())
-        sums, counts = torch.cat(sums), torch.cat(counts)
-        self._last_valid_errors = sums / counts
-        return float(sums.sum() / counts.sum())
+            pred = self.model.forward_normalized(batch)
+            for t, term in enumerate(self.terms):
+                err = self._term_error(term, batch, pred).double()
+                if K.field_kind(term.output) == K.GRAPH:  # one row per graph
+                    sums[t].append(err.sum(dim=1).cpu())
+                    counts[t].append(torch.full((len(idx),), float(err.shape[1]), dtype=torch.float64))
+                    continue
+                graph = batch[K.BATCH]
+                sums[t].append(torch.zeros(len(idx), dtype=torch.float64, device=err.device)
+                               .index_add_(0, graph, err.sum(dim=1)).cpu())
+                counts[t].append((torch.bincount(graph, minlength=len(idx)) * err.shape[1]).double().cpu())
+            if self.output == K.ENERGY:
+                _accumulate_abs_errors(abs_errors, batch, self.model.to_physical(batch, pred))
+        total, per_sample = 0.0, 0.0
+        for t, term in enumerate(self.terms):
+            s, c = torch.cat(sums[t]), torch.cat(counts[t])
+            total = total + term.weight * float(s.sum() / c.sum())
+            per_sample = per_sample + term.weight * (s / c)
+        self._last_valid_errors = per_sample
+        self._last_valid_mae = {k: v[0] / max(v[1], 1) for k, v in abs_errors.items()}
+        return float(total)
 
     def _significantly_better_than_baseline(self) -> bool:
         """Paired block bootstrap of this epoch's validation errors against epoch 0's (the baseline).
@@ -531,7 +605,8 @@ class Trainer:
         st = self.state
         valid = self.evaluate_loss(self.valid_set)
         record = {"epoch": 0, "step": 0, "train_loss": None, "valid_loss": valid,
-                  "valid_mse": valid * self.target_scale ** 2, "lr": 0.0, "time_s": 0.0, "epoch_s": 0.0}
+                  "valid_mse": valid * self.target_scale ** 2, "lr": 0.0, "time_s": 0.0, "epoch_s": 0.0,
+                  **self._valid_mae_fields()}
         st["history"].append(record)
         st["best_valid"], st["best_epoch"] = valid, 0
         if self.config.select_significant:
@@ -540,13 +615,17 @@ class Trainer:
         self._save("best.pt")
         self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
+    def _valid_mae_fields(self) -> Dict[str, float]:
+        """``valid_energy_mae``... of the last evaluation (energy tasks; empty otherwise)."""
+        return {f"valid_{k}": v for k, v in getattr(self, "_last_valid_mae", {}).items()}
+
     def _end_epoch(self, bar) -> None:
         c, st = self.config, self.state
         valid = self.evaluate_loss(self.valid_set)
         record = {"epoch": st["epoch"] + 1, "step": st["step"],
                   "train_loss": st["epoch_loss"] / max(1, st["epoch_count"]), "valid_loss": valid,
                   "valid_mse": valid * self.target_scale ** 2, "lr": self.lr_at(max(0, st["step"] - 1)),
-                  "time_s": st["train_time"], "epoch_s": st["epoch_time"]}
+                  "time_s": st["train_time"], "epoch_s": st["epoch_time"], **self._valid_mae_fields()}
         st["history"].append(record)
         st["epoch_times"].append(st["epoch_time"])
         st["epoch"] += 1

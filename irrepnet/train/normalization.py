@@ -55,6 +55,13 @@ the network still learns at the full learning rate while ``g`` is small.
 :class:`NormalizedModel` wraps a model that works in normalised units and presents
 it in physical units: every reported metric, rollout and audit uses the wrapper.
 
+Energies
+--------
+On an energy task (target ``energy``, with ``forces`` its negative gradient) the
+energy and the forces share one scale, the training RMS of the forces, and the energy
+gets a per-element shift :math:`\sum_i \mu_{z_i}` (``scales["atom_energies"]``), fitted
+by least squares; see :mod:`irrepnet.train.energy`.
+
 Shapes/irreps
 -------------
 the wrapped model's own ``irreps_in`` (plus ``vel_history hx1o`` when a residual
@@ -70,6 +77,7 @@ import torch
 from .. import keys as K
 from ..interface import IrrepsModel
 from ..registry import ConfigError
+from .energy import energy_shift, fit_energy_scales
 
 #: ``residual`` values: the baseline of :mod:`irrepnet.data.baselines` each one adds, and the history it needs.
 RESIDUALS = {"none": (None, 0), "constant_velocity": ("constant_velocity", 1),
@@ -146,6 +154,10 @@ def fit_scales(model: IrrepsModel, arrays: Mapping[str, torch.Tensor], target: s
 
     With a residual the output scale is the RMS of the correction ``target - b(data)``.
     """
+    if target == K.ENERGY:  # one scale for energy and forces, and per-element atom energies
+        if residual != "none":
+            raise ConfigError(f"residual {residual!r} corrects a displacement; an energy model has none")
+        return fit_energy_scales(arrays)
     inputs = {f: rms(arrays[f]) for f in scaled_input_fields(model) if f in arrays}
     base = baseline_displacement(residual, arrays) if residual != "none" else None
     corr = target_array if base is None else target_array.double() - base.double().reshape(target_array.shape)
@@ -210,12 +222,19 @@ class NormalizedModel(IrrepsModel):
                 raise ValueError(f"scale of {name!r} must be > 0, got {s}")
         # a registered parameter (not a buffer) only when asked: old checkpoints keep loading
         self.gate = torch.nn.Parameter(torch.zeros(())) if start_at_baseline else None
+        atom_energies = scales.get("atom_energies")
+        self.atom_energies = [float(m) for m in atom_energies] if atom_energies is not None else None
+        if self.atom_energies is not None and K.SPECIES_ONEHOT not in irreps_in:
+            raise ValueError(f"scales['atom_energies'] shift the energy by element, but the model does not read "
+                             f"{K.SPECIES_ONEHOT!r}; fit the scales of this model with fit_scales")
 
     @property
     def scales(self) -> Dict[str, Dict[str, float]]:
         out = {"inputs": dict(self.input_scales), "outputs": dict(self.output_scales)}
         if self.acceleration_scale is not None:
             out["acceleration"] = self.acceleration_scale
+        if self.atom_energies is not None:
+            out["atom_energies"] = list(self.atom_energies)
         return out
 
     def normalize_inputs(self, data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -238,11 +257,20 @@ class NormalizedModel(IrrepsModel):
             out[self.output] = self.gate * out[self.output]
         return out
 
-    def normalized_target(self, data: Mapping[str, torch.Tensor], truth: torch.Tensor) -> torch.Tensor:
-        """What :meth:`forward_normalized` should output: ``(truth - b(data)) / s``."""
-        base = baseline_displacement(self.residual, data)
+    def normalized_target(self, data: Mapping[str, torch.Tensor], truth: torch.Tensor,
+                          output: Optional[str] = None) -> torch.Tensor:
+        """What :meth:`forward_normalized` should output for ``output`` (default: the trained one).
+
+        ``(truth - b(data)) / s``.
+
+        ``b`` is the residual baseline of the trained output, or the atom energies of ``energy``.
+        """
+        output = output or self.output
+        base = baseline_displacement(self.residual, data) if output == self.output else None
+        if output == K.ENERGY and self.atom_energies is not None:
+            base = energy_shift(data, self.atom_energies).to(truth.dtype)
         corr = truth if base is None else truth - base
-        return corr / self.output_scales.get(self.output, 1.0)
+        return corr / self.output_scales.get(output, 1.0)
 
     def to_physical(self, data: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Normalised outputs (of :meth:`forward_normalized` on ``data``) in physical units, baseline added."""
@@ -250,6 +278,8 @@ class NormalizedModel(IrrepsModel):
         base = baseline_displacement(self.residual, data)
         if base is not None:
             out[self.output] = out[self.output] + base.to(out[self.output].dtype)
+        if self.atom_energies is not None and K.ENERGY in out:
+            out[K.ENERGY] = out[K.ENERGY] + energy_shift(data, self.atom_energies).to(out[K.ENERGY].dtype)
         return out
 
     def forward(self, data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

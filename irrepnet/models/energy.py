@@ -1,0 +1,89 @@
+r"""Energy models: a per-graph energy summed from node scalars, and forces as its negative gradient.
+
+The NequIP construction (Batzner et al., "E(3)-equivariant graph neural networks for
+data-efficient and accurate interatomic potentials", Nat. Commun. 13, 2453 (2022)),
+after SchNet (Schütt et al. 2017): a backbone maps the atoms to one invariant scalar
+per atom, the energy is their sum over each graph, and the forces are its gradient,
+
+.. math::
+
+    E_g = \sum_{i \in g} \varepsilon_i(\{x_j\}, \{z_j\}), \qquad
+    F_i = -\frac{\partial E_{g(i)}}{\partial x_i}.
+
+If :math:`E` is E(3) invariant, :math:`F` is E(3) equivariant (a ``1o`` vector) by the
+chain rule, and it is conservative (a curl-free field) by construction. The sum makes
+:math:`E` extensive and the model apply to graphs of any size.
+
+:class:`EnergyModel` wraps any :class:`~irrepnet.interface.IrrepsModule` that writes
+``node_energy`` (``0e``, one per node); the registered families build one with their
+invariant node features read by :class:`~irrepnet.nn.ScalarHead` (``per_graph=False``).
+The gradient is taken inside ``forward``, under ``torch.enable_grad()``, so the
+forces exist also where the caller turned gradients off (evaluation, the audit);
+``create_graph`` is on in training mode, so that a loss on the forces trains the
+parameters (a second-order gradient).
+
+Shapes/irreps
+-------------
+reads what the backbone reads (at least ``pos 1o (n, 3)``); returns ``energy (G, 1)``
+``0e`` (a graph field) and ``forces (n, 3)`` ``1o`` (a node field).
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+
+from .. import keys as K
+from ..batch import ensure_batch
+from ..interface import IrrepsModel, IrrepsModule, Symmetry, cast_inputs
+from ..scatter import segment_sum
+
+
+class EnergyModel(IrrepsModel):
+    """``energy`` = per-graph sum of the backbone's ``node_energy``; ``forces = -d energy / d pos``.
+
+    Parameters
+    ----------
+    backbone : IrrepsModule
+        reads ``pos`` (and whatever else) and writes ``node_energy`` ``0e``; it may return
+        the whole batch dict or only its outputs.
+    symmetry : Symmetry or str
+        the claim the audit checks: the backbone's symmetry (``"E(3)"`` for an invariant
+        energy made of distances and parity-even features).
+    """
+
+    def __init__(self, backbone: IrrepsModule, symmetry="E(3)"):
+        if K.POS not in backbone.irreps_in:
+            raise ValueError(f"{type(backbone).__name__} does not read {K.POS!r}: forces are the gradient of the "
+                             "energy with respect to the positions, so the backbone must read them")
+        written = backbone.irreps_out.get(K.NODE_ENERGY)
+        if written is None or str(written) != "1x0e":
+            raise ValueError(f"{type(backbone).__name__} must write {K.NODE_ENERGY!r} as 1x0e (one invariant per "
+                             f"node); it writes {dict(backbone.irreps_out)}")
+        super().__init__(backbone.irreps_in, {K.ENERGY: "0e", K.FORCES: "1o"}, symmetry=symmetry)
+        self.backbone = backbone
+
+    def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        data = ensure_batch(cast_inputs(self, data))
+        outer_grad = torch.is_grad_enabled()
+        pos = data[K.POS]
+        if not pos.requires_grad:  # a fresh leaf: the caller's tensor is left as it is
+            pos = pos.detach().requires_grad_(True)
+        with torch.enable_grad():
+            node_energy = self.backbone({**data, K.POS: pos})[K.NODE_ENERGY]
+            energy = segment_sum(node_energy, data[K.BATCH], int(data[K.NUM_NODES].numel()))
+            (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=self.training and outer_grad,
+                                          allow_unused=True)
+        forces = -grad if grad is not None else torch.zeros_like(pos)
+        if not outer_grad:  # evaluation: hand back plain values, no graph kept alive
+            energy, forces = energy.detach(), forces.detach()
+        return {K.ENERGY: energy, K.FORCES: forces}
+
+
+def wants_energy(task) -> bool:
+    """Whether ``task`` (a TaskSpec) asks for an energy (with forces as its negative gradient)."""
+    return task.target == K.ENERGY
+
+
+__all__ = ["EnergyModel", "wants_energy"]
