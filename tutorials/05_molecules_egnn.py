@@ -72,8 +72,10 @@ print("irrepnet", irrepnet.__version__, "| torch", torch.__version__, "| FULL ="
 # every coordinate displaced at random (standard deviation 0.05 Å), labelled with the energy
 # and forces of ASE's **effective-medium theory** calculator (EMT). EMT was fitted to metals
 # and is a toy for molecules, but it is a smooth, many-body, E(3)-invariant potential that
-# ships with ASE, so the dataset is generated offline in a few seconds (and cached in
-# `~/.cache/irrepnet`). The splits hold the same molecules at different geometries.
+# ships with ASE, so the dataset is generated offline in seconds (and cached in
+# `~/.cache/irrepnet`). The G2 geometries are not EMT's minima, so the forces are large,
+# a few eV/Å even before the displacement. The splits hold the same molecules at
+# different geometries.
 #
 # A sample has, per atom, its position `pos` (`1o`, Å), its element as a one-hot
 # `species_onehot` (four `0e` scalars: rotations do not change what an atom is) and the
@@ -297,14 +299,14 @@ plt.show()
 # - **Energies only** (`force_weight = 0`): one label per molecule. The model still returns
 #   forces (they are the gradient of whatever energy it learns), but nothing asks them to
 #   be right, and a few hundred energies say little about the shape of the energy surface.
-# - **Forces weighted up** (NequIP and Allegro use force-heavy weights): $3N$ labels per
-#   molecule that describe the slope of the surface directly; the energy is then learned
-#   mostly through its gradient, and its absolute level (a constant per molecule that no
+# - **Forces weighted up** (a common choice for potentials meant for molecular dynamics):
+#   $3N$ labels per molecule that describe the slope of the surface directly; the energy is
+#   then learned mostly through its gradient, and its absolute level (an offset that no
 #   force can see) gets less attention.
 #
-# With Adam, multiplying the whole loss by a constant changes almost nothing, so what
-# matters is the ratio $w_F / w_E$. Two more runs with the same model, data, seed and
-# budget; the middle row is the run above:
+# With Adam, multiplying the whole loss by a constant changes almost nothing (gradient
+# clipping aside), so what matters is the ratio $w_F / w_E$. Two more runs with the same
+# model, data, seed and budget; the middle row is the run above:
 
 # %%
 weights = {"energy only (1, 0)": (1.0, 0.0), "equal (1, 1)": (1.0, 1.0), "forces x10 (1, 10)": (1.0, 10.0)}
