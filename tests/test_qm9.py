@@ -338,6 +338,7 @@ def test_one_epoch_of_irrepnet_train_writes_the_test_mae_in_the_targets_unit(qm9
 def test_a_short_run_learns_the_target(qm9_dir):
     """L1 training on mean/MAD-normalised targets fits the 8 training molecules better than predicting the mean."""
     from conftest import small
+
     from irrepnet.train import make_trainer
 
     task = load_task("qm9", data=str(qm9_dir), target="alpha")
@@ -401,3 +402,59 @@ def test_a_malformed_file_names_the_file_and_line(qm9_dir, file, edit, message):
     path.write_text(edit(path.read_text()))
     with pytest.raises(Q.QM9FormatError, match=message):
         Q.parse_raw(qm9_dir)
+
+
+# --- PyTorch Geometric interoperability (optional) ------------------------------------------------
+def _pyg_y(csv_path):
+    """``torch_geometric.datasets.QM9``'s ``y`` of each CSV row, made as PyG makes it (float32, eV)."""
+    har2ev, kcal2ev = 27.2113825435, 0.04336414
+    conversion = torch.tensor([1., 1., har2ev, har2ev, har2ev, 1., har2ev, har2ev, har2ev, har2ev, har2ev, 1.,
+                               kcal2ev, kcal2ev, kcal2ev, kcal2ev, 1., 1., 1.])
+    rows = csv_path.read_text().splitlines()[1:]
+    target = torch.tensor([[float(x) for x in r.split(",")[1:20]] for r in rows], dtype=torch.float)
+    return torch.cat([target[:, 3:], target[:, :3]], dim=-1) * conversion
+
+
+def test_from_pyg_and_to_pyg_round_trip_a_qm9_batch(qm9_dir):
+    pyg = pytest.importorskip("torch_geometric.data")
+    from irrepnet.data.pyg import from_pyg, to_pyg
+
+    raw = Q.parse_raw(qm9_dir)
+    y = _pyg_y(qm9_dir / "gdb9.sdf.csv")
+    offsets = np.concatenate([[0], np.cumsum(raw["num_nodes"])])
+    rows = [0, 5, 6]  # methane, formaldehyde, ethane
+    graphs = [pyg.Data(z=torch.as_tensor(raw["z"][offsets[r]:offsets[r + 1]]),
+                       pos=torch.as_tensor(raw["pos"][offsets[r]:offsets[r + 1]], dtype=torch.float),
+                       y=y[r:r + 1]) for r in rows]
+    data = pyg.Batch.from_data_list(graphs)
+    for target, tol in [("homo", 1e-3), ("U0", 0.5), ("Cv", 1e-4), ("alpha", 1e-4)]:
+        mine = from_pyg(data, target=target, dtype=torch.float64)
+        expected = Q.target_values(raw, target)[rows]
+        np.testing.assert_allclose(mine[K.TARGET_PROPERTY].reshape(-1).numpy(), expected, atol=tol, rtol=0)
+    mine = from_pyg(data, target="homo")
+    assert mine[K.NUM_NODES].tolist() == [5, 4, 8] and mine[K.SPECIES_ONEHOT].shape == (17, 5)
+    assert mine[K.SPECIES_ONEHOT][:5].argmax(1).tolist() == [1, 0, 0, 0, 0]  # C, then four H
+    back = to_pyg(mine)
+    assert torch.equal(back.z, data.z) and torch.equal(back.pos, data.pos) and torch.equal(back.batch, data.batch)
+    again = from_pyg(back)
+    for key in (K.POS, K.SPECIES_ONEHOT, K.BATCH, K.NUM_NODES, K.TARGET_PROPERTY):
+        assert torch.equal(again[key], mine[key]), key
+    # a model gives the same prediction on the converted batch as on irrepnet's own
+    ds = Q.QM9Dataset(raw, rows, target="homo", dtype=torch.float32)
+    torch.manual_seed(0)
+    model = build_model("egnn", task_spec("qm9"), hidden=8, layers=1).eval()
+    torch.testing.assert_close(model(mine)[K.PROPERTY], model(ds.batch(None))[K.PROPERTY])
+    with pytest.raises(ValueError, match="not among the species"):
+        from_pyg(pyg.Data(z=torch.tensor([1, 17]), pos=torch.zeros(2, 3)))
+
+
+def test_without_torch_geometric_the_conversion_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from irrepnet.data.pyg import to_pyg
+
+    for name in [m for m in sys.modules if m == "torch_geometric" or m.startswith("torch_geometric.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torch_geometric", None)  # import torch_geometric now raises ImportError
+    with pytest.raises(ImportError, match="pip install torch-geometric"):
+        to_pyg({K.POS: torch.zeros(1, 3), K.SPECIES_ONEHOT: torch.ones(1, 5)})
