@@ -29,7 +29,7 @@ from . import keys as K
 from .batch import check_batch
 from .equivariance import audit_all
 from .registry import ConfigError, UnknownModelError, build_model, get_model_entry, list_models
-from .tasks import ENERGY_TASKS, TASKS, load_task, task_spec
+from .tasks import ENERGY_TASKS, PROPERTY_TASKS, TASKS, load_task, task_spec
 from .train.config import RESIDUALS
 
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ConfigError, UnknownModelError)
@@ -38,9 +38,14 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ConfigE
 
 def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None:
     p.add_argument("--task", choices=TASKS, default="twelve_body",
-                   help="molecules: small molecules with EMT energies and forces (needs ASE: pip install ase)")
+                   help="molecules: small molecules with EMT energies and forces (needs ASE: pip install ase); "
+                        "qm9: one QM9 property, read from --data")
     p.add_argument("--data", help="twelve_body: trajectory file in the dmol format (npz with key 'arr'); "
-                                  "default: the built-in polymer simulator")
+                                  "default: the built-in polymer simulator. qm9: the folder of PyG's raw QM9 files "
+                                  "(gdb9.sdf, gdb9.sdf.csv, uncharacterized.txt; never downloaded)")
+    p.add_argument("--target", help="qm9: the property (mu alpha homo lumo gap r2 zpve U0 U H G Cv; default homo)")
+    p.add_argument("--pooling", choices=("sum", "mean"), default="sum",
+                   help="qm9: pool the per-atom outputs by their sum (default, as EGNN) or mean")
     p.add_argument("--history", type=int, default=None,
                    help=f"twelve_body: frames of velocity history given to the models (default {default_history})")
     p.add_argument("--bonds", action="store_true",
@@ -115,13 +120,22 @@ def _history(args) -> int:
     return args.default_history if args.task == "twelve_body" else 0
 
 
+def _qm9_args(args) -> dict:
+    """``target`` and ``pooling`` for the qm9 task; refused on the others."""
+    if args.task == "qm9":
+        return {"target": args.target, "pooling": args.pooling}
+    if args.target is not None or args.pooling != "sum":
+        raise ValueError(f"--target/--pooling choose the qm9 task's property; drop them for --task {args.task}")
+    return {}
+
+
 def _spec_for(args) -> object:
-    return task_spec(args.task, history=_history(args), bonds=args.bonds)
+    return task_spec(args.task, history=_history(args), bonds=args.bonds, **_qm9_args(args))
 
 
 def _load_task(args):
-    """The task of ``--task``, ``--data``, ``--history`` and ``--bonds``."""
-    return load_task(args.task, data=args.data, history=_history(args), bonds=args.bonds)
+    """The task of ``--task``, ``--data``, ``--history``, ``--bonds`` (and qm9's ``--target``, ``--pooling``)."""
+    return load_task(args.task, data=args.data, history=_history(args), bonds=args.bonds, **_qm9_args(args))
 
 
 def _count_params(model: torch.nn.Module) -> int:
@@ -193,9 +207,9 @@ def _baseline_rows(task) -> dict:
 
 
 def cmd_baselines(args) -> int:
-    if args.task in ENERGY_TASKS:
+    if args.task in ENERGY_TASKS + PROPERTY_TASKS:
         raise ValueError(f"the physical baselines extrapolate trajectories; task {args.task!r} has none (it is "
-                         "scored on energies and forces): train a model on it instead")
+                         "scored on energies or a molecular property): train a model on it instead")
     task = _load_task(args)
     rows = _baseline_rows(task)
     print(f"physical baselines on {args.task} ({getattr(task.train, 'source', 'simulated')}); "
@@ -226,6 +240,8 @@ def cmd_audit(args) -> int:
         args.task = meta["task"]["name"]
         args.history = meta["task"]["history"]
         args.bonds = bool(meta["task"].get("bonds", False))
+        if args.task == "qm9":
+            args.target, args.pooling = meta["task"].get("target"), meta["task"].get("pooling", "sum")
         print(f"audit of {meta['model']} from {args.checkpoint} (trained on {args.task}, history {args.history}"
               f"{', bonds' if args.bonds else ''})")
         task = _load_task(args)
@@ -338,9 +354,13 @@ def cmd_train(args) -> int:
     except TrainingInterrupted as exc:
         print(f"irrepnet: {exc}", file=sys.stderr)
         return 130
-    energy = task.spec.target == K.ENERGY
+    energy, prop = task.spec.target == K.ENERGY, task.spec.target == K.PROPERTY
     if energy:  # molecules: energy and force errors in eV and eV/Angstrom
         acc = {f"test_{k}": v for k, v in M.energy_force_errors(result.model, task.test).items()}
+    elif prop:  # qm9: the property's MAE in its unit (meV, D, bohr^3...)
+        acc = {f"test_{k}": v for k, v in M.property_errors(result.model, task.test).items()}
+        acc.update(target=task.spec.extras["target"], unit=task.spec.extras["unit"],
+                   pooling=task.spec.extras["pooling"])
     else:
         pred, true = M.predict(result.model, task.test)
         acc = M.accuracy(pred, true)
@@ -356,6 +376,9 @@ def cmd_train(args) -> int:
         say(f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MAE energy "
             f"{acc['test_energy_mae']:.4g} eV ({acc['test_energy_per_atom_mae']:.4g} eV/atom), forces "
             f"{acc['test_forces_mae']:.4g} eV/Å")
+    elif prop:
+        say(f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MAE "
+            f"{acc['target']} {acc['test_property_mae']:.4g} {acc['unit']} (RMSE {acc['test_property_rmse']:.4g})")
     else:
         say(f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MSE "
             f"{acc['test_mse']:.3e} ({acc['mse_vs_zero']:.3g} x zero displacement), R2 {acc['r2']:.4f}")

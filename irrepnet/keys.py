@@ -48,6 +48,9 @@ PAIR_EMBEDDING = "pair_embedding"  # (P, n_basis) 0e: edge_embedding per pair; e
 # --- graph fields -------------------------------------------------------------
 NUM_NODES = "num_nodes"  # (G,) long: nodes per graph (graphs may be empty)
 TARGET_ENERGY = "target_energy"  # (G, 1) float, 0e: true energy of each graph (molecules: eV)
+#: (G, 1) float, 0e: the true value of a graph-level invariant property, one per graph
+#: (qm9: the chosen target, e.g. HOMO in meV; irrepnet.data.qm9 lists the targets and units)
+TARGET_PROPERTY = "target_property"
 
 # --- model outputs (shared by all heads) --------------------------------------
 DISPLACEMENT = "displacement"  # (n, 3) 1o: predicted x(t+1) - x(t)
@@ -55,6 +58,8 @@ NEXT_POS = "next_pos"  # (n, 3) 1o: predicted x(t+1); translates with the frame
 NODE_ENERGY = "node_energy"  # (n, 1) 0e
 ENERGY = "energy"  # (G, 1) 0e: per-graph scalar
 FORCES = "forces"  # (n, 3) 1o: -d energy / d pos, predicted
+#: (G, 1) 0e: predicted graph-level invariant property (sum or mean of per-node 0e outputs; qm9)
+PROPERTY = "property"
 
 NODE, EDGE, GRAPH = "node", "edge", "graph"
 
@@ -84,6 +89,8 @@ _FIELD_KINDS: Dict[str, str] = {
     NUM_NODES: GRAPH,
     ENERGY: GRAPH,
     TARGET_ENERGY: GRAPH,
+    PROPERTY: GRAPH,
+    TARGET_PROPERTY: GRAPH,
 }
 
 POSITION_FIELDS = {POS, TARGET_POS, NEXT_POS}

@@ -74,6 +74,26 @@ def predict(model: torch.nn.Module, dataset, *, output: str = K.DISPLACEMENT, ba
 
 
 @torch.no_grad()
+def property_errors(model: torch.nn.Module, dataset, *, batch_size: int = 256,
+                    device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
+    """``{"property_mae", "property_rmse"}`` of a graph property over ``dataset``, in the target's unit.
+
+    ``model`` returns ``property (G, 1)`` in physical units; ``dataset`` has ``target_property``.
+    """
+    device, dtype = _device_dtype(model, device, dtype)
+    model.eval()
+    abs_sum, sq_sum, count = 0.0, 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            cpu_batch = dataset.batch(list(range(start, min(len(dataset), start + batch_size))))
+            out = model(move(cpu_batch, device, dtype))
+            err = out[K.PROPERTY].double().cpu() - cpu_batch[K.TARGET_PROPERTY].double()
+            abs_sum += float(err.abs().sum())
+            sq_sum += float(err.pow(2).sum())
+            count += err.numel()
+    return {"property_mae": abs_sum / max(count, 1), "property_rmse": float(np.sqrt(sq_sum / max(count, 1)))}
+
+
 def energy_force_errors(model: torch.nn.Module, dataset, *, batch_size: int = 256,
                         device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
     """MAE and RMSE of energy (per molecule and per atom) and forces over ``dataset``, in physical units.

@@ -125,6 +125,8 @@ def register_model(name: str, *, config: type, description: str = "", tasks=None
     ``energy=True`` says the builder also serves tasks whose target is ``energy`` (the
     molecules task): it then returns a model with outputs ``energy`` and ``forces``
     (:class:`irrepnet.models.energy.EnergyModel`); other models are refused for them.
+    On tasks whose target is ``property`` (qm9) the same builder's backbone is pooled
+    without forces (:func:`irrepnet.models.energy.as_property_model`).
     The builder must import them itself, inside its body, so that registering costs nothing.
     """
     if not dataclasses.is_dataclass(config):
@@ -188,11 +190,14 @@ def build_model(name: str, task: TaskSpec, config=None, **overrides) -> IrrepsMo
         raise ConfigError(reason)
     if entry.tasks is not None and task.name not in entry.tasks:
         raise ConfigError(f"model {name!r} supports tasks {list(entry.tasks)}, not {task.name!r}")
-    energy_task = task.target == K.ENERGY
-    if energy_task and not entry.energy:
-        able = sorted(n for n, e in _REGISTRY.items() if e.energy)
+    energy_task, property_task = task.target == K.ENERGY, task.target == K.PROPERTY
+    if (energy_task or property_task) and not entry.energy:
+        able = ", ".join(sorted(n for n, e in _REGISTRY.items() if e.energy)) or "(none registered)"
+        if property_task:
+            raise ConfigError(f"model {name!r} predicts no per-atom invariant, and task {task.name!r} is scored on "
+                              f"a graph-level invariant (pooled per-atom scalars); use one of: {able}")
         raise ConfigError(f"model {name!r} predicts no energy, and task {task.name!r} is scored on an energy and "
-                          f"its forces; use an energy model: {', '.join(able) or '(none registered)'}")
+                          f"its forces; use an energy model: {able}")
     if config is None or isinstance(config, Mapping):
         cfg = entry.make_config({**dict(config or {}), **overrides})
     else:
@@ -200,6 +205,10 @@ def build_model(name: str, task: TaskSpec, config=None, **overrides) -> IrrepsMo
     model = entry.builder(cfg, task)
     if not isinstance(model, IrrepsModel):
         raise TypeError(f"builder of {name!r} returned {type(model).__name__}, not an IrrepsModel")
+    if property_task:  # the energy model's backbone, pooled, without forces
+        from .models.energy import as_property_model
+
+        model = as_property_model(model, task.extras.get("pooling", "sum"))
     if energy_task and not {K.ENERGY, K.FORCES} <= set(model.irreps_out):
         raise TypeError(f"builder of {name!r} is registered with energy=True but returned a model with outputs "
                         f"{sorted(model.irreps_out)} for task {task.name!r}; it must return energy and forces")

@@ -14,13 +14,17 @@ twelve_body    pos 1o, node_index; with history h >= 1 also    displacement 1o
 nbody          pos 1o, vel 1o, charge 0e                       displacement 1o
 molecules      pos 1o, species_onehot kx0e (k elements)        energy 0e (graph),
                                                                forces 1o (node)
+qm9            pos 1o, species_onehot 5x0e (H, C, N, O, F)     property 0e (graph)
 =============  ==============================================  ===================
 
 On nbody the paper's target, positions at frame 40, is ``pos + displacement``. On
 molecules (:mod:`irrepnet.data.molecules`) graphs differ in size (``num_nodes`` is
 ``None``); the model predicts the energy and returns the forces as its negative
 gradient (:mod:`irrepnet.models.energy`), and ``extras["forces"]`` says that the
-forces are scored too (``target_forces`` in the data).
+forces are scored too (``target_forces`` in the data). On qm9 (:mod:`irrepnet.data.qm9`,
+read from the user's copy of PyG's raw files, ``--data DIR``) the target is one of the
+twelve QM9 properties (``extras["target"]``, with its ``"unit"``), predicted as the sum
+(or mean, ``extras["pooling"]``) of per-atom invariants, without forces.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from typing import Optional, Sequence
 from . import keys as K
 from .interface import TaskSpec
 
-TASKS = ("twelve_body", "nbody", "molecules")
+TASKS = ("twelve_body", "nbody", "molecules", "qm9")
 #: tasks whose target is a graph energy with forces as its negative gradient
 ENERGY_TASKS = ("molecules",)
+#: tasks whose target is a graph-level invariant property (no forces)
+PROPERTY_TASKS = ("qm9",)
 
 
 @dataclass
@@ -45,8 +51,13 @@ class Task:
 
 
 def task_spec(name: str, *, history: int = 0, num_nodes: Optional[int] = None, delta_t: float = 1.0,
-              bonds: bool = False, species: Optional[Sequence[str]] = None) -> TaskSpec:
+              bonds: bool = False, species: Optional[Sequence[str]] = None, target: Optional[str] = None,
+              pooling: str = "sum") -> TaskSpec:
     """The :class:`TaskSpec` of task ``name`` (no data is loaded).
+
+    ``target`` (qm9 only) is one of the twelve QM9 targets (default ``homo``; see
+    :data:`irrepnet.data.qm9.TARGETS`), ``pooling`` (qm9 only) ``"sum"`` or ``"mean"`` of
+    the per-atom outputs.
 
     ``species`` (molecules only) are the elements of the one-hot atom types, in order
     (default :data:`irrepnet.data.molecules.DEFAULT_SPECIES`, H C N O).
@@ -59,6 +70,10 @@ def task_spec(name: str, *, history: int = 0, num_nodes: Optional[int] = None, d
         raise ValueError(f"bonds: only the twelve_body task is a bonded chain; task {name!r} has no bonds")
     if species is not None and name != "molecules":
         raise ValueError(f"species: only the molecules task has atom types; drop species for task {name!r}")
+    if (target is not None or pooling != "sum") and name != "qm9":
+        raise ValueError(f"target/pooling: only the qm9 task chooses a target property; drop them for {name!r}")
+    if name == "qm9":
+        return _qm9_spec(history, target, pooling)
     if name == "molecules":
         if history:
             raise ValueError("the molecules task has static geometries, not trajectories; drop --history")
@@ -82,6 +97,19 @@ def task_spec(name: str, *, history: int = 0, num_nodes: Optional[int] = None, d
     raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
 
 
+def _qm9_spec(history: int, target: Optional[str], pooling: str) -> TaskSpec:
+    from .data.qm9 import DEFAULT_TARGET, SPECIES, get_target
+    from .models.energy import POOLINGS
+
+    if history:
+        raise ValueError("the qm9 task has static geometries, not trajectories; drop --history")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    t = get_target(target if target is not None else DEFAULT_TARGET)
+    return TaskSpec("qm9", {K.POS: "1o", K.SPECIES_ONEHOT: f"{len(SPECIES)}x0e"}, K.PROPERTY, num_nodes=None,
+                    extras={"target": t.name, "unit": t.unit, "pooling": pooling, "species": list(SPECIES)})
+
+
 def _default_species():
     from .data.molecules import DEFAULT_SPECIES  # data modules stay unimported until a task needs them
 
@@ -89,8 +117,9 @@ def _default_species():
 
 
 def load_task(name: str, *, data: Optional[str] = None, history: int = 0, split: str = "chronological",
-              seed: int = 0, n_train: int = 3000, expect_dmol: bool = False, dtype=None, bonds: bool = False,
-              n_valid: Optional[int] = None, n_test: Optional[int] = None) -> Task:
+              seed: int = 0, n_train: Optional[int] = None, expect_dmol: bool = False, dtype=None, bonds: bool = False,
+              n_valid: Optional[int] = None, n_test: Optional[int] = None, target: Optional[str] = None,
+              pooling: str = "sum") -> Task:
     """Datasets and spec of task ``name``.
 
     Parameters
@@ -103,16 +132,27 @@ def load_task(name: str, *, data: Optional[str] = None, history: int = 0, split:
     bonds : bool
         twelve_body only: tell the models that the beads are bonded in chain order
         (see :func:`task_spec`).
-    n_train : int
-        nbody and molecules: training samples (the EGNN protocol uses 3000 on nbody).
+    n_train : int, optional
+        nbody and molecules: training samples (default 3000; the EGNN protocol uses 3000 on nbody).
     n_valid, n_test : int, optional
         molecules only: validation and test molecules (default 500 each).
+    data : str
+        qm9: the folder of PyG's raw QM9 files (required; nothing is downloaded).
+    target, pooling : str
+        qm9 only: see :func:`task_spec`. On qm9 ``n_train``/``n_valid``/``n_test``, when
+        given, keep the first molecules of the EGNN split (default: all of it).
     """
     from . import data as D  # imported here: loading a task is the only thing that needs numpy datasets
 
     kwargs = {} if dtype is None else {"dtype": dtype}
     if bonds and name != "twelve_body":
         raise ValueError(f"bonds: only the twelve_body task is a bonded chain; drop bonds for task {name!r}")
+    if (target is not None or pooling != "sum") and name != "qm9":
+        raise ValueError(f"target/pooling: only the qm9 task chooses a target property; drop them for {name!r}")
+    if name == "qm9":
+        return _load_qm9(data, history, target, pooling, n_train, n_valid, n_test,
+                         kwargs)
+    n_train = 3000 if n_train is None else n_train
     if (n_valid is not None or n_test is not None) and name != "molecules":
         raise ValueError(f"n_valid/n_test: only the molecules task generates its splits to size; "
                          f"drop them for {name!r}")
@@ -139,3 +179,14 @@ def load_task(name: str, *, data: Optional[str] = None, history: int = 0, split:
         test = D.nbody("test", n_train=n_train, **kwargs)
         return Task(task_spec(name, delta_t=train.delta_t), train, test, valid)
     raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+
+
+def _load_qm9(data, history, target, pooling, n_train, n_valid, n_test, kwargs) -> Task:
+    from .data.qm9 import HOW_TO_GET, load_qm9
+
+    spec = task_spec("qm9", history=history, target=target, pooling=pooling)  # bad options fail before reading
+    if data is None:
+        raise ValueError(f"the qm9 task reads your copy of QM9: give --data DIR, the folder of gdb9.sdf, "
+                         f"gdb9.sdf.csv and uncharacterized.txt. {HOW_TO_GET}")
+    splits = load_qm9(data, target=spec.extras["target"], n_train=n_train, n_valid=n_valid, n_test=n_test, **kwargs)
+    return Task(spec, splits["train"], splits["test"], splits["valid"])

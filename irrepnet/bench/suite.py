@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..registry import ConfigError, get_model_entry, list_models
-from ..tasks import ENERGY_TASKS, TASKS
+from ..tasks import ENERGY_TASKS, PROPERTY_TASKS, TASKS
 from ..train.config import TrainConfig, _check_keys, read_toml, train_config
 
 #: folders searched for ``--suite NAME``: the repository's benchmarks/ and ./benchmarks
@@ -124,9 +124,9 @@ class Suite:
     def __post_init__(self):
         if self.task not in TASKS:
             raise ConfigError(f"suite {self.name!r}: unknown task {self.task!r}; known: {', '.join(TASKS)}")
-        if self.task in ENERGY_TASKS:  # results schema, report columns, baselines and rollouts are displacement ones
-            raise ConfigError(f"suite {self.name!r}: the bench harness does not run energy tasks such as "
-                              f"{self.task!r} yet; train one model with `irrepnet train --task {self.task}`")
+        if self.task in ENERGY_TASKS + PROPERTY_TASKS:  # results, reports, baselines, rollouts: displacements
+            raise ConfigError(f"suite {self.name!r}: the bench harness does not run energy tasks or property "
+                              f"tasks such as {self.task!r} yet; train one model with `irrepnet train --task {self.task}`")
         if self.data not in DATA_MODES:
             raise ConfigError(f"suite {self.name!r}: data must be one of {DATA_MODES}, got {self.data!r}")
         if not self.variants:

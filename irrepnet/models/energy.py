@@ -22,10 +22,25 @@ forces exist also where the caller turned gradients off (evaluation, the audit);
 ``create_graph`` is on in training mode, so that a loss on the forces trains the
 parameters (a second-order gradient).
 
+Graph properties
+----------------
+A task whose target is ``property`` (qm9: one invariant per molecule, such as the HOMO
+energy) uses the same backbones without forces: :class:`GraphPropertyModel` pools the
+node scalars per graph, by their sum (the default, as in the EGNN paper's QM9 model and
+SchNet) or their mean (``pooling="mean"``, an intensive readout),
+
+.. math::
+
+    y_g = \sum_{i \in g} \varepsilon_i \quad\text{or}\quad y_g = \frac{1}{N_g}\sum_{i \in g} \varepsilon_i .
+
+:func:`as_property_model` turns the :class:`EnergyModel` a registered builder returns
+into one (the registry does it for such tasks).
+
 Shapes/irreps
 -------------
 reads what the backbone reads (at least ``pos 1o (n, 3)``); returns ``energy (G, 1)``
-``0e`` (a graph field) and ``forces (n, 3)`` ``1o`` (a node field).
+``0e`` (a graph field) and ``forces (n, 3)`` ``1o`` (a node field); a
+:class:`GraphPropertyModel` returns ``property (G, 1)`` ``0e``.
 """
 
 from __future__ import annotations
@@ -81,9 +96,59 @@ class EnergyModel(IrrepsModel):
         return {K.ENERGY: energy, K.FORCES: forces}
 
 
+#: how :class:`GraphPropertyModel` pools the node scalars of a graph
+POOLINGS = ("sum", "mean")
+
+
+class GraphPropertyModel(IrrepsModel):
+    """``property`` = per-graph sum (or mean) of the backbone's ``node_energy``; no forces.
+
+    Parameters
+    ----------
+    backbone : IrrepsModule
+        writes ``node_energy`` ``1x0e`` (the backbone of an :class:`EnergyModel`).
+    pooling : {"sum", "mean"}
+    symmetry : Symmetry or str
+        the backbone's symmetry.
+    """
+
+    def __init__(self, backbone: IrrepsModule, pooling: str = "sum", symmetry="E(3)"):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        written = backbone.irreps_out.get(K.NODE_ENERGY)
+        if written is None or str(written) != "1x0e":
+            raise ValueError(f"{type(backbone).__name__} must write {K.NODE_ENERGY!r} as 1x0e (one invariant per "
+                             f"node); it writes {dict(backbone.irreps_out)}")
+        super().__init__(backbone.irreps_in, {K.PROPERTY: "0e"}, symmetry=symmetry)
+        self.backbone, self.pooling = backbone, pooling
+
+    def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        data = ensure_batch(cast_inputs(self, data))
+        node = self.backbone(data)[K.NODE_ENERGY]
+        counts = data[K.NUM_NODES]
+        out = segment_sum(node, data[K.BATCH], int(counts.numel()))
+        if self.pooling == "mean":  # an empty graph pools to 0
+            out = out / counts.clamp(min=1).to(out.dtype)[:, None]
+        return {K.PROPERTY: out}
+
+    def extra_repr(self) -> str:
+        return f"pooling={self.pooling!r}"
+
+
+def as_property_model(model: IrrepsModel, pooling: str = "sum") -> IrrepsModel:
+    """``model`` as a :class:`GraphPropertyModel`: an :class:`EnergyModel`'s backbone, pooled; no forces."""
+    if K.PROPERTY in model.irreps_out:
+        return model
+    if not isinstance(model, EnergyModel):
+        raise TypeError(f"{type(model).__name__} has no per-node scalar backbone to pool (an EnergyModel has one); "
+                        f"it writes {sorted(model.irreps_out)}")
+    return GraphPropertyModel(model.backbone, pooling=pooling, symmetry=model.symmetry)
+
+
 def wants_energy(task) -> bool:
-    """Whether ``task`` (a TaskSpec) asks for an energy (with forces as its negative gradient)."""
-    return task.target == K.ENERGY
+    """Whether ``task`` (a TaskSpec) asks for per-node scalars summed per graph: an energy (with forces as its
+    negative gradient) or a graph property (qm9); builders return an :class:`EnergyModel` for both."""
+    return task.target in (K.ENERGY, K.PROPERTY)
 
 
-__all__ = ["EnergyModel", "wants_energy"]
+__all__ = ["POOLINGS", "EnergyModel", "GraphPropertyModel", "as_property_model", "wants_energy"]

@@ -27,12 +27,16 @@ def task_meta(spec) -> Dict[str, Any]:
             "delta_t": float(spec.extras.get("delta_t", 1.0)), "bonds": spec.extras.get("bonds") == "chain"}
     if "species" in spec.extras:  # molecules: the elements of the one-hot, in order
         meta["species"] = list(spec.extras["species"])
+    if "target" in spec.extras:  # qm9: the property and how the node outputs are pooled
+        meta.update(target=spec.extras["target"], pooling=spec.extras.get("pooling", "sum"))
     return meta
 
 
 def spec_from_meta(meta: Dict[str, Any]):
     if meta["name"] == "molecules":
         return task_spec(meta["name"], species=meta.get("species"))
+    if meta["name"] == "qm9":
+        return task_spec(meta["name"], target=meta.get("target"), pooling=meta.get("pooling", "sum"))
     return task_spec(meta["name"], history=meta["history"], num_nodes=meta["num_nodes"], delta_t=meta["delta_t"],
                      bonds=bool(meta.get("bonds", False)))  # checkpoints before bonds existed have none
 

@@ -47,12 +47,14 @@ class LossTerm:
     """One part of the training loss: ``weight`` x MSE of ``output`` against ``truth`` (normalised units).
 
     ``per_atom``: a graph field whose error is divided by the graph's node count first.
+    ``loss``: ``"mse"`` (squared error) or ``"l1"`` (absolute error, the EGNN paper's QM9 loss).
     """
 
     output: str
     truth: str
     weight: float = 1.0
     per_atom: bool = False
+    loss: str = "mse"
 
 
 def energy_loss_terms(energy_weight: float, force_weight: float) -> List[LossTerm]:

@@ -19,6 +19,9 @@ the forces, weighted by ``energy_weight`` and ``force_weight`` (:mod:`irrepnet.t
 and each epoch's log line also has the validation MAE of the energy (per molecule and per
 atom) and of the force components, in the data's units (eV, eV/Å for molecules);
 ``valid_mse`` is there the weighted validation loss times the force scale squared (eV²).
+On a property task (qm9) the loss is the L1 error of the mean/MAD-normalised target
+(:mod:`irrepnet.train.property`); the log has ``valid_property_mae`` in the target's unit
+and ``valid_mse`` is ``None``.
 
 Shapes/irreps
 -------------
@@ -56,10 +59,11 @@ from .noise import add_input_noise, window_noise
 from .optim import make_optimizer
 from .normalization import NormalizedModel, check_residual, fit_scales, rms
 from .energy import LossTerm, energy_loss_terms
+from .property import accumulate_abs_errors, property_loss_terms
 
 #: dataset field holding the truth for each model output
 TARGET_FIELDS = {K.DISPLACEMENT: K.TARGET_DISP, K.NEXT_POS: K.TARGET_POS, K.ENERGY: K.TARGET_ENERGY,
-                 K.FORCES: K.TARGET_FORCES}
+                 K.FORCES: K.TARGET_FORCES, K.PROPERTY: K.TARGET_PROPERTY}
 #: steps excluded from the step-time median (allocator and kernel warm-up)
 WARMUP_STEPS_UNTIMED = 5
 #: config keys that may differ between a run and its resumption
@@ -101,20 +105,6 @@ def split_validation(train_set, fraction: float):
     if n - n_valid < 1:
         raise ValueError(f"a training set of {n} samples is too small to hold out a validation split")
     return train_set.subset(range(n - n_valid)), train_set.subset(range(n - n_valid, n))
-
-
-def _accumulate_abs_errors(acc: Dict[str, list], batch, phys) -> None:
-    """Add one batch's absolute errors of energy (per molecule, per atom) and forces to ``acc`` (sum, count)."""
-    parts = {}
-    if K.ENERGY in phys and K.TARGET_ENERGY in batch:
-        err = (phys[K.ENERGY] - batch[K.TARGET_ENERGY]).double().abs()
-        parts["energy_mae"] = err
-        parts["energy_per_atom_mae"] = err / batch[K.NUM_NODES].double()[:, None]
-    if K.FORCES in phys and K.TARGET_FORCES in batch:
-        parts["forces_mae"] = (phys[K.FORCES] - batch[K.TARGET_FORCES]).double().abs()
-    for name, err in parts.items():
-        s, c = acc.get(name, (0.0, 0))
-        acc[name] = (s + float(err.sum()), c + err.numel())
 
 
 #: family-wise level of ``select_significant``: the chance that noise replaces the baseline in a run
@@ -350,7 +340,7 @@ class Trainer:
     # --- loss -------------------------------------------------------------------
     def _loss_terms(self, model: IrrepsModel, train_set) -> List[LossTerm]:
         """The loss terms: the target alone, or on an energy task the energy and the forces."""
-        if self.output != K.ENERGY:
+        if self.output not in (K.ENERGY, K.PROPERTY):
             return [LossTerm(self.output, self.target)]
         from ..registry import ConfigError
 
@@ -362,6 +352,8 @@ class Trainer:
             raise ConfigError(f"training option(s) {refused} apply to displacement tasks; an energy model has "
                               "no baseline, and noisy positions would not match their forces: leave them at "
                               "their defaults")
+        if self.output == K.PROPERTY:  # mean/MAD-normalised target, L1 loss (irrepnet.train.property)
+            return property_loss_terms()
         terms = energy_loss_terms(c.energy_weight, c.force_weight)
         if c.force_weight > 0:
             if K.FORCES not in model.irreps_out:
@@ -377,7 +369,7 @@ class Trainer:
         err = pred[term.output] - self.model.normalized_target(batch, batch[term.truth], term.output)
         if term.per_atom:
             err = err / batch[K.NUM_NODES].to(err.dtype)[:, None]
-        return err.pow(2)
+        return err.abs() if term.loss == "l1" else err.pow(2)
 
     def _forward_train(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Normalised outputs of a training step: through DistributedDataParallel when distributed."""
@@ -418,8 +410,8 @@ class Trainer:
                 sums[t].append(torch.zeros(len(idx), dtype=torch.float64, device=err.device)
                                .index_add_(0, graph, err.sum(dim=1)).cpu())
                 counts[t].append((torch.bincount(graph, minlength=len(idx)) * err.shape[1]).double().cpu())
-            if self.output == K.ENERGY:
-                _accumulate_abs_errors(abs_errors, batch, self.model.to_physical(batch, pred))
+            if self.output in (K.ENERGY, K.PROPERTY):
+                accumulate_abs_errors(abs_errors, batch, self.model.to_physical(batch, pred))
         total, per_sample = 0.0, 0.0
         for t, term in enumerate(self.terms):
             s, c = torch.cat(sums[t]), torch.cat(counts[t])
@@ -605,7 +597,7 @@ class Trainer:
         st = self.state
         valid = self.evaluate_loss(self.valid_set)
         record = {"epoch": 0, "step": 0, "train_loss": None, "valid_loss": valid,
-                  "valid_mse": valid * self.target_scale ** 2, "lr": 0.0, "time_s": 0.0, "epoch_s": 0.0,
+                  "valid_mse": self._valid_mse(valid), "lr": 0.0, "time_s": 0.0, "epoch_s": 0.0,
                   **self._valid_mae_fields()}
         st["history"].append(record)
         st["best_valid"], st["best_epoch"] = valid, 0
@@ -614,6 +606,10 @@ class Trainer:
         self._log_line(record)
         self._save("best.pt")
         self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _valid_mse(self, valid: float) -> Optional[float]:
+        """The validation loss as an MSE in physical units; ``None`` under an L1 loss (the MAE is logged)."""
+        return None if any(t.loss == "l1" for t in self.terms) else valid * self.target_scale ** 2
 
     def _valid_mae_fields(self) -> Dict[str, float]:
         """``valid_energy_mae``... of the last evaluation (energy tasks; empty otherwise)."""
@@ -624,7 +620,7 @@ class Trainer:
         valid = self.evaluate_loss(self.valid_set)
         record = {"epoch": st["epoch"] + 1, "step": st["step"],
                   "train_loss": st["epoch_loss"] / max(1, st["epoch_count"]), "valid_loss": valid,
-                  "valid_mse": valid * self.target_scale ** 2, "lr": self.lr_at(max(0, st["step"] - 1)),
+                  "valid_mse": self._valid_mse(valid), "lr": self.lr_at(max(0, st["step"] - 1)),
                   "time_s": st["train_time"], "epoch_s": st["epoch_time"], **self._valid_mae_fields()}
         st["history"].append(record)
         st["epoch_times"].append(st["epoch_time"])

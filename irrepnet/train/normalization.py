@@ -60,7 +60,9 @@ Energies
 On an energy task (target ``energy``, with ``forces`` its negative gradient) the
 energy and the forces share one scale, the training RMS of the forces, and the energy
 gets a per-element shift :math:`\sum_i \mu_{z_i}` (``scales["atom_energies"]``), fitted
-by least squares; see :mod:`irrepnet.train.energy`.
+by least squares; see :mod:`irrepnet.train.energy`. A graph property (qm9) is shifted
+by its training mean and scaled by its mean absolute deviation, ``scales["shifts"]``
+and ``scales["outputs"]`` (:mod:`irrepnet.train.property`).
 
 Shapes/irreps
 -------------
@@ -78,6 +80,7 @@ from .. import keys as K
 from ..interface import IrrepsModel
 from ..registry import ConfigError
 from .energy import energy_shift, fit_energy_scales
+from .property import fit_property_scales
 
 #: ``residual`` values: the baseline of :mod:`irrepnet.data.baselines` each one adds, and the history it needs.
 RESIDUALS = {"none": (None, 0), "constant_velocity": ("constant_velocity", 1),
@@ -158,6 +161,10 @@ def fit_scales(model: IrrepsModel, arrays: Mapping[str, torch.Tensor], target: s
         if residual != "none":
             raise ConfigError(f"residual {residual!r} corrects a displacement; an energy model has none")
         return fit_energy_scales(arrays)
+    if target == K.PROPERTY:  # mean and MAD of the training targets (EGNN's QM9 protocol)
+        if residual != "none":
+            raise ConfigError(f"residual {residual!r} corrects a displacement; a graph property has none")
+        return fit_property_scales(arrays)
     inputs = {f: rms(arrays[f]) for f in scaled_input_fields(model) if f in arrays}
     base = baseline_displacement(residual, arrays) if residual != "none" else None
     corr = target_array if base is None else target_array.double() - base.double().reshape(target_array.shape)
@@ -217,6 +224,7 @@ class NormalizedModel(IrrepsModel):
         self.residual, self.output = residual, output
         self.input_scales = {k: float(v) for k, v in scales.get("inputs", {}).items()}
         self.output_scales = {k: float(v) for k, v in scales.get("outputs", {}).items()}
+        self.output_shifts = {k: float(v) for k, v in scales.get("shifts", {}).items()}  # added after scaling
         for name, s in list(self.input_scales.items()) + list(self.output_scales.items()):
             if not s > 0:
                 raise ValueError(f"scale of {name!r} must be > 0, got {s}")
@@ -235,6 +243,8 @@ class NormalizedModel(IrrepsModel):
             out["acceleration"] = self.acceleration_scale
         if self.atom_energies is not None:
             out["atom_energies"] = list(self.atom_energies)
+        if self.output_shifts:
+            out["shifts"] = dict(self.output_shifts)
         return out
 
     def normalize_inputs(self, data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -270,11 +280,14 @@ class NormalizedModel(IrrepsModel):
         if output == K.ENERGY and self.atom_energies is not None:
             base = energy_shift(data, self.atom_energies).to(truth.dtype)
         corr = truth if base is None else truth - base
+        if output in self.output_shifts:
+            corr = corr - self.output_shifts[output]
         return corr / self.output_scales.get(output, 1.0)
 
     def to_physical(self, data: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Normalised outputs (of :meth:`forward_normalized` on ``data``) in physical units, baseline added."""
         out = {k: (v * self.output_scales[k] if k in self.output_scales else v) for k, v in out.items()}
+        out.update({k: out[k] + s for k, s in self.output_shifts.items() if k in out})
         base = baseline_displacement(self.residual, data)
         if base is not None:
             out[self.output] = out[self.output] + base.to(out[self.output].dtype)
