@@ -34,10 +34,7 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import statistics
-import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -60,6 +57,7 @@ from .optim import make_optimizer
 from .normalization import NormalizedModel, check_residual, fit_scales, rms
 from .energy import LossTerm, energy_loss_terms
 from .property import accumulate_abs_errors, property_loss_terms
+from .runtime import _progress_bar, _StopRequests, move, split_validation, torch_dtype   # noqa: F401 (re-exported: loop.move etc. predate runtime.py)
 
 #: dataset field holding the truth for each model output
 TARGET_FIELDS = {K.DISPLACEMENT: K.TARGET_DISP, K.NEXT_POS: K.TARGET_POS, K.ENERGY: K.TARGET_ENERGY,
@@ -83,28 +81,6 @@ def target_field(output: str) -> str:
         return TARGET_FIELDS[output]
     except KeyError:
         raise ValueError(f"no dataset field holds the truth for output {output!r}; known: {sorted(TARGET_FIELDS)}") from None
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    return {"float32": torch.float32, "float64": torch.float64}[name]
-
-
-def move(batch: Dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
-    """Batch on ``device`` with floating fields in ``dtype`` (targets too: the loss is taken in ``dtype``)."""
-    return {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()}
-
-
-def split_validation(train_set, fraction: float):
-    """``(train, valid)``: the last ``fraction`` of ``train_set`` (in its order) is held out.
-
-    Trajectory datasets are in frame order, so this is a chronological hold-out that
-    keeps validation frames after every training frame, as the test split is.
-    """
-    n = len(train_set)
-    n_valid = max(1, int(round(fraction * n)))
-    if n - n_valid < 1:
-        raise ValueError(f"a training set of {n} samples is too small to hold out a validation split")
-    return train_set.subset(range(n - n_valid)), train_set.subset(range(n - n_valid, n))
 
 
 #: family-wise level of ``select_significant``: the chance that noise replaces the baseline in a run
@@ -132,60 +108,6 @@ class TrainResult:
     @property
     def epoch_s(self) -> Optional[float]:
         return statistics.median(self.epoch_times) if self.epoch_times else None
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n=1):
-        pass
-
-    def set_postfix(self, **kw):
-        pass
-
-
-def _progress_bar(enabled: bool, **kwargs):
-    """A tqdm bar when asked for and writing to a terminal; tqdm is not even imported otherwise
-    (its notebook flavour warns when ipywidgets is missing)."""
-    if not (enabled and sys.stderr.isatty()):
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(unit="epoch", leave=False, **kwargs)
-
-
-class _StopRequests:
-    """SIGINT/SIGTERM handlers that ask the loop to stop after the current step.
-
-    A second Ctrl-C raises ``KeyboardInterrupt`` at once, for a loop stuck elsewhere.
-    Handlers are only installed from the main thread (Python's rule) and restored after.
-    """
-
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        print(f"\nirrepnet: {signal.Signals(signum).name} received; saving a checkpoint after this step "
-              "(Ctrl-C again to abort at once)", file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
 
 
 class Trainer:
