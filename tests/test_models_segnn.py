@@ -85,6 +85,33 @@ def test_steerable_linear_is_o3_equivariant(irreps_in, irreps_attr, irreps_out):
     torch.testing.assert_close(layer(x @ D_in.T, sh(vec @ R.T)), layer(x, sh(vec)) @ D_out.T, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("irreps_in,irreps_attr,irreps_out", CASES)
+def test_linear_parametrization_is_torch_linear_init_of_the_same_function(irreps_in, irreps_attr, irreps_out):
+    layer = _layer(2, irreps_in, irreps_attr, irreps_out)
+    torch.manual_seed(4)
+    layer.reset_parameters("linear")
+    assert layer.parametrization == "linear"
+    # the weights as used are the parameters themselves, each within +-1/sqrt(fan-in) of its output
+    for (i, j, o), w in layer.path_weights().items():
+        assert w.abs().max() <= layer.fan_in[o] ** -0.5 + 1e-12
+    raw = [p for p in list(layer.weights_mix) + list(layer.weights_couple)]
+    assert torch.equal(torch.cat([w.flatten() for w in layer.path_weights().values()]).sort().values,
+                       torch.cat([p.flatten() for p in raw]).sort().values)
+    if layer.bias is not None:
+        assert layer.bias.abs().max() > 0  # drawn like nn.Linear's bias, not zero
+    # still the same function class: the fast layer equals the sum over paths, and is equivariant
+    x = torch.randn(7, layer.irreps_in.dim, dtype=torch.float64)
+    attr = o3.spherical_harmonics(irreps_attr, torch.randn(7, 3, dtype=torch.float64), normalize=True,
+                                  normalization="component")
+    torch.testing.assert_close(layer(x, attr), reference(layer, x, attr), rtol=1e-10, atol=1e-10)
+    layer.reset_parameters("e3nn")  # and back: unit-normal parameters, scaled by 1/sqrt(fan-in) in the forward
+    raw = torch.cat([p.flatten() for p in list(layer.weights_mix) + list(layer.weights_couple)])
+    assert 0.5 < float(raw.std()) < 1.5 and layer.parametrization == "e3nn"
+    torch.testing.assert_close(layer(x, attr), reference(layer, x, attr), rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="parametrization"):
+        layer.reset_parameters("xavier")
+
+
 def test_steerable_linear_refuses_unreachable_outputs_and_repeated_ones():
     with pytest.raises(ValueError, match="no tensor-product path"):
         SteerableLinear("4x0e", o3.Irreps.spherical_harmonics(1), "2x2e")
@@ -133,7 +160,9 @@ def test_segnn_radius_graph_fades_edges_out_at_the_cutoff():
     """With graph='radius' a pair crossing the cutoff changes the output continuously."""
     torch.manual_seed(0)
     # centred positions off: moving a node moves the centroid, which every output reads
-    model = build_model("segnn", task_spec("nbody"), graph="radius", radius=2.0, center_positions=False).double()
+    # readout at full scale: outputs of order 1e-2, so that the thresholds below mean the same for any init
+    model = build_model("segnn", task_spec("nbody"), graph="radius", radius=2.0, center_positions=False,
+                        readout_init_scale=1.0).double()
     # node 3 at (x, 0, 0) with x near 2: only its edge to node 0 crosses the cutoff
     pos = torch.tensor([[0.0, 0, 0], [-0.3, 0.4, 0], [-0.5, 0.2, 0.1], [0.0, 0.0, 0.0]], dtype=torch.float64)
     base = {K.VEL: torch.randn(4, 3, dtype=torch.float64), K.CHARGE: torch.ones(4, 1, dtype=torch.float64)}
@@ -148,6 +177,7 @@ def test_segnn_radius_graph_fades_edges_out_at_the_cutoff():
     # the others see the moving node only through its edges, which fade out at the cutoff
     assert (inside[:3] - outside[:3]).abs().max() < 1e-9
     assert (near[:3] - outside[:3]).abs().max() > 1e-3  # within the cutoff it matters: not a vacuous check
+    assert outside.abs().max() < 10  # and the scale is what the thresholds assume
 
 
 @pytest.mark.parametrize("overrides,match", [
@@ -158,6 +188,7 @@ def test_segnn_radius_graph_fades_edges_out_at_the_cutoff():
     (dict(hidden_irreps="eight vectors"), "invalid hidden_irreps"),
     (dict(graph="radius"), "radius"),
     (dict(features=0), "features"),
+    (dict(parametrization="xavier"), "parametrization"),
 ])
 def test_segnn_config_errors_say_what_to_change(overrides, match):
     with pytest.raises(ConfigError, match=match):

@@ -25,8 +25,13 @@ configuration: 4 layers, weight-balanced hidden irreps for 64 features with
 ``lmax_hidden = lmax_attr = 1`` (``32x0e + 32x1o``), no normalisation, full graph; two
 departures keep the features at unit scale at initialisation: messages are averaged
 rather than summed (``aggregation="sum"`` is the paper's), and :math:`a_i` is halved
-when it has the velocity term (so that :math:`a^0_i = 1`, as :math:`a^0_{ij}`). Every operation is O(3) equivariant and reads positions only through
-differences and the centroid, so the model claims E(3).
+when it has the velocity term (so that :math:`a^0_i = 1`, as :math:`a^0_{ij}`). The
+steerable layers' weights are parametrised as in the paper's code
+(``parametrization="linear"``: drawn like ``torch.nn.Linear``'s and applied unscaled,
+rather than e3nn's unit-normal weights scaled by :math:`1/\sqrt{\text{fan-in}}`); with
+Adam this learns several times faster (see :class:`SEGNNConfig`). Every operation is
+O(3) equivariant and reads positions only through differences and the centroid, so the
+model claims E(3).
 
 Shapes/irreps
 -------------
@@ -51,7 +56,7 @@ from ..batch import ensure_batch
 from ..interface import IrrepsModel, IrrepsModule, IrrepsSequential, Symmetry, TaskSpec, cast_inputs
 from ..nn.embedding import SphericalHarmonicsEdgeAttrs, polynomial_cutoff
 from ..nn.graph_layer import edge_rows, sum_at_receivers
-from ..nn.steerable import AGGREGATIONS, SEGNNLayer, SteerableGated, SteerableLinear, weight_balanced_irreps
+from ..nn.steerable import AGGREGATIONS, PARAMETRIZATIONS, SEGNNLayer, SteerableGated, SteerableLinear, weight_balanced_irreps
 from ..nn.topology import chain_bonds
 from ..registry import ConfigError, register_model
 from .energy import EnergyModel, wants_energy
@@ -81,6 +86,13 @@ class SEGNNConfig:
     # displacement then starts near 0 instead of std 16 on nbody (targets: std 0.5). Measured
     # on nbody, 360 steps of the suite's protocol, seed 0: test MSE 0.050 with 0.01, 0.214 with 1
     readout_init_scale: float = 0.01
+    # of the steerable layers' weights (SteerableLinear.reset_parameters): "linear" is the paper
+    # code's (weights U(-k, k), k = 1/sqrt(fan-in), applied unscaled, like torch.nn.Linear), "e3nn"
+    # e3nn's (N(0, 1), scaled by 1/sqrt(fan-in) in the forward). Same functions; under Adam the
+    # "linear" steps are about sqrt(fan-in) times larger relative to the weights. Measured on nbody
+    # (suite protocol, seed 0, development runs): validation MSE after 30 epochs 0.0088 with
+    # "linear" against 0.0351 at epoch 25 and 0.0125 at epoch 100 with "e3nn"
+    parametrization: str = "linear"
     graph: str = "full"  # "full" (the paper) or "radius" (messages faded out by a cutoff envelope)
     radius: Optional[float] = None
 
@@ -183,7 +195,7 @@ class SEGNN(IrrepsModel):
 
     def __init__(self, task: TaskSpec, hidden: o3.Irreps, *, lmax_attr: int, layers: int, aggregation: str,
                  center_positions: bool, graph, r_max: Optional[float], avg_num_neighbors: Optional[float] = None,
-                 readout_init_scale: float = 1.0):
+                 readout_init_scale: float = 1.0, parametrization: str = "e3nn"):
         charge = task.inputs.get(K.CHARGE) is not None
         output = K.NODE_ENERGY if wants_energy(task) else K.DISPLACEMENT
         vectors = velocity_vectors(task)
@@ -204,6 +216,10 @@ class SEGNN(IrrepsModel):
                                avg_num_neighbors=avg_num_neighbors) for _ in range(layers)]
         modules += [SteerableNodeMap(hidden, attr, hidden, gated=True),
                     SteerableNodeMap(hidden, attr, "1x0e" if output == K.NODE_ENERGY else "1x1o", out_field=output)]
+        if parametrization != "e3nn":
+            for module in torch.nn.ModuleList(modules).modules():
+                if isinstance(module, SteerableLinear):
+                    module.reset_parameters(parametrization)
         with torch.no_grad():
             for w in modules[-1].layer.parameters():
                 w.mul_(readout_init_scale)
@@ -239,6 +255,8 @@ def build_segnn(config: SEGNNConfig, task: TaskSpec) -> IrrepsModel:
         raise ConfigError(f"segnn: readout_init_scale must be > 0, got {config.readout_init_scale}")
     if config.lmax_attr < 1:
         raise ConfigError(f"segnn: lmax_attr must be >= 1 (edge directions are l = 1), got {config.lmax_attr}")
+    if config.parametrization not in PARAMETRIZATIONS:
+        raise ConfigError(f"segnn: parametrization must be one of {PARAMETRIZATIONS}, got {config.parametrization!r}")
     if config.aggregation not in ("auto",) + AGGREGATIONS:
         raise ConfigError(f"segnn: aggregation must be one of {('auto',) + AGGREGATIONS}, got {config.aggregation!r}")
     with config_errors("segnn"):
@@ -253,5 +271,5 @@ def build_segnn(config: SEGNNConfig, task: TaskSpec) -> IrrepsModel:
             avg = config.avg_num_neighbors if config.avg_num_neighbors is not None else average_neighbors(task, r_max)
         model = SEGNN(task, hidden, lmax_attr=config.lmax_attr, layers=config.layers, aggregation=aggregation,
                       center_positions=config.center_positions, graph=graph, r_max=r_max, avg_num_neighbors=avg,
-                      readout_init_scale=config.readout_init_scale)
+                      readout_init_scale=config.readout_init_scale, parametrization=config.parametrization)
         return EnergyModel(model, symmetry=model.symmetry) if wants_energy(task) else model

@@ -62,6 +62,8 @@ from .graph_layer import edge_rows, sum_at_receivers
 #: invariant edge scalars of a SEGNN layer (same field as the EGNN family's edge attributes)
 EDGE_SCALARS = "edge_attrs"
 AGGREGATIONS = ("sum", "mean", "normalized")
+#: weight parametrisations of :meth:`SteerableLinear.reset_parameters`
+PARAMETRIZATIONS = ("e3nn", "linear")
 
 
 class SteerableLinear(torch.nn.Module):
@@ -167,6 +169,8 @@ class SteerableLinear(torch.nn.Module):
                 width = sum(mul_in[i] for i, _ in theirs)
                 self.weights_couple.append(torch.nn.Parameter(torch.randn(width, self.irreps_out[o].mul)))
         self.fan_in = fan_in
+        self.parametrization = "e3nn"
+        self._couple_scale = {o: fan_in[o] ** -0.5 for o in reached}
         # sqrt(2 l3 + 1) C^{l1 l2 l3}, float64 master copies (see EdgeTensorProduct: a float64 audit)
         self._cg_exact = {}
         for path in paths:
@@ -180,6 +184,45 @@ class SteerableLinear(torch.nn.Module):
         self.bias = (torch.nn.Parameter(torch.zeros(sum(self.irreps_out[o].mul for o in self.scalar_out)))
                      if self.scalar_out else None)
         self.weight_numel = sum(w.numel() for w in self.weights_mix) + sum(w.numel() for w in self.weights_couple)
+
+    @torch.no_grad()
+    def reset_parameters(self, parametrization: str = "e3nn") -> None:
+        r"""Draw the weights anew in one of two parametrisations of the same function class.
+
+        ``"e3nn"`` (the default at construction): :math:`W \sim \mathcal N(0, 1)`, applied
+        as :math:`W / \sqrt{\text{fan-in}}` (e3nn's path normalisation); ``"linear"``:
+        :math:`W \sim U(-k, k)`, :math:`k = 1/\sqrt{\text{fan-in}}`, applied as it is, and
+        the 0e biases as well, like ``torch.nn.Linear`` (SEGNN's own code, its
+        ``tp_rescale``). The two differ in the initial scale (a factor :math:`\sqrt 3`) and,
+        under Adam, in the step size relative to the effective weight (about
+        :math:`\sqrt{\text{fan-in}}` times larger in ``"linear"``).
+        """
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+        linear = parametrization == "linear"
+        for g, (_, mine) in enumerate(self.mix_groups):
+            scale = getattr(self, f"_scale_mix_{g}")
+            w = self.weights_mix[g]
+            if linear:
+                w.uniform_(-1.0, 1.0).mul_(scale)  # the per-column bound 1/sqrt(fan-in) of each output
+                scale.fill_(1.0)
+            else:
+                w.normal_()
+                scale.copy_(torch.cat([torch.full((width,), self.fan_in[o] ** -0.5) for _, o, width in mine]))
+        for g, (o, _) in enumerate(self.couple_groups):
+            k = self.fan_in[o] ** -0.5
+            if linear:
+                self.weights_couple[g].uniform_(-k, k)
+            else:
+                self.weights_couple[g].normal_()
+            self._couple_scale[o] = 1.0 if linear else k
+        if self.bias is not None:
+            if linear:
+                k = torch.cat([torch.full((self.out_dims[o][0],), self.fan_in[o] ** -0.5) for o in self.scalar_out])
+                self.bias.copy_((torch.rand_like(self.bias) * 2 - 1) * k.to(self.bias))
+            else:
+                self.bias.zero_()
+        self.parametrization = parametrization
 
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)  # .to()/.double()/.float() all pass here
@@ -200,7 +243,7 @@ class SteerableLinear(torch.nn.Module):
             for j, o, width in mine:
                 out[(i, j, o)], start = w[:, start:start + width], start + width
         for g, (o, theirs) in enumerate(self.couple_groups):
-            w = self.weights_couple[g] * self.fan_in[o] ** -0.5
+            w = self.weights_couple[g] * self._couple_scale[o]
             start = 0
             for i, j in theirs:
                 u = self.in_mul[i]
@@ -248,7 +291,7 @@ class SteerableLinear(torch.nn.Module):
                 else:
                     coupled.append(torch.einsum("rua,rac->rcu", inputs[i], t))
             c = torch.cat(coupled, dim=2) if len(coupled) > 1 else coupled[0]  # [rows, d3, sum U]
-            w = self.weights_couple[g] * self.fan_in[o] ** -0.5
+            w = self.weights_couple[g] * self._couple_scale[o]
             add(o, (c.reshape(rows * d3, w.shape[0]) @ w).view(rows, d3, w.shape[1]))
         blocks = []
         bias = self.bias.split([self.out_dims[o][0] for o in self.scalar_out]) if self.scalar_out else []
