@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from .plots import (_baseline_style, _figure, _finite_positive, _group_title, _legend_outside, artifact_path, ok_rows,
+from .plots import (_baseline_style, _figure, _finite_positive, _legend_outside, _log_ticks, artifact_path, ok_rows,
                     read_log)
 
 #: (log key, reference metric, axis label) of the two panels
@@ -48,7 +49,9 @@ def draw_curves(group: Dict[str, Any], rdir: Path, colors: Dict[str, Any]) -> Op
     for row in sorted(ok_rows(group, "model"), key=_rank):
         for ax, (key, _, _) in zip(axes, PANELS):
             for i, (ep, val) in enumerate(_curves(row, rdir, key)):
-                ax.plot(ep, val, color=colors.get(row.get("name")), linewidth=1.4 if i == 0 else 0.7,
+                # markers: a run of one or two epochs is a point or a segment, invisible as a bare line
+                ax.plot(ep, val, color=colors.get(row.get("name")), linewidth=1.4 if i == 0 else 0.7, marker="o",
+                        markersize=2.5 if i == 0 else 1.5,
                         alpha=1.0 if i == 0 else 0.5, label=row.get("name") if i == 0 else None)
                 drawn += 1
     if not drawn:
@@ -60,10 +63,12 @@ def draw_curves(group: Dict[str, Any], rdir: Path, colors: Dict[str, Any]) -> Op
                 ax.axhline(value, label=f"{row.get('name')} (reference)", **_baseline_style(i))
     for ax, (_, _, label) in zip(axes, PANELS):
         ax.set_yscale("log")
+        _log_ticks(ax.yaxis, *ax.get_ylim())  # plain 1-2-5 labels: the MAEs span less than a decade or two
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(True, which="major", alpha=0.3)
-    axes[0].set_title(f"Validation energy MAE, {_group_title(group)}", fontsize=9)
+    axes[0].set_title(f"Validation energy MAE, {group.get('id')}", fontsize=9)
     axes[1].set_title("Validation forces MAE", fontsize=9)
     _legend_outside(axes[1])
     fig.tight_layout()
