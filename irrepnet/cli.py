@@ -401,7 +401,8 @@ def cmd_bench(args) -> int:
         suite = load_suite(args.suite)
     else:
         if not models:
-            raise ValueError("give --suite NAME (quick, dmol, nbody or a .toml file) or --task T --models a,b,c")
+            raise ValueError("give --suite NAME (quick, dmol, nbody, molecules or a .toml file) "
+                             "or --task T --models a,b,c")
         suite = adhoc_suite(args.task, models, history=_history(args), bonds=args.bonds)
     for m in models or []:
         get_model_entry(m)
@@ -540,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="train and compare models: results.json/csv, report.md, plots")
     _add_import_arg(p)
-    p.add_argument("--suite", help="quick, dmol, nbody (benchmarks/*.toml) or the path of a suite file")
+    p.add_argument("--suite", help="quick, dmol, nbody, molecules (benchmarks/*.toml) or the path of a suite file")
     p.add_argument("--models", help="comma-separated models (default: the suite's)")
     _add_task_args(p, default_history=2)
     p.add_argument("--out", help="output folder (default: a new runs/bench-SUITE)")

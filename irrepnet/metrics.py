@@ -20,6 +20,9 @@ Energies and forces
 :func:`energy_force_errors` (energy tasks): mean absolute and root mean square errors of
 the energy per molecule and per atom (``energy_mae``, ``energy_per_atom_mae``, in the
 data's energy unit, eV for molecules) and of the force components (``forces_mae``, eV/Å).
+:func:`predict_energy_forces` returns the predictions themselves and
+:func:`per_molecule_errors` splits those figures into one error per molecule, whose
+mean is the figure (the benchmark's intervals resample them).
 
 Rollout
 -------
@@ -125,6 +128,59 @@ def energy_force_errors(model: torch.nn.Module, dataset, *, batch_size: int = 25
         mean = total / counts[name]
         out[key] = mean if kind == "mae" else float(np.sqrt(mean))
     return out
+
+
+@torch.no_grad()
+def predict_energy_forces(model: torch.nn.Module, dataset, *, batch_size: int = 256,
+                          device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
+                          ) -> Dict[str, np.ndarray]:
+    """Predicted and true energies and forces over ``dataset``, float64 numpy, in dataset order.
+
+    Shapes
+    ------
+    returns ``energy_pred``, ``energy_true``, ``num_nodes`` ``(S,)`` and ``forces_pred``,
+    ``forces_true`` ``(n, 3)`` (``n`` atoms of all ``S`` molecules, concatenated).
+    """
+    device, dtype = _device_dtype(model, device, dtype)
+    model.eval()
+    parts: Dict[str, list] = {k: [] for k in ("energy_pred", "energy_true", "num_nodes", "forces_pred", "forces_true")}
+    for start in range(0, len(dataset), batch_size):
+        cpu_batch = dataset.batch(list(range(start, min(len(dataset), start + batch_size))))
+        out = model(move(cpu_batch, device, dtype))
+        parts["energy_pred"].append(out[K.ENERGY].double().cpu().reshape(-1))
+        parts["energy_true"].append(cpu_batch[K.TARGET_ENERGY].double().reshape(-1))
+        parts["num_nodes"].append(cpu_batch[K.NUM_NODES])
+        parts["forces_pred"].append(out[K.FORCES].double().cpu())
+        parts["forces_true"].append(cpu_batch[K.TARGET_FORCES].double())
+    return {k: torch.cat(v).numpy() for k, v in parts.items()}
+
+
+def per_molecule_errors(energy_pred, energy_true, num_nodes, forces_pred, forces_true) -> Dict[str, np.ndarray]:
+    """One error per molecule for each figure of :func:`energy_force_errors`; the mean over molecules is the figure.
+
+    Energies: ``|dE|`` and ``dE^2`` per molecule, ``|dE| / N_s`` per atom. Forces: the
+    MAE is over all force components of the set, so molecule ``s`` contributes the sum
+    of its ``|dF|`` divided by the mean number of components per molecule, ``3 n / S``
+    (likewise the squared errors): their mean is the MAE (MSE) over components, and a
+    resample of molecules weighs each by its size, as the figure does.
+
+    Shapes
+    ------
+    ``energy_pred``, ``energy_true``, ``num_nodes`` ``(S,)``; ``forces_pred``, ``forces_true``
+    ``(n, 3)`` with ``n = sum(num_nodes)``, molecules in order. Returns ``energy_abs``,
+    ``energy_sq``, ``energy_per_atom_abs``, ``forces_abs``, ``forces_sq``, each ``(S,)`` float64.
+    """
+    counts = np.asarray(num_nodes, dtype=np.int64).reshape(-1)
+    de = np.asarray(energy_pred, dtype=np.float64).reshape(-1) - np.asarray(energy_true, dtype=np.float64).reshape(-1)
+    df = np.asarray(forces_pred, dtype=np.float64) - np.asarray(forces_true, dtype=np.float64)
+    if de.shape != counts.shape or df.shape != (int(counts.sum()), 3):
+        raise ValueError(f"{de.size} energies and {counts.size} atom counts (summing to {int(counts.sum())}) do not "
+                         f"match forces of shape {df.shape}; pass the arrays of one dataset, molecules in order")
+    owner = np.repeat(np.arange(counts.size), counts)
+    per_component = 3.0 * counts.sum() / counts.size
+    return {"energy_abs": np.abs(de), "energy_sq": de ** 2, "energy_per_atom_abs": np.abs(de) / counts,
+            "forces_abs": np.bincount(owner, np.abs(df).sum(1), counts.size) / per_component,
+            "forces_sq": np.bincount(owner, (df ** 2).sum(1), counts.size) / per_component}
 
 
 def mse(pred: np.ndarray, true: np.ndarray) -> float:

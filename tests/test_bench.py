@@ -182,7 +182,7 @@ def tiny_v2(tmp_path_factory):
 
 def test_rows_aggregate_seeds_and_keep_every_seed(tiny_v2):
     out, results = tiny_v2
-    assert results["schema_version"] == 2 and results["suite"]["seeds"] == [0, 1]
+    assert results["schema_version"] == 3 and results["suite"]["seeds"] == [0, 1]
     group = results["groups"][0]
     rows = {r["name"]: r for r in group["rows"]}
     rf = rows["radial-field"]

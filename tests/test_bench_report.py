@@ -51,7 +51,7 @@ def test_fixture_follows_the_schema(run):
     (lambda res: res["groups"][0]["rows"][3].pop("metrics"), "groups[0].rows[3]: missing key 'metrics'"),
     (lambda res: res["groups"][1]["rows"][2]["speed"].pop("train_step_ms"),
      "groups[1].rows[2].speed: missing key 'train_step_ms'"),
-    (lambda res: res.update(schema_version=3), "schema_version 3 is not supported"),
+    (lambda res: res.update(schema_version=4), "schema_version 4 is not supported"),
     (lambda res: res["groups"][0]["rows"][7].pop("reason"), "groups[0].rows[7]: status 'error' needs a 'reason'"),
     (lambda res: res["groups"][1].pop("zero_mse"), "groups[1]: missing key 'zero_mse'"),
 ])

@@ -251,12 +251,3 @@ def test_options_meant_for_displacements_are_refused_on_energies(tmp_path, monke
         make_trainer("egnn", task, small(input_noise=0.1), {"hidden": 8, "layers": 1})
     with pytest.raises(ConfigError, match="both 0"):
         small(energy_weight=0.0, force_weight=0.0)
-
-
-def test_the_bench_harness_refuses_energy_tasks_for_now(tmp_path):
-    from irrepnet.bench.suite import load_suite
-
-    f = tmp_path / "mol.toml"
-    f.write_text("[suite]\nname='mol'\ntask='molecules'\nmodels=['tfn']\n")
-    with pytest.raises(ConfigError, match="does not run energy tasks"):
-        load_suite(str(f))

@@ -458,3 +458,13 @@ def test_without_torch_geometric_the_conversion_says_how_to_install_it(monkeypat
     monkeypatch.setitem(sys.modules, "torch_geometric", None)  # import torch_geometric now raises ImportError
     with pytest.raises(ImportError, match="pip install torch-geometric"):
         to_pyg({K.POS: torch.zeros(1, 3), K.SPECIES_ONEHOT: torch.ones(1, 5)})
+
+
+def test_bench_refuses_qm9_and_says_how_to_train_it(tmp_path):
+    """The harness has displacement and energy reports only: a qm9 suite is refused up front."""
+    from irrepnet.bench.suite import load_suite
+
+    path = tmp_path / "q.toml"
+    path.write_text('[suite]\nname = "q"\ntask = "qm9"\nmodels = ["egnn"]\n[train]\nepochs = 1\n')
+    with pytest.raises(ConfigError, match=r"does not run property tasks.*irrepnet train --task qm9"):
+        load_suite(str(path))

@@ -22,6 +22,9 @@ What is written
     naming it; ``rollout``: per horizon, against the zero-displacement and
     constant-velocity baselines.
 
+Energy groups (``target`` ``"energy"``) have figures of their own, resampled over test
+molecules: :func:`irrepnet.bench.energy.finalize_energy_group`.
+
 The report turns these into sentences (:func:`irrepnet.stats.verdict_sentence`);
 it never compares point estimates itself.
 """
@@ -86,6 +89,10 @@ def _point(row: Dict[str, Any]) -> float:
 
 def finalize_group(entry: Dict[str, Any], out: Path, suite) -> None:
     """Recompute ``intervals`` and ``comparisons`` of every ok row of ``entry`` (see the module docstring)."""
+    if entry.get("target") == "energy":  # MAEs over test molecules against the atom-energy reference
+        from .energy import finalize_energy_group
+
+        return finalize_energy_group(entry, out, suite)
     rows = [r for r in entry.get("rows", []) if r.get("status") == "ok"]
     errs = {id(r): unit_errors(r, out) for r in rows}
     frame_rows = [r for r in rows if errs[id(r)][0] is not None]

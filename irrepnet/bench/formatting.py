@@ -154,6 +154,11 @@ def ordered_rows(group: Dict[str, Any]) -> List[Row]:
         (r for r in ok if r.get("kind") != "baseline"), key=_mse_key)
 
 
+def is_energy_group(group: Dict[str, Any]) -> bool:
+    """Whether a group scores energies and forces (schema 3 ``target`` ``"energy"``) rather than displacements."""
+    return group.get("target") == "energy"
+
+
 def _all_horizons(results: Results) -> List[int]:
     hs = set()
     for group in results.get("groups", []):

@@ -17,6 +17,11 @@ Plot kinds (the keys of :data:`PLOTS`):
 ``trajectory``     x-y paths of a fed-back rollout, truth vs prediction, best rows
 ``rollout``        rollout MSE vs horizon, log-log
 ``accuracy_time``  test MSE vs total training time, log-log
+``energy_curves``  energy groups: validation energy and forces MAE per epoch
+                   (:mod:`irrepnet.bench.plots_energy`)
+
+The displacement plots draw displacement groups only, the energy one energy groups
+only (schema 3 ``target``): a plot that does not apply to a group is not drawn.
 """
 
 from __future__ import annotations
@@ -167,8 +172,10 @@ def _group_title(group: Dict[str, Any]) -> str:
 
 
 def _per_group(results: Results, results_dir: PathLike, out_dir: Optional[PathLike], kind: str,
-               draw: Callable[[Dict[str, Any], Path], Optional[Figure]]) -> Dict[str, Path]:
-    """Call ``draw(group, results_dir)`` per group and save the figures it returns.
+               draw: Callable[[Dict[str, Any], Path], Optional[Figure]],
+               target: str = "displacement") -> Dict[str, Path]:
+    """Call ``draw(group, results_dir)`` per group of ``target`` (schema 3; absent: displacement) and save the
+    figures it returns.
 
     A plot that fails on one group is reported as a ``RuntimeWarning`` and skipped: a
     figure is never worth losing the report over (tests turn the warning into an error).
@@ -178,6 +185,8 @@ def _per_group(results: Results, results_dir: PathLike, out_dir: Optional[PathLi
     paths: Dict[str, Path] = {}
     for group in results.get("groups", []):
         gid = str(group.get("id"))
+        if group.get("target", "displacement") != target:
+            continue
         try:
             fig = draw(group, Path(results_dir))
             if fig is not None:
@@ -515,6 +524,16 @@ def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: Opti
     return _per_group(results, results_dir, out_dir, "accuracy_time", draw)
 
 
+def plot_energy_curves(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None
+                       ) -> Dict[str, Path]:
+    """Energy groups: validation energy and forces MAE per epoch (:func:`irrepnet.bench.plots_energy.draw_curves`)."""
+    from .plots_energy import draw_curves
+
+    colors = model_colors(results)
+    return _per_group(results, results_dir, out_dir, "energy_curves", lambda g, d: draw_curves(g, d, colors),
+                      target="energy")
+
+
 #: plot kind -> (function, caption used in the report), in report order.
 PLOTS: Dict[str, Tuple[Callable[..., Dict[str, Path]], str]] = {
     "loss": (plot_loss_curves, "Validation MSE per epoch (log scale); dashed: the baselines' test MSE"),
@@ -524,6 +543,8 @@ PLOTS: Dict[str, Tuple[Callable[..., Dict[str, Path]], str]] = {
     "rollout": (plot_rollout_error, "Position MSE after k fed-back steps (bands: 95% intervals over start frames); "
                                     "dashed/dotted: baselines"),
     "trajectory": (plot_trajectory, "x-y bead paths of the first rollout: truth (solid) vs prediction (dashed)"),
+    "energy_curves": (plot_energy_curves, "Validation MAE of the energy per molecule and of the forces per epoch "
+                                          "(log scale; thin: other seeds); dashed: the atom-energy reference"),
 }
 
 

@@ -8,7 +8,8 @@ the artifacts it names, so a report can be rebuilt at any time from a results fo
 
 Numbers: MSEs are per coordinate of the predicted displacement ``x(t+1) - x(t)``
 (rollouts: of the positions), in the squared length unit of the data; their formats
-and the accessors of a row are in :mod:`irrepnet.bench.formatting`.
+and the accessors of a row are in :mod:`irrepnet.bench.formatting`. Energy groups (the
+molecules task) have a table and CSV columns of their own: :mod:`irrepnet.bench.report_energy`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-from . import schema
+from . import report_energy, schema
 from .formatting import (  # noqa: F401  (re-exported: the report's public helpers)
     MAX_TABLE_HORIZONS, MISSING, _all_horizons, _get, _mse_key, _num, equivariance_error, equivariance_passed,
-    fmt_ci, fmt_int, fmt_near_one, fmt_plain, fmt_sci, fmt_sig, fmt_vs_zero, interval, ordered_rows, rollout_cell,
-    rollout_mse, seed_std, table_horizons, with_ci, Results, Row)
+    fmt_ci, fmt_int, fmt_near_one, fmt_plain, fmt_sci, fmt_sig, fmt_vs_zero, interval, is_energy_group, ordered_rows,
+    rollout_cell, rollout_mse, seed_std, table_horizons, with_ci, Results, Row)
 
 PathLike = Any
 
@@ -35,8 +36,13 @@ CORRELATIONS = {"com": "centre of mass", "particle0": "particle 0", "particle6_x
 # ---------------------------------------------------------------------------- CSV
 
 
+def _has_energy(results: Results) -> bool:
+    return any(is_energy_group(g) for g in results.get("groups", []))
+
+
 def csv_header(results: Results) -> List[str]:
-    """Column names of :func:`write_csv` (the rollout columns depend on the horizons in the file)."""
+    """Column names of :func:`write_csv` (the rollout columns depend on the horizons in the file; a file with
+    an energy group has the energy columns last, :data:`~irrepnet.bench.report_energy.ENERGY_CSV_COLUMNS`)."""
     return (["group", "task", "history", "name", "kind", "status", "symmetry", "parameters",
              "test_mse", "mse_vs_zero", "r2", "valid_mse"]
             + [f"corr_{k}" for k in CORRELATIONS]
@@ -47,7 +53,8 @@ def csv_header(results: Results) -> List[str]:
             # schema 2 (empty for version-1 files): protocol, intervals and the paired verdicts
             + ["residual", "n_seeds", "test_mse_seed_std", "test_mse_lo", "test_mse_hi", "mse_vs_zero_lo",
                "mse_vs_zero_hi", "vs_best_baseline", "vs_best_baseline_ratio", "vs_best_baseline_lo",
-               "vs_best_baseline_hi", "vs_best_baseline_verdict"])
+               "vs_best_baseline_hi", "vs_best_baseline_verdict"]
+            + (list(report_energy.ENERGY_CSV_COLUMNS) if _has_energy(results) else []))
 
 
 def _csv_row(group: Dict[str, Any], row: Row, horizons: Iterable[int]) -> List[Any]:
@@ -93,12 +100,14 @@ def write_csv(results: Results, path: PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     horizons = _all_horizons(results)
+    energy = _has_energy(results)
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(csv_header(results))
         for group in results.get("groups", []):
             for row in group.get("rows", []):
-                writer.writerow(["" if v is None else v for v in _csv_row(group, row, horizons)])
+                cells = _csv_row(group, row, horizons) + (report_energy.csv_cells(group, row) if energy else [])
+                writer.writerow(["" if v is None else v for v in cells])
     return path
 
 
@@ -388,6 +397,15 @@ def _plot_links(group_id: str, plots: Dict[str, Any], out_dir: Path) -> List[str
 
 
 def _units_note(results: Results) -> List[str]:
+    """How to read the tables: the displacement note when there is a displacement group, the energy one likewise."""
+    groups = results.get("groups", [])
+    energy = report_energy.units_note() if any(is_energy_group(g) for g in groups) else []
+    if groups and all(is_energy_group(g) for g in groups):
+        return energy
+    return _displacement_note(results) + energy
+
+
+def _displacement_note(results: Results) -> List[str]:
     kinds = sorted({_get(r, "speed", "memory_kind") for g in results.get("groups", []) for r in g.get("rows", [])
                     if _get(r, "speed", "memory_kind")})
     memory = {"cuda": "peak CUDA memory allocated", "rss": "peak resident memory (RSS) of the process while the model "
@@ -434,6 +452,10 @@ def write_report(results: Results, out_dir: PathLike, plots: Optional[Dict[str, 
         run += f" Suite file: `{suite['file']}`."
     lines += [run, ""] + _units_note(results)
     for group in results.get("groups", []):
+        if is_energy_group(group):
+            lines += (report_energy.group_lines(group) + _tuning_table(group) + _not_run(group)
+                      + _plot_links(str(group.get("id")), plots, out_dir))
+            continue
         lines += _group_heading(group) + _group_protocol(group) + _main_table(group)
         # version 2 groups say "A beats B" only from paired resamples (below), never from point estimates
         summary = (_time_to_target(group, [r for r in ordered_rows(group) if r.get("kind") == "model"])

@@ -1,7 +1,8 @@
 """Run a benchmark suite: tune, train, evaluate, audit and time every model; write results.
 
 For each task variant of the suite, the physical baselines are scored first (they are
-rows of every table), then each model is (optionally) tuned on a small learning-rate
+rows of every table; on an energy task the atom-energy reference instead,
+:mod:`irrepnet.bench.energy`), then each model is (optionally) tuned on a small learning-rate
 or size grid on the validation split, trained once per seed with the one training
 loop, and measured the same way: test accuracy in physical units, a multi-step
 rollout on twelve_body, the equivariance audit of the *trained* model in float32 and
@@ -47,6 +48,7 @@ from ..train.config import train_config
 from ..train.device import peak_memory_mb, pick_device, reset_peak_memory
 from ..train import distributed
 from ..train.normalization import model_task_spec, rms
+from . import energy as E
 from .compare import finalize_group
 from .schema import SCHEMA, SCHEMA_VERSION, validate
 from .suite import BUDGET_KEYS, PARAMETER_FREE, Suite, Variant, is_parameter_free
@@ -96,14 +98,23 @@ class Group:
     valid_zero_mse: float
     starts: List[int]
     variant: Variant = dataclasses.field(default_factory=lambda: Variant("default"))
+    atom_energies: Optional[List[float]] = None  # energy tasks: the reference's fitted per-element energies
 
     @property
     def spec(self):
         return self.task.spec
 
+    @property
+    def energy(self) -> bool:
+        """An energy task: no displacement, no zero baseline, no rollout (``zero_mse`` etc. are ``None``)."""
+        return self.atom_energies is not None
+
 
 def prepare_group(suite: Suite, variant, data: Optional[str], valid_fraction: float) -> Group:
-    task = load_task(suite.task, data=data, history=variant.history, bonds=variant.bonds)
+    if suite.energy:  # generated splits of their own sizes; the reference is fitted on the training split
+        task = load_task(suite.task, **suite.sizes)
+        return Group(variant.id, task, 0, None, None, [], variant, atom_energies=E.fit_reference(task.train))
+    task = load_task(suite.task, data=data, history=variant.history, bonds=variant.bonds, **suite.sizes)
     if task.valid is None:  # twelve_body: hold out the end of the training frames
         train, valid = split_validation(task.train, valid_fraction)
         task = Task(task.spec, train, task.test, valid)
@@ -127,12 +138,18 @@ def _audit_dict(model, batch, trials: int) -> Dict[str, Any]:
     return out
 
 
-def _evaluate(model, group: Group, suite: Suite, run_dir: Path, device, dtype) -> Dict[str, Any]:
+def _evaluate(model, group: Group, suite: Suite, run_dir: Path, device, dtype,
+              valid: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Metrics, rollout and audit of a model in physical units; writes ``predictions.npz``.
 
     ``predictions.npz`` keeps the per-test-frame MSE (``frame_mse``, float64), which the
-    block bootstrap of :mod:`irrepnet.bench.compare` resamples.
+    block bootstrap of :mod:`irrepnet.bench.compare` resamples; on an energy task the
+    per-molecule errors instead (:mod:`irrepnet.bench.energy`; ``valid``: the kept
+    epoch's validation MAEs).
     """
+    if group.energy:
+        result = E.evaluate_model(model, group.task, valid or {}, run_dir, device, dtype, write=_writes())
+        return {**result, "equivariance": _audit_dict(model, _audit_batch(group), suite.audit_trials)}
     pred, true = M.predict(model, group.task.test, device=device, dtype=dtype)
     metrics = M.accuracy(pred, true, zero_mse=group.zero_mse)
     vpred, vtrue = M.predict(model, group.task.valid, device=device, dtype=dtype)
@@ -149,12 +166,17 @@ def _evaluate(model, group: Group, suite: Suite, run_dir: Path, device, dtype) -
         t0 = group.starts[0]
         arrays["rollout_pred"] = positions[0].astype(np.float32)
         arrays["rollout_true"] = traj[t0:t0 + positions.shape[1]].astype(np.float32)
-    batch = group.task.test.batch(range(min(AUDIT_GRAPHS, len(group.task.test))))
-    result = {"metrics": metrics, "rollout": roll, "equivariance": _audit_dict(model, batch, suite.audit_trials)}
+    result = {"metrics": metrics, "rollout": roll, "equivariance": _audit_dict(model, _audit_batch(group),
+                                                                              suite.audit_trials)}
     if _writes():
         run_dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(run_dir / "predictions.npz", **arrays)
     return result
+
+
+def _audit_batch(group: Group):
+    """The first :data:`AUDIT_GRAPHS` test samples as one batch: what the equivariance audit runs on."""
+    return group.task.test.batch(range(min(AUDIT_GRAPHS, len(group.task.test))))
 
 
 def _row(name: str, kind: str, **fields) -> Dict[str, Any]:
@@ -169,6 +191,8 @@ def baseline_rows(group: Group, suite: Suite, out: Path) -> List[Dict[str, Any]]
     """The physical baselines that the variant supports, plus EGNN's Linear with a fitted time step on nbody."""
     from ..data import fit_linear_delta_t
 
+    if group.energy:
+        return [reference_row(group, out)]
     rows = []
     models = []
     for name in PARAMETER_FREE:
@@ -186,6 +210,15 @@ def baseline_rows(group: Group, suite: Suite, out: Path) -> List[Dict[str, Any]]
         rows.append(_row(name, "baseline", symmetry=model.symmetry.value, **ev,
                          artifacts={"predictions": str((run_dir / "predictions.npz").relative_to(out))}))
     return rows
+
+
+def reference_row(group: Group, out: Path) -> Dict[str, Any]:
+    """The atom-energy reference of an energy group (fitted on the training split; no audit, no speed)."""
+    run_dir = out / group.id / _slug(E.REFERENCE)
+    ev = E.evaluate_reference(group.task, group.atom_energies, run_dir, write=_writes())
+    return _row(E.REFERENCE, "baseline", symmetry="E(3)", parameters=len(group.atom_energies),
+                config=E.reference_config(group.task.train.species, group.atom_energies), **ev,
+                artifacts={"predictions": str((run_dir / "predictions.npz").relative_to(out))})
 
 
 def _slug(name: str) -> str:
@@ -237,9 +270,10 @@ def run_seed(name: str, group: Group, suite: Suite, out: Path, cfg, model_cfg: D
     reset_peak_memory(device)
     result = trainer.fit(resume=resume and (run_dir / "last.pt").exists())
     peak, kind = peak_memory_mb(device)
-    ev = _evaluate(result.model, group, suite, run_dir, device, trainer.dtype)
+    valid = E.best_valid_figures(result.history, result.best_epoch) if group.energy else None
+    ev = _evaluate(result.model, group, suite, run_dir, device, trainer.dtype, valid)
     speed = M.inference_speed(result.model, group.task.test, device=device, dtype=trainer.dtype)
-    target = suite.target_valid_ratio * group.valid_zero_mse
+    target = None if group.energy else suite.target_valid_ratio * group.valid_zero_mse  # no zero baseline
     speed.update(train_step_ms=result.train_step_ms, epoch_s=result.epoch_s, train_time_s=result.train_time_s,
                  peak_memory_mb=peak, memory_kind=kind, time_to_target_s=M.time_to_target(result.history, target))
     rel = lambda p: str((run_dir / p).relative_to(out))  # noqa: E731
@@ -250,8 +284,10 @@ def run_seed(name: str, group: Group, suite: Suite, out: Path, cfg, model_cfg: D
     write_json(record, record_file)
     m = record["metrics"]
     verdicts = ", ".join(f"{d} {'pass' if v['passed'] is not False else 'FAIL'}" for d, v in record["equivariance"].items())
-    log(f"  {name} seed {cfg.seed}: test MSE {m['test_mse']:.3e} ({m['mse_vs_zero']:.3g} x zero), "
-        f"{result.steps} steps in {result.train_time_s:.1f} s, best epoch {result.best_epoch}; audit {verdicts}")
+    head = (E.log_line(name, cfg.seed, m) if group.energy else
+            f"  {name} seed {cfg.seed}: test MSE {m['test_mse']:.3e} ({m['mse_vs_zero']:.3g} x zero)")
+    log(f"{head}, {result.steps} steps in {result.train_time_s:.1f} s, best epoch {result.best_epoch}; "
+        f"audit {verdicts}")
     return json.loads(json.dumps(_finite(record)))
 
 
@@ -270,12 +306,11 @@ def aggregate_seeds(records: List[Dict[str, Any]]) -> Dict[str, Any]:
     worst seed per check. Speed: the median over seeds. Artifacts: the first seed's.
     """
     ms = [r["metrics"] for r in records]
-    metrics = {k: _mean([m.get(k) for m in ms]) for k in ("test_mse", "mse_vs_zero", "r2", "valid_mse")}
-    corr = [m.get("correlations") for m in ms]
-    metrics["correlations"] = ({k: _mean([c.get(k) for c in corr]) for k in corr[0]}
-                               if all(isinstance(c, dict) for c in corr) else None)
-    std = {k: (float(np.std([m[k] for m in ms], ddof=1)) if len(ms) > 1 and all(m.get(k) is not None for m in ms)
-               else None) for k in ("test_mse", "mse_vs_zero")}
+    if "energy_mae" in ms[0]:  # an energy task: its own figures (irrepnet.bench.energy)
+        agg = E.aggregate_metrics(ms)
+        metrics, std = agg["metrics"], agg["metrics_std"]
+    else:
+        metrics, std = _displacement_metrics(ms)
     rollout = None
     if all(r.get("rollout") for r in records):
         first = records[0]["rollout"]
@@ -302,6 +337,17 @@ def aggregate_seeds(records: List[Dict[str, Any]]) -> Dict[str, Any]:
                 "stopped": records[0]["training"]["stopped"]}
     return {"metrics": metrics, "metrics_std": std, "rollout": rollout, "equivariance": equivariance or None,
             "speed": speed, "training": training, "artifacts": dict(records[0]["artifacts"])}
+
+
+def _displacement_metrics(ms: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """``(metrics, metrics_std)`` of a displacement row: seed means, and the std of two of them."""
+    metrics = {k: _mean([m.get(k) for m in ms]) for k in ("test_mse", "mse_vs_zero", "r2", "valid_mse")}
+    corr = [m.get("correlations") for m in ms]
+    metrics["correlations"] = ({k: _mean([c.get(k) for c in corr]) for k in corr[0]}
+                               if all(isinstance(c, dict) for c in corr) else None)
+    std = {k: (float(np.std([m[k] for m in ms], ddof=1)) if len(ms) > 1 and all(m.get(k) is not None for m in ms)
+               else None) for k in ("test_mse", "mse_vs_zero")}
+    return metrics, std
 
 
 def run_model(name: str, group: Group, suite: Suite, out: Path, *, seeds: List[int], resume: bool,
@@ -373,6 +419,20 @@ def _budget(entry: Dict[str, Any]) -> Dict[str, Any]:
             "steps": (next(iter(per.values()))["steps"] if len(steps) == 1 else None)}
 
 
+def _displacement_entry(suite: Suite, group: Group, variant_train, seeds: List[int]) -> Dict[str, Any]:
+    """A new displacement group of ``results.json`` (rows, intervals and budget are filled in later)."""
+    variant = group.variant
+    return {"id": group.id, "task": suite.task, "history": group.history, "bonds": variant.bonds,
+            "data": getattr(group.task.train, "source", None) or repr(group.task.train),
+            "sizes": {"train": len(group.task.train), "valid": len(group.task.valid), "test": len(group.task.test)},
+            "target_scale": rms(group.task.train.arrays()[K.TARGET_DISP]), "zero_mse": group.zero_mse,
+            "target_valid_mse": suite.target_valid_ratio * group.valid_zero_mse,
+            "rollout_horizons": sorted(suite.rollout_horizons) if group.starts else [],
+            "residual": variant_train.residual, "input_noise": variant_train.input_noise,
+            "start_at_baseline": variant_train.start_at_baseline, "variant_train": dict(variant.train),
+            "seeds": seeds, "bootstrap": None, "rollout_bootstrap": None, "budget": None, "rows": []}
+
+
 def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bool = False,
               models: Optional[List[str]] = None, extra_train: Optional[Dict[str, Any]] = None,
               device: Optional[str] = None, log: Callable[[str], None] = print, report: bool = True,
@@ -410,7 +470,8 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
                "suite": {"name": suite.name, "description": description, "file": suite.file, "models": names,
                          "train": suite.train, "variants": [dataclasses.asdict(v) for v in suite.variants],
                          "seeds": seeds, "tune": dataclasses.asdict(suite.tune),
-                         "bootstrap_block": suite.bootstrap_block, "bootstrap_resamples": suite.bootstrap_resamples},
+                         "bootstrap_block": suite.bootstrap_block, "bootstrap_resamples": suite.bootstrap_resamples,
+                         **({"sizes": suite.sizes} if suite.sizes else {})},
                "provenance": provenance(str(dev)), "started": started, "finished": None, "groups": []}
     mine = None
     if shard is not None:
@@ -423,22 +484,19 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
     for variant in suite.variants:
         valid_fraction = train_config({**suite.train, **variant.train, **extra_train}).valid_fraction
         group = prepare_group(suite, variant, data, valid_fraction)
+        source = E.data_description(group.task.train)["source"] if group.energy else \
+            getattr(group.task.train, "source", "simulated")
         log(f"[{suite.name}] {suite.task} {variant.id}: {len(group.task.train)} train / {len(group.task.valid)} valid / "
-            f"{len(group.task.test)} test samples; {getattr(group.task.train, 'source', 'simulated')}")
+            f"{len(group.task.test)} test samples; {source}")
         variant_train = train_config({**suite.train, **variant.train, **extra_train})
-        entry = {"id": group.id, "task": suite.task, "history": group.history, "bonds": variant.bonds,
-                 "data": getattr(group.task.train, "source", None) or repr(group.task.train),
-                 "sizes": {"train": len(group.task.train), "valid": len(group.task.valid), "test": len(group.task.test)},
-                 "target_scale": rms(group.task.train.arrays()[K.TARGET_DISP]), "zero_mse": group.zero_mse,
-                 "target_valid_mse": suite.target_valid_ratio * group.valid_zero_mse,
-                 "rollout_horizons": sorted(suite.rollout_horizons) if group.starts else [],
-                 "residual": variant_train.residual, "input_noise": variant_train.input_noise,
-                 "start_at_baseline": variant_train.start_at_baseline, "variant_train": dict(variant.train),
-                 "seeds": seeds, "bootstrap": None, "rollout_bootstrap": None, "budget": None, "rows": []}
+        entry = (E.group_entry(group, variant_train, seeds) if group.energy else
+                 _displacement_entry(suite, group, variant_train, seeds))
         results["groups"].append(entry)
         entry["rows"] = baseline_rows(group, suite, out)
         for row in entry["rows"]:
-            log(f"  {row['name']}: test MSE {row['metrics']['test_mse']:.3e} (baseline)")
+            m = row["metrics"]
+            log(f"  {row['name']}: " + (f"test MAE energy {m['energy_mae']:.4g} eV, forces {m['forces_mae']:.4g} eV/Å "
+                                        "(reference)" if group.energy else f"test MSE {m['test_mse']:.3e} (baseline)"))
         if _writes():
             finalize_group(entry, out, suite)
         write_json(results, results_file)

@@ -1,4 +1,4 @@
-"""The ``results.json`` schema of ``irrepnet bench`` (version 2; version 1 still loads), documented and checked.
+"""The ``results.json`` schema of ``irrepnet bench`` (version 3; versions 1 and 2 still load), documented and checked.
 
 One file per benchmark run. Everything a report or plot needs is in it, or in the
 per-run artifacts it names (paths relative to the folder of ``results.json``).
@@ -6,11 +6,12 @@ per-run artifacts it names (paths relative to the folder of ``results.json``).
 Top level
 ---------
 ``schema``            ``"irrepnet.bench.results"``
-``schema_version``    ``2`` (files of version ``1``, written before seeds and intervals, still load;
-                      a reader refuses other versions, see :func:`validate`)
+``schema_version``    ``3`` (files of version ``1``, written before seeds and intervals, and ``2``,
+                      before energy groups, still load; a reader refuses other versions, see
+                      :func:`validate`)
 ``suite``             ``{"name", "description", "file", "models", "train", "variants", "seeds",
                       "tune"}``: the suite that ran (``file`` may be null; ``seeds`` and ``tune``
-                      from version 2)
+                      from version 2; ``sizes`` when the suite set task sizes)
 ``provenance``        :func:`irrepnet.provenance.provenance`: commit, dirty, machine, device,
                       python/torch/e3nn versions, threads, date
 ``started``, ``finished``   UTC ISO-8601 strings (``finished`` null while running)
@@ -96,6 +97,31 @@ the first seed's. Added keys:
                       ``"higher"``, ``"within noise"`` or ``"not comparable"`` (ratio = this row's
                       MSE over the other's, on the same resamples); ``rollout``: ``{horizon:
                       {baseline: {...}}}`` against zero displacement and constant velocity
+
+Version 3: energy groups
+------------------------
+A group may have ``target``: ``"displacement"`` (the groups above; absent means that)
+or ``"energy"`` (task ``molecules``: :mod:`irrepnet.bench.energy`). An energy group has
+``id``, ``task``, ``target``, ``history`` (0), ``data``, ``sizes`` (molecules), ``units``
+(``{"energy": "eV", "forces": "eV/Å"}``), ``force_rms`` (training force RMS, the unit of
+the loss), ``loss_weights`` (``{"energy_weight", "force_weight"}``), ``reference`` (``{"name",
+"atom_energies": {element: eV}, "fit"}``), ``variant_train``, ``seeds``, ``bootstrap``
+(over test molecules, block length 1), ``budget`` and ``rows``; none of the displacement
+keys (``zero_mse``, ``rollout_horizons``, ``residual``...).
+
+Its rows: the reference ``"atom energies"`` (kind ``"baseline"``, no speed, no audit)
+first, then the models. ``metrics``: ``energy_mae``, ``energy_rmse`` (eV per molecule),
+``energy_per_atom_mae`` (eV/atom), ``forces_mae``, ``forces_rmse`` (eV/Å, over force
+components), ``valid_energy_mae``, ``valid_forces_mae`` (validation split, kept epoch);
+``metrics_std``: ``energy_mae``, ``forces_mae``. ``rollout`` is null, ``speed.time_to_target_s``
+null. ``intervals``: ``energy_mae``, ``energy_per_atom_mae``, ``forces_mae`` (``{"value", "lo",
+"hi", "seed_std", "n_seeds"}``) and ``energy_mae_vs_reference``, ``forces_mae_vs_reference``
+(``{"value", "lo", "hi"}``, paired ratios to the reference). ``comparisons`` (models):
+``{"energy_mae" | "forces_mae": {"reference" | "best_other_model": {"other", "ratio",
+...}}}``. ``predictions.npz``: ``energy_pred``, ``energy_true``, ``num_nodes`` ``(S,)``,
+``forces_pred``, ``forces_true`` ``(n, 3)`` and the per-molecule errors ``energy_abs``,
+``energy_sq``, ``energy_per_atom_abs``, ``forces_abs``, ``forces_sq`` ``(S,)``, whose means
+are the figures (:func:`irrepnet.metrics.per_molecule_errors`).
 """
 
 from __future__ import annotations
@@ -103,9 +129,9 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 SCHEMA = "irrepnet.bench.results"
-SCHEMA_VERSION = 2
-#: versions :func:`validate` accepts (1: before seeds, intervals and paired comparisons)
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+#: versions :func:`validate` accepts (1: before seeds, intervals and paired comparisons; 2: before energy groups)
+READABLE_VERSIONS = (1, 2, 3)
 
 TOP_KEYS = ("schema", "schema_version", "suite", "provenance", "started", "finished", "groups")
 GROUP_KEYS = ("id", "task", "history", "data", "sizes", "target_scale", "zero_mse", "target_valid_mse",
@@ -117,6 +143,11 @@ SPEED_KEYS = ("train_step_ms", "epoch_s", "train_time_s", "infer_graphs_per_s", 
               "peak_memory_mb", "memory_kind", "time_to_target_s")
 GROUP_KEYS_V2 = GROUP_KEYS + ("residual", "input_noise", "seeds", "bootstrap", "budget")
 ROW_KEYS_V2 = ROW_KEYS + ("seeds", "intervals", "comparisons", "tuning")
+ENERGY_GROUP_KEYS = ("id", "task", "target", "history", "data", "sizes", "units", "force_rms", "loss_weights",
+                     "reference", "variant_train", "seeds", "bootstrap", "budget", "rows")
+ENERGY_METRIC_KEYS = ("energy_mae", "energy_rmse", "energy_per_atom_mae", "forces_mae", "forces_rmse",
+                      "valid_energy_mae", "valid_forces_mae")
+TARGETS = ("displacement", "energy")
 SEED_KEYS = ("seed", "metrics", "rollout", "equivariance", "speed", "training", "artifacts")
 KINDS = ("model", "baseline")
 STATUSES = ("ok", "skipped", "error")
@@ -135,8 +166,19 @@ def _need(obj: Dict[str, Any], keys, where: str, errors: List[str]) -> None:
             errors.append(f"{where}: missing key {k!r}")
 
 
+def _group_target(group: Any, version: int, where: str, errors: List[str]) -> str:
+    """The group's ``target`` (absent: ``"displacement"``); energy groups need version 3."""
+    target = group.get("target", "displacement") if isinstance(group, dict) else "displacement"
+    if target not in TARGETS:
+        errors.append(f"{where}: target {target!r} not in {TARGETS}")
+    elif target == "energy" and version < 3:
+        errors.append(f"{where}: energy groups need schema_version 3, the file says {version}")
+    return target
+
+
 def validate(results: Dict[str, Any]) -> Dict[str, Any]:
-    """Return ``results`` if it follows schema version 1 or 2, else raise :class:`SchemaError` listing every problem."""
+    """Return ``results`` if it follows schema version 1, 2 or 3, else raise :class:`SchemaError` listing every
+    problem."""
     errors: List[str] = []
     _need(results, TOP_KEYS, "results", errors)
     if errors:
@@ -151,7 +193,8 @@ def validate(results: Dict[str, Any]) -> Dict[str, Any]:
     ids = set()
     for gi, group in enumerate(results["groups"]):
         where = f"groups[{gi}]"
-        _need(group, group_keys, where, errors)
+        energy = _group_target(group, version, where, errors) == "energy"
+        _need(group, ENERGY_GROUP_KEYS if energy else group_keys, where, errors)
         if not isinstance(group, dict) or "rows" not in group:
             continue
         if group.get("id") in ids:
@@ -172,7 +215,7 @@ def validate(results: Dict[str, Any]) -> Dict[str, Any]:
                 if not row.get("reason"):
                     errors.append(f"{rwhere}: status {row.get('status')!r} needs a 'reason'")
                 continue
-            _need(row.get("metrics"), METRIC_KEYS, f"{rwhere}.metrics", errors)
+            _need(row.get("metrics"), ENERGY_METRIC_KEYS if energy else METRIC_KEYS, f"{rwhere}.metrics", errors)
             if row.get("kind") == "model":
                 _need(row.get("speed"), SPEED_KEYS, f"{rwhere}.speed", errors)
             if version >= 2:

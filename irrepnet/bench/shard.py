@@ -98,6 +98,12 @@ def _check_together(shards: List[Tuple[Path, Dict[str, Any]]]) -> None:
         raise ValueError("these shards do not belong together: " + "; ".join(problems))
 
 
+def _baseline_figure(row: Dict[str, Any]) -> Any:
+    """The number that tells two shards' baselines apart: the test MSE, or on energy tasks the energy MAE."""
+    metrics = row["metrics"]
+    return metrics["energy_mae"] if "energy_mae" in metrics else metrics["test_mse"]
+
+
 def merge_shards(out: Path, folders: Sequence[Path], *, report: bool = True) -> Dict[str, Any]:
     """Merge finished shards into a new folder ``out``; returns the merged results (also ``out/results.json``)."""
     out = Path(out)
@@ -122,9 +128,9 @@ def merge_shards(out: Path, folders: Sequence[Path], *, report: bool = True) -> 
     for gi, group in enumerate(merged["groups"]):
         baselines = [r for r in group["rows"] if r.get("kind") == "baseline"]
         for folder, res in shards[1:]:
-            theirs = {r["name"]: r["metrics"]["test_mse"] for r in res["groups"][gi]["rows"]
+            theirs = {r["name"]: _baseline_figure(r) for r in res["groups"][gi]["rows"]
                       if r.get("kind") == "baseline" and r.get("metrics")}
-            ours = {r["name"]: r["metrics"]["test_mse"] for r in baselines if r.get("metrics")}
+            ours = {r["name"]: _baseline_figure(r) for r in baselines if r.get("metrics")}
             if theirs != ours:
                 raise ValueError(f"{folder}: the baselines of group {group['id']!r} differ from shard 1's "
                                  "(another data file?); these shards do not belong together")

@@ -5,7 +5,7 @@ A suite file (``benchmarks/quick.toml``, ``dmol.toml``, ``nbody.toml``) has::
     [suite]
     name = "quick"
     description = "..."
-    task = "twelve_body"            # or "nbody"
+    task = "twelve_body"            # or "nbody", or "molecules" (an energy task: see below)
     data = "reference"              # "reference": the task's default data unless --data is given
                                     # (twelve_body: irrepnet's shipped trajectory; nbody: simulated;
                                     # "simulate" means the same); "required": --data FILE must be
@@ -19,6 +19,9 @@ A suite file (``benchmarks/quick.toml``, ``dmol.toml``, ``nbody.toml``) has::
     target_valid_ratio = 0.1        # time-to-target: valid MSE <= ratio x zero-baseline valid MSE
     bootstrap_block = 20            # frames per block of the block bootstrap over test frames
     bootstrap_resamples = 2000
+    n_train = 3000                  # nbody and molecules: training samples (default the task's)
+    n_valid = 500                   # molecules only: validation and test molecules (default 500 each)
+    n_test = 500
 
     [train]                         # TrainConfig keys, for every model
     max_steps = 1000
@@ -39,6 +42,14 @@ A suite file (``benchmarks/quick.toml``, ``dmol.toml``, ``nbody.toml``) has::
 
 Every table and key is checked; a typo is an error naming the known keys.
 
+Energy tasks (``molecules``): every model is trained on energies and forces
+(``energy_weight``, ``force_weight`` in ``[train]``) and scored by the MAE of the energy
+and the forces on the test molecules, against the "atom energies" reference row
+(:mod:`irrepnet.bench.energy`). ``"*"`` means every registered energy model. Rollouts,
+time-to-target and the displacement options (``residual``, ``input_noise``, history,
+bonds) do not apply: the keys ``rollout_horizons``, ``rollout_starts`` and
+``target_valid_ratio`` are refused there, as are variants with a history.
+
 Budgets: a suite gives every model of a group the same optimiser steps unless a
 ``[models.NAME] train`` table changes ``max_steps``, ``epochs``, ``steps_per_epoch``
 or ``batch_size``; the results then record the unequal budget and the report says so.
@@ -58,7 +69,12 @@ from ..train.config import TrainConfig, _check_keys, read_toml, train_config
 #: folders searched for ``--suite NAME``: the repository's benchmarks/ and ./benchmarks
 SUITE_DIRS = (Path(__file__).resolve().parents[2] / "benchmarks", Path("benchmarks"))
 SUITE_KEYS = ("name", "description", "task", "data", "models", "exclude", "rollout_horizons", "rollout_starts",
-              "target_valid_ratio", "audit_trials", "seeds", "bootstrap_block", "bootstrap_resamples")
+              "target_valid_ratio", "audit_trials", "seeds", "bootstrap_block", "bootstrap_resamples",
+              "n_train", "n_valid", "n_test")
+#: [suite] keys that only mean something on displacement tasks (trajectories)
+DISPLACEMENT_ONLY_KEYS = ("rollout_horizons", "rollout_starts", "target_valid_ratio")
+#: task-size keys and the tasks that take them (:func:`irrepnet.tasks.load_task`)
+SIZE_KEYS = {"n_train": ("nbody", "molecules"), "n_valid": ("molecules",), "n_test": ("molecules",)}
 TOP_KEYS = ("suite", "train", "variant", "models", "tune")
 VARIANT_KEYS = ("id", "history", "bonds", "train")
 MODEL_KEYS = ("train", "config")
@@ -120,17 +136,26 @@ class Suite:
     bootstrap_resamples: int = 2000
     tune: Tune = field(default_factory=Tune)
     file: Optional[str] = None
+    n_train: Optional[int] = None  # None: the task's default size
+    n_valid: Optional[int] = None
+    n_test: Optional[int] = None
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ConfigError(f"suite {self.name!r}: unknown task {self.task!r}; known: {', '.join(TASKS)}")
-        if self.task in ENERGY_TASKS + PROPERTY_TASKS:  # results, reports, baselines, rollouts: displacements
-            raise ConfigError(f"suite {self.name!r}: the bench harness does not run energy tasks or property "
-                              f"tasks such as {self.task!r} yet; train one model with `irrepnet train --task {self.task}`")
+        if self.task in PROPERTY_TASKS:  # results, reports and references are displacement or energy ones
+            raise ConfigError(f"suite {self.name!r}: the bench harness does not run property tasks such as "
+                              f"{self.task!r} yet; train one model with `irrepnet train --task {self.task}`")
+        self._check_sizes()
         if self.data not in DATA_MODES:
             raise ConfigError(f"suite {self.name!r}: data must be one of {DATA_MODES}, got {self.data!r}")
+        if self.energy and self.data == "required":
+            raise ConfigError(f"suite {self.name!r}: task {self.task!r} generates its data (no --data file); "
+                              "set data = \"reference\" or drop the key")
         if not self.variants:
             raise ConfigError(f"suite {self.name!r}: needs at least one [[variant]]")
+        if self.energy and self.variants == [Variant("history-0", 0)]:  # the default variant, named by its task
+            self.variants = [Variant(self.task)]
         ids = [v.id for v in self.variants]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"suite {self.name!r}: variant ids must be unique, got {ids}")
@@ -150,14 +175,14 @@ class Suite:
             raise ConfigError(f"suite {self.name!r}: [tune] must be a table")
         if self.tune.steps < 1 or any(not lr > 0 for lr in self.tune.lr):
             raise ConfigError(f"suite {self.name!r}: [tune] needs steps >= 1 and learning rates > 0")
-        train_config(self.train)  # fail now, not after an hour of training
+        self._check_train(train_config(self.train), "[train]")  # fail now, not after an hour of training
         for v in self.variants:
-            train_config({**self.train, **v.train})
+            self._check_variant(v)
         for name, over in self.model_overrides.items():
             entry = get_model_entry(name)
             _check_keys(over, MODEL_KEYS, f"[models.{name}]")
             entry.make_config(over.get("config"))
-            train_config({**self.train, **over.get("train", {})})
+            self._check_train(train_config({**self.train, **over.get("train", {})}), f"[models.{name}] train")
         for name, configs in self.tune.configs.items():
             entry = get_model_entry(name)
             if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
@@ -165,8 +190,48 @@ class Suite:
             for cfg in configs:
                 entry.make_config({**self.model_config_for(name), **cfg})
 
+    @property
+    def energy(self) -> bool:
+        """Whether the task is an energy task (models predict an energy and its forces)."""
+        return self.task in ENERGY_TASKS
+
+    @property
+    def sizes(self) -> Dict[str, int]:
+        """The task sizes the suite sets (``n_train``, ``n_valid``, ``n_test``), as keywords of ``load_task``."""
+        return {k: getattr(self, k) for k in SIZE_KEYS if getattr(self, k) is not None}
+
+    def _check_sizes(self) -> None:
+        for key, tasks in SIZE_KEYS.items():
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if self.task not in tasks:
+                raise ConfigError(f"suite {self.name!r}: {key} sets a size of the {' and '.join(tasks)} task(s); "
+                                  f"task {self.task!r} has fixed splits: drop {key}")
+            least = 2 if key == "n_test" else 1  # the intervals resample test samples: at least two
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"suite {self.name!r}: {key} must be an integer >= {least}, got {value!r}")
+
+    def _check_train(self, cfg: TrainConfig, where: str) -> None:
+        """Energy tasks: refuse the displacement-only training options now, not when the first model starts."""
+        if not self.energy:
+            return
+        from ..train.energy import displacement_only_options
+
+        refused = displacement_only_options(cfg)
+        if refused:
+            raise ConfigError(f"suite {self.name!r} {where}: {', '.join(refused)} apply to displacement tasks, not "
+                              f"to the energy task {self.task!r}: remove them")
+
+    def _check_variant(self, v: Variant) -> None:
+        if self.energy and (v.history or v.bonds):
+            raise ConfigError(f"suite {self.name!r} variant {v.id!r}: task {self.task!r} has static geometries; "
+                              "drop history and bonds from its [[variant]]")
+        self._check_train(train_config({**self.train, **v.train}), f"variant {v.id!r} train")
+
     def model_names(self) -> List[str]:
-        """The models to train, in order: ``"*"`` expands to every registered trainable irrepnet model.
+        """The models to train, in order: ``"*"`` expands to every registered trainable irrepnet model
+        (on an energy task: every registered energy model).
 
         Peers (:mod:`irrepnet.models.peers`) are never part of ``"*"``, installed or not:
         a suite that compares with them names them.
@@ -174,7 +239,8 @@ class Suite:
         names: List[str] = []
         for name in self.models:
             if name == "*":
-                names += [n for n in list_models(peers=False) if n not in names and not is_parameter_free(n)]
+                names += [n for n in list_models(peers=False) if n not in names and not is_parameter_free(n)
+                          and (get_model_entry(n).energy or not self.energy)]
             else:
                 get_model_entry(name)  # unknown names fail here with suggestions
                 if name not in names:
@@ -226,6 +292,11 @@ def load_suite(name_or_path: str) -> Suite:
     _check_keys(doc, TOP_KEYS, str(path))
     head = doc.get("suite", {})
     _check_keys(head, SUITE_KEYS, f"{path} [suite]")
+    if head.get("task") in ENERGY_TASKS:
+        given = [k for k in DISPLACEMENT_ONLY_KEYS if k in head]
+        if given:
+            raise ConfigError(f"{path} [suite]: {', '.join(given)} apply to trajectory tasks; the energy task "
+                              f"{head['task']!r} has no rollouts and no time-to-target: remove them")
     variants = []
     for i, v in enumerate(doc.get("variant", [])):
         _check_keys(v, VARIANT_KEYS, f"{path} [[variant]] {i}")
@@ -255,7 +326,8 @@ def load_suite(name_or_path: str) -> Suite:
 def adhoc_suite(task: str, models: List[str], *, history: int = 0, train: Optional[Dict[str, Any]] = None,
                 data_required: bool = False, seeds: Optional[List[int]] = None, bonds: bool = False) -> Suite:
     """The suite of ``irrepnet bench --task T --models a,b,c`` (no file)."""
-    variant = Variant(f"history-{history}" + ("-bonds" if bonds else ""), history, bonds=bonds)
+    variant = (Variant(task) if task in ENERGY_TASKS else  # static geometries: no history to name the variant by
+               Variant(f"history-{history}" + ("-bonds" if bonds else ""), history, bonds=bonds))
     return Suite(name=f"{task}-adhoc", task=task, models=models, variants=[variant],
                  train=dict(train or {}), data="required" if data_required else "reference", seeds=list(seeds or []),
                  rollout_horizons=[1, 5, 10, 25, 50, 100] if task == "twelve_body" else [])

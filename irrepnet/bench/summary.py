@@ -4,7 +4,8 @@
 row per model and baseline: test MSE, MSE / zero displacement, rollout MSE at the
 longest horizon, the float32 equivariance error, training step time and total
 training time, plus a line naming the commit and machine. The README's results
-tables are this output, pasted between ``<!-- summary:NAME -->`` markers;
+tables are this output, pasted between ``<!-- summary:NAME -->`` markers (energy groups,
+the molecules task, have their own columns: :mod:`irrepnet.bench.report_energy`);
 ``tests/test_readme.py`` regenerates them from the committed ``results.json`` and
 fails if the README drifts.
 """
@@ -15,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import List
 
-from .formatting import (equivariance_error, fmt_int, fmt_plain, fmt_sci, fmt_vs_zero, interval, ordered_rows,
-                         rollout_cell, with_ci)
+from . import report_energy
+from .formatting import (equivariance_error, fmt_int, fmt_plain, fmt_sci, fmt_vs_zero, interval, is_energy_group,
+                         ordered_rows, rollout_cell, with_ci)
 from .report import _md_table, _name, _steps_cell, load_results
 
 
@@ -36,11 +38,31 @@ def _group_line(results: dict, group: dict) -> str:
     return text + ")"
 
 
+def _energy_group_line(results: dict, group: dict) -> str:
+    seeds, b = group.get("seeds") or [], group.get("bootstrap") or {}
+    w = group.get("loss_weights") or {}
+    text = (f"**{results['suite']['name']} / {group['id']}** ({group['task']}: energy and forces; "
+            f"{group['sizes']['train']} train / {group['sizes']['test']} test molecules; loss weights energy "
+            f"{w.get('energy_weight'):g}, forces {w.get('force_weight'):g}; "
+            f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}")
+    if b:
+        text += f"; 95% CI: bootstrap over {b.get('n_units')} test molecules"
+    return text + ")"
+
+
+def _energy_lines(results: dict, group: dict) -> List[str]:
+    header, body, align = report_energy.table(group, report_energy.SUMMARY_COLUMNS)
+    return [_energy_group_line(results, group), ""] + _md_table(header, body, align) + [""]
+
+
 def summary_markdown(results: dict) -> str:
     prov = results["provenance"]
     commit = (prov.get("commit") or "unknown")[:7] + (" (dirty)" if prov.get("dirty") else "")
     lines: List[str] = []
     for group in results["groups"]:
+        if is_energy_group(group):
+            lines += _energy_lines(results, group)
+            continue
         horizons = group.get("rollout_horizons") or []
         ks = [h for h in (25, max(horizons) if horizons else None) if h in horizons]
         v2 = "bootstrap" in group

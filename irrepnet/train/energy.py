@@ -67,6 +67,17 @@ def energy_loss_terms(energy_weight: float, force_weight: float) -> List[LossTer
     return terms
 
 
+def displacement_only_options(config) -> List[str]:
+    """Names of the options of ``config`` (a TrainConfig) that are set but only apply to displacement tasks.
+
+    An energy model has no physical baseline to correct or start from, and noisy or
+    fed-back positions would not match the forces labelled at the true ones.
+    """
+    on = (("residual", config.residual != "none"), ("start_at_baseline", config.start_at_baseline),
+          ("input_noise", config.input_noise > 0), ("unroll_steps", config.unroll_steps > 1))
+    return [name for name, is_set in on if is_set]
+
+
 def species_counts(data: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """``(G, k)`` atoms of each species per graph, from ``species_onehot`` and ``batch``."""
     data = ensure_batch(data)

@@ -55,9 +55,9 @@ from ..compile import compile_model
 from .noise import add_input_noise, window_noise
 from .optim import make_optimizer
 from .normalization import NormalizedModel, check_residual, fit_scales, rms
-from .energy import LossTerm, energy_loss_terms
+from .energy import LossTerm, displacement_only_options, energy_loss_terms
 from .property import accumulate_abs_errors, property_loss_terms
-from .runtime import _progress_bar, _StopRequests, move, split_validation, torch_dtype   # noqa: F401 (re-exported: loop.move etc. predate runtime.py)
+from .runtime import _progress_bar, _StopRequests, move, split_validation, torch_dtype  # noqa: F401 (re-exported: loop.move etc. predate runtime.py)
 
 #: dataset field holding the truth for each model output
 TARGET_FIELDS = {K.DISPLACEMENT: K.TARGET_DISP, K.NEXT_POS: K.TARGET_POS, K.ENERGY: K.TARGET_ENERGY,
@@ -267,9 +267,7 @@ class Trainer:
         from ..registry import ConfigError
 
         c = self.config
-        refused = [name for name, on in (("residual", c.residual != "none"), ("start_at_baseline", c.start_at_baseline),
-                                         ("input_noise", c.input_noise > 0), ("unroll_steps", c.unroll_steps > 1))
-                   if on]
+        refused = displacement_only_options(c)
         if refused:
             raise ConfigError(f"training option(s) {refused} apply to displacement tasks; an energy model has "
                               "no baseline, and noisy positions would not match their forces: leave them at "
