@@ -32,7 +32,13 @@ On the EGNN paper's N-body batch (100 graphs of 5 nodes, hidden 64) a layer is a
 ``(E, 64) x (64, 64)`` products; the first one of :math:`\phi_e`, on the concatenation
 :math:`[h_i, h_j, r_{ij}, a_{ij}]`, is computed on nodes instead
 (:meth:`EGNNLayer._first_edge_layer`), which removes a third of the layer's
-multiply-adds. Timings against the paper's own code: ``benchmarks/egnn_vs_paper.py``.
+multiply-adds. What remains is as much elementwise work as matrix products: on the
+peers suites' batches (benchmarks/profile_egnn_peer.py) a training step spends about a
+third of its time in SiLU and its backward on ``(E, 64)`` edge tensors, a third in the
+``(E, 64) x (64, 64)`` products (with the bias copy ``addmm`` makes), and the rest in
+adds, gathers and scatters, per-op overhead and Adam. So every ``(E, H)`` pass that can
+go, goes: the per-edge scalars of the first ``Linear`` enter through one ``addmm``. Timings
+against the paper's own code: ``benchmarks/egnn_vs_paper.py``.
 """
 
 from __future__ import annotations
@@ -222,13 +228,13 @@ class EGNNLayer(IrrepsModule):
 
         Its weight is :math:`[W_i\ W_j\ W_e]`, so it equals
         :math:`(W_i h + b)_i + (W_j h)_j + W_e\,[r_{ij}, a_{ij}]`: the two
-        ``(E, F) x (F, H)`` products of the concatenated input become one ``(n, F) x (F, 2H)``
-        product on nodes, gathered onto edges (EGNN_vel's parameters and numbers, up to the
-        order of additions; a third of the layer's multiply-adds on the N-body batch). The
-        per-edge scalars :math:`[r_{ij}, a_{ij}]` (``1 + K`` columns) go through one
-        ``(E, 1+K) x (1+K, H)`` product rather than one broadcast product per column:
-        every ``(E, H)`` pass saved, forward and backward, is time on the small graphs
-        where these elementwise passes cost as much as the layer's matrix products.
+        ``(E, F) x (F, H)`` products of the concatenated input become two ``(n, F) x (F, H)``
+        products on nodes (the bias folded into the first), gathered onto edges (EGNN_vel's
+        parameters and numbers, up to the order of additions; a third of the layer's
+        multiply-adds on the N-body batch). The per-edge scalars :math:`[r_{ij}, a_{ij}]`
+        (``1 + K`` columns) go through one ``addmm`` onto the gathered sum, rather than a
+        broadcast product per column (each of which was three more ``(E, H)`` passes,
+        forward and backward, on graphs where such passes cost as much as the products).
 
         Shapes
         ------

@@ -77,7 +77,7 @@ class GraphConstruction(IrrepsModule):
         if kind == "knn" and (k is None or k < 1):
             raise ValueError(f"a kNN graph needs k >= 1, got k={k}")
         self.kind, self.r, self.k, self.backend, self.regular = kind, r, k, backend, regular
-        self._full_cache = None  # (batch, num_nodes, topology fields) of the last full graph built
+        self._full_cache = None  # (batch, num_nodes, (regular, pairs), fields) of the last full graph built
         # full and radius graphs hold j -> i exactly when i -> j: pair fields for per_pair()
         self.pairs = pairs and kind in ("full", "radius")
         if self.pairs:
@@ -112,14 +112,15 @@ class GraphConstruction(IrrepsModule):
             fields[self.topology_field + K.EDGE_PAIR], fields[self.topology_field + K.PAIR_EDGE] = pairs
         if self.kind == "full":
             # copies of the key: a caller refilling its batch tensors in place must not fake a hit
-            self._full_cache = (out[K.BATCH].clone(), out[K.NUM_NODES].clone(), fields)
+            self._full_cache = (out[K.BATCH].clone(), out[K.NUM_NODES].clone(), (self.regular, self.pairs), fields)
         out.update(fields)
         return out
 
     def _cached_full(self, data):
         """The topology fields of the last full graph when ``data`` has the same ``batch`` and ``num_nodes``.
 
-        A full graph depends on nothing else, and a training run feeds batches of one
+        A full graph depends on nothing else (the fields written also on ``regular`` and
+        ``pairs``, which are part of the key: a test switches ``regular`` off), and a training run feeds batches of one
         shape: building it (sorting nodes by graph, index arithmetic, the regularity check)
         would cost each step as much as a layer's elementwise pass on the N-body batch.
         The key is compared by value (two ``torch.equal`` of ``(n,)`` and ``(G,)``), not
@@ -128,9 +129,10 @@ class GraphConstruction(IrrepsModule):
         cached = getattr(self, "_full_cache", None)
         if cached is None or self.kind != "full":
             return None
-        batch, num_nodes, fields = cached
+        batch, num_nodes, options, fields = cached
         new_batch, new_counts = data[K.BATCH], data[K.NUM_NODES]
-        if (batch.device != new_batch.device or batch.shape != new_batch.shape or num_nodes.shape != new_counts.shape
+        if (options != (self.regular, self.pairs) or batch.device != new_batch.device
+                or batch.shape != new_batch.shape or num_nodes.shape != new_counts.shape
                 or not torch.equal(num_nodes, new_counts) or not torch.equal(batch, new_batch)):
             return None
         return fields
