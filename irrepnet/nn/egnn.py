@@ -32,13 +32,13 @@ On the EGNN paper's N-body batch (100 graphs of 5 nodes, hidden 64) a layer is a
 ``(E, 64) x (64, 64)`` products; the first one of :math:`\phi_e`, on the concatenation
 :math:`[h_i, h_j, r_{ij}, a_{ij}]`, is computed on nodes instead
 (:meth:`EGNNLayer._first_edge_layer`), which removes a third of the layer's
-multiply-adds. What remains is as much elementwise work as matrix products: on the
-peers suites' batches (benchmarks/profile_egnn_peer.py) a training step spends about a
-third of its time in SiLU and its backward on ``(E, 64)`` edge tensors, a third in the
-``(E, 64) x (64, 64)`` products (with the bias copy ``addmm`` makes), and the rest in
-adds, gathers and scatters, per-op overhead and Adam. So every ``(E, H)`` pass that can
-go, goes: the per-edge scalars of the first ``Linear`` enter through one ``addmm``. Timings
-against the paper's own code: ``benchmarks/egnn_vs_paper.py``.
+multiply-adds. On the peers suites' batches (``benchmarks/profile_egnn_peer.py``) a
+training step then spends 40-60% of its self CPU time in the ``(E, 64) x (64, 64)``
+products, forward and backward (with the bias copy of ``addmm``), 15-25% in SiLU and its
+backward on ``(E, 64)`` edge tensors, and the rest in adds, gathers and scatters, per-op
+overhead and Adam; an ``(E, H)`` elementwise pass costs a third to a half of a product. So
+every such pass that can go, goes: the per-edge scalars of the first ``Linear`` enter
+through one ``addmm``. Timings against the paper's own code: ``benchmarks/egnn_vs_paper.py``.
 """
 
 from __future__ import annotations
