@@ -363,3 +363,24 @@ def test_a_second_graph_drops_the_pair_and_regular_fields_of_the_first():
     assert K.RECEIVER_SLOTS in full and K.PAIR_EDGE in full
     knn = GraphConstruction("knn", k=2)({**full, "pair_embedding": torch.zeros(full[K.PAIR_EDGE].shape[0], 4)})
     assert not {K.EDGE_PAIR, K.PAIR_EDGE, "pair_embedding"} & set(knn)
+
+
+def test_full_graph_topology_is_reused_only_for_the_same_systems():
+    """GraphConstruction keeps the last full graph: reused for equal batch/num_nodes, rebuilt otherwise."""
+    from irrepnet.nn import GraphConstruction
+    layer = GraphConstruction("full")
+    key = layer.topology_field
+
+    def batch_of(counts):
+        counts = torch.tensor(counts)
+        return {K.POS: torch.randn(int(counts.sum()), 3, dtype=torch.float64), K.NUM_NODES: counts,
+                K.BATCH: torch.arange(len(counts)).repeat_interleave(counts)}
+
+    first = layer.topology(batch_of([3, 3]))
+    again = layer.topology(batch_of([3, 3]))  # new tensors, same systems: the same edges, not rebuilt
+    assert again[key] is first[key] and torch.equal(again[key], full_graph(torch.tensor([3, 3])))
+    other = layer.topology(batch_of([2, 4]))  # same node count, other systems: rebuilt
+    assert torch.equal(other[key], full_graph(torch.tensor([2, 4])))
+    assert key + K.RECEIVER_SLOTS not in other  # degrees 1 and 3: not regular
+    layer.regular = False  # an option that changes the fields written is part of the key
+    assert key + K.RECEIVER_SLOTS not in layer.topology(batch_of([3, 3]))

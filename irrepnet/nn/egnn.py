@@ -32,7 +32,13 @@ On the EGNN paper's N-body batch (100 graphs of 5 nodes, hidden 64) a layer is a
 ``(E, 64) x (64, 64)`` products; the first one of :math:`\phi_e`, on the concatenation
 :math:`[h_i, h_j, r_{ij}, a_{ij}]`, is computed on nodes instead
 (:meth:`EGNNLayer._first_edge_layer`), which removes a third of the layer's
-multiply-adds. Timings against the paper's own code: ``benchmarks/egnn_vs_paper.py``.
+multiply-adds. On the peers suites' batches (``benchmarks/profile_egnn_peer.py``) a
+training step then spends 40-60% of its self CPU time in the ``(E, 64) x (64, 64)``
+products, forward and backward (with the bias copy of ``addmm``), 15-25% in SiLU and its
+backward on ``(E, 64)`` edge tensors, and the rest in adds, gathers and scatters, per-op
+overhead and Adam; an ``(E, H)`` elementwise pass costs a third to a half of a product. So
+every such pass that can go, goes: the per-edge scalars of the first ``Linear`` enter
+through one ``addmm``. Timings against the paper's own code: ``benchmarks/egnn_vs_paper.py``.
 """
 
 from __future__ import annotations
@@ -207,7 +213,9 @@ class EGNNLayer(IrrepsModule):
         w = self.coord_mlp(m)  # [E, 1]
         if self.tanh:
             w = self.coords_range * torch.tanh(w)
-        step = self.coords_weight * sum_at_receivers(rel * w, data, n, mean=self.coords_agg == "mean")  # [n, 3]
+        step = sum_at_receivers(rel * w, data, n, mean=self.coords_agg == "mean")  # [n, 3]
+        if self.coords_weight != 1.0:  # x * 1.0 == x: the multiplication would only cost time
+            step = self.coords_weight * step
         if self.vel_mlp is not None:
             step = step + self.vel_mlp(h) * data[self.velocity_field]  # phi_v(h^l) v^init
         out = self.node_mlp(torch.cat([h, sum_at_receivers(m, data, n)], dim=-1))  # [n, F_out]
@@ -218,21 +226,30 @@ class EGNNLayer(IrrepsModule):
     def _first_edge_layer(self, h, radial, send, data):
         r"""The first ``Linear`` of :math:`\phi_e` on :math:`[h_i, h_j, \|x_i - x_j\|^2, a_{ij}]`.
 
-        Its weight is :math:`[W_i\ W_j\ w_r\ W_a]`, so it equals
-        :math:`(W_i h)_i + (W_j h)_j + w_r r_{ij} + W_a a_{ij} + b`: the two
-        ``(E, F) x (F, H)`` products of the concatenated input become one ``(n, F) x (F, 2H)``
-        product on nodes, gathered onto edges (EGNN_vel's parameters and numbers, up to the
-        order of additions; a third of the layer's multiply-adds on the N-body batch).
+        Its weight is :math:`[W_i\ W_j\ W_e]`, so it equals
+        :math:`(W_i h + b)_i + (W_j h)_j + W_e\,[r_{ij}, a_{ij}]`: the two
+        ``(E, F) x (F, H)`` products of the concatenated input become two ``(n, F) x (F, H)``
+        products on nodes (the bias folded into the first), gathered onto edges (EGNN_vel's
+        parameters and numbers, up to the order of additions; a third of the layer's
+        multiply-adds on the N-body batch). The per-edge scalars :math:`[r_{ij}, a_{ij}]`
+        (``1 + K`` columns) go through one ``addmm`` onto the gathered sum, rather than a
+        broadcast product per column (each of which was three more ``(E, H)`` passes,
+        forward and backward, on graphs where such passes cost as much as the products).
+
+        Shapes
+        ------
+        ``h (n, F)``, ``radial`` in the layout of :func:`edge_rows` (``(E, 1)`` or
+        ``(n, D, 1)``) -> ``(E, H)`` or ``(n, D, H)``
         """
         lin, F = self.edge_mlp[0], self.in_features
-        hidden = lin.weight.shape[0]
-        node_part = h @ lin.weight[:, :2 * F].reshape(hidden, 2, F).transpose(0, 1).reshape(2 * hidden, F).T
-        h_i, h_j = node_part.split(hidden, dim=-1)  # [n, H] each: W_i h, W_j h
-        pre = at_receivers(h_i + lin.bias, data) + edge_rows(h_j.index_select(0, send), data)
-        pre = pre + radial * lin.weight[:, 2 * F]
-        if self.edge_attr_dim:
-            pre = pre + edge_rows(data[EDGE_ATTRS], data) @ lin.weight[:, 2 * F + 1:].T
-        return pre  # [E, H]
+        h_i = nn.functional.linear(h, lin.weight[:, :F], lin.bias)  # [n, H]: W_i h + b
+        h_j = nn.functional.linear(h, lin.weight[:, F:2 * F])  # [n, H]: W_j h
+        pair = at_receivers(h_i, data) + edge_rows(h_j.index_select(0, send), data)  # [E, H] or [n, D, H]
+        scalars = radial if not self.edge_attr_dim else torch.cat([radial, edge_rows(data[EDGE_ATTRS], data)], dim=-1)
+        # pair + [r_ij, a_ij] W_e^T in one addmm: the sum is written once
+        pre = torch.addmm(pair.reshape(-1, pair.shape[-1]), scalars.reshape(-1, scalars.shape[-1]),
+                          lin.weight[:, 2 * F:].T)
+        return pre.view(pair.shape)
 
     def extra_repr(self) -> str:
         opts = [f"{self.in_features} -> {self.out_features}", f"hidden={self.hidden}",

@@ -2,7 +2,9 @@
 
 Building the graph inside the model means the audit transforms only node fields and
 the graph is rebuilt from the transformed positions, which is what happens at
-inference. It is built once per batch and every later layer reuses it.
+inference. It is built once per batch and every later layer reuses it; a full graph,
+which depends on ``batch`` and ``num_nodes`` alone, is kept from one call to the next
+and reused while they stay the same (a training run's batches of equal-size systems).
 
 The work splits in two. :meth:`GraphConstruction.topology` decides which pairs are
 edges: its output size depends on the data, so it runs eagerly (a compiled model,
@@ -75,6 +77,7 @@ class GraphConstruction(IrrepsModule):
         if kind == "knn" and (k is None or k < 1):
             raise ValueError(f"a kNN graph needs k >= 1, got k={k}")
         self.kind, self.r, self.k, self.backend, self.regular = kind, r, k, backend, regular
+        self._full_cache = None  # (batch, num_nodes, (regular, pairs), fields) of the last full graph built
         # full and radius graphs hold j -> i exactly when i -> j: pair fields for per_pair()
         self.pairs = pairs and kind in ("full", "radius")
         if self.pairs:
@@ -92,17 +95,47 @@ class GraphConstruction(IrrepsModule):
         Eager only: which pairs are neighbours decides the output's size. Positions are
         read detached; the edges themselves carry no gradient.
         """
+        out = ensure_batch(data)
+        hit = self._cached_full(out)
+        if hit is not None:  # the full graph of the same systems as the last call: its fields unchanged
+            out.update(hit)
+            return out
         kwargs = {"r": self.r} if self.kind == "radius" else {"k": self.k} if self.kind == "knn" else {}
         backend = {} if self.kind == "full" else {"backend": self.backend}
-        out, edge_index = build_edge_index(ensure_batch(data), self.kind, **kwargs, **backend)
-        out[self.topology_field] = edge_index
+        out, edge_index = build_edge_index(out, self.kind, **kwargs, **backend)
+        fields = {self.topology_field: edge_index}
         degree = regular_degree(edge_index[1], out[K.POS].shape[0]) if self.regular else None
         if degree is not None:
-            out[self.topology_field + K.RECEIVER_SLOTS] = torch.arange(degree, device=edge_index.device)
+            fields[self.topology_field + K.RECEIVER_SLOTS] = torch.arange(degree, device=edge_index.device)
         pairs = edge_pairs(edge_index, out[K.POS].shape[0]) if self.pairs else None
         if pairs is not None:
-            out[self.topology_field + K.EDGE_PAIR], out[self.topology_field + K.PAIR_EDGE] = pairs
+            fields[self.topology_field + K.EDGE_PAIR], fields[self.topology_field + K.PAIR_EDGE] = pairs
+        if self.kind == "full":
+            # copies of the key: a caller refilling its batch tensors in place must not fake a hit
+            self._full_cache = (out[K.BATCH].clone(), out[K.NUM_NODES].clone(), (self.regular, self.pairs), fields)
+        out.update(fields)
         return out
+
+    def _cached_full(self, data):
+        """The topology fields of the last full graph when ``data`` has the same ``batch`` and ``num_nodes``.
+
+        A full graph depends on nothing else (the fields written also on ``regular`` and
+        ``pairs``, which are part of the key: a test switches ``regular`` off), and a training run feeds batches of one
+        shape: building it (sorting nodes by graph, index arithmetic, the regularity check)
+        would cost each step as much as a layer's elementwise pass on the N-body batch.
+        The key is compared by value (two ``torch.equal`` of ``(n,)`` and ``(G,)``), not
+        by identity, so a new batch of the same systems hits and any other misses.
+        """
+        cached = getattr(self, "_full_cache", None)
+        if cached is None or self.kind != "full":
+            return None
+        batch, num_nodes, options, fields = cached
+        new_batch, new_counts = data[K.BATCH], data[K.NUM_NODES]
+        if (options != (self.regular, self.pairs) or batch.device != new_batch.device
+                or batch.shape != new_batch.shape or num_nodes.shape != new_counts.shape
+                or not torch.equal(num_nodes, new_counts) or not torch.equal(batch, new_batch)):
+            return None
+        return fields
 
     def forward(self, data):
         if self.topology_field not in data:  # eager use: nobody prepared the edges
