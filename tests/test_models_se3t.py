@@ -45,8 +45,59 @@ def test_registered_with_documented_defaults():
     entry = get_model_entry("se3-transformer")
     assert "attention" in entry.description
     cfg = entry.default_config()
-    assert (cfg.hidden_irreps, cfg.lmax, cfg.heads, cfg.layers, cfg.graph, cfg.radius, cfg.basis) == (
-        "32x0e + 16x1o + 16x1e", 2, 4, 2, "auto", 3.5, "bessel")
+    assert (cfg.hidden_irreps, cfg.lmax, cfg.heads, cfg.layers, cfg.graph, cfg.radius, cfg.basis, cfg.skip) == (
+        "32x0e + 16x1o + 16x1e", 2, 4, 2, "auto", None, "bessel", "linear")
+
+
+def test_radius_defaults_per_task():
+    # nbody: half the pairs are beyond 3.5 (issue 12); the radius of every block, graph and basis
+    for name, radius in (("nbody", 10.0), ("twelve_body", 3.5), ("molecules", 3.5)):
+        spec = task_spec(name, history=2) if name == "twelve_body" else task_spec(name)
+        model = build_model("se3-transformer", spec, **{**SMALL, "radius": None})
+        model = getattr(model, "backbone", model)  # molecules: the energy model's backbone
+        blocks = [m for m in model.modules() if isinstance(m, EquivariantAttention)]
+        embedding = next(m for m in model.modules() if isinstance(m, RadialEmbedding))
+        assert model.radius == radius and embedding.r_max == radius and {b.r_max for b in blocks} == {radius}
+    model = build_model("se3-transformer", task_spec("nbody"), **{**SMALL, "radius": 4.0})
+    assert model.radius == 4.0
+
+
+@pytest.mark.parametrize("skip, kinds", [("linear", ["linear", "linear"]), ("auto", ["linear", "residual"]),
+                                         ("none", ["none", "none"])])
+def test_skip_options_and_their_equivariance(skip, kinds):
+    torch.manual_seed(0)
+    model = build_model("se3-transformer", task_spec("twelve_body", history=2), **{**SMALL, "skip": skip})
+    assert [m.skip for m in model.modules() if isinstance(m, EquivariantAttention)] == kinds
+    for dtype in (torch.float32, torch.float64):
+        report = audit(model, twelve_body_batch(), dtype=dtype, checks=("rotation", "reflection", "translation"))
+        assert report.passed, str(report)
+
+
+def test_skip_is_a_linear_path_from_the_input_velocity():
+    # with the gated paths silenced, the skips alone map the velocity linearly to the displacement
+    torch.manual_seed(0)
+    model = build_model("se3-transformer", task_spec("twelve_body", history=2), **{**SMALL, "skip": "linear"}).double()
+    for m in model.modules():
+        if isinstance(m, EquivariantAttention):
+            torch.nn.init.zeros_(m.self_interaction.weight)
+    data = twelve_body_batch()
+    out = model(data)[K.DISPLACEMENT]
+    data2 = {**data, K.VEL_HISTORY: 2 * data[K.VEL_HISTORY]}
+    torch.testing.assert_close(model(data2)[K.DISPLACEMENT], 2 * out)
+    assert out.abs().max() > 0
+
+
+def test_a_checkpoint_without_skip_weights_loads_as_the_same_function():
+    # models saved before the skip existed: their state has no sc weights; zeros are filled in
+    torch.manual_seed(0)
+    spec = task_spec("twelve_body", history=2)
+    old = build_model("se3-transformer", spec, **{**SMALL, "skip": "none"}).double()
+    new = build_model("se3-transformer", spec, **{**SMALL, "skip": "linear"}).double()
+    new.load_state_dict(old.state_dict())  # strict: nothing missing once the hook has filled the skip
+    data = twelve_body_batch()
+    torch.testing.assert_close(new(data)[K.DISPLACEMENT], old(data)[K.DISPLACEMENT])
+    with pytest.raises(RuntimeError, match="Unexpected key"):  # the other way round still refuses
+        old.load_state_dict(new.state_dict())
 
 
 def test_claims_e3_and_passes_reflections_with_sixteen_heads():
@@ -105,6 +156,7 @@ def test_a_few_adam_steps_reduce_the_loss():
     ({"graph": "knn"}, r"'radius', 'full' or 'auto'"),
     ({"heads": 0}, r"heads >= 1"),
     ({"radius": 0.0}, r"radius must be > 0"),
+    ({"skip": "gated"}, r"skip must be one of"),
 ])
 def test_config_errors_are_clear(overrides, match):
     with pytest.raises(ConfigError, match=match):

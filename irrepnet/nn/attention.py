@@ -17,12 +17,22 @@ For receiver :math:`i`, its neighbours :math:`j \in N(i)` and edge vector
         + \log u(|r_{ij}|),
     \qquad \alpha^h_{ij} = \operatorname{softmax}_{j \in N(i)} \ell^h_{ij} \\
     f'_i &= \mathrm{Gate}\Big(W_S \big[\textstyle\sum_j \alpha^h_{ij}\, u(|r_{ij}|)\, v^h_{ij}
-           \,\big\|\, f_i\big]\Big)
-        && \text{(self-interaction with skip, then gated nonlinearity)}
+           \,\big\|\, f_i\big]\Big) \;+\; S f_i
+        && \text{(self-interaction, gated nonlinearity, skip)}
 
 where :math:`u` is the polynomial cutoff of :func:`~irrepnet.nn.embedding.polynomial_cutoff`
 and :math:`\varphi = \mathrm{MLP}(B(|r_{ij}|))` a bias-free radial MLP (e3nn
 ``FullyConnectedNet``) of ``edge_embedding``, so it vanishes where the embedding does.
+
+*Skip* :math:`S` (``skip``). Inside the gate, :math:`f_i` reaches :math:`f'_i` only
+through :math:`\sigma(g)\,W_S f_i`, a vector scaled by a sigmoid of scalars that themselves
+depend on the neighbours; after two blocks the input velocity is no longer an exact
+linear term of the output. ``"linear"`` adds an equivariant linear self-connection
+:math:`S = W_{sc}` (``o3.Linear``; NequIP's self-connection, the self-interaction the paper
+adds after each attention layer), ``"residual"`` the identity (needs ``irreps_in ==
+irreps_out``), ``"auto"`` the identity where the irreps match and ``W_{sc}`` otherwise,
+``"none"`` nothing (the block before the option existed). A checkpoint written without
+the skip's weights loads with them set to zero, which is the same function.
 
 *Kernel.* The paper's kernel :math:`W^{lk}(x) = \sum_J \varphi^{lk}_J(\|x\|) W^{lk}_J(\hat x)`
 has a full ``c_out x c_in`` radial matrix per path. Here it is factorised as a
@@ -100,6 +110,7 @@ from ..scatter import segment_softmax, segment_sum
 from ..irreps import refresh_wigner_3j
 from .embedding import polynomial_cutoff
 from .gate import Gate, gate_irreps
+from .tp_conv import SKIPS
 from .graph_layer import at_receivers, edge_chunks, edge_rows, per_pair, softmax_at_receivers, sum_at_receivers
 
 
@@ -181,6 +192,8 @@ class EquivariantAttention(IrrepsModule):
         on graphs with more edges, take them this many at a time under activation
         checkpointing (:func:`~irrepnet.nn.graph_layer.edge_chunks`): logits of every
         chunk, the softmax over all edges, then the values chunk by chunk; the same numbers.
+    skip : {"none", "linear", "residual", "auto"}
+        :math:`S` added after the gate (see the module docstring).
 
     Shapes/irreps
     -------------
@@ -192,7 +205,8 @@ class EquivariantAttention(IrrepsModule):
 
     def __init__(self, irreps_in, irreps_out, irreps_sh, n_basis: int, r_max: float, heads: int = 4,
                  irreps_key=None, irreps_value=None, logit_scale: float = 2.0, radial_hidden: int = 32,
-                 radial_layers: int = 1, p: float = 6.0, edge_chunk: Optional[int] = None):
+                 radial_layers: int = 1, p: float = 6.0, edge_chunk: Optional[int] = None,
+                 skip: str = "none"):
         irreps_in, irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_sh)
         irreps_out = gate_irreps(irreps_out).irreps_out  # the gate's order: scalars first, simplified
         irreps_key = o3.Irreps(irreps_key if irreps_key is not None else irreps_out)
@@ -201,7 +215,14 @@ class EquivariantAttention(IrrepsModule):
             raise ValueError(f"r_max and logit_scale must be > 0, got r_max={r_max}, logit_scale={logit_scale}")
         if edge_chunk is not None and edge_chunk < 1:
             raise ValueError(f"edge_chunk must be >= 1 edges (or None), got {edge_chunk}")
-        self.edge_chunk = edge_chunk
+        if skip not in SKIPS:
+            raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
+        if skip == "residual" and irreps_in != irreps_out:
+            raise ValueError(f"skip='residual' needs irreps_in == irreps_out, got {irreps_in} -> {irreps_out}; "
+                             "use skip='linear' or 'auto'")
+        if skip == "auto":
+            skip = "residual" if irreps_in == irreps_out else "linear"
+        self.edge_chunk, self.skip = edge_chunk, skip
         super().__init__(
             {K.NODE_FEATURES: irreps_in, K.EDGE_INDEX: None, K.EDGE_SH: irreps_sh,
              K.EDGE_EMBEDDING: f"{n_basis}x0e", K.EDGE_LEN: None},
@@ -225,8 +246,16 @@ class EquivariantAttention(IrrepsModule):
         self.gate = Gate(irreps_out)
         # the skip (f_i) enters the self-interaction, as in the paper's residual attention block
         self.self_interaction = o3.Linear(irreps_value + irreps_in, self.gate.irreps_in[K.NODE_FEATURES])
+        self.sc = o3.Linear(irreps_in, irreps_out) if skip == "linear" else None
+        if self.sc is not None:  # a checkpoint from before the skip: zero weights, the same function
+            self._register_load_state_dict_pre_hook(self._zero_missing_skip)
         # keep the coupling coefficients exact after load_state_dict (a float32 checkpoint) too
         self.register_load_state_dict_post_hook(lambda module, _keys: refresh_wigner_3j(module))
+
+    def _zero_missing_skip(self, state_dict, prefix, *_args):
+        for name, value in self.sc.state_dict().items():
+            if prefix + "self_interaction.weight" in state_dict and prefix + "sc." + name not in state_dict:
+                state_dict[prefix + "sc." + name] = torch.zeros_like(value)
 
     def _apply(self, fn, recurse=True):
         # every .to()/.double()/.float() passes here: re-derive the constants in the new dtype
@@ -316,8 +345,13 @@ class EquivariantAttention(IrrepsModule):
 
     def forward(self, data):
         _, aggregated = self.attend(data)
-        pre_gate = self.self_interaction(torch.cat([aggregated, data[K.NODE_FEATURES]], dim=-1))
-        return self.gate({**data, K.NODE_FEATURES: pre_gate})
+        x = data[K.NODE_FEATURES]
+        out = self.gate({**data, K.NODE_FEATURES: self.self_interaction(torch.cat([aggregated, x], dim=-1))})
+        if self.skip == "linear":
+            out[K.NODE_FEATURES] = out[K.NODE_FEATURES] + self.sc(x)
+        elif self.skip == "residual":
+            out[K.NODE_FEATURES] = out[K.NODE_FEATURES] + x
+        return out
 
     def extra_repr(self) -> str:
-        return f"heads={self.heads}, r_max={self.r_max}, {super().extra_repr()}"
+        return f"heads={self.heads}, r_max={self.r_max}, skip={self.skip!r}, {super().extra_repr()}"

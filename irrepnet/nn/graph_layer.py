@@ -243,10 +243,11 @@ def auto_graph_kind(kind: str, num_nodes: Optional[int]) -> str:
 
     Such a model (bias-free radial MLP of an embedding that is exactly 0 beyond the
     cutoff, or attention with :math:`\\log u = -\\infty` there) computes the same function
-    on the full graph as on the radius graph: the extra edges contribute exact zeros. For
-    small systems of a fixed size (at most :data:`FULL_GRAPH_MAX_NODES` nodes, the
-    12-bead polymer, the 5-body system) the full graph is nearly the radius graph anyway,
-    and it is regular with a size known in advance: the dense path of this module applies
+    on the full graph as on the radius graph: the extra edges contribute exact zeros (so
+    ``"full"`` does not lift the cutoff: pairs beyond it stay unseen, half of them on the
+    5-body system at radius 3.5). For small systems of a fixed size (at most
+    :data:`FULL_GRAPH_MAX_NODES` nodes, the 12-bead polymer, the 5-body system) the full
+    graph is regular with a size known in advance: the dense path of this module applies
     and a compiled model never recompiles for a new edge count. Otherwise ``"radius"``.
     Other kinds are returned unchanged.
     """
