@@ -174,3 +174,21 @@ def table_horizons(horizons: Sequence[int]) -> List[int]:
     if len(hs) <= MAX_TABLE_HORIZONS:
         return hs
     return [hs[0], hs[len(hs) // 2], hs[-1]]
+
+
+def seed_budget_facts(group: Dict[str, Any], steps_text) -> List[str]:
+    """A group's seeds and step budget as protocol facts: equal steps, or each model's when they differ.
+
+    ``steps_text`` formats a step count (the displacement and energy reports format them
+    their own way).
+    """
+    seeds = group.get("seeds") or []
+    facts = [f"seeds {', '.join(str(s) for s in seeds)}" if seeds else "seeds –"]
+    budget = group.get("budget") or {}
+    if budget.get("equal_steps") and budget.get("steps") is not None:
+        facts.append(f"every model {steps_text(budget['steps'])} optimiser steps")
+    elif budget.get("per_model"):
+        facts.append("**unequal budgets**: " + ", ".join(f"{n} {steps_text(p.get('steps'))}"
+                                                          for n, p in budget["per_model"].items()))
+    return facts
+

@@ -24,7 +24,7 @@ from . import report_energy, schema
 from .formatting import (  # noqa: F401  (re-exported: the report's public helpers)
     MAX_TABLE_HORIZONS, MISSING, _all_horizons, _get, _mse_key, _num, equivariance_error, equivariance_passed,
     fmt_ci, fmt_int, fmt_near_one, fmt_plain, fmt_sci, fmt_sig, fmt_vs_zero, interval, is_energy_group, ordered_rows,
-    rollout_cell, rollout_mse, seed_std, table_horizons, with_ci, Results, Row)
+    rollout_cell, rollout_mse, seed_budget_facts, seed_std, table_horizons, with_ci, Results, Row)
 
 PathLike = Any
 
@@ -278,14 +278,7 @@ def _group_protocol(group: Dict[str, Any]) -> List[str]:
         facts.append("training starts at the baseline (zero-initialised gate; epoch 0 is the baseline)")
     if group.get("input_noise"):
         facts.append(f"input noise {fmt_sig(group['input_noise'])} x target RMS")
-    seeds = group.get("seeds") or []
-    facts.append(f"seeds {', '.join(str(s) for s in seeds)}" if seeds else "seeds –")
-    budget = group.get("budget") or {}
-    if budget.get("equal_steps") and budget.get("steps") is not None:
-        facts.append(f"every model {_steps_cell(budget['steps'])} optimiser steps")
-    elif budget.get("per_model"):
-        facts.append("**unequal budgets**: " + ", ".join(f"{n} {_steps_cell(p.get('steps'))}"
-                                                          for n, p in budget["per_model"].items()))
+    facts += seed_budget_facts(group, _steps_cell)
     b = group.get("bootstrap") or {}
     if b:
         facts.append(f"95% intervals: {b.get('method', 'bootstrap')} over {b.get('n_units')} test samples, blocks of "

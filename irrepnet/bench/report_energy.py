@@ -14,7 +14,7 @@ import math
 from typing import Any, Dict, List, Optional
 
 from .formatting import (MISSING, _get, _num, equivariance_error, equivariance_passed, fmt_int, fmt_plain, fmt_sci,
-                         fmt_sig, interval, is_energy_group, with_ci)
+                         fmt_sig, interval, is_energy_group, seed_budget_facts, with_ci)
 
 Row = Dict[str, Any]
 
@@ -117,15 +117,7 @@ def protocol(group: Dict[str, Any]) -> List[str]:
     w = group.get("loss_weights") or {}
     loss = (f"loss {fmt_sig(w.get('energy_weight'))} × MSE(energy per atom) + {fmt_sig(w.get('force_weight'))} × "
             "MSE(forces), in units of the training force RMS")
-    facts = [loss]
-    seeds = group.get("seeds") or []
-    facts.append(f"seeds {', '.join(str(s) for s in seeds)}" if seeds else "seeds –")
-    budget = group.get("budget") or {}
-    if budget.get("equal_steps") and budget.get("steps") is not None:
-        facts.append(f"every model {fmt_int(budget['steps'])} optimiser steps")
-    elif budget.get("per_model"):
-        per = budget["per_model"].items()
-        facts.append("**unequal budgets**: " + ", ".join(f"{n} {p.get('steps')}" for n, p in per))
+    facts = [loss] + seed_budget_facts(group, fmt_int)
     b = group.get("bootstrap") or {}
     if b:
         facts.append(f"95% intervals: bootstrap over {b.get('n_units')} test molecules, {b.get('resamples')} resamples")
