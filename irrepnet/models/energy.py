@@ -51,8 +51,16 @@ import torch
 
 from .. import keys as K
 from ..batch import ensure_batch
-from ..interface import IrrepsModel, IrrepsModule, Symmetry, cast_inputs
+from ..interface import IrrepsModel, IrrepsModule, cast_inputs
 from ..scatter import segment_sum
+
+
+def _check_node_energy(backbone: IrrepsModule) -> None:
+    """The backbone must write ``node_energy`` as ``1x0e``: one invariant per node to sum or pool."""
+    written = backbone.irreps_out.get(K.NODE_ENERGY)
+    if written is None or str(written) != "1x0e":
+        raise ValueError(f"{type(backbone).__name__} must write {K.NODE_ENERGY!r} as 1x0e (one invariant per "
+                         f"node); it writes {dict(backbone.irreps_out)}")
 
 
 class EnergyModel(IrrepsModel):
@@ -72,10 +80,7 @@ class EnergyModel(IrrepsModel):
         if K.POS not in backbone.irreps_in:
             raise ValueError(f"{type(backbone).__name__} does not read {K.POS!r}: forces are the gradient of the "
                              "energy with respect to the positions, so the backbone must read them")
-        written = backbone.irreps_out.get(K.NODE_ENERGY)
-        if written is None or str(written) != "1x0e":
-            raise ValueError(f"{type(backbone).__name__} must write {K.NODE_ENERGY!r} as 1x0e (one invariant per "
-                             f"node); it writes {dict(backbone.irreps_out)}")
+        _check_node_energy(backbone)
         super().__init__(backbone.irreps_in, {K.ENERGY: "0e", K.FORCES: "1o"}, symmetry=symmetry)
         self.backbone = backbone
 
@@ -115,10 +120,7 @@ class GraphPropertyModel(IrrepsModel):
     def __init__(self, backbone: IrrepsModule, pooling: str = "sum", symmetry="E(3)"):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        written = backbone.irreps_out.get(K.NODE_ENERGY)
-        if written is None or str(written) != "1x0e":
-            raise ValueError(f"{type(backbone).__name__} must write {K.NODE_ENERGY!r} as 1x0e (one invariant per "
-                             f"node); it writes {dict(backbone.irreps_out)}")
+        _check_node_energy(backbone)
         super().__init__(backbone.irreps_in, {K.PROPERTY: "0e"}, symmetry=symmetry)
         self.backbone, self.pooling = backbone, pooling
 
