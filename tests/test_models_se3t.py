@@ -16,7 +16,7 @@ from irrepnet.nn.attention import EquivariantAttention
 from irrepnet.registry import ConfigError, build_model, get_model_entry, list_models
 from irrepnet.tasks import task_spec
 
-from toy_modules import random_batch
+from toy_modules import twelve_body_batch
 
 SMALL = {"hidden_irreps": "8x0e + 4x0o + 4x1o + 4x1e", "heads": 4, "layers": 2, "radius": 2.5}
 
@@ -28,16 +28,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def twelve_body_batch(dtype=torch.float64, seed=0):
-    torch.manual_seed(seed)
-    data = random_batch(sizes=(6, 6, 4), dtype=dtype)
-    n = data[K.POS].shape[0]
-    data[K.VEL_HISTORY] = 0.1 * torch.randn(n, 6, dtype=dtype)
-    data[K.VEL] = data[K.VEL_HISTORY][:, :3].clone()
-    data[K.NODE_INDEX] = torch.cat([torch.arange(k) for k in data[K.NUM_NODES].tolist()])
-    return data
 
 
 def test_registered_with_documented_defaults():
@@ -79,7 +69,9 @@ def test_skip_is_a_linear_path_from_the_input_velocity():
     model = build_model("se3-transformer", task_spec("twelve_body", history=2), **{**SMALL, "skip": "linear"}).double()
     for m in model.modules():
         if isinstance(m, EquivariantAttention):
-            torch.nn.init.zeros_(m.self_interaction.weight)
+            with torch.no_grad():  # the stored weights, whatever their parametrisation
+                for p in m.self_interaction.parameters():
+                    p.zero_()
     data = twelve_body_batch()
     out = model(data)[K.DISPLACEMENT]
     data2 = {**data, K.VEL_HISTORY: 2 * data[K.VEL_HISTORY]}

@@ -100,3 +100,14 @@ def toy_molecules(sizes=(3, 5, 8), n_species: int = 4, seed: int = 0, dtype=torc
                         K.TARGET_FORCES: torch.randn(n, 3, generator=gen, dtype=dtype),
                         K.TARGET_ENERGY: torch.randn(1, 1, generator=gen, dtype=dtype)})
     return collate(samples)
+
+
+def twelve_body_batch(dtype=torch.float64, seed=0):
+    """Three small chains (6, 6, 4 nodes) with the twelve_body inputs of history 2: velocities, node index."""
+    torch.manual_seed(seed)
+    data = random_batch(sizes=(6, 6, 4), dtype=dtype)
+    n = data[K.POS].shape[0]
+    data[K.VEL_HISTORY] = 0.1 * torch.randn(n, 6, dtype=dtype)
+    data[K.VEL] = data[K.VEL_HISTORY][:, :3].clone()
+    data[K.NODE_INDEX] = torch.cat([torch.arange(k) for k in data[K.NUM_NODES].tolist()])
+    return data

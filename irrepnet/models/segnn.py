@@ -56,7 +56,8 @@ from ..batch import ensure_batch
 from ..interface import IrrepsModel, IrrepsModule, IrrepsSequential, Symmetry, TaskSpec, cast_inputs
 from ..nn.embedding import SphericalHarmonicsEdgeAttrs, polynomial_cutoff
 from ..nn.graph_layer import edge_rows, sum_at_receivers
-from ..nn.steerable import AGGREGATIONS, PARAMETRIZATIONS, SEGNNLayer, SteerableGated, SteerableLinear, weight_balanced_irreps
+from ..nn.parametrization import PARAMETRIZATIONS
+from ..nn.steerable import AGGREGATIONS, SEGNNLayer, SteerableGated, SteerableLinear, weight_balanced_irreps
 from ..nn.topology import chain_bonds
 from ..registry import ConfigError, register_model
 from .energy import EnergyModel, wants_energy

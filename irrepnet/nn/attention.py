@@ -253,9 +253,12 @@ class EquivariantAttention(IrrepsModule):
         self.register_load_state_dict_post_hook(lambda module, _keys: refresh_wigner_3j(module))
 
     def _zero_missing_skip(self, state_dict, prefix, *_args):
-        for name, value in self.sc.state_dict().items():
-            if prefix + "self_interaction.weight" in state_dict and prefix + "sc." + name not in state_dict:
-                state_dict[prefix + "sc." + name] = torch.zeros_like(value)
+        if not any(key.startswith(prefix + "self_interaction.") for key in state_dict):
+            return  # not this block's state (a partial load): leave it to load_state_dict's checks
+        if any(key.startswith(prefix + "sc.") for key in state_dict):
+            return
+        for name, value in self.sc.state_dict().items():  # in this block's current parametrisation
+            state_dict[prefix + "sc." + name] = torch.zeros_like(value)
 
     def _apply(self, fn, recurse=True):
         # every .to()/.double()/.float() passes here: re-derive the constants in the new dtype

@@ -58,12 +58,11 @@ from ..interface import IrrepsModule
 from .embedding import polynomial_cutoff
 from .gate import Gate
 from .graph_layer import edge_rows, sum_at_receivers
+from .parametrization import PARAMETRIZATIONS
 
 #: invariant edge scalars of a SEGNN layer (same field as the EGNN family's edge attributes)
 EDGE_SCALARS = "edge_attrs"
 AGGREGATIONS = ("sum", "mean", "normalized")
-#: weight parametrisations of :meth:`SteerableLinear.reset_parameters`
-PARAMETRIZATIONS = ("e3nn", "linear")
 
 
 class SteerableLinear(torch.nn.Module):

@@ -61,6 +61,16 @@ NORMALIZATIONS = ("sqrt_avg_neighbors", "mean", "sum")
 SKIPS = ("auto", "linear", "residual", "none")
 
 
+class _FanInWeights(torch.nn.ParameterList):
+    """Weights ``(fan_in, fan_out)`` that :class:`RadialMLP` applies divided by ``sqrt(fan_in)``.
+
+    ``fan_in_scales`` tells :func:`~irrepnet.nn.parametrization.use_linear_parametrization` so.
+    """
+
+    def fan_in_scales(self):
+        return {str(i): torch.full_like(w, w.shape[0] ** -0.5) for i, w in enumerate(self)}
+
+
 class RadialMLP(torch.nn.Module):
     r"""Bias-free MLP ``n_basis -> neurons^layers -> n_out`` with a normalised SiLU.
 
@@ -75,7 +85,7 @@ class RadialMLP(torch.nn.Module):
     def __init__(self, n_basis: int, n_out: int, neurons: int = 64, layers: int = 1):
         super().__init__()
         sizes = [n_basis] + [neurons] * layers + [n_out]
-        self.weights = torch.nn.ParameterList(torch.nn.Parameter(torch.randn(a, b)) for a, b in zip(sizes, sizes[1:]))
+        self.weights = _FanInWeights(torch.nn.Parameter(torch.randn(a, b)) for a, b in zip(sizes, sizes[1:]))
         self.act_scale = float(normalize2mom(torch.nn.functional.silu).cst)
         self.sizes = sizes
 
