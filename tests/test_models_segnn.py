@@ -4,6 +4,8 @@ envelope, and the config errors. The conformance suite (tests/test_conformance.p
 the whole model on every task in float32 and float64.
 """
 
+import math
+
 import pytest
 import torch
 from e3nn import o3
@@ -149,6 +151,25 @@ def test_segnn_default_is_the_papers_nbody_model():
     assert out.shape == (15, 3) and torch.isfinite(out).all()
 
 
+def test_segnn_papers_code_inputs_and_attribute_scales():
+    """``attr_normalization="integral"``, ``node_charge=False``: the N-body inputs of the paper's code."""
+    torch.manual_seed(0)
+    spec = task_spec("nbody")
+    model = build_model("segnn", spec, attr_normalization="integral", node_charge=False, aggregation="sum").double()
+    data = _nbody_batch()
+    seen = {}
+    inputs = model.chain.layers[3]  # graph, invariant inputs, edge SH, SteerableInputs
+    inputs.register_forward_hook(lambda _m, _args, out: seen.update(out))
+    model(data)
+    # a_i = mean_j Y(x_ij) + Y(v_i), Y^0 = 1/sqrt(4 pi) (e3nn's "integral"): a_i^0 = 2/sqrt(4 pi)
+    torch.testing.assert_close(seen[K.NODE_ATTRS][:, 0], torch.full((15,), 2 / math.sqrt(4 * math.pi),
+                                                                      dtype=torch.float64))
+    # h^0: 1, |v| (no charge), then v and x - centroid
+    assert seen[K.NODE_FEATURES].shape[1] == 2 + 3 + 3
+    default = build_model("segnn", spec).double()
+    assert default.chain.layers[3].irreps_out[K.NODE_FEATURES].dim == 3 + 3 + 3  # 1, |v|, q, v, x - centroid
+
+
 def test_segnn_runs_without_velocities():
     spec = task_spec("twelve_body", history=0)
     model = build_model("segnn", spec)
@@ -189,6 +210,7 @@ def test_segnn_radius_graph_fades_edges_out_at_the_cutoff():
     (dict(graph="radius"), "radius"),
     (dict(features=0), "features"),
     (dict(parametrization="xavier"), "parametrization"),
+    (dict(attr_normalization="norm"), "attr_normalization"),
 ])
 def test_segnn_config_errors_say_what_to_change(overrides, match):
     with pytest.raises(ConfigError, match=match):

@@ -29,7 +29,11 @@ when it has the velocity term (so that :math:`a^0_i = 1`, as :math:`a^0_{ij}`). 
 steerable layers' weights are parametrised as in the paper's code
 (``parametrization="linear"``: drawn like ``torch.nn.Linear``'s and applied unscaled,
 rather than e3nn's unit-normal weights scaled by :math:`1/\sqrt{\text{fan-in}}`); with
-Adam this learns several times faster (see :class:`SEGNNConfig`). Every operation is
+Adam this learns several times faster (see :class:`SEGNNConfig`). The paper code's own N-body inputs and
+scales are ``attr_normalization="integral"`` (:math:`Y^0 = 1/\sqrt{4\pi}`,
+:math:`a_i = \frac{1}{|N(i)|}\sum_j a_{ij} + Y(v_i)`, not halved), ``node_charge=False``
+(:math:`q_i` only in :math:`q_i q_j`), ``aggregation="sum"`` and ``readout_init_scale=1``
+(``benchmarks/nbody-segnn-paper.toml``). Every operation is
 O(3) equivariant and reads positions only through differences and the centroid, so the
 model claims E(3).
 
@@ -66,6 +70,10 @@ from .egnn import InvariantInputs, config_errors, graph_layer, velocity_vectors
 from .tfn import average_neighbors
 
 
+#: normalisations of the attributes' spherical harmonics (e3nn's names)
+ATTR_NORMALIZATIONS = ("component", "integral")
+
+
 @dataclass
 class SEGNNConfig:
     """Options of ``segnn`` (defaults: the paper's N-body model)."""
@@ -83,6 +91,10 @@ class SEGNNConfig:
     aggregation: str = "auto"
     avg_num_neighbors: Optional[float] = None  # "normalized": None takes the task's measured mean (as tfn)
     center_positions: bool = True  # x_i - centroid as a node feature, as the paper's N-body inputs
+    # of the attributes' spherical harmonics: "component" (entries of order 1; a_i is then halved when it
+    # has the velocity term) or "integral" (the paper's code: Y^0 = 1/sqrt(4 pi), a_i = mean_j a_ij + Y(v_i))
+    attr_normalization: str = "component"
+    node_charge: bool = True  # q_i in h^0 (the paper's N-body inputs have only q_i q_j, on the edges)
     # the last layer's weights start this much smaller than the others: the untrained model's
     # displacement then starts near 0 instead of std 16 on nbody (targets: std 0.5). Measured
     # on nbody, 360 steps of the suite's protocol, seed 0: test MSE 0.050 with 0.01, 0.214 with 1
@@ -128,8 +140,9 @@ class SteerableInputs(IrrepsModule):
 
     def __init__(self, scalars: int, irreps_attr, *, vectors: Optional[str] = None, vector_irreps=None,
                  center_positions: bool = True, r_max: Optional[float] = None,
-                 avg_num_neighbors: Optional[float] = None):
+                 avg_num_neighbors: Optional[float] = None, attr_normalization: str = "component"):
         irreps_attr = o3.Irreps(irreps_attr)
+        self.attr_normalization = attr_normalization
         irreps_in = {K.NODE_FEATURES: f"{scalars}x0e", K.EDGE_SH: irreps_attr, K.EDGE_INDEX: None}
         if r_max is not None:
             if not (avg_num_neighbors and avg_num_neighbors > 0):
@@ -160,8 +173,9 @@ class SteerableInputs(IrrepsModule):
             v = data[self.vectors]
             h.append(v)
             # halved so that a_i^0 = 1 as for a_ij: a steerable layer then keeps the scale of its input
-            attrs = 0.5 * (attrs + o3.spherical_harmonics(self.attr_degrees, v[:, :3], normalize=True,
-                                                          normalization="component"))
+            y_v = o3.spherical_harmonics(self.attr_degrees, v[:, :3], normalize=True,
+                                         normalization=self.attr_normalization)
+            attrs = 0.5 * (attrs + y_v) if self.attr_normalization == "component" else attrs + y_v
         if self.center_positions:
             layout = ensure_batch(data)
             pos, batch = data[K.POS], layout[K.BATCH]
@@ -196,21 +210,22 @@ class SEGNN(IrrepsModel):
 
     def __init__(self, task: TaskSpec, hidden: o3.Irreps, *, lmax_attr: int, layers: int, aggregation: str,
                  center_positions: bool, graph, r_max: Optional[float], avg_num_neighbors: Optional[float] = None,
-                 readout_init_scale: float = 1.0, parametrization: str = "e3nn"):
+                 readout_init_scale: float = 1.0, parametrization: str = "e3nn", node_charge: bool = True,
+                 attr_normalization: str = "component"):
         charge = task.inputs.get(K.CHARGE) is not None
         output = K.NODE_ENERGY if wants_energy(task) else K.DISPLACEMENT
         vectors = velocity_vectors(task)
         # the distance itself, as the paper's code (its eq. 7 writes the square): on nbody the squared
         # distance has std 11 and grew the features to std 32 at initialisation, against 13 with r
-        invariants = InvariantInputs(task.inputs, constant=True, vectors=vectors, charge=charge,
+        invariants = InvariantInputs(task.inputs, constant=True, vectors=vectors, charge=charge and node_charge,
                                      charge_product=charge, chain=chain_bonds(task), distance_power=1,
                                      species=task.inputs.get(K.SPECIES_ONEHOT) is not None)
-        sh = SphericalHarmonicsEdgeAttrs(lmax_attr)
+        sh = SphericalHarmonicsEdgeAttrs(lmax_attr, normalization=attr_normalization)
         attr = sh.sh_irreps
         inputs = SteerableInputs(invariants.num_features, attr, vectors=vectors,
                                  vector_irreps=task.inputs.get(vectors) if vectors else None,
                                  center_positions=center_positions, r_max=r_max,
-                                 avg_num_neighbors=avg_num_neighbors)
+                                 avg_num_neighbors=avg_num_neighbors, attr_normalization=attr_normalization)
         modules = [graph, invariants, sh, inputs,
                    SteerableNodeMap(inputs.irreps_out[K.NODE_FEATURES], attr, hidden)]
         modules += [SEGNNLayer(hidden, attr, invariants.edge_attr_dim, r_max=r_max, aggregation=aggregation,
@@ -258,6 +273,9 @@ def build_segnn(config: SEGNNConfig, task: TaskSpec) -> IrrepsModel:
         raise ConfigError(f"segnn: lmax_attr must be >= 1 (edge directions are l = 1), got {config.lmax_attr}")
     if config.parametrization not in PARAMETRIZATIONS:
         raise ConfigError(f"segnn: parametrization must be one of {PARAMETRIZATIONS}, got {config.parametrization!r}")
+    if config.attr_normalization not in ATTR_NORMALIZATIONS:
+        raise ConfigError(f"segnn: attr_normalization must be one of {ATTR_NORMALIZATIONS}, "
+                          f"got {config.attr_normalization!r}")
     if config.aggregation not in ("auto",) + AGGREGATIONS:
         raise ConfigError(f"segnn: aggregation must be one of {('auto',) + AGGREGATIONS}, got {config.aggregation!r}")
     with config_errors("segnn"):
@@ -272,5 +290,6 @@ def build_segnn(config: SEGNNConfig, task: TaskSpec) -> IrrepsModel:
             avg = config.avg_num_neighbors if config.avg_num_neighbors is not None else average_neighbors(task, r_max)
         model = SEGNN(task, hidden, lmax_attr=config.lmax_attr, layers=config.layers, aggregation=aggregation,
                       center_positions=config.center_positions, graph=graph, r_max=r_max, avg_num_neighbors=avg,
-                      readout_init_scale=config.readout_init_scale, parametrization=config.parametrization)
+                      readout_init_scale=config.readout_init_scale, parametrization=config.parametrization,
+                      node_charge=config.node_charge, attr_normalization=config.attr_normalization)
         return EnergyModel(model, symmetry=model.symmetry) if wants_energy(task) else model
