@@ -269,11 +269,15 @@ print("beat constant acceleration:", [n for n in MODELS if rows[n]["metrics"]["t
 #   $v_1 - v_2$ is not directly available to them ($v_2$ enters only through its norm).
 # - The **tensor-product models** (`tfn`, `se3-transformer`) start from random features and
 #   a linear read-out, and have to learn to route the `1o` velocity channels through their
-#   convolutions and gates to the output. At this budget they are typically still well above
-#   the constant-velocity baseline, sometimes near the zero baseline: a statement about how
-#   fast they learn on a tiny budget, not about what they can represent: they read the whole
-#   `vel_history` as `2x1o` features and carry them through self-connections to a linear
-#   vector head, so even $2 v_1 - v_2$ is within their reach.
+#   convolutions and gates to the output. How fast they learn it depends on more than the
+#   architecture: both store their weights as `torch.nn.Linear` does, not as e3nn does
+#   (`parametrization="linear"`, `irrepnet.nn.parametrization`), because under Adam e3nn's
+#   storage moves the applied weights several times more slowly. With it, `se3-transformer`
+#   (linear skips around its attention blocks) gets to about the constant-velocity baseline
+#   in 100 steps; `tfn` is still well above it: a statement about how fast they learn on a
+#   tiny budget, not about what they can represent: they read the whole `vel_history` as
+#   `2x1o` features and carry them through self-connections to a linear vector head, so even
+#   $2 v_1 - v_2$ is within their reach.
 # - **None** of them beats constant acceleration in a short run, as section 2 predicted. A fair
 #   claim that a network "works" on this task needs that comparison, and a rollout: a model
 #   can have a good one-step MSE and still leave the trajectory after a few fed-back steps.
