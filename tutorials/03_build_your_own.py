@@ -305,8 +305,11 @@ display(Image(filename=str(out / "plots" / "rollout-history-2.png")))
 
 # %% [markdown]
 # How to read the comparison: `gated-tp` and `tfn` are the same family; differences between
-# them at this budget say more about size and depth (a smaller network takes fewer steps to
-# reach a reasonable fit, and each step is cheaper) than about the design. `egnn-vel` has
+# them at this budget say more about size, depth and how the weights are stored (a smaller
+# network takes fewer steps to reach a reasonable fit, and each step is cheaper; `tfn`
+# stores its weights as `torch.nn.Linear` does, which Adam moves several times faster than
+# e3nn's storage: `irrepnet.nn.parametrization.use_linear_parametrization(model)` does the
+# same for `gated-tp`) than about the design. `egnn-vel` has
 # the velocity built into its coordinate update and is usually far ahead on a short budget
 # (tutorial 2). A fair architecture study would give each model the same wall-clock time or
 # train each to convergence, and repeat over seeds (`--seed`): the harness records everything
