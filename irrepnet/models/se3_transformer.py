@@ -45,11 +45,12 @@ filled with zeros; it keeps its stored ``radius``).
 applied ones; se3-transformer-pytorch stores them as ``torch.nn.Linear`` does. Same
 functions, but Adam then moves the applied weights :math:`\sqrt{\text{fan-in}}` (5-11)
 times more slowly (:mod:`irrepnet.nn.parametrization`). ``parametrization="linear"`` (the
-default) stores them as ``Linear`` does. Development runs, test MSE of seeds 0/1/2, before
-and after: peers suite (twelve_body, 360 steps) 3.9e-7/6.4e-7/3.1e-7 and
-5.6e-8/9.5e-8/6.5e-8, against 9.1e-8 for se3-transformer-pytorch; peers-nbody (600 steps)
-0.018/0.021/0.017 and 0.011/0.013/0.011. A checkpoint from before loads as the same
-function.
+default) stores them as ``Linear`` does. Test MSE of seeds 0/1/2 before (a development
+run) and after (the committed runs at ``cbf271f``, ``benchmarks/results/peers*``): peers
+suite (twelve_body, 360 steps) 3.9e-7/6.4e-7/3.1e-7 and 5.6e-8/9.5e-8/6.5e-8, against a
+mean of 1.1e-7 for se3-transformer-pytorch in the same run; peers-nbody (600 steps)
+0.018/0.021/0.017 (``e9c50f8``) and 0.011/0.013/0.011, against 0.024. A checkpoint from
+before loads as the same function.
 
 *Symmetry.* The spherical harmonics carry parity :math:`(-1)^l` (``p=-1``), every
 tensor-product path respects parity, the gate acts on scalars by their parity and

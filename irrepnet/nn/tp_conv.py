@@ -75,7 +75,8 @@ class RadialMLP(torch.nn.Module):
     r"""Bias-free MLP ``n_basis -> neurons^layers -> n_out`` with a normalised SiLU.
 
     Weights are ``N(0, 1)`` and divided by :math:`\sqrt{\text{fan-in}}` in ``forward``
-    (e3nn's ``FullyConnectedNet`` parametrisation, so Adam behaves the same), the SiLU
+    (e3nn's ``FullyConnectedNet`` parametrisation; a model can store them as ``torch.nn.Linear``
+    does instead with :func:`~irrepnet.nn.parametrization.use_linear_parametrization`), the SiLU
     is rescaled to unit second moment; no bias, so that a zero embedding (beyond the
     cutoff) gives zero weights and edges enter and leave smoothly.
 
