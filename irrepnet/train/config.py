@@ -66,6 +66,11 @@ class TrainConfig:
     ``1 - 0.05 / E``, Bonferroni): on a task where the models cannot beat the baseline,
     model selection on a noisy validation split then does not make them worse on the test.
 
+    ``ema_decay = d`` keeps an exponential moving average of the weights, updated after
+    every optimiser step (:mod:`irrepnet.train.averaging`); validation, early stopping,
+    ``best.pt`` and the returned model use the average, training continues from the
+    raw weights (``last.pt`` holds both). ``None`` (default): no average.
+
     On an energy task (molecules) the loss is ``energy_weight`` x the MSE of the energy
     per atom plus ``force_weight`` x the MSE of the force components, both in units of
     the training force RMS (:mod:`irrepnet.train.energy`); other tasks ignore the two weights.
@@ -101,6 +106,7 @@ class TrainConfig:
     compile: bool = False  # training steps through irrepnet.compile.compile_model (evaluation stays eager)
     energy_weight: float = 1.0  # energy tasks: weight of the per-atom energy MSE in the loss
     force_weight: float = 1.0  # energy tasks: weight of the force MSE in the loss
+    ema_decay: Optional[float] = None  # e.g. 0.99: evaluate and keep an exponential moving average of the weights
 
     def __post_init__(self):
         problems = []
@@ -142,6 +148,11 @@ class TrainConfig:
                 problems.append(f"{name} must be a number >= 0, got {v!r}")
         if not problems and not self.energy_weight + self.force_weight > 0:
             problems.append("energy_weight and force_weight are both 0: nothing would be trained; make one > 0")
+        if self.ema_decay is not None and (isinstance(self.ema_decay, bool)
+                                           or not isinstance(self.ema_decay, (int, float))
+                                           or not 0 < self.ema_decay < 1):
+            problems.append(f"ema_decay must be a number in (0, 1) or unset, got {self.ema_decay!r} "
+                            "(0.99 averages the weights over about 100 steps)")
         if problems:
             raise ConfigError("training config: " + "; ".join(problems))
 

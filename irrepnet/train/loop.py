@@ -6,7 +6,9 @@ learning-rate warm-up followed by a cosine or plateau schedule, gradient-norm
 clipping, and early stopping on the validation loss. Each epoch appends one JSON
 line to ``log.jsonl`` (train and validation loss, validation MSE in physical units,
 learning rate, cumulative training time) and writes ``last.pt``; an improved
-validation loss also writes ``best.pt``. Both are written atomically.
+validation loss also writes ``best.pt``. Both are written atomically. With
+``ema_decay`` the validation, ``best.pt`` and the returned model use an exponential
+moving average of the weights (:mod:`irrepnet.train.averaging`).
 
 Interrupting (Ctrl-C or SIGTERM) finishes the current optimiser step, writes
 ``last.pt`` with the exact position inside the epoch (the epoch's sample order,
@@ -37,6 +39,7 @@ import math
 import statistics
 import time
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -46,6 +49,7 @@ import torch
 from .. import keys as K
 from ..interface import IrrepsModel
 from ..stats import Bootstrap
+from .averaging import ExponentialMovingAverage
 from .checkpoint import load_checkpoint, save_atomic
 from .config import TrainConfig
 from .device import pick_device, synchronize
@@ -175,6 +179,9 @@ class Trainer:
         self.stop = _StopRequests()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(params, self.config.optimizer, self.config.lr, self.config.weight_decay)
+        self.ema = (ExponentialMovingAverage(((n, p) for n, p in self.model.named_parameters() if p.requires_grad),
+                                             self.config.ema_decay)
+                    if self.config.ema_decay is not None else None)
         n = len(train_set)
         bs = self.config.batch_size
         self.batches_per_epoch = min(math.ceil(n / bs), self.config.steps_per_epoch or math.inf)
@@ -195,9 +202,16 @@ class Trainer:
         st = dict(self.state)
         st["torch_rng"] = torch.get_rng_state()
         st["step_times"] = list(self._recent)  # the live deque, copied only when saved
-        return {"model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
-                "trainer_state": st, "train_config": self.config.to_dict(), "scales": self.model.scales,
-                "meta": self.meta}
+        ck = {"model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
+              "trainer_state": st, "train_config": self.config.to_dict(), "scales": self.model.scales,
+              "meta": self.meta}
+        if self.ema is not None:
+            ck["ema_state"] = self.ema.state_dict()
+        return ck
+
+    def _evaluated_weights(self):
+        """The weights that are validated and kept: the moving average with ``ema_decay``, else the trained ones."""
+        return self.ema.applied() if self.ema is not None else nullcontext()
 
     def _save(self, name: str) -> Optional[Path]:
         if self.out_dir is None:
@@ -226,6 +240,11 @@ class Trainer:
                                  f"not {self.meta[key]!r}")
         self.model.load_state_dict(ck["model_state"])
         self.optimizer.load_state_dict(ck["optimizer_state"])
+        if self.ema is not None:
+            if "ema_state" not in ck:
+                raise ValueError(f"cannot resume {path}: it holds no weight average (ema_decay); "
+                                 "resume with the interrupted run's options")
+            self.ema.load_state_dict(ck["ema_state"])
         st = ck["trainer_state"]
         torch.set_rng_state(st.pop("torch_rng"))
         # a finished run resumed with more epochs/steps or a longer patience goes on
@@ -453,6 +472,8 @@ class Trainer:
         if self.config.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update()
         return self.dist.mean(float(loss.detach()))  # the global batch's mean loss, as one process logs it
 
     def fit(self, resume: bool = False) -> TrainResult:
@@ -536,6 +557,14 @@ class Trainer:
         return {f"valid_{k}": v for k, v in getattr(self, "_last_valid_mae", {}).items()}
 
     def _end_epoch(self, bar) -> None:
+        with self._evaluated_weights():
+            record = self._score_epoch()
+        self._save("last.pt")  # the trained weights (and the average beside them): what a resumed run continues
+        bar.update(1)
+        bar.set_postfix(train=f"{record['train_loss']:.3g}", valid=f"{record['valid_loss']:.3g}")
+
+    def _score_epoch(self) -> Dict[str, Any]:
+        """Validate the end of an epoch, log it, and keep the weights as ``best.pt`` if they improved."""
         c, st = self.config, self.state
         valid = self.evaluate_loss(self.valid_set)
         record = {"epoch": st["epoch"] + 1, "step": st["step"],
@@ -563,9 +592,7 @@ class Trainer:
         if improved:
             self._save("best.pt")
             self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self._save("last.pt")
-        bar.update(1)
-        bar.set_postfix(train=f"{record['train_loss']:.3g}", valid=f"{valid:.3g}")
+        return record
 
     def _result(self) -> TrainResult:
         st = self.state
