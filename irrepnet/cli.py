@@ -42,7 +42,8 @@ def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None
                         "qm9: one QM9 property, read from --data")
     p.add_argument("--data", help="twelve_body: trajectory file in the dmol format (npz with key 'arr'); "
                                   "default: the built-in polymer simulator. qm9: the folder of PyG's raw QM9 files "
-                                  "(gdb9.sdf, gdb9.sdf.csv, uncharacterized.txt; never downloaded)")
+                                  "(gdb9.sdf, gdb9.sdf.csv, uncharacterized.txt; never downloaded). nbody: 'egnn-generator' "
+                                  "replays the published EGNN generator's initial states (default: irrepnet's draws)")
     p.add_argument("--target", help="qm9: the property (mu alpha homo lumo gap r2 zpve U0 U H G Cv; default homo)")
     p.add_argument("--pooling", choices=("sum", "mean"), default="sum",
                    help="qm9: pool the per-atom outputs by their sum (default, as EGNN) or mean")

@@ -36,6 +36,8 @@ from . import keys as K
 from .interface import TaskSpec
 
 TASKS = ("twelve_body", "nbody", "molecules", "qm9")
+#: ``data`` value of the nbody task that replays the published generator's draws
+NBODY_EGNN_GENERATOR = "egnn-generator"
 #: tasks whose target is a graph energy with forces as its negative gradient
 ENERGY_TASKS = ("molecules",)
 #: tasks whose target is a graph-level invariant property (no forces)
@@ -125,8 +127,10 @@ def load_task(name: str, *, data: Optional[str] = None, history: int = 0, split:
     Parameters
     ----------
     data : str, optional
-        twelve_body only: a trajectory file in the dmol format (``paths.npz``); the
-        built-in polymer simulator is used when omitted.
+        twelve_body: a trajectory file in the dmol format (``paths.npz``); the
+        built-in polymer simulator is used when omitted. nbody: ``"egnn-generator"``
+        starts the trajectories from the published EGNN generator's initial states, with
+        its frame numbering (:func:`irrepnet.data.nbody_task.nbody`); omitted: irrepnet's draws.
     history : int
         twelve_body only: frames of velocity history given as input.
     bonds : bool
@@ -170,13 +174,13 @@ def load_task(name: str, *, data: Optional[str] = None, history: int = 0, split:
         n = train[0][K.POS].shape[0]
         return Task(task_spec(name, history=history, num_nodes=n, bonds=bonds), train, test)
     if name == "nbody":
-        if data is not None:
-            raise ValueError("the nbody task is simulated; it takes no --data file")
+        if data not in (None, NBODY_EGNN_GENERATOR):
+            raise ValueError(f"the nbody task is simulated; it takes no --data file (--data {NBODY_EGNN_GENERATOR} "
+                             "replays the published EGNN generator's random draws instead of irrepnet's)")
         if history:
             raise ValueError("the nbody task has physical velocities, not a history; drop --history")
-        train = D.nbody("train", n_train=n_train, **kwargs)
-        valid = D.nbody("valid", n_train=n_train, **kwargs)
-        test = D.nbody("test", n_train=n_train, **kwargs)
+        draws = "irrepnet" if data is None else NBODY_EGNN_GENERATOR
+        train, valid, test = (D.nbody(s, n_train=n_train, draws=draws, **kwargs) for s in ("train", "valid", "test"))
         return Task(task_spec(name, delta_t=train.delta_t), train, test, valid)
     raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
 

@@ -447,6 +447,10 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
     if suite.data == "required" and data is None:
         raise ValueError(f"suite {suite.name!r} needs its data file: pass --data PATH (for dmol, the dmol-book "
                          "data/paths.npz; see the README's Data section)")
+    if suite.data == "egnn-generator":  # a named draw of the simulated task, not a file
+        if data not in (None, "egnn-generator"):
+            raise ValueError(f"suite {suite.name!r} simulates its data from the EGNN generator's draws; drop --data")
+        data = "egnn-generator"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for n in models or []:

@@ -9,7 +9,8 @@ A suite file (``benchmarks/quick.toml``, ``dmol.toml``, ``nbody.toml``) has::
     data = "reference"              # "reference": the task's default data unless --data is given
                                     # (twelve_body: irrepnet's shipped trajectory; nbody: simulated;
                                     # "simulate" means the same); "required": --data FILE must be
-                                    # given (the dmol file)
+                                    # given (the dmol file); "egnn-generator" (nbody): the
+                                    # published EGNN generator's initial states and frames
     models = ["*"]                  # "*": every registered irrepnet model with trainable parameters;
                                     # peers (other projects' code, irrepnet[peers]) only by name
     exclude = []                    # names to drop from "*"
@@ -79,7 +80,7 @@ TOP_KEYS = ("suite", "train", "variant", "models", "tune")
 VARIANT_KEYS = ("id", "history", "bonds", "train")
 MODEL_KEYS = ("train", "config")
 TUNE_KEYS = ("lr", "steps", "seed", "configs")
-DATA_MODES = ("reference", "simulate", "required")
+DATA_MODES = ("reference", "simulate", "required", "egnn-generator")
 #: training options that set the budget; the runner reports when they differ within a group
 BUDGET_KEYS = ("max_steps", "epochs", "steps_per_epoch", "batch_size")
 
@@ -149,6 +150,9 @@ class Suite:
         self._check_sizes()
         if self.data not in DATA_MODES:
             raise ConfigError(f"suite {self.name!r}: data must be one of {DATA_MODES}, got {self.data!r}")
+        if self.data == "egnn-generator" and self.task != "nbody":
+            raise ConfigError(f"suite {self.name!r}: data = \"egnn-generator\" (the published EGNN generator's "
+                              f"draws) is an nbody option, not one of task {self.task!r}")
         if self.energy and self.data == "required":
             raise ConfigError(f"suite {self.name!r}: task {self.task!r} generates its data (no --data file); "
                               "set data = \"reference\" or drop the key")

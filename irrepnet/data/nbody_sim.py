@@ -48,7 +48,7 @@ Shapes
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,6 +66,65 @@ def initial_state(n_traj: int, n_particles: int, *, loc_std: float, vel_norm: fl
     g = s_vel.standard_normal((n_traj, n_particles, 3))
     vel = vel_norm * g / np.linalg.norm(g, axis=-1, keepdims=True)
     return charge, pos, vel
+
+
+#: the published generator (EGNN's ``n_body_system/dataset/generate_dataset.py``, which the
+#: SEGNN code reuses for its ``nbody_small`` data): its seed and split sizes, in its order
+EGNN_GENERATOR_SEED = 43
+EGNN_GENERATOR_SPLITS = (("train", 10000), ("valid", 2000), ("test", 2000))
+
+
+def egnn_generator_draws(*, n_particles: int = 5, loc_std: float = 1.0, vel_norm: float = 0.5,
+                         n_steps: int = 5000, save_every: int = 100, box_size: float = 5.0,
+                         seed: int = EGNN_GENERATOR_SEED) -> Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The initial states that the published N-body generator draws, split by split.
+
+    That generator seeds NumPy's legacy global ``RandomState`` once (``--seed 43`` for
+    the ``nbody_small`` files) and simulates 10000 training, then 2000 validation, then
+    2000 test trajectories, one after the other. Each trajectory takes from the one
+    stream, in this order: the charges (``choice([-1, 0, 1], size=(n, 1), p=[1/2, 0, 1/2])``),
+    the positions (``randn(3, n)`` times ``loc_std (n/5)^(1/3)``), the velocity directions
+    (``randn(3, n)``, scaled to ``vel_norm`` per particle), and, after its simulation, two
+    arrays of observation noise of shape ``(n_steps / save_every - 1, 3, n)`` that are
+    multiplied by a noise level of 0 but still advance the stream. The initial state is
+    also reflected into the box ``[-box_size, box_size]`` (it only matters for a
+    coordinate beyond 5 standard deviations). The simulation itself draws nothing, so
+    replaying these calls reproduces every trajectory's initial state exactly; this is an
+    independent implementation of that order, not the generator's code.
+
+    Returns
+    -------
+    dict
+        ``{"train" | "valid" | "test": (charge (S, n, 1), pos (S, n, 3), vel (S, n, 3))}``.
+    """
+    rs = np.random.RandomState(seed)
+    types, probs = np.array([-1.0, 0.0, 1.0]), [0.5, 0.0, 0.5]
+    noise_shape = (n_steps // save_every - 1, 3, n_particles)
+    spread = loc_std * (n_particles / 5.0) ** (1.0 / 3.0)
+    out = {}
+    for split, count in EGNN_GENERATOR_SPLITS:
+        charge = np.empty((count, n_particles, 1))
+        pos = np.empty((count, n_particles, 3))
+        vel = np.empty((count, n_particles, 3))
+        for s in range(count):
+            charge[s] = rs.choice(types, size=(n_particles, 1), p=probs)
+            x = rs.randn(3, n_particles) * spread
+            g = rs.randn(3, n_particles)
+            v = g * vel_norm / np.sqrt((g ** 2).sum(axis=0, keepdims=True))
+            pos[s], vel[s] = _reflect_into_box(x, v, box_size)
+            rs.randn(*noise_shape)  # position noise x 0
+            rs.randn(*noise_shape)  # velocity noise x 0
+        out[split] = (charge, pos, vel)
+    return out
+
+
+def _reflect_into_box(x: np.ndarray, v: np.ndarray, box: float) -> Tuple[np.ndarray, np.ndarray]:
+    """``(3, n)`` positions beyond ``+-box`` mirrored back inside, their velocities pointed inwards; as ``(n, 3)``."""
+    x, v = x.copy(), v.copy()
+    over, under = x > box, x < -box
+    x[over], v[over] = 2 * box - x[over], -np.abs(v[over])
+    x[under], v[under] = -2 * box - x[under], np.abs(v[under])
+    return x.T, v.T
 
 
 def coulomb_forces(pos: np.ndarray, charge: np.ndarray, strength: float = 1.0) -> np.ndarray:
@@ -108,6 +167,7 @@ def simulate_charged(
     strength: float = 1.0,
     charge_prob: float = 0.5,
     seed: int = 0,
+    initial: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None,
 ) -> Dict[str, np.ndarray]:
     """Simulate ``n_traj`` independent charged systems (see the module docstring).
 
@@ -130,6 +190,10 @@ def simulate_charged(
     charge_prob : float
         probability of a ``+1`` charge (0.5).
     seed : int
+    initial : (charge, pos, vel), optional
+        the initial states ``(S, n, 1)``, ``(S, n, 3)``, ``(S, n, 3)`` to integrate
+        (e.g. :func:`egnn_generator_draws`) instead of drawing them from ``seed``;
+        ``n_traj`` must be ``S``.
 
     Returns
     -------
@@ -146,9 +210,15 @@ def simulate_charged(
         raise ValueError(
             f"frames must lie in [0, {n_frames_total}) (n_steps={n_steps} // save_every={save_every}), got {frames.tolist()}"
         )
-    charge, x0, v0 = initial_state(
-        n_traj, n_particles, loc_std=loc_std, vel_norm=vel_norm, charge_prob=charge_prob, seed=seed
-    )
+    if initial is None:
+        charge, x0, v0 = initial_state(
+            n_traj, n_particles, loc_std=loc_std, vel_norm=vel_norm, charge_prob=charge_prob, seed=seed
+        )
+    else:
+        charge, x0, v0 = (np.asarray(a, dtype=np.float64) for a in initial)
+        if charge.shape != (n_traj, n_particles, 1) or x0.shape != v0.shape or x0.shape != (n_traj, n_particles, 3):
+            raise ValueError(f"initial states must be charge ({n_traj}, {n_particles}, 1) and pos, vel "
+                             f"({n_traj}, {n_particles}, 3); got {charge.shape}, {x0.shape}, {v0.shape}")
     pos = np.empty((n_traj, frames.size, n_particles, 3))
     vel = np.empty_like(pos)
     clipped = np.zeros(n_traj, dtype=bool)

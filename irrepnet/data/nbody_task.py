@@ -14,6 +14,11 @@ frame 40, i.e. ``Delta t = (40 - 30) * 100 * 0.001 = 1.0`` time units later:
 Splits as in the paper: 3000 training trajectories (the first ``n_train`` of a
 10000-trajectory training pool, so that learning curves over ``n_train`` use
 nested sets), 2000 validation, 2000 test, each split from its own fixed seed.
+With ``draws="egnn-generator"`` the trajectories start from exactly the initial states
+of the published generator's ``nbody_small`` files (:func:`~irrepnet.data.nbody_sim.egnn_generator_draws`),
+integrated by irrepnet's simulator, and the frames are numbered as that generator numbers
+them: its frame ``f`` is the state after ``(f + 1) x 100`` steps, so its frames 30 and 40
+are ``frame_input=31, frame_target=41`` here. Only the rounding of the integration differs.
 Generated arrays are cached on disk (:mod:`irrepnet.data.cache`) under a hash of
 every parameter; generating all 14000 trajectories takes ~15 s on one core.
 
@@ -35,7 +40,7 @@ import torch
 from .. import keys as K
 from .cache import cached_arrays
 from .dataset import GraphArrayDataset
-from .nbody_sim import simulate_charged
+from .nbody_sim import EGNN_GENERATOR_SEED, EGNN_GENERATOR_SPLITS, egnn_generator_draws, simulate_charged
 
 #: bump when the generator changes in a way that changes its output.
 GENERATOR_VERSION = 1
@@ -43,6 +48,8 @@ GENERATOR_VERSION = 1
 #: default seed of each split (different, so that no trajectory is in two splits).
 SPLIT_SEEDS = {"train": 2021_1, "valid": 2021_2, "test": 2021_3}
 SPLIT_SIZES = {"train": 10000, "valid": 2000, "test": 2000}  # train: the pool size
+#: where the initial states come from: irrepnet's own seeded streams, or the published generator's
+DRAWS = ("irrepnet", "egnn-generator")
 
 
 @dataclass(frozen=True)
@@ -95,11 +102,11 @@ class NBodyDataset(GraphArrayDataset):
         the Linear baseline ``pos + vel * delta_t``.
     clipped : numpy.ndarray
         ``(S,)`` bool, whether a force component was clipped in the trajectory.
-    config, split, seed
+    config, split, seed, draws
     """
 
     def __init__(self, arrays: Dict[str, np.ndarray], *, config: NBodyConfig, split: str, seed: int,
-                 dtype: torch.dtype = torch.float64):
+                 dtype: torch.dtype = torch.float64, draws: str = "irrepnet"):
         pos, target = arrays["pos"], arrays["target_pos"]
         S, n, _ = pos.shape
         super().__init__(
@@ -114,6 +121,7 @@ class NBodyDataset(GraphArrayDataset):
             dtype=dtype,
         )
         self.config, self.split, self.seed = config, split, seed
+        self.draws = draws
         self.delta_t = config.delta_t
         self.clipped = np.asarray(arrays["clipped"], dtype=bool)
 
@@ -121,20 +129,22 @@ class NBodyDataset(GraphArrayDataset):
         c = self.config
         return (
             f"NBodyDataset({self.split}: {len(self)} samples x {self.num_nodes} particles, frames "
-            f"{c.frame_input}->{c.frame_target}, delta_t={self.delta_t:g}, seed={self.seed}, {self.dtype})"
+            f"{c.frame_input}->{c.frame_target}, delta_t={self.delta_t:g}, seed={self.seed}, "
+            + ("" if self.draws == "irrepnet" else f"draws={self.draws}, ") + f"{self.dtype})"
         )
 
 
-def generate_nbody(n_traj: int, config: NBodyConfig, seed: int) -> Dict[str, np.ndarray]:
+def generate_nbody(n_traj: int, config: NBodyConfig, seed: int, initial=None) -> Dict[str, np.ndarray]:
     """Simulate ``n_traj`` trajectories and keep the two frames of the task (no cache).
 
+    ``initial``: given initial states (charge, pos, vel), else drawn from ``seed``.
     Returns ``pos, vel, target_pos (S, n, 3)``, ``charge (S, n, 1)``, ``clipped (S,)``.
     """
     c = config
     r = simulate_charged(
         n_traj, n_particles=c.n_particles, frames=[c.frame_input, c.frame_target], n_steps=c.n_steps,
         dt=c.dt, save_every=c.save_every, loc_std=c.loc_std, vel_norm=c.vel_norm, max_force=c.max_force,
-        strength=c.strength, charge_prob=c.charge_prob, seed=seed,
+        strength=c.strength, charge_prob=c.charge_prob, seed=seed, initial=initial,
     )
     return {
         "pos": r["pos"][:, 0],
@@ -157,6 +167,7 @@ def nbody(
     cache_dir=None,
     use_cache: bool = True,
     dtype: torch.dtype = torch.float64,
+    draws: str = "irrepnet",
 ) -> NBodyDataset:
     """One split of the charged N-body task.
 
@@ -177,6 +188,10 @@ def nbody(
     use_cache : bool
         ``False`` always simulates and writes nothing.
     dtype : torch.dtype
+    draws : {"irrepnet", "egnn-generator"}
+        ``"egnn-generator"``: the published generator's initial states and frame numbering
+        (see the module docstring); the split sizes are then that generator's (10000,
+        2000, 2000), the seed is its 43, and ``config`` defaults to frames 31 -> 41.
 
     Returns
     -------
@@ -184,6 +199,10 @@ def nbody(
     """
     if split not in SPLIT_SEEDS:
         raise ValueError(f"split must be one of {tuple(SPLIT_SEEDS)}, got {split!r}")
+    if draws not in DRAWS:
+        raise ValueError(f"draws must be one of {DRAWS}, got {draws!r}")
+    if draws == "egnn-generator":
+        return _nbody_egnn_generator(split, n_train, n_pool, n_valid, n_test, seed, config, cache_dir, use_cache, dtype)
     config = config or NBodyConfig()
     n_gen = {"train": n_pool, "valid": n_valid, "test": n_test}[split]
     if n_gen < 1:
@@ -203,3 +222,32 @@ def nbody(
     if split == "train":
         arrays = {k: v[:n_train] for k, v in arrays.items()}
     return NBodyDataset(arrays, config=config, split=split, seed=seed, dtype=dtype)
+
+
+def _nbody_egnn_generator(split, n_train, n_pool, n_valid, n_test, seed, config, cache_dir, use_cache,
+                          dtype) -> NBodyDataset:
+    """:func:`nbody` with ``draws="egnn-generator"``: the published generator's initial states."""
+    sizes = dict(EGNN_GENERATOR_SPLITS)
+    if (n_pool, n_valid, n_test) != (sizes["train"], sizes["valid"], sizes["test"]) or seed is not None:
+        raise ValueError(f"draws='egnn-generator' replays the published generator: its splits are "
+                         f"{sizes['train']}/{sizes['valid']}/{sizes['test']} trajectories from seed "
+                         f"{EGNN_GENERATOR_SEED}; drop n_pool/n_valid/n_test/seed (got {n_pool}/{n_valid}/{n_test}, "
+                         f"seed {seed})")
+    if split == "train" and not 1 <= n_train <= n_pool:
+        raise ValueError(f"n_train={n_train} must be in [1, {n_pool}]")
+    # its frame f is the state after (f + 1) x save_every steps: its 30 -> 40 are 31 -> 41 here
+    config = config or NBodyConfig(frame_input=31, frame_target=41)
+    params = {"version": GENERATOR_VERSION, "draws": "egnn-generator", "config": dataclasses.asdict(config),
+              "split": split, "seed": EGNN_GENERATOR_SEED}
+
+    def generate():
+        c = config
+        initial = egnn_generator_draws(n_particles=c.n_particles, loc_std=c.loc_std, vel_norm=c.vel_norm,
+                                       n_steps=c.n_steps, save_every=c.save_every)[split]
+        return generate_nbody(len(initial[0]), config, EGNN_GENERATOR_SEED, initial=initial)
+
+    arrays = cached_arrays("nbody-charged", params, generate, cache_dir=cache_dir, use_cache=use_cache)
+    if split == "train":
+        arrays = {k: v[:n_train] for k, v in arrays.items()}
+    return NBodyDataset(arrays, config=config, split=split, seed=EGNN_GENERATOR_SEED, dtype=dtype,
+                        draws="egnn-generator")
