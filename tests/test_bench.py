@@ -305,3 +305,34 @@ def test_frame_error_breakdown_script(tiny_v2):
     assert ca_line.endswith("| 1.000 | 1.000 | 1.000 |")  # the reference against itself
     assert "| mlp | 2 |" in table
     assert module.main([str(out), "--group", "nope"]) == 2
+
+
+def test_training_options_script(tiny_run, tmp_path):
+    """benchmarks/training_options.py: runs that differ in training options, paired on the same test frames."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "training_options.py"
+    spec = importlib.util.spec_from_file_location("training_options", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ref_out, ref_results, _ = tiny_run
+    ema_out = tmp_path / "ema"
+    ema_results = run_suite(load_suite(str(ref_out.parent / "tiny.toml")), ema_out, models=["radial-field"],
+                            extra_train={"ema_decay": 0.9}, log=lambda _: None)
+    module.main(["--model", "radial-field", str(ref_out), str(ema_out), "--out", str(tmp_path / "t.md")])
+    lines = (tmp_path / "t.md").read_text().splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| (reference) | 2 |")
+    assert lines[3].startswith("| ema_decay = 0.9 | 2 |")
+    ref_mse, ema_mse = (next(r for r in res["groups"][0]["rows"] if r["name"] == "radial-field")["metrics"]["test_mse"]
+                        for res in (ref_results, ema_results))
+    assert f"| {ema_mse / ref_mse:.3f} [" in lines[3]  # the paired ratio's point value is the ratio of the MSEs
+    # another test set is refused, not compared
+    other = tmp_path / "other"
+    shutil.copytree(ema_out, other)
+    results = json.loads((other / "results.json").read_text())
+    results["groups"][0]["data"] = "another trajectory"
+    (other / "results.json").write_text(json.dumps(results))
+    with pytest.raises(SystemExit, match="a paired comparison needs the same test set"):
+        module.main(["--model", "radial-field", str(ref_out), str(other)])
