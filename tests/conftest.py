@@ -10,6 +10,28 @@ sys.path.insert(0, os.path.dirname(__file__))
 RF = {"hidden": 16, "layers": 2}
 
 
+def straight_and_resumed(task, cfg, folder, stop_at: int = 6):
+    """Train ``cfg`` once straight through (``folder/a``) and once interrupted by SIGTERM after
+    ``stop_at`` steps, then resumed from a different global RNG state (``folder/b``)."""
+    import signal
+
+    import torch
+
+    from irrepnet.train import TrainingInterrupted, train_registered
+
+    straight = train_registered("radial-field", task, cfg, RF, out_dir=folder / "a")
+
+    def interrupt(trainer):
+        if trainer.state["step"] == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted):
+        train_registered("radial-field", task, cfg, RF, out_dir=folder / "b", callback=interrupt)
+    torch.manual_seed(99)  # resume must restore its own random state
+    resumed = train_registered("radial-field", task, cfg, RF, out_dir=folder / "b", resume=True)
+    return straight, resumed
+
+
 def small(**kw):
     """A :class:`TrainConfig` of a few steps, for the training tests."""
     from irrepnet.train import TrainConfig

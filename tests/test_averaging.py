@@ -1,16 +1,13 @@
 """The exponential moving average of the weights (irrepnet.train.averaging) and its use in training."""
 
-import os
-import signal
-
 import pytest
 import torch
 
 from irrepnet.registry import ConfigError
-from irrepnet.train import TrainingInterrupted, load_checkpoint, train_config, train_registered
+from irrepnet.train import load_checkpoint, train_config, train_registered
 from irrepnet.train.averaging import ExponentialMovingAverage
 
-from conftest import RF, small
+from conftest import RF, small, straight_and_resumed
 
 
 def test_average_follows_the_formula_with_its_warm_up():
@@ -81,15 +78,7 @@ def test_training_validates_and_keeps_the_average(tiny_task, tmp_path):
 
 def test_resume_with_an_average_gives_the_same_weights(tiny_task, tmp_path):
     cfg = small(schedule="cosine", ema_decay=0.8)
-    straight = train_registered("radial-field", tiny_task, cfg, RF, out_dir=tmp_path / "a")
-
-    def interrupt(trainer):
-        if trainer.state["step"] == 6:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    with pytest.raises(TrainingInterrupted):
-        train_registered("radial-field", tiny_task, cfg, RF, out_dir=tmp_path / "b", callback=interrupt)
-    resumed = train_registered("radial-field", tiny_task, cfg, RF, out_dir=tmp_path / "b", resume=True)
+    straight, resumed = straight_and_resumed(tiny_task, cfg, tmp_path)
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     sa = load_checkpoint(tmp_path / "a" / "last.pt")["ema_state"]

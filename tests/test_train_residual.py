@@ -16,7 +16,7 @@ from irrepnet.train import TrainConfig, load_trained, make_trainer, train_regist
 from irrepnet.train.noise import add_input_noise
 from irrepnet.train.normalization import NormalizedModel, baseline_displacement, fit_scales, rms, with_residual
 
-from conftest import RF, small  # shared with the other training tests
+from conftest import RF, small, straight_and_resumed  # shared with the other training tests
 
 
 def test_untrained_model_with_gate_is_exactly_the_baseline(tiny_task):
@@ -128,22 +128,8 @@ def test_noise_without_history_moves_positions_only_and_zero_noise_is_a_no_op():
 
 
 def test_noise_training_resumes_exactly(tiny_task, tmp_path):
-    import os
-    import signal
-
-    from irrepnet.train import TrainingInterrupted
-
     cfg = small(input_noise=0.05, residual="constant_acceleration", start_at_baseline=True)
-    straight = train_registered("radial-field", tiny_task, cfg, RF, out_dir=tmp_path / "a")
-
-    def interrupt(trainer):
-        if trainer.state["step"] == 6:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    with pytest.raises(TrainingInterrupted):
-        train_registered("radial-field", tiny_task, cfg, RF, out_dir=tmp_path / "b", callback=interrupt)
-    torch.manual_seed(99)
-    resumed = train_registered("radial-field", tiny_task, cfg, RF, out_dir=tmp_path / "b", resume=True)
+    straight, resumed = straight_and_resumed(tiny_task, cfg, tmp_path)
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
 
