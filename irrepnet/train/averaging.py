@@ -15,8 +15,8 @@ copy :math:`\bar\theta` of the trainable parameters and after every optimiser st
 where :math:`t` counts the updates so far; the warm-up of :math:`d_t` (as in
 TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``) lets the average forget
 the random initial weights within the first few dozen steps instead of ``1 / (1 - d)``
-of them. With ``d = 0.99`` the average spans about 100 steps. Interatomic potentials
-train this way by default (NequIP and MACE, ``ema_decay = 0.99``).
+of them. With ``d = 0.99`` the average spans about 100 steps. Trainers of interatomic
+potentials offer the same (NequIP's ``use_ema``, MACE's ``--ema`` with ``--ema_decay 0.99``).
 
 The average is over the *stored* parameters: a parametrised weight
 (:mod:`irrepnet.nn.parametrization`) is a fixed linear map of its stored tensor, so
