@@ -8,7 +8,11 @@ After ``--warmup`` untimed runs, ``--repeats`` runs are timed with ``time.perf_c
 and the median is reported. Models are interleaved (one run of each in turn), so a
 change of machine load during the run hits all of them alike; the ratios are against
 ``e3nn-reference`` measured in the same run. ``tfn@reference`` is ``tfn`` at the
-reference's size (:func:`irrepnet.models.tfn.reference_config`).
+reference's size (:func:`irrepnet.models.tfn.reference_config`). ``NAME@e3nn-weights`` is a
+model that has a ``parametrization`` option built with ``parametrization="e3nn"``: next to
+``NAME`` (its default ``"linear"``, through ``torch.nn.utils.parametrize``) it gives the
+cost of that parametrisation, the same function with its weights stored another way
+(:mod:`irrepnet.nn.parametrization`).
 
 A shared or busy CPU distorts multi-threaded timings badly (OpenMP threads wait on
 each other when a core is taken); ``--threads 1`` gives the most stable ratios.
@@ -47,12 +51,15 @@ from irrepnet.train.optim import make_optimizer
 
 REFERENCE = "e3nn-reference"
 TFN_AT_REFERENCE = "tfn@reference"
+E3NN_WEIGHTS = "@e3nn-weights"
 
 
 def build(name: str, spec):
-    """A registered model, or ``tfn`` at the reference's configuration."""
+    """A registered model, ``tfn`` at the reference's configuration, or ``NAME@e3nn-weights``."""
     if name == TFN_AT_REFERENCE:
         return build_model("tfn", spec, reference_config())
+    if name.endswith(E3NN_WEIGHTS):
+        return build_model(name[:-len(E3NN_WEIGHTS)], spec, {"parametrization": "e3nn"})
     return build_model(name, spec)
 
 

@@ -123,3 +123,19 @@ def test_an_se3_transformer_from_before_the_skip_and_the_switch_loads_as_the_sam
 def test_an_unknown_parametrization_is_a_config_error(name):
     with pytest.raises(ConfigError, match="parametrization must be one of"):
         build_model(name, task_spec("twelve_body", history=2), parametrization="xavier")
+
+
+def test_speed_benchmark_builds_the_e3nn_weight_variant():
+    """benchmarks/speed.py's NAME@e3nn-weights: the same model without the parametrisation, to time its cost."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+    spec_ = importlib.util.spec_from_file_location("speed", path)
+    speed = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(speed)
+    spec = task_spec("twelve_body", history=2, num_nodes=12)
+    default, plain = speed.build("tfn", spec), speed.build("tfn@e3nn-weights", spec)
+    assert any(parametrize.is_parametrized(m) for m in default.modules())
+    assert not any(parametrize.is_parametrized(m) for m in plain.modules())
+    assert sum(p.numel() for p in default.parameters()) == sum(p.numel() for p in plain.parameters())
