@@ -176,14 +176,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--profile", default=None, metavar="MODEL", help="print a profile of MODEL's training step")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.threads:  # before provenance(), which records the thread count
+        torch.set_num_threads(args.threads)
     started = provenance()  # the code that runs is the code checked out now, not at the end
     if args.repeats < 1 or args.warmup < 0 or args.batch_size < 1:
         parser.error("need --repeats >= 1, --warmup >= 0 and --batch-size >= 1")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device here")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     names = args.models or list_models(peers=False) + [TFN_AT_REFERENCE]
     if REFERENCE not in names:
         names = [REFERENCE] + names

@@ -73,11 +73,11 @@ def main(argv=None) -> dict:
                         help="train both models compiled (irrepnet.compile.compile_model); evaluation stays eager")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
+    if args.threads:  # before provenance(), which records the thread count
+        torch.set_num_threads(args.threads)
     started = provenance()  # the code that runs is the code checked out now, not at the end
     if args.steps <= args.warmup:
         parser.error("--steps must exceed --warmup")
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     task = load_task("twelve_body", history=args.history, dtype=torch.float32)
     scale = float(torch.stack([task.train[i][K.TARGET_DISP] for i in range(len(task.train))]).std())
