@@ -29,19 +29,27 @@ from irrepnet.stats import Bootstrap
 IGNORED = {"progress", "device", "eval_batch_size", "epochs"}
 
 
-def load_run(folder: Path, model: str, seed: int):
+def load_run(folder: Path, model: str, seeds=None):
+    """The model's row of the run in ``folder`` and the per-sample test errors ``(seeds, n)`` of ``seeds`` (default all)."""
     results = json.loads((folder / "results.json").read_text())
     group = results["groups"][0]
     rows = [r for r in group["rows"] if r["name"] == model]
     if not rows:
         raise SystemExit(f"{folder}: no row for model {model!r} (rows: {[r['name'] for r in group['rows']]})")
     row = rows[0]
-    npz = folder / group["id"] / model / f"seed-{seed}" / "predictions.npz"
-    if not npz.exists():
-        raise SystemExit(f"{folder}: {npz} is missing; the paired comparison needs the per-sample errors")
-    seed_info = json.loads((npz.parent / "seed.json").read_text())
-    return {"folder": folder, "group": group, "row": row, "frame_mse": np.load(npz)["frame_mse"],
-            "seed": seed_info, "commit": results["provenance"]["commit"][:7]}
+    have = [s["seed"] for s in row["seeds"]]
+    seeds = have if seeds is None else seeds
+    if not set(seeds) <= set(have):
+        raise SystemExit(f"{folder}: {model} was trained with seeds {have}, not {seeds}")
+    errors, valid = [], []
+    for seed in seeds:
+        npz = folder / group["id"] / model / f"seed-{seed}" / "predictions.npz"
+        if not npz.exists():
+            raise SystemExit(f"{folder}: {npz} is missing; the paired comparison needs the per-sample errors")
+        errors.append(np.load(npz)["frame_mse"])
+        valid.append(json.loads((npz.parent / "seed.json").read_text())["metrics"]["valid_mse"])
+    return {"folder": folder, "group": group, "row": row, "seeds": seeds, "frame_mse": np.stack(errors),
+            "valid_mse": float(np.mean(valid)), "commit": results["provenance"]["commit"][:7]}
 
 
 def changed_options(run, reference) -> str:
@@ -53,33 +61,43 @@ def changed_options(run, reference) -> str:
 
 def table(runs, boot: Bootstrap) -> str:
     ref = runs[0]
-    lines = ["| training options | epochs | best epoch | valid MSE | test MSE [95% CI] | ratio to reference [95% CI] | commit |",
-             "|:---|---:|---:|---:|---:|---:|:---|"]
+    lines = ["| training options | seeds | epochs | best epoch | valid MSE | test MSE [95% CI] | "
+             "ratio to reference [95% CI] | commit |",
+             "|:---|:---|---:|---:|---:|---:|---:|:---|"]
     for run in runs:
-        r, iv = run["row"], run["row"]["intervals"]["test_mse"]
+        r = run["row"]
         cmp = boot.compare(run["frame_mse"], ref["frame_mse"])
+        iv = boot.interval(run["frame_mse"])
         ratio = "–" if run is ref else f"{cmp['ratio']:.3f} [{cmp['lo']:.3f}, {cmp['hi']:.3f}]"
-        lines.append(f"| {changed_options(run, ref)} | {r['train']['epochs']} | {r['training']['best_epoch'][0]} | "
-                     f"{run['seed']['metrics']['valid_mse']:.3e} | {iv['value']:.3e} [{iv['lo']:.2e}, {iv['hi']:.2e}] | "
+        best = ", ".join(map(str, _best_epochs(r, run["seeds"])))
+        lines.append(f"| {changed_options(run, ref)} | {', '.join(map(str, run['seeds']))} | {r['train']['epochs']} | "
+                     f"{best} | {run['valid_mse']:.3e} | {iv['value']:.3e} [{iv['lo']:.2e}, {iv['hi']:.2e}] | "
                      f"{ratio} | {run['commit']} |")
     return "\n".join(lines)
+
+
+def _best_epochs(row, seeds):
+    """Best epoch of each of ``seeds``, from the row's per-seed records."""
+    by_seed = {s["seed"]: s for s in row["seeds"]}
+    return [by_seed[s]["training"]["best_epoch"] for s in seeds]
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="+", type=Path, help="bench output folders; the first is the reference")
     p.add_argument("--model", required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", help="comma-separated seeds to compare (default: every seed of the reference run)")
     p.add_argument("--out", type=Path, help="write the table here (default: print it)")
     args = p.parse_args(argv)
-    runs = [load_run(f, args.model, args.seed) for f in args.folders]
-    ref = runs[0]
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
+    ref = load_run(args.folders[0], args.model, seeds)
+    runs = [ref] + [load_run(f, args.model, ref["seeds"]) for f in args.folders[1:]]
     for run in runs[1:]:
-        if run["group"]["data"] != ref["group"]["data"] or len(run["frame_mse"]) != len(ref["frame_mse"]):
+        if run["group"]["data"] != ref["group"]["data"] or run["frame_mse"].shape[1] != ref["frame_mse"].shape[1]:
             raise SystemExit(f"{run['folder']} was run on other data ({run['group']['data']}) than the reference "
                              f"{ref['folder']} ({ref['group']['data']}): a paired comparison needs the same test set")
     scheme = ref["group"]["bootstrap"]  # the resampling the reference's own report used
-    boot = Bootstrap(len(ref["frame_mse"]), block_length=scheme["block_length"], resamples=scheme["resamples"],
+    boot = Bootstrap(ref["frame_mse"].shape[1], block_length=scheme["block_length"], resamples=scheme["resamples"],
                      confidence=scheme["confidence"], seed=scheme["seed"])
     text = table(runs, boot) + "\n"
     if args.out:

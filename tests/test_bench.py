@@ -323,8 +323,8 @@ def test_training_options_script(tiny_run, tmp_path):
                             extra_train={"ema_decay": 0.9}, log=lambda _: None)
     module.main(["--model", "radial-field", str(ref_out), str(ema_out), "--out", str(tmp_path / "t.md")])
     lines = (tmp_path / "t.md").read_text().splitlines()
-    assert len(lines) == 4 and lines[2].startswith("| (reference) | 2 |")
-    assert lines[3].startswith("| ema_decay = 0.9 | 2 |")
+    assert len(lines) == 4 and lines[2].startswith("| (reference) | 0 | 2 |")
+    assert lines[3].startswith("| ema_decay = 0.9 | 0 | 2 |")
     ref_mse, ema_mse = (next(r for r in res["groups"][0]["rows"] if r["name"] == "radial-field")["metrics"]["test_mse"]
                         for res in (ref_results, ema_results))
     assert f"| {ema_mse / ref_mse:.3f} [" in lines[3]  # the paired ratio's point value is the ratio of the MSEs
