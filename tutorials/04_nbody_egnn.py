@@ -271,6 +271,9 @@ print(f"{full_steps:,} steps x {runs['egnn-vel'].train_step_ms:.1f} ms = about {
 #   `irrepnet bench --suite nbody --out runs/nbody --resume`.
 # - A shorter budget: `--epochs 100`, or any training option with `--set KEY=VALUE`
 #   (for instance `--set patience=200` for early stopping).
+# - The papers' own trajectories: `--data egnn-generator` (the suite
+#   `nbody-egnn-generator` sets it) replays the published generator's random draws instead
+#   of irrepnet's; the README's nbody section has the committed figures on both.
 # - The results folder holds `results.json`, `results.csv`, `report.md` (the table, with the
 #   fitted Linear baseline as a row), plots, and every model's checkpoint, log and
 #   predictions; `irrepnet audit --checkpoint runs/nbody/nbody/egnn-vel/best.pt` audits a
