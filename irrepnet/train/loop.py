@@ -54,13 +54,13 @@ from .checkpoint import load_checkpoint, save_atomic
 from .config import TrainConfig
 from .device import pick_device, synchronize
 from . import distributed
-from ..data.windows import window_batch
 from ..compile import compile_model
-from .noise import add_input_noise, window_noise
+from .noise import add_input_noise
 from .optim import make_optimizer
 from .normalization import NormalizedModel, check_residual, fit_scales, rms
 from .energy import LossTerm, displacement_only_options, energy_loss_terms
 from .property import accumulate_abs_errors, property_loss_terms
+from .unroll import unroll_trajectory, unrolled_loss
 from .runtime import _progress_bar, _StopRequests, move, split_validation, torch_dtype  # noqa: F401 (re-exported: loop.move etc. predate runtime.py)
 
 #: dataset field holding the truth for each model output
@@ -172,7 +172,8 @@ class Trainer:
         self.target_scale = scales["outputs"].get(output, 1.0)
         # the unit of input_noise: the RMS of the whole target, whatever the residual
         self.noise_std = self.config.input_noise * rms(arrays[self.target])
-        self._unroll_frames = self._check_unroll(train_set) if self.config.unroll_steps > 1 else None
+        self._unroll_frames = (unroll_trajectory(train_set, output, self.config.unroll_steps, self.device, self.dtype)
+                               if self.config.unroll_steps > 1 else None)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.meta = dict(meta or {})
         self.callback = callback
@@ -405,45 +406,10 @@ class Trainer:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in self.state["history"]))
         tmp.replace(self.out_dir / "log.jsonl")
 
-    # --- k-step unrolled loss -----------------------------------------------------
-    def _check_unroll(self, train_set) -> torch.Tensor:
-        """The trajectory (on device) for unrolling; refuses datasets that are not one trajectory."""
-        from ..registry import ConfigError
-
-        if self.output != K.DISPLACEMENT or getattr(train_set, "trajectory", None) is None \
-                or getattr(train_set, "frames", None) is None:
-            raise ConfigError("unroll_steps > 1 needs a trajectory task (twelve_body) and a displacement output")
-        k = self.config.unroll_steps
-        if not (train_set.frames + k - 1 <= train_set.frames.max()).any():
-            raise ConfigError(f"unroll_steps = {k} is longer than the training split ({len(train_set)} frames)")
-        return torch.as_tensor(train_set.trajectory).to(device=self.device, dtype=self.dtype)
-
+    # --- k-step unrolled loss (irrepnet.train.unroll) -----------------------------
     def unrolled_loss(self, idx: torch.Tensor) -> torch.Tensor:
-        """Mean normalised loss over ``unroll_steps`` fed-back steps from the frames ``idx``.
-
-        Step ``j`` is scored against the displacement that leads from the model's own
-        position ``x^(t+j)`` back to the true ``x(t+j+1)``; input noise, if any, is put on
-        the starting window only.
-        """
-        ds, k, traj = self.train_set, self.config.unroll_steps, self._unroll_frames
-        frames = ds.frames[idx.numpy()]
-        frames = frames[frames + k - 1 <= ds.frames.max()]  # stay inside the training split
-        if frames.size == 0:  # a batch made only of the split's last frames: the one-step loss
-            return self.loss(move(self.train_set.batch(idx), self.device, self.dtype))
-        h = ds.history
-        window = torch.stack([traj[t - h:t + 1] for t in frames])  # (B, h+1, N, 3)
-        if self.noise_std > 0:
-            window = window + window_noise(window.shape, self.noise_std, dtype=window.dtype, device=window.device)
-        B, N = window.shape[0], window.shape[2]
-        total = 0.0
-        for j in range(k):
-            data = window_batch(window, h)
-            out = self._forward_train(data)
-            truth = (traj[torch.as_tensor(frames + j + 1)] - window[:, -1]).reshape(B * N, 3)
-            total = total + (out[self.output] - self.model.normalized_target(data, truth)).pow(2).mean()
-            step = self.model.to_physical(data, out)[self.output].reshape(B, N, 3)
-            window = torch.cat([window[:, 1:], (window[:, -1] + step)[:, None]], dim=1)
-        return total / k
+        """Mean normalised loss over ``unroll_steps`` fed-back steps from the frames ``idx``."""
+        return unrolled_loss(self, idx)
 
     def _train_step(self, idx: torch.Tensor) -> float:
         self.model.train()
