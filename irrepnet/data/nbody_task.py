@@ -201,40 +201,35 @@ def nbody(
         raise ValueError(f"split must be one of {tuple(SPLIT_SEEDS)}, got {split!r}")
     if draws not in DRAWS:
         raise ValueError(f"draws must be one of {DRAWS}, got {draws!r}")
-    if draws == "egnn-generator":
-        return _nbody_egnn_generator(split, n_train, n_pool, n_valid, n_test, seed, config, cache_dir, use_cache, dtype)
-    config = config or NBodyConfig()
-    n_gen = {"train": n_pool, "valid": n_valid, "test": n_test}[split]
-    if n_gen < 1:
-        raise ValueError(f"the {split} split needs at least one trajectory, got {n_gen}")
     if split == "train" and not 1 <= n_train <= n_pool:
         raise ValueError(f"n_train={n_train} must be in [1, n_pool={n_pool}]; raise n_pool to train on more")
-    seed = SPLIT_SEEDS[split] if seed is None else int(seed)
-    params = {
-        "version": GENERATOR_VERSION,
-        "config": dataclasses.asdict(config),
-        "n_traj": n_gen,
-        "seed": seed,
-    }
-    arrays = cached_arrays(
-        "nbody-charged", params, lambda: generate_nbody(n_gen, config, seed), cache_dir=cache_dir, use_cache=use_cache
-    )
+    if draws == "egnn-generator":
+        config, seed, params, generate = _egnn_generator_source(split, n_pool, n_valid, n_test, seed, config)
+    else:
+        config = config or NBodyConfig()
+        n_gen = {"train": n_pool, "valid": n_valid, "test": n_test}[split]
+        if n_gen < 1:
+            raise ValueError(f"the {split} split needs at least one trajectory, got {n_gen}")
+        seed = SPLIT_SEEDS[split] if seed is None else int(seed)
+        params = {"version": GENERATOR_VERSION, "config": dataclasses.asdict(config), "n_traj": n_gen, "seed": seed}
+
+        def generate():
+            return generate_nbody(n_gen, config, seed)
+
+    arrays = cached_arrays("nbody-charged", params, generate, cache_dir=cache_dir, use_cache=use_cache)
     if split == "train":
         arrays = {k: v[:n_train] for k, v in arrays.items()}
-    return NBodyDataset(arrays, config=config, split=split, seed=seed, dtype=dtype)
+    return NBodyDataset(arrays, config=config, split=split, seed=seed, dtype=dtype, draws=draws)
 
 
-def _nbody_egnn_generator(split, n_train, n_pool, n_valid, n_test, seed, config, cache_dir, use_cache,
-                          dtype) -> NBodyDataset:
-    """:func:`nbody` with ``draws="egnn-generator"``: the published generator's initial states."""
+def _egnn_generator_source(split, n_pool, n_valid, n_test, seed, config):
+    """``(config, seed, cache params, generate)`` of a split of the published generator's draws."""
     sizes = dict(EGNN_GENERATOR_SPLITS)
     if (n_pool, n_valid, n_test) != (sizes["train"], sizes["valid"], sizes["test"]) or seed is not None:
         raise ValueError(f"draws='egnn-generator' replays the published generator: its splits are "
                          f"{sizes['train']}/{sizes['valid']}/{sizes['test']} trajectories from seed "
                          f"{EGNN_GENERATOR_SEED}; drop n_pool/n_valid/n_test/seed (got {n_pool}/{n_valid}/{n_test}, "
                          f"seed {seed})")
-    if split == "train" and not 1 <= n_train <= n_pool:
-        raise ValueError(f"n_train={n_train} must be in [1, {n_pool}]")
     # its frame f is the state after (f + 1) x save_every steps: its 30 -> 40 are 31 -> 41 here
     config = config or NBodyConfig(frame_input=31, frame_target=41)
     params = {"version": GENERATOR_VERSION, "draws": "egnn-generator", "config": dataclasses.asdict(config),
@@ -246,8 +241,4 @@ def _nbody_egnn_generator(split, n_train, n_pool, n_valid, n_test, seed, config,
                                        n_steps=c.n_steps, save_every=c.save_every)[split]
         return generate_nbody(len(initial[0]), config, EGNN_GENERATOR_SEED, initial=initial)
 
-    arrays = cached_arrays("nbody-charged", params, generate, cache_dir=cache_dir, use_cache=use_cache)
-    if split == "train":
-        arrays = {k: v[:n_train] for k, v in arrays.items()}
-    return NBodyDataset(arrays, config=config, split=split, seed=EGNN_GENERATOR_SEED, dtype=dtype,
-                        draws="egnn-generator")
+    return config, EGNN_GENERATOR_SEED, params, generate
