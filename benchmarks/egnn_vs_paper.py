@@ -56,7 +56,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Dict
 
 import torch
 
@@ -71,10 +70,12 @@ from speed import fmt_ms, fmt_ratio, make_steps, time_interleaved
 
 ENV_VAR = "IRREPNET_EGNN_REPO"
 PAPER_MODEL = Path("n_body_system") / "model.py"
-HINT = (f"The EGNN paper's code is not part of irrepnet. Get it with\n"
-        f"    git clone https://github.com/vgsatorras/egnn\n"
-        f"and pass its path: python benchmarks/egnn_vs_paper.py --egnn-repo PATH "
-        f"(or set {ENV_VAR}=PATH).")
+HINT = (
+    f"The EGNN paper's code is not part of irrepnet. Get it with\n"
+    f"    git clone https://github.com/vgsatorras/egnn\n"
+    f"and pass its path: python benchmarks/egnn_vs_paper.py --egnn-repo PATH "
+    f"(or set {ENV_VAR}=PATH)."
+)
 # the paper's N-body EGNN_vel (main_nbody.py: --nf 64 --n_layers 4, recurrent=True)
 HIDDEN, LAYERS = 64, 4
 PAPER_LR, PAPER_WEIGHT_DECAY = 5e-4, 1e-12
@@ -115,7 +116,7 @@ def paper_edges(batch_size: int, n_nodes: int):
     return [receiver, sender]
 
 
-def make_paper_steps(model: torch.nn.Module, batch: Dict[str, torch.Tensor], n_nodes: int):
+def make_paper_steps(model: torch.nn.Module, batch: dict[str, torch.Tensor], n_nodes: int):
     """``(train_step, infer_step, predict)`` of the paper's model, as its ``train()`` feeds ``egnn_vel``."""
     num_graphs = batch[K.NUM_NODES].numel()
     edges = paper_edges(num_graphs, n_nodes)
@@ -128,7 +129,7 @@ def make_paper_steps(model: torch.nn.Module, batch: Dict[str, torch.Tensor], n_n
 
     def predict():
         # main_nbody.py train(), model == 'egnn_vel'
-        nodes = torch.sqrt(torch.sum(vel ** 2, dim=1)).unsqueeze(1).detach()
+        nodes = torch.sqrt(torch.sum(vel**2, dim=1)).unsqueeze(1).detach()
         loc_dist = torch.sum((loc[rows] - loc[cols]) ** 2, 1).unsqueeze(1)
         edge_attr = torch.cat([charge_product, loc_dist], 1).detach()
         # a fresh tensor, as from the paper's loader: E_GCL adds to its coordinates in place
@@ -149,8 +150,9 @@ def make_paper_steps(model: torch.nn.Module, batch: Dict[str, torch.Tensor], n_n
     return train_step, infer_step, predict
 
 
-def same_function_check(paper: torch.nn.Module, ours: torch.nn.Module, paper_predict,
-                        batch: Dict[str, torch.Tensor]) -> Dict[str, object]:
+def same_function_check(
+    paper: torch.nn.Module, ours: torch.nn.Module, paper_predict, batch: dict[str, torch.Tensor]
+) -> dict[str, object]:
     """Copy ``paper``'s parameters into a copy of ``ours`` (in order) and compare the displacements."""
     ours = copy.deepcopy(ours)
     p_src, p_dst = list(paper.parameters()), list(ours.parameters())
@@ -164,8 +166,12 @@ def same_function_check(paper: torch.nn.Module, ours: torch.nn.Module, paper_pre
         got = ours(batch)[K.DISPLACEMENT]
     scale = float(want.abs().max())
     diff = float((got - want).abs().max())
-    return {"checked": True, "max_abs_diff": diff, "max_abs_displacement": scale,
-            "same": diff <= 1e-5 * max(scale, 1.0)}
+    return {
+        "checked": True,
+        "max_abs_diff": diff,
+        "max_abs_displacement": scale,
+        "same": diff <= 1e-5 * max(scale, 1.0),
+    }
 
 
 def try_compile(model: torch.nn.Module):
@@ -191,21 +197,35 @@ def run(args, repo: Path) -> dict:
     torch.manual_seed(args.seed)
     ours = build_model("egnn-vel", task.spec)
     torch.manual_seed(args.seed)
-    paper = EGNN_vel(in_node_nf=1, in_edge_nf=2, hidden_nf=HIDDEN, device="cpu", n_layers=LAYERS,
-                     recurrent=True, norm_diff=False, tanh=False)
-    counts = {"irrepnet": sum(p.numel() for p in ours.parameters()),
-              "paper": sum(p.numel() for p in paper.parameters())}
+    paper = EGNN_vel(
+        in_node_nf=1,
+        in_edge_nf=2,
+        hidden_nf=HIDDEN,
+        device="cpu",
+        n_layers=LAYERS,
+        recurrent=True,
+        norm_diff=False,
+        tanh=False,
+    )
+    counts = {
+        "irrepnet": sum(p.numel() for p in ours.parameters()),
+        "paper": sum(p.numel() for p in paper.parameters()),
+    }
     print(f"parameters: irrepnet egnn-vel {counts['irrepnet']:,}, paper EGNN_vel {counts['paper']:,}")
     if counts["irrepnet"] != counts["paper"]:
-        raise SizeMismatch(f"parameter counts differ (irrepnet {counts['irrepnet']:,} != paper "
-                           f"{counts['paper']:,}): the models are not the same size, no timing done")
+        raise SizeMismatch(
+            f"parameter counts differ (irrepnet {counts['irrepnet']:,} != paper "
+            f"{counts['paper']:,}): the models are not the same size, no timing done"
+        )
 
     paper_train, paper_infer, paper_predict = make_paper_steps(paper, batch, n_nodes)
     check = same_function_check(paper, ours, paper_predict, batch)
     if check["checked"]:
-        print(f"same function with the paper's weights: max |displacement difference| "
-              f"{check['max_abs_diff']:.2e} (max |displacement| {check['max_abs_displacement']:.2e})"
-              f"{'' if check['same'] else '  <-- NOT the same function'}")
+        print(
+            f"same function with the paper's weights: max |displacement difference| "
+            f"{check['max_abs_diff']:.2e} (max |displacement| {check['max_abs_displacement']:.2e})"
+            f"{'' if check['same'] else '  <-- NOT the same function'}"
+        )
     else:
         print(f"same-function check skipped: {check['why']}")
 
@@ -231,37 +251,62 @@ def run(args, repo: Path) -> dict:
 
     t_train = time_interleaved(train_steps, args.warmup, args.repeats)
     t_infer = time_interleaved(infer_steps, args.warmup, args.repeats)
-    print(f"nbody, batch {args.batch_size} x {n_nodes} nodes fully connected, float32, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats} after {args.warmup} warm-up; "
-          f"ratio = paper time / time (> 1: faster than the paper)")
+    print(
+        f"nbody, batch {args.batch_size} x {n_nodes} nodes fully connected, float32, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats} after {args.warmup} warm-up; "
+        f"ratio = paper time / time (> 1: faster than the paper)"
+    )
     print(f"{'model':<22} {'params':>9} {'train ms':>9} {'ratio':>7} {'infer ms':>9} {'ratio':>7}")
     models = {}
     for name in train_steps:
         tt, ti = t_train[name], t_infer[name]
-        models[name] = {"parameters": counts["paper" if name == "paper" else "irrepnet"], "train_s": tt,
-                        "infer_s": ti, "train_ratio": t_train["paper"] / tt, "infer_ratio": t_infer["paper"] / ti}
-        print(f"{name:<22} {models[name]['parameters']:>9} {fmt_ms(tt)} {fmt_ratio(t_train['paper'], tt)} "
-              f"{fmt_ms(ti)} {fmt_ratio(t_infer['paper'], ti)}")
-    return {"task": "nbody", "batch_size": args.batch_size, "nodes_per_graph": n_nodes, "repeats": args.repeats,
-            "warmup": args.warmup, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "provenance": started, "paper_repo": {"path": str(repo), **git_commit(repo),
-                           "model_py_sha256": hashlib.sha256((repo / PAPER_MODEL).read_bytes()).hexdigest()},
-            "parameters": counts, "same_function": check,
-            "compiled": (compiled_note or "timed") if args.compile else None,
-            "models": models}
+        models[name] = {
+            "parameters": counts["paper" if name == "paper" else "irrepnet"],
+            "train_s": tt,
+            "infer_s": ti,
+            "train_ratio": t_train["paper"] / tt,
+            "infer_ratio": t_infer["paper"] / ti,
+        }
+        print(
+            f"{name:<22} {models[name]['parameters']:>9} {fmt_ms(tt)} {fmt_ratio(t_train['paper'], tt)} "
+            f"{fmt_ms(ti)} {fmt_ratio(t_infer['paper'], ti)}"
+        )
+    return {
+        "task": "nbody",
+        "batch_size": args.batch_size,
+        "nodes_per_graph": n_nodes,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "provenance": started,
+        "paper_repo": {
+            "path": str(repo),
+            **git_commit(repo),
+            "model_py_sha256": hashlib.sha256((repo / PAPER_MODEL).read_bytes()).hexdigest(),
+        },
+        "parameters": counts,
+        "same_function": check,
+        "compiled": (compiled_note or "timed") if args.compile else None,
+        "models": models,
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--egnn-repo", default=os.environ.get(ENV_VAR),
-                        help=f"checkout of github.com/vgsatorras/egnn (default: ${ENV_VAR})")
+    parser.add_argument(
+        "--egnn-repo",
+        default=os.environ.get(ENV_VAR),
+        help=f"checkout of github.com/vgsatorras/egnn (default: ${ENV_VAR})",
+    )
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per model (median reported)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs per model first")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--batch-size", type=int, default=100, help="graphs per batch (5 nodes each)")
     parser.add_argument("--json", default=None, help="write the results to this file")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time irrepnet.compile.compile_model(egnn-vel) when available")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time irrepnet.compile.compile_model(egnn-vel) when available"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.batch_size < 1 or args.threads < 1:
@@ -271,8 +316,11 @@ def main(argv=None) -> int:
         return 0
     repo = Path(args.egnn_repo).expanduser()
     if not (repo / PAPER_MODEL).is_file():
-        print(f"error: {repo / PAPER_MODEL} not found; --egnn-repo must be a checkout of "
-              f"https://github.com/vgsatorras/egnn", file=sys.stderr)
+        print(
+            f"error: {repo / PAPER_MODEL} not found; --egnn-repo must be a checkout of "
+            f"https://github.com/vgsatorras/egnn",
+            file=sys.stderr,
+        )
         return 2
     try:
         result = run(args, repo)

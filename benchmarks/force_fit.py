@@ -49,8 +49,8 @@ def pair_features(x: np.ndarray) -> np.ndarray:
     d = np.linalg.norm(r, axis=-1) + np.eye(n)  # the diagonal is masked out below; 1 avoids 0 ** -p
     sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
     bonded, far = sep == 1, sep > 1
-    feats = [((d ** p) * bonded)[..., None] * r for p in BOND_POWERS]
-    feats += [((d ** p) * far * (d < NONBONDED_CUTOFF))[..., None] * r for p in NONBONDED_POWERS]
+    feats = [((d**p) * bonded)[..., None] * r for p in BOND_POWERS]
+    feats += [((d**p) * far * (d < NONBONDED_CUTOFF))[..., None] * r for p in NONBONDED_POWERS]
     return np.stack([f.sum(axis=2) for f in feats], axis=-1)
 
 
@@ -62,12 +62,12 @@ def angle_features(x: np.ndarray) -> np.ndarray:
         u, w = x[:, i - 1] - x[:, i], x[:, i + 1] - x[:, i]
         lu, lw = np.linalg.norm(u, axis=-1)[:, None], np.linalg.norm(w, axis=-1)[:, None]
         cos = np.clip((u * w).sum(-1, keepdims=True) / (lu * lw), -1 + 1e-12, 1 - 1e-12)
-        sin = np.sqrt(1 - cos ** 2)
-        dtu = -(w / (lu * lw) - cos * u / lu ** 2) / sin  # d theta / d x_{i-1}
-        dtw = -(u / (lu * lw) - cos * w / lw ** 2) / sin  # d theta / d x_{i+1}
+        sin = np.sqrt(1 - cos**2)
+        dtu = -(w / (lu * lw) - cos * u / lu**2) / sin  # d theta / d x_{i-1}
+        dtw = -(u / (lu * lw) - cos * w / lw**2) / sin  # d theta / d x_{i+1}
         theta = np.arccos(cos)
         for k, p in enumerate(ANGLE_POWERS):
-            g = theta ** p
+            g = theta**p
             out[:, i - 1, :, k] += g * dtu
             out[:, i + 1, :, k] += g * dtw
             out[:, i, :, k] -= g * (dtu + dtw)
@@ -77,7 +77,7 @@ def angle_features(x: np.ndarray) -> np.ndarray:
 FEATURE_SETS = {
     "pairwise": lambda pf, af: pf,
     "harmonic+angles": lambda pf, af: np.concatenate([pf[..., :2], af], axis=-1),
-    "bonds+angles": lambda pf, af: np.concatenate([pf[..., :len(BOND_POWERS)], af], axis=-1),
+    "bonds+angles": lambda pf, af: np.concatenate([pf[..., : len(BOND_POWERS)], af], axis=-1),
     "all": lambda pf, af: np.concatenate([pf, af], axis=-1),
 }
 
@@ -90,11 +90,17 @@ def fit_and_score(x: np.ndarray, train_fraction: float = 0.8, top: int = 5) -> d
     # the test sample t is scored on a(t) = acc[t - 1]
     n_train = int(np.floor(train_fraction * (x.shape[0] - 1) + 1e-9)) - 1
     pf, af = pair_features(frames), angle_features(frames)
-    ca = ((acc[n_train:] - acc[n_train - 1:-1]) ** 2).mean(axis=(1, 2))  # constant acceleration, per test frame
+    ca = ((acc[n_train:] - acc[n_train - 1 : -1]) ** 2).mean(axis=(1, 2))  # constant acceleration, per test frame
     hard = np.argsort(-ca)[:top]
-    out = {"constant_acceleration": {"test_mse": float(ca.mean()), "median_frame_mse": float(np.median(ca)),
-                                     "hard_frames_mse": float(ca[hard].mean())},
-           "acceleration_mse": float((acc[n_train:] ** 2).mean()), "fits": {}}
+    out = {
+        "constant_acceleration": {
+            "test_mse": float(ca.mean()),
+            "median_frame_mse": float(np.median(ca)),
+            "hard_frames_mse": float(ca[hard].mean()),
+        },
+        "acceleration_mse": float((acc[n_train:] ** 2).mean()),
+        "fits": {},
+    }
     for name, make in FEATURE_SETS.items():
         feats = make(pf, af)
         flat = feats.reshape(-1, feats.shape[-1])
@@ -103,25 +109,36 @@ def fit_and_score(x: np.ndarray, train_fraction: float = 0.8, top: int = 5) -> d
         coef, *_ = np.linalg.lstsq(flat[:rows] / scale, acc[:n_train].reshape(-1), rcond=None)
         force = ((flat / scale) @ coef).reshape(acc.shape)
         direct = ((force[n_train:] - acc[n_train:]) ** 2).mean(axis=(1, 2))
-        diff = ((acc[n_train - 1:-1] + force[n_train:] - force[n_train - 1:-1] - acc[n_train:]) ** 2).mean(axis=(1, 2))
-        out["fits"][name] = {"features": feats.shape[-1], "direct_test_mse": float(direct.mean()),
-                             "difference_test_mse": float(diff.mean()),
-                             "difference_median_frame_mse": float(np.median(diff)),
-                             "difference_hard_frames_mse": float(diff[hard].mean())}
+        diff = ((acc[n_train - 1 : -1] + force[n_train:] - force[n_train - 1 : -1] - acc[n_train:]) ** 2).mean(
+            axis=(1, 2)
+        )
+        out["fits"][name] = {
+            "features": feats.shape[-1],
+            "direct_test_mse": float(direct.mean()),
+            "difference_test_mse": float(diff.mean()),
+            "difference_median_frame_mse": float(np.median(diff)),
+            "difference_hard_frames_mse": float(diff[hard].mean()),
+        }
     return out
 
 
 def markdown(res: dict, source: str, top: int) -> str:
     ca = res["constant_acceleration"]
-    lines = [f"# Least-squares force fits on {source}", "",
-             f"Test MSE per coordinate; constant acceleration {ca['test_mse']:.3e} (median frame "
-             f"{ca['median_frame_mse']:.3e}, mean over its {top} hardest test frames {ca['hard_frames_mse']:.3e}); "
-             f"the acceleration itself {res['acceleration_mse']:.3e}.", "",
-             f"| features | count | direct | difference | difference, median frame | difference, {top} hardest |",
-             "|:---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Least-squares force fits on {source}",
+        "",
+        f"Test MSE per coordinate; constant acceleration {ca['test_mse']:.3e} (median frame "
+        f"{ca['median_frame_mse']:.3e}, mean over its {top} hardest test frames {ca['hard_frames_mse']:.3e}); "
+        f"the acceleration itself {res['acceleration_mse']:.3e}.",
+        "",
+        f"| features | count | direct | difference | difference, median frame | difference, {top} hardest |",
+        "|:---|---:|---:|---:|---:|---:|",
+    ]
     for name, f in res["fits"].items():
-        lines.append(f"| {name} | {f['features']} | {f['direct_test_mse']:.3e} | {f['difference_test_mse']:.3e} | "
-                     f"{f['difference_median_frame_mse']:.3e} | {f['difference_hard_frames_mse']:.3e} |")
+        lines.append(
+            f"| {name} | {f['features']} | {f['direct_test_mse']:.3e} | {f['difference_test_mse']:.3e} | "
+            f"{f['difference_median_frame_mse']:.3e} | {f['difference_hard_frames_mse']:.3e} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -41,15 +41,21 @@ def frame_table(folder: Path, group_id: str, reference: str, top: int) -> str:
         raise ValueError(f"no row {reference!r} in group {group_id!r}; rows: {', '.join(rows)}")
     ref, _ = unit_errors(rows[reference], folder)
     if ref is None:
-        raise FileNotFoundError(f"{folder} holds no predictions.npz with frame_mse for {reference!r}; run this on "
-                                "an irrepnet bench output folder (the committed copies keep no .npz)")
+        raise FileNotFoundError(
+            f"{folder} holds no predictions.npz with frame_mse for {reference!r}; run this on "
+            "an irrepnet bench output folder (the committed copies keep no .npz)"
+        )
     ref = ref.mean(axis=0)
     hard = np.argsort(ref)[-top:]
     rest = np.setdiff1d(np.arange(ref.size), hard)
-    lines = [f"group {group_id} of {folder}: reference {reference}; its {top} hardest of {ref.size} test frames "
-             f"carry {ref[hard].sum() / ref.sum():.1%} of its MSE", "",
-             f"| row | seeds | test MSE | median frame MSE | median frame ratio to {reference} | "
-             f"ratio on its {top} hardest frames | ratio on the other frames |", "|:---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"group {group_id} of {folder}: reference {reference}; its {top} hardest of {ref.size} test frames "
+        f"carry {ref[hard].sum() / ref.sum():.1%} of its MSE",
+        "",
+        f"| row | seeds | test MSE | median frame MSE | median frame ratio to {reference} | "
+        f"ratio on its {top} hardest frames | ratio on the other frames |",
+        "|:---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, row in rows.items():
         errs, _ = unit_errors(row, folder)
         if errs is None:
@@ -57,8 +63,10 @@ def frame_table(folder: Path, group_id: str, reference: str, top: int) -> str:
         e = errs.mean(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             frame_ratio = np.median(e / ref)
-        lines.append(f"| {name} | {errs.shape[0]} | {e.mean():.3e} | {np.median(e):.3e} | {frame_ratio:.3f} | "
-                     f"{e[hard].sum() / ref[hard].sum():.3f} | {e[rest].sum() / ref[rest].sum():.3f} |")
+        lines.append(
+            f"| {name} | {errs.shape[0]} | {e.mean():.3e} | {np.median(e):.3e} | {frame_ratio:.3f} | "
+            f"{e[hard].sum() / ref[hard].sum():.3f} | {e[rest].sum() / ref[rest].sum():.3f} |"
+        )
     return "\n".join(lines)
 
 

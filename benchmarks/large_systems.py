@@ -49,7 +49,7 @@ ALLOCATORS = ("mimalloc", "system")
 
 def box_side(n: int, neighbors: float, r: float) -> float:
     """Side of the cube holding ``n`` points at the density that gives ``neighbors`` within ``r``."""
-    return (n / (neighbors / (4.0 / 3.0 * math.pi * r ** 3))) ** (1.0 / 3.0)
+    return (n / (neighbors / (4.0 / 3.0 * math.pi * r**3))) ** (1.0 / 3.0)
 
 
 def model_config(name: str, r: float, neighbors: float, edge_chunk: int) -> dict:
@@ -90,8 +90,14 @@ def child(name: str, n: int, args) -> dict:
         g = torch.Generator().manual_seed(seed)
         pos = torch.rand(size, 3, generator=g) * box_side(size, args.neighbors, args.radius)
         hist = 0.01 * torch.randn(size, 6, generator=g)
-        return {K.POS: pos, K.VEL: hist[:, :3].clone(), K.VEL_HISTORY: hist, K.NODE_INDEX: torch.arange(size),
-                K.BATCH: torch.zeros(size, dtype=torch.long), K.NUM_NODES: torch.tensor([size])}
+        return {
+            K.POS: pos,
+            K.VEL: hist[:, :3].clone(),
+            K.VEL_HISTORY: hist,
+            K.NODE_INDEX: torch.arange(size),
+            K.BATCH: torch.zeros(size, dtype=torch.long),
+            K.NUM_NODES: torch.tensor([size]),
+        }
 
     def step(data):
         model.zero_grad(set_to_none=True)
@@ -110,10 +116,19 @@ def child(name: str, n: int, args) -> dict:
         step(data)
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
-    return {"model": name, "n": n, "edges": edges, "time_s": statistics.median(times), "times_s": times,
-            "cold_time_s": cold, "allocator": os.environ.get("LD_PRELOAD") or "system",
-            "peak_rss_mb": peak / 1024, "rss_before_mb": before / 1024, "working_mb": (peak - before) / 1024,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "model": name,
+        "n": n,
+        "edges": edges,
+        "time_s": statistics.median(times),
+        "times_s": times,
+        "cold_time_s": cold,
+        "allocator": os.environ.get("LD_PRELOAD") or "system",
+        "peak_rss_mb": peak / 1024,
+        "rss_before_mb": before / 1024,
+        "working_mb": (peak - before) / 1024,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def mimalloc_library():
@@ -127,16 +142,32 @@ def mimalloc_library():
 
 def run_child(name: str, n: int, args) -> dict:
     """One model at one size in a fresh process (its own peak memory) under the chosen allocator."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", name, str(n), "--threads", str(args.threads),
-           "--repeats", str(args.repeats), "--neighbors", str(args.neighbors), "--radius", str(args.radius),
-           "--edge-chunk", str(args.edge_chunk)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        name,
+        str(n),
+        "--threads",
+        str(args.threads),
+        "--repeats",
+        str(args.repeats),
+        "--neighbors",
+        str(args.neighbors),
+        "--radius",
+        str(args.radius),
+        "--edge-chunk",
+        str(args.edge_chunk),
+    ]
     env = dict(os.environ)
     if args.allocator == "mimalloc":
         env.update(LD_PRELOAD=args.mimalloc, MIMALLOC_PURGE_DELAY="-1")  # keep freed memory for reuse
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
     if res.returncode != 0:
-        raise RuntimeError(f"{name} at N = {n} failed (exit {res.returncode}; -9 is usually the out-of-memory "
-                           f"killer):\n{res.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{name} at N = {n} failed (exit {res.returncode}; -9 is usually the out-of-memory "
+            f"killer):\n{res.stderr[-2000:]}"
+        )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -145,21 +176,29 @@ def slope(a: dict, b: dict, key: str) -> float:
 
 
 def markdown(rows: list, prov: dict, args) -> str:
-    lines = [f"# Large systems: forward+backward against N ({args.neighbors:g} neighbours within r = {args.radius:g})",
-             "", "| model | N | edges | time s | slope | cold s | peak RSS MB | working MB | slope |",
-             "|:---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Large systems: forward+backward against N ({args.neighbors:g} neighbours within r = {args.radius:g})",
+        "",
+        "| model | N | edges | time s | slope | cold s | peak RSS MB | working MB | slope |",
+        "|:---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for i, r in enumerate(rows):
         prev = rows[i - 1] if i and rows[i - 1]["model"] == r["model"] else None
         st = f"{slope(prev, r, 'time_s'):.2f}" if prev else "–"
         sm = f"{slope(prev, r, 'working_mb'):.2f}" if prev and prev["working_mb"] > 0 and r["working_mb"] > 0 else "–"
-        lines.append(f"| {r['model']} | {r['n']:,} | {r['edges']:,} | {r['time_s']:.3g} | {st} | "
-                     f"{r['cold_time_s']:.3g} | {r['peak_rss_mb']:.0f} | {r['working_mb']:.0f} | {sm} |")
+        lines.append(
+            f"| {r['model']} | {r['n']:,} | {r['edges']:,} | {r['time_s']:.3g} | {st} | "
+            f"{r['cold_time_s']:.3g} | {r['peak_rss_mb']:.0f} | {r['working_mb']:.0f} | {sm} |"
+        )
     malloc = "glibc's malloc" if args.allocator == "system" else "mimalloc keeping freed memory"
-    lines += ["", f"Median of {args.repeats} timed passes after a full-size one (cold), {args.threads} torch "
-              f"thread(s), {malloc}; working memory is the peak RSS minus the resident size before the "
-              f"full-size passes; slopes are log-log between consecutive sizes; "
-              f"tfn and se3-transformer take edges in chunks of {args.edge_chunk:,}. Commit {prov.get('commit')}"
-              f"{' (dirty)' if prov.get('dirty') else ''}, {prov.get('machine')}, {prov.get('date')}."]
+    lines += [
+        "",
+        f"Median of {args.repeats} timed passes after a full-size one (cold), {args.threads} torch "
+        f"thread(s), {malloc}; working memory is the peak RSS minus the resident size before the "
+        f"full-size passes; slopes are log-log between consecutive sizes; "
+        f"tfn and se3-transformer take edges in chunks of {args.edge_chunk:,}. Commit {prov.get('commit')}"
+        f"{' (dirty)' if prov.get('dirty') else ''}, {prov.get('machine')}, {prov.get('date')}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -196,8 +235,12 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="timed passes per case (median)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per case")
-    p.add_argument("--allocator", choices=ALLOCATORS, default=None,
-                   help="mimalloc (default when cmeel-mimalloc is installed) or glibc's system malloc")
+    p.add_argument(
+        "--allocator",
+        choices=ALLOCATORS,
+        default=None,
+        help="mimalloc (default when cmeel-mimalloc is installed) or glibc's system malloc",
+    )
     p.add_argument("--out", help="folder for large_systems.md/.json/.png (refused if the json exists)")
     p.add_argument("--child", nargs=2, metavar=("MODEL", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -222,18 +265,23 @@ def main(argv=None) -> int:
         for n in sorted(args.sizes):
             row = run_child(name, n, args)
             rows.append(row)
-            print(f"{name:>16} N={n:>7,} edges={row['edges']:>9,} {row['time_s']:8.3g} s  peak {row['peak_rss_mb']:7.0f} MB"
-                  f"  working {row['working_mb']:7.0f} MB", flush=True)
+            print(
+                f"{name:>16} N={n:>7,} edges={row['edges']:>9,} {row['time_s']:8.3g} s  peak {row['peak_rss_mb']:7.0f} MB"
+                f"  working {row['working_mb']:7.0f} MB",
+                flush=True,
+            )
             if out is not None:  # partial results survive a run that is stopped
                 out.mkdir(parents=True, exist_ok=True)
-                (out / "large_systems.partial.json").write_text(json.dumps({"provenance": prov, "rows": rows},
-                                                                           indent=2))
+                (out / "large_systems.partial.json").write_text(
+                    json.dumps({"provenance": prov, "rows": rows}, indent=2)
+                )
     text = markdown(rows, prov, args)
     print(text)
     if out is not None:
         (out / "large_systems.md").write_text(text)
-        (out / "large_systems.json").write_text(json.dumps({"provenance": prov, "args": vars(args), "rows": rows},
-                                                           indent=2))
+        (out / "large_systems.json").write_text(
+            json.dumps({"provenance": prov, "args": vars(args), "rows": rows}, indent=2)
+        )
         (out / "large_systems.partial.json").unlink(missing_ok=True)
         plot(rows, out / "large_systems.png")
     return 0

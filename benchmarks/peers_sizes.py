@@ -34,17 +34,15 @@ import json
 import math
 import statistics
 import time
-from typing import Dict, List, Optional
 
 import torch
 from e3nn import o3
+from speed import make_steps
 
 from irrepnet.bench.runner import prepare_group
 from irrepnet.bench.suite import load_suite
 from irrepnet.registry import build_model, get_model_entry, unavailable_reason
 from irrepnet.tasks import task_spec
-
-from speed import make_steps
 
 #: irrepnet's family -> its peer
 PAIRS = {"egnn": "egnn-pytorch", "se3-transformer": "se3-transformer-pytorch"}
@@ -53,16 +51,15 @@ TASKS = {"twelve_body": {"history": 2}, "nbody": {}}
 #: width 1 and radial MLPs narrower than 8 are left out: they would make the peer degenerate.
 GRIDS = {
     "egnn-pytorch": {"dim": list(range(8, 129, 2))},
-    "se3-transformer-pytorch": {"dim": list(range(2, 17)), "dim_head": [2, 4, 8],
-                                "radial_hidden": [8, 12, 16, 24, 32]},
+    "se3-transformer-pytorch": {"dim": list(range(2, 17)), "dim_head": [2, 4, 8], "radial_hidden": [8, 12, 16, 24, 32]},
 }
 
 
-def parameters(name: str, spec, config: Optional[dict] = None) -> int:
+def parameters(name: str, spec, config: dict | None = None) -> int:
     return sum(p.numel() for p in build_model(name, spec, config or {}).parameters())
 
 
-def fixed_knobs(own: str, spec) -> Dict[str, int]:
+def fixed_knobs(own: str, spec) -> dict[str, int]:
     """The peer's depth (and heads, hidden degrees) set to those of irrepnet's default ``own``."""
     cfg = get_model_entry(own).default_config()
     if own == "egnn":
@@ -85,8 +82,16 @@ def match(own: str, peer: str, spec, tolerance: float) -> dict:
     if not fits:
         raise RuntimeError(f"no {peer} config within {tolerance:.0%} of {own} ({target} parameters) in {grid}")
     cfg, n = min(fits, key=lambda f: (-f[0]["dim"], abs(f[1] - target)))
-    return {"own": own, "own_parameters": target, "peer": peer, "peer_default_parameters": parameters(peer, spec),
-            "config": cfg, "parameters": n, "difference": n / target - 1, "candidates": len(fits)}
+    return {
+        "own": own,
+        "own_parameters": target,
+        "peer": peer,
+        "peer_default_parameters": parameters(peer, spec),
+        "config": cfg,
+        "parameters": n,
+        "difference": n / target - 1,
+        "candidates": len(fits),
+    }
 
 
 def _seconds(fn, warmup: int, repeats: int) -> float:
@@ -118,11 +123,17 @@ def time_suite(path: str, args) -> dict:
         cfg = suite.train_config_for(name, variant=variant)
         torch.manual_seed(0)
         model = build_model(name, task.spec, suite.model_config_for(name))
-        batches = {"train": task.train.batch(range(cfg.batch_size)), "graph": task.test.batch(range(256)),
-                   "rollout": task.test.batch(range(suite.rollout_starts)), "one": task.test.batch([0])}
+        batches = {
+            "train": task.train.batch(range(cfg.batch_size)),
+            "graph": task.test.batch(range(256)),
+            "rollout": task.test.batch(range(suite.rollout_starts)),
+            "one": task.test.batch([0]),
+        }
         train, _ = make_steps(model, batches["train"], task.spec.target)
-        times = {"parameters": sum(p.numel() for p in model.parameters()),
-                 "train_step_s": _seconds(train, args.warmup, args.repeats)}
+        times = {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "train_step_s": _seconds(train, args.warmup, args.repeats),
+        }
         for key in ("graph", "rollout", "one"):
             _, infer = make_steps(model, batches[key], task.spec.target)
             times[f"{key}_s"] = _seconds(infer, 1, 3) / (256 if key == "graph" else 1)
@@ -145,17 +156,25 @@ def estimate_seconds(suite, name: str, t: dict, sizes: dict) -> float:
     steps = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
     epochs = math.ceil(steps / per_epoch)
     horizon = max(suite.rollout_horizons) if (suite.task == "twelve_body" and suite.rollout_horizons) else 0
-    seed = (steps * t["train_step_s"] + (epochs * sizes["valid"] + sizes["valid"] + sizes["test"]) * t["graph_s"]
-            + horizon * t["rollout_s"] + 12 * (min(256, sizes["test"]) * t["graph_s"] + t["one_s"])
-            + 3 * (1 + 4 * suite.audit_trials) * 4 * t["graph_s"])
+    seed = (
+        steps * t["train_step_s"]
+        + (epochs * sizes["valid"] + sizes["valid"] + sizes["test"]) * t["graph_s"]
+        + horizon * t["rollout_s"]
+        + 12 * (min(256, sizes["test"]) * t["graph_s"] + t["one_s"])
+        + 3 * (1 + 4 * suite.audit_trials) * 4 * t["graph_s"]
+    )
     return seed * len(suite.seeds)
 
 
-def main(argv: Optional[List[str]] = None) -> dict:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tolerance", type=float, default=0.1)
-    parser.add_argument("--time", nargs="+", metavar="SUITE", help="time the models of these suite files and "
-                                                                      "estimate each suite's duration")
+    parser.add_argument(
+        "--time",
+        nargs="+",
+        metavar="SUITE",
+        help="time the models of these suite files and estimate each suite's duration",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
@@ -174,16 +193,22 @@ def main(argv: Optional[List[str]] = None) -> dict:
         print(f"{'model':<16} {'params':>8}  {'peer':<24} {'default':>8} {'matched':>8} {'diff':>6}  config")
         for r in rows:
             cfg = ", ".join(f"{k}={v}" for k, v in r["config"].items())
-            print(f"{r['own']:<16} {r['own_parameters']:>8}  {r['peer']:<24} {r['peer_default_parameters']:>8} "
-                  f"{r['parameters']:>8} {r['difference']:>+6.1%}  {cfg}")
+            print(
+                f"{r['own']:<16} {r['own_parameters']:>8}  {r['peer']:<24} {r['peer_default_parameters']:>8} "
+                f"{r['parameters']:>8} {r['difference']:>+6.1%}  {cfg}"
+            )
     for path in args.time or []:
         res = results.setdefault("suites", {})[path] = time_suite(path, args)
-        print(f"\n{path} ({res['task']}; {res['sizes']}): median of {args.repeats} training steps after "
-              f"{args.warmup} warm-up, {args.threads} thread(s), the suite's batch size")
+        print(
+            f"\n{path} ({res['task']}; {res['sizes']}): median of {args.repeats} training steps after "
+            f"{args.warmup} warm-up, {args.threads} thread(s), the suite's batch size"
+        )
         print(f"{'model':<24} {'params':>8} {'step ms':>8} {'ms/graph':>9} {'rollout ms':>10}  suite estimate")
         for name, t in res["models"].items():
-            print(f"{name:<24} {t['parameters']:>8} {1e3 * t['train_step_s']:>8.1f} {1e3 * t['graph_s']:>9.2f} "
-                  f"{1e3 * t['rollout_s']:>10.1f}  {t['estimate_s'] / 60:5.1f} min")
+            print(
+                f"{name:<24} {t['parameters']:>8} {1e3 * t['train_step_s']:>8.1f} {1e3 * t['graph_s']:>9.2f} "
+                f"{1e3 * t['rollout_s']:>10.1f}  {t['estimate_s'] / 60:5.1f} min"
+            )
         print(f"{'':<24} estimated duration of the suite: {res['estimate_s'] / 60:.1f} min")
     if args.json:
         with open(args.json, "w") as f:

@@ -78,11 +78,11 @@ def suite_steps(path: str) -> dict[str, object]:
         trainer = make_trainer(name, group.task, cfgs[name], suite.model_config_for(name))
         # the same indices for both models, a new batch each call as in training
         perm = torch.randperm(len(trainer.train_set), generator=torch.Generator().manual_seed(0))
-        counter = iter(range(10 ** 9))
+        counter = iter(range(10**9))
 
         def step(trainer=trainer, perm=perm, counter=counter):
             i = next(counter) % max(1, len(perm) // bs)
-            trainer._train_step(perm[i * bs:(i + 1) * bs])
+            trainer._train_step(perm[i * bs : (i + 1) * bs])
 
         harness[name] = step
         batch = trainer.train_set.batch(range(bs))
@@ -90,8 +90,15 @@ def suite_steps(path: str) -> dict[str, object]:
         net = build_model(name, group.task.spec, suite.model_config_for(name))
         model[name] = make_steps(net, batch, group.task.spec.target)[0]
         params[name] = sum(p.numel() for p in net.parameters())
-    return {"suite": suite.name, "task": suite.task, "batch_size": bs, "harness": harness, "model": model,
-            "parameters": params, "trainer_step": harness[OWN]}
+    return {
+        "suite": suite.name,
+        "task": suite.task,
+        "batch_size": bs,
+        "harness": harness,
+        "model": model,
+        "parameters": params,
+        "trainer_step": harness[OWN],
+    }
 
 
 def time_interleaved(steps: dict[str, object], warmup: int, repeats: int) -> dict[str, dict[str, float]]:
@@ -112,8 +119,10 @@ def time_interleaved(steps: dict[str, object], warmup: int, repeats: int) -> dic
             fn()
             cpu[name].append(time.thread_time() - c)
             wall[name].append(time.perf_counter() - w)
-    return {"wall": {k: statistics.median(v) for k, v in wall.items()},
-            "cpu": {k: statistics.median(v) for k, v in cpu.items()}}
+    return {
+        "wall": {k: statistics.median(v) for k, v in wall.items()},
+        "cpu": {k: statistics.median(v) for k, v in cpu.items()},
+    }
 
 
 def time_rounds(steps: dict[str, object], warmup: int, repeats: int, rounds: int) -> dict:
@@ -123,7 +132,8 @@ def time_rounds(steps: dict[str, object], warmup: int, repeats: int, rounds: int
         t = time_interleaved(steps, warmup if r == 0 else 1, repeats)
         for clock, m in t.items():
             out.setdefault(clock, {"rounds": []})["rounds"].append(
-                {"own_ms": 1e3 * m[OWN], "peer_ms": 1e3 * m[PEER], "ratio": m[PEER] / m[OWN]})
+                {"own_ms": 1e3 * m[OWN], "peer_ms": 1e3 * m[PEER], "ratio": m[PEER] / m[OWN]}
+            )
     for res in out.values():
         ratios = [p["ratio"] for p in res["rounds"]]
         res.update(ratio_median=statistics.median(ratios), ratio_min=min(ratios), ratio_max=max(ratios))
@@ -212,8 +222,10 @@ def main(argv: list[str] | None = None) -> dict:
     for path in args.suites:
         s = suite_steps(path)
         res = results[path] = {"suite": s["suite"], "batch_size": s["batch_size"], "parameters": s["parameters"]}
-        print(f"\n{path}: {s['task']}, batch {s['batch_size']}, eager, {args.threads} thread(s); parameters "
-              + ", ".join(f"{k} {v:,}" for k, v in s["parameters"].items()))
+        print(
+            f"\n{path}: {s['task']}, batch {s['batch_size']}, eager, {args.threads} thread(s); parameters "
+            + ", ".join(f"{k} {v:,}" for k, v in s["parameters"].items())
+        )
         if args.profile:
             print(f"profile of {OWN}'s harness step (3 steps, top ops by self CPU time):")
             print(profile_step(s["trainer_step"], rows=args.rows))
@@ -223,10 +235,13 @@ def main(argv: list[str] | None = None) -> dict:
         for kind in args.steps:
             res[kind] = time_rounds(s[kind], args.warmup, args.repeats, args.rounds)
             for clock, t in res[kind].items():
-                rounds = "; ".join(f"{p['own_ms']:.1f} vs {p['peer_ms']:.1f} ms ({p['ratio']:.2f}x)"
-                                   for p in t["rounds"])
-                print(f"{kind:<8} {clock:<4} {OWN} vs {PEER}, median of {args.repeats} per round: {rounds}; "
-                      f"ratio {t['ratio_median']:.2f}x (rounds {t['ratio_min']:.2f}-{t['ratio_max']:.2f})")
+                rounds = "; ".join(
+                    f"{p['own_ms']:.1f} vs {p['peer_ms']:.1f} ms ({p['ratio']:.2f}x)" for p in t["rounds"]
+                )
+                print(
+                    f"{kind:<8} {clock:<4} {OWN} vs {PEER}, median of {args.repeats} per round: {rounds}; "
+                    f"ratio {t['ratio_median']:.2f}x (rounds {t['ratio_min']:.2f}-{t['ratio_max']:.2f})"
+                )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

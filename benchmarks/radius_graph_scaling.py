@@ -64,10 +64,13 @@ def main(argv=None) -> None:
         for n in args.sizes:
             results[backend, n] = time_backend(points[n], backend, args.repeats)
 
-    print(f"radius graph, r = 1, {args.neighbors:g} neighbours expected, float32, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}, load average before {load:.2f}")
-    header = (f"{'backend':<14}{'N':>9}{'edges':>12}{'mean nbrs':>11}{'median s':>10}"
-              f"{'t(N)/t(prev N)':>16}{'vs torch':>10}")
+    print(
+        f"radius graph, r = 1, {args.neighbors:g} neighbours expected, float32, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats}, load average before {load:.2f}"
+    )
+    header = (
+        f"{'backend':<14}{'N':>9}{'edges':>12}{'mean nbrs':>11}{'median s':>10}{'t(N)/t(prev N)':>16}{'vs torch':>10}"
+    )
     print(header)
     print("-" * len(header))
     for backend in backends:

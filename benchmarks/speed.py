@@ -36,7 +36,7 @@ import json
 import platform
 import statistics
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
 
 import torch
 
@@ -59,11 +59,11 @@ def build(name: str, spec):
     if name == TFN_AT_REFERENCE:
         return build_model("tfn", spec, reference_config())
     if name.endswith(E3NN_WEIGHTS):
-        return build_model(name[:-len(E3NN_WEIGHTS)], spec, {"parametrization": "e3nn"})
+        return build_model(name[: -len(E3NN_WEIGHTS)], spec, {"parametrization": "e3nn"})
     return build_model(name, spec)
 
 
-def make_steps(model: torch.nn.Module, batch: Dict[str, torch.Tensor], target: str):
+def make_steps(model: torch.nn.Module, batch: dict[str, torch.Tensor], target: str):
     """``(train_step or None, infer_step)``; parameter-free models have no training step."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, "adam", lr=1e-3) if params else None  # as the trainer
@@ -83,8 +83,9 @@ def make_steps(model: torch.nn.Module, batch: Dict[str, torch.Tensor], target: s
     return (train_step if opt is not None else None), infer_step
 
 
-def time_interleaved(steps: Dict[str, Callable], warmup: int, repeats: int,
-                     sync: Optional[Callable] = None) -> Dict[str, float]:
+def time_interleaved(
+    steps: dict[str, Callable], warmup: int, repeats: int, sync: Callable | None = None
+) -> dict[str, float]:
     """Median seconds per call of each step, running them in turn ``repeats`` times.
 
     ``sync`` (e.g. ``torch.cuda.synchronize``) is called before reading each clock,
@@ -94,7 +95,7 @@ def time_interleaved(steps: Dict[str, Callable], warmup: int, repeats: int,
     for fn in steps.values():
         for _ in range(warmup):
             fn()
-    times: Dict[str, List[float]] = {k: [] for k in steps}
+    times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(repeats):
         for name, fn in steps.items():
             sync()
@@ -116,15 +117,15 @@ def profile_step(step: Callable, rows: int = 25) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
-def fmt_ms(t: Optional[float]) -> str:
+def fmt_ms(t: float | None) -> str:
     return f"{'-':>9}" if t is None else f"{1e3 * t:9.1f}"
 
 
-def fmt_ratio(t: Optional[float], ref: Optional[float], width: int = 7) -> str:
+def fmt_ratio(t: float | None, ref: float | None, width: int = 7) -> str:
     return f"{'-':>{width}}" if t is None or not ref else f"{t / ref:{width}.3f}"
 
 
-def build_steps(names, task, batch, seed: int, compiled: bool, device) -> Tuple[dict, dict, dict]:
+def build_steps(names, task, batch, seed: int, compiled: bool, device) -> tuple[dict, dict, dict]:
     """``(train_steps, infer_steps, info)`` of every model in ``names`` (compiled or eager).
 
     A model that fails to build or run is recorded in ``info`` with its error and left
@@ -164,13 +165,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=32, help="frames per batch (12 nodes each)")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per model (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per model first")
-    parser.add_argument("--models", nargs="+", default=None,
-                        help=f"default: every registered irrepnet model plus {TFN_AT_REFERENCE} "
-                             "(peers such as se3-transformer-pytorch only when named)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help=f"default: every registered irrepnet model plus {TFN_AT_REFERENCE} "
+        "(peers such as se3-transformer-pytorch only when named)",
+    )
     parser.add_argument("--history", type=int, default=2, help="velocity history of the twelve_body task")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time every model compiled with irrepnet.compile.compile_model")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time every model compiled with irrepnet.compile.compile_model"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (timings synchronise the device)")
     parser.add_argument("--json", default=None, help="write the results to this file")
     parser.add_argument("--profile", default=None, metavar="MODEL", help="print a profile of MODEL's training step")
@@ -203,16 +209,29 @@ def main(argv=None) -> dict:
     timings = {}
     for mode in modes:  # interleaved within a mode; eager and compiled one after the other
         train_steps, infer_steps, _ = steps[mode]
-        timings[mode] = (time_interleaved(train_steps, args.warmup, args.repeats, sync),
-                         time_interleaved(infer_steps, args.warmup, args.repeats, sync))
+        timings[mode] = (
+            time_interleaved(train_steps, args.warmup, args.repeats, sync),
+            time_interleaved(infer_steps, args.warmup, args.repeats, sync),
+        )
     info = merge_info(steps, timings, modes)
-    print(f"twelve_body, batch {args.batch_size} x 12 nodes, history {args.history}, float32, {device.type}, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats} after {args.warmup} warm-up; "
-          f"x ref = time / time of {REFERENCE} in the same mode (< 1: faster); c/e = compiled / eager")
+    print(
+        f"twelve_body, batch {args.batch_size} x 12 nodes, history {args.history}, float32, {device.type}, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats} after {args.warmup} warm-up; "
+        f"x ref = time / time of {REFERENCE} in the same mode (< 1: faster); c/e = compiled / eager"
+    )
     print(format_table(names, info, modes))
-    result = {"batch_size": args.batch_size, "history": args.history, "repeats": args.repeats,
-              "warmup": args.warmup, "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "device": device_name(device), "modes": list(modes), "provenance": started, "models": info}
+    result = {
+        "batch_size": args.batch_size,
+        "history": args.history,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": device_name(device),
+        "modes": list(modes),
+        "provenance": started,
+        "models": info,
+    }
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
@@ -221,22 +240,24 @@ def main(argv=None) -> dict:
 
 def merge_info(steps: dict, timings: dict, modes) -> dict:
     """Per model: parameters, and per mode ``train_s``/``infer_s``, their ratio to the reference, compile time."""
-    info: Dict[str, dict] = {}
+    info: dict[str, dict] = {}
     for mode in modes:
         t_train, t_infer = timings[mode]
         ref_train, ref_infer = t_train.get(REFERENCE), t_infer.get(REFERENCE)
         for name, entry in steps[mode][2].items():
             row = info.setdefault(name, {})
             if "parameters" not in entry:
-                row.setdefault("skipped" if "skipped" in entry else "error",
-                               entry.get("skipped") or entry.get("error"))
+                row.setdefault("skipped" if "skipped" in entry else "error", entry.get("skipped") or entry.get("error"))
                 continue
             row["parameters"] = entry["parameters"]
             tt, ti = t_train.get(name), t_infer.get(name)
-            row[mode] = {"train_s": tt, "infer_s": ti,
-                         "train_ratio": tt / ref_train if tt and ref_train else None,
-                         "infer_ratio": ti / ref_infer if ti and ref_infer else None,
-                         **{k: entry[k] for k in ("compile_s", "fallback") if k in entry}}
+            row[mode] = {
+                "train_s": tt,
+                "infer_s": ti,
+                "train_ratio": tt / ref_train if tt and ref_train else None,
+                "infer_ratio": ti / ref_infer if ti and ref_infer else None,
+                **{k: entry[k] for k in ("compile_s", "fallback") if k in entry},
+            }
     return info
 
 
@@ -252,19 +273,26 @@ def format_table(names, info: dict, modes) -> str:
     for name in names:
         row = info.get(name, {})
         if "parameters" not in row:
-            lines.append(f"{name:<24} {'':>9} {'skipped' if 'skipped' in row else 'ERROR'}: "
-                         f"{row.get('skipped') or row.get('error')}")
+            lines.append(
+                f"{name:<24} {'':>9} {'skipped' if 'skipped' in row else 'ERROR'}: "
+                f"{row.get('skipped') or row.get('error')}"
+            )
             continue
         eager, comp = row.get("eager", {}), row.get("compiled", {})
-        line = (f"{name:<24} {row['parameters']:>9} {fmt_ms(eager.get('train_s'))} "
-                f"{fmt_ratio(eager.get('train_ratio'), 1)}")
+        line = (
+            f"{name:<24} {row['parameters']:>9} {fmt_ms(eager.get('train_s'))} {fmt_ratio(eager.get('train_ratio'), 1)}"
+        )
         if comp:
-            line += (f" {fmt_ms(comp.get('train_s'))} {fmt_ratio(comp.get('train_ratio'), 1)}"
-                     f" {fmt_ratio(comp.get('train_s'), eager.get('train_s'), 6)}")
+            line += (
+                f" {fmt_ms(comp.get('train_s'))} {fmt_ratio(comp.get('train_ratio'), 1)}"
+                f" {fmt_ratio(comp.get('train_s'), eager.get('train_s'), 6)}"
+            )
         line += f" {fmt_ms(eager.get('infer_s'))} {fmt_ratio(eager.get('infer_ratio'), 1)}"
         if comp:
-            line += (f" {fmt_ms(comp.get('infer_s'))} {fmt_ratio(comp.get('infer_ratio'), 1)}"
-                     f" {fmt_ratio(comp.get('infer_s'), eager.get('infer_s'), 6)} {comp.get('compile_s', 0):9.1f}")
+            line += (
+                f" {fmt_ms(comp.get('infer_s'))} {fmt_ratio(comp.get('infer_ratio'), 1)}"
+                f" {fmt_ratio(comp.get('infer_s'), eager.get('infer_s'), 6)} {comp.get('compile_s', 0):9.1f}"
+            )
             if comp.get("fallback"):
                 line += f"  (eager fallback: {comp['fallback']})"
         lines.append(line)

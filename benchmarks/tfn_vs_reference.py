@@ -26,14 +26,13 @@ import argparse
 import json
 import statistics
 import time
-from typing import Dict
 
 import torch
 
 from irrepnet import keys as K
+from irrepnet.compile import compile_model
 from irrepnet.models.tfn import reference_config
 from irrepnet.provenance import provenance
-from irrepnet.compile import compile_model
 from irrepnet.registry import build_model
 from irrepnet.tasks import load_task
 from irrepnet.train.optim import make_optimizer
@@ -41,7 +40,7 @@ from irrepnet.train.optim import make_optimizer
 VELOCITY_FIELDS = (K.VEL, K.VEL_HISTORY, K.TARGET_DISP)
 
 
-def scaled(batch: Dict[str, torch.Tensor], scale: float) -> Dict[str, torch.Tensor]:
+def scaled(batch: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
     """Velocities and target displacement divided by ``scale``; positions untouched."""
     return {k: (v / scale if k in VELOCITY_FIELDS else v) for k, v in batch.items()}
 
@@ -69,8 +68,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--compile", action="store_true",
-                        help="train both models compiled (irrepnet.compile.compile_model); evaluation stays eager")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="train both models compiled (irrepnet.compile.compile_model); evaluation stays eager",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     if args.threads:  # before provenance(), which records the thread count
@@ -96,7 +98,7 @@ def main(argv=None) -> dict:
     for step in range(args.steps):
         if cursor + args.batch_size > len(perm):
             perm, cursor = torch.randperm(len(task.train), generator=order), 0
-        batch = scaled(task.train.batch(perm[cursor:cursor + args.batch_size].tolist()), scale)
+        batch = scaled(task.train.batch(perm[cursor : cursor + args.batch_size].tolist()), scale)
         cursor += args.batch_size
         for name, model in runners.items():
             start = time.perf_counter()
@@ -109,23 +111,41 @@ def main(argv=None) -> dict:
                 times[name].append(elapsed)
             last_losses[name].append(loss.item())
         if (step + 1) % max(1, args.steps // 10) == 0:
-            print(f"step {step + 1:5d}  " + "  ".join(
-                f"{n}: loss {statistics.mean(v[-20:]):.4e}" for n, v in last_losses.items()), flush=True)
+            print(
+                f"step {step + 1:5d}  "
+                + "  ".join(f"{n}: loss {statistics.mean(v[-20:]):.4e}" for n, v in last_losses.items()),
+                flush=True,
+            )
 
-    result = {"steps": args.steps, "batch_size": args.batch_size, "history": args.history, "lr": args.lr,
-              "seed": args.seed, "compiled": args.compile, "threads": torch.get_num_threads(), "target_std": scale,
-              "models": {}}
-    print(f"\n{args.steps} Adam steps (lr {args.lr}), batch {args.batch_size}, history {args.history}, "
-          f"{'compiled' if args.compile else 'eager'}, {torch.get_num_threads()} threads; "
-          f"losses in units of the target variance ({scale:.3e}^2)")
+    result = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "history": args.history,
+        "lr": args.lr,
+        "seed": args.seed,
+        "compiled": args.compile,
+        "threads": torch.get_num_threads(),
+        "target_std": scale,
+        "models": {},
+    }
+    print(
+        f"\n{args.steps} Adam steps (lr {args.lr}), batch {args.batch_size}, history {args.history}, "
+        f"{'compiled' if args.compile else 'eager'}, {torch.get_num_threads()} threads; "
+        f"losses in units of the target variance ({scale:.3e}^2)"
+    )
     print(f"{'model':<16} {'params':>8} {'step ms':>9} {'train loss':>11} {'test loss':>11} {'test MSE dx':>12}")
     for name, model in models.items():
         train_loss, _ = evaluate(model, task.train, scale)
         test_loss, test_mse = evaluate(model, task.test, scale)
         t = statistics.median(times[name])
         params = sum(p.numel() for p in model.parameters())
-        result["models"][name] = {"parameters": params, "step_s": t, "train_loss": train_loss,
-                                  "test_loss": test_loss, "test_mse_dx": test_mse}
+        result["models"][name] = {
+            "parameters": params,
+            "step_s": t,
+            "train_loss": train_loss,
+            "test_loss": test_loss,
+            "test_mse_dx": test_mse,
+        }
         print(f"{name:<16} {params:>8} {1e3 * t:9.1f} {train_loss:11.4e} {test_loss:11.4e} {test_mse:12.4e}")
     ratio = result["models"]["e3nn-reference"]["step_s"] / result["models"]["tfn@reference"]["step_s"]
     result["speedup"] = ratio

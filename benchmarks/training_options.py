@@ -48,8 +48,15 @@ def load_run(folder: Path, model: str, seeds=None):
             raise SystemExit(f"{folder}: {npz} is missing; the paired comparison needs the per-sample errors")
         errors.append(np.load(npz)["frame_mse"])
         valid.append(json.loads((npz.parent / "seed.json").read_text())["metrics"]["valid_mse"])
-    return {"folder": folder, "group": group, "row": row, "seeds": seeds, "frame_mse": np.stack(errors),
-            "valid_mse": float(np.mean(valid)), "commit": results["provenance"]["commit"][:7]}
+    return {
+        "folder": folder,
+        "group": group,
+        "row": row,
+        "seeds": seeds,
+        "frame_mse": np.stack(errors),
+        "valid_mse": float(np.mean(valid)),
+        "commit": results["provenance"]["commit"][:7],
+    }
 
 
 def changed_options(run, reference) -> str:
@@ -61,18 +68,22 @@ def changed_options(run, reference) -> str:
 
 def table(runs, boot: Bootstrap) -> str:
     ref = runs[0]
-    lines = ["| training options | seeds | epochs | best epoch | valid MSE | test MSE [95% CI] | "
-             "ratio to reference [95% CI] | commit |",
-             "|:---|:---|---:|---:|---:|---:|---:|:---|"]
+    lines = [
+        "| training options | seeds | epochs | best epoch | valid MSE | test MSE [95% CI] | "
+        "ratio to reference [95% CI] | commit |",
+        "|:---|:---|---:|---:|---:|---:|---:|:---|",
+    ]
     for run in runs:
         r = run["row"]
         cmp = boot.compare(run["frame_mse"], ref["frame_mse"])
         iv = boot.interval(run["frame_mse"])
         ratio = "–" if run is ref else f"{cmp['ratio']:.3f} [{cmp['lo']:.3f}, {cmp['hi']:.3f}]"
         best = ", ".join(map(str, _best_epochs(r, run["seeds"])))
-        lines.append(f"| {changed_options(run, ref)} | {', '.join(map(str, run['seeds']))} | {r['train']['epochs']} | "
-                     f"{best} | {run['valid_mse']:.3e} | {iv['value']:.3e} [{iv['lo']:.2e}, {iv['hi']:.2e}] | "
-                     f"{ratio} | {run['commit']} |")
+        lines.append(
+            f"| {changed_options(run, ref)} | {', '.join(map(str, run['seeds']))} | {r['train']['epochs']} | "
+            f"{best} | {run['valid_mse']:.3e} | {iv['value']:.3e} [{iv['lo']:.2e}, {iv['hi']:.2e}] | "
+            f"{ratio} | {run['commit']} |"
+        )
     return "\n".join(lines)
 
 
@@ -94,11 +105,18 @@ def main(argv=None) -> int:
     runs = [ref] + [load_run(f, args.model, ref["seeds"]) for f in args.folders[1:]]
     for run in runs[1:]:
         if run["group"]["data"] != ref["group"]["data"] or run["frame_mse"].shape[1] != ref["frame_mse"].shape[1]:
-            raise SystemExit(f"{run['folder']} was run on other data ({run['group']['data']}) than the reference "
-                             f"{ref['folder']} ({ref['group']['data']}): a paired comparison needs the same test set")
+            raise SystemExit(
+                f"{run['folder']} was run on other data ({run['group']['data']}) than the reference "
+                f"{ref['folder']} ({ref['group']['data']}): a paired comparison needs the same test set"
+            )
     scheme = ref["group"]["bootstrap"]  # the resampling the reference's own report used
-    boot = Bootstrap(ref["frame_mse"].shape[1], block_length=scheme["block_length"], resamples=scheme["resamples"],
-                     confidence=scheme["confidence"], seed=scheme["seed"])
+    boot = Bootstrap(
+        ref["frame_mse"].shape[1],
+        block_length=scheme["block_length"],
+        resamples=scheme["resamples"],
+        confidence=scheme["confidence"],
+        seed=scheme["seed"],
+    )
     text = table(runs, boot) + "\n"
     if args.out:
         args.out.write_text(text)

@@ -15,13 +15,13 @@ batch: ``pos (n, 3)`` with ``n = sum N_g``, ``batch (n,)``, ``num_nodes (G,)``,
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
 from . import keys as K
 
-Batch = Dict[str, torch.Tensor]
+Batch = dict[str, torch.Tensor]
 
 
 def _num_nodes_of(sample: Mapping[str, torch.Tensor], i: int) -> int:
@@ -154,6 +154,8 @@ def check_batch(data: Mapping[str, torch.Tensor]) -> None:
     if K.EDGE_INDEX in data:
         ei = data[K.EDGE_INDEX]
         if ei.dim() != 2 or ei.shape[0] != 2 or ei.dtype != torch.long:
-            raise ValueError(f"{K.EDGE_INDEX!r} must be a long tensor of shape (2, E), got {ei.dtype} {tuple(ei.shape)}")
+            raise ValueError(
+                f"{K.EDGE_INDEX!r} must be a long tensor of shape (2, E), got {ei.dtype} {tuple(ei.shape)}"
+            )
         if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= n):
             raise ValueError(f"{K.EDGE_INDEX!r} has indices outside [0, {n}); was it built for another batch?")

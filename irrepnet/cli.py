@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import torch
 
@@ -37,27 +36,50 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ConfigE
 
 
 def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None:
-    p.add_argument("--task", choices=TASKS, default="twelve_body",
-                   help="molecules: small molecules with EMT energies and forces (needs ASE: pip install ase); "
-                        "qm9: one QM9 property, read from --data")
-    p.add_argument("--data", help="twelve_body: trajectory file in the dmol format (npz with key 'arr'); "
-                                  "default: the built-in polymer simulator. qm9: the folder of PyG's raw QM9 files "
-                                  "(gdb9.sdf, gdb9.sdf.csv, uncharacterized.txt; never downloaded). nbody: 'egnn-generator' "
-                                  "replays the published EGNN generator's initial states (default: irrepnet's draws)")
+    p.add_argument(
+        "--task",
+        choices=TASKS,
+        default="twelve_body",
+        help="molecules: small molecules with EMT energies and forces (needs ASE: pip install ase); "
+        "qm9: one QM9 property, read from --data",
+    )
+    p.add_argument(
+        "--data",
+        help="twelve_body: trajectory file in the dmol format (npz with key 'arr'); "
+        "default: the built-in polymer simulator. qm9: the folder of PyG's raw QM9 files "
+        "(gdb9.sdf, gdb9.sdf.csv, uncharacterized.txt; never downloaded). nbody: 'egnn-generator' "
+        "replays the published EGNN generator's initial states (default: irrepnet's draws)",
+    )
     p.add_argument("--target", help="qm9: the property (mu alpha homo lumo gap r2 zpve U0 U H G Cv; default homo)")
-    p.add_argument("--pooling", choices=("sum", "mean"), default="sum",
-                   help="qm9: pool the per-atom outputs by their sum (default, as EGNN) or mean")
-    p.add_argument("--history", type=int, default=None,
-                   help=f"twelve_body: frames of velocity history given to the models (default {default_history})")
-    p.add_argument("--bonds", action="store_true",
-                   help="twelve_body: tell the models that the beads are bonded in chain order (each edge gets "
-                        "its chain separation: bonded, angle partners, other)")
+    p.add_argument(
+        "--pooling",
+        choices=("sum", "mean"),
+        default="sum",
+        help="qm9: pool the per-atom outputs by their sum (default, as EGNN) or mean",
+    )
+    p.add_argument(
+        "--history",
+        type=int,
+        default=None,
+        help=f"twelve_body: frames of velocity history given to the models (default {default_history})",
+    )
+    p.add_argument(
+        "--bonds",
+        action="store_true",
+        help="twelve_body: tell the models that the beads are bonded in chain order (each edge gets "
+        "its chain separation: bonded, angle partners, other)",
+    )
     p.set_defaults(default_history=default_history)
 
 
 def _add_import_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--import", dest="imports", action="append", metavar="MODULE|FILE.py",
-                   help="import this first (repeatable): models it registers become available")
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        metavar="MODULE|FILE.py",
+        help="import this first (repeatable): models it registers become available",
+    )
 
 
 def _add_resume_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -75,19 +97,37 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--dtype", choices=("float32", "float64"))
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    g.add_argument("--residual", choices=RESIDUALS,
-                   help="learn a correction to this physical extrapolation (default none)")
-    g.add_argument("--start-at-baseline", action="store_true", default=None,
-                   help="scale the correction by a learnable gate initialised at 0: training starts at the baseline")
-    g.add_argument("--input-noise", type=float, metavar="SIGMA",
-                   help="random-walk input noise for stable rollouts, in units of the target RMS (default 0: off)")
-    g.add_argument("--unroll-steps", type=int, metavar="K",
-                   help="k-step unrolled loss on trajectory tasks (default 1: one-step training)")
-    g.add_argument("--compile", action="store_true", default=None,
-                   help="train with torch.compile (irrepnet.compile; compilation takes 10 s to minutes on a CPU)")
+    g.add_argument(
+        "--residual", choices=RESIDUALS, help="learn a correction to this physical extrapolation (default none)"
+    )
+    g.add_argument(
+        "--start-at-baseline",
+        action="store_true",
+        default=None,
+        help="scale the correction by a learnable gate initialised at 0: training starts at the baseline",
+    )
+    g.add_argument(
+        "--input-noise",
+        type=float,
+        metavar="SIGMA",
+        help="random-walk input noise for stable rollouts, in units of the target RMS (default 0: off)",
+    )
+    g.add_argument(
+        "--unroll-steps",
+        type=int,
+        metavar="K",
+        help="k-step unrolled loss on trajectory tasks (default 1: one-step training)",
+    )
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="train with torch.compile (irrepnet.compile; compilation takes 10 s to minutes on a CPU)",
+    )
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="any training option (repeatable)")
-    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is steadiest on a "
-                                               "busy machine)")
+    g.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is steadiest on a busy machine)"
+    )
 
 
 def _import_plugins(args) -> None:
@@ -175,13 +215,14 @@ def cmd_simulate(args) -> int:
 
     out = Path(args.out)
     if args.system == "polymer":
-        cfg = D.PolymerConfig(n_beads=args.beads, dim=args.dim, n_frames=args.frames, seed=args.seed,
-                              gamma=args.gamma)
+        cfg = D.PolymerConfig(n_beads=args.beads, dim=args.dim, n_frames=args.frames, seed=args.seed, gamma=args.gamma)
         traj = D.simulate_polymer(cfg)
         D.save_trajectory(out, traj, overwrite=args.overwrite)
         stats = D.trajectory_stats(traj)
-        print(f"wrote {out}: {traj.shape[0]} frames of {traj.shape[1]} beads in {args.dim}-D; "
-              f"mean |dx| {stats['mean_abs_dx']:.4g}, bond length {stats['bond_mean']:.3f}")
+        print(
+            f"wrote {out}: {traj.shape[0]} frames of {traj.shape[1]} beads in {args.dim}-D; "
+            f"mean |dx| {stats['mean_abs_dx']:.4g}, bond length {stats['bond_mean']:.3f}"
+        )
         return 0
     import numpy as np
 
@@ -209,12 +250,16 @@ def _baseline_rows(task) -> dict:
 
 def cmd_baselines(args) -> int:
     if args.task in ENERGY_TASKS + PROPERTY_TASKS:
-        raise ValueError(f"the physical baselines extrapolate trajectories; task {args.task!r} has none (it is "
-                         "scored on energies or a molecular property): train a model on it instead")
+        raise ValueError(
+            f"the physical baselines extrapolate trajectories; task {args.task!r} has none (it is "
+            "scored on energies or a molecular property): train a model on it instead"
+        )
     task = _load_task(args)
     rows = _baseline_rows(task)
-    print(f"physical baselines on {args.task} ({getattr(task.train, 'source', 'simulated')}); "
-          f"MSE of the displacement per coordinate")
+    print(
+        f"physical baselines on {args.task} ({getattr(task.train, 'source', 'simulated')}); "
+        f"MSE of the displacement per coordinate"
+    )
     for split, res in rows.items():
         for name, mse in res.items():
             print(f"  {split:<6} {name:<24} {mse:.3e}")
@@ -243,8 +288,10 @@ def cmd_audit(args) -> int:
         args.bonds = bool(meta["task"].get("bonds", False))
         if args.task == "qm9":
             args.target, args.pooling = meta["task"].get("target"), meta["task"].get("pooling", "sum")
-        print(f"audit of {meta['model']} from {args.checkpoint} (trained on {args.task}, history {args.history}"
-              f"{', bonds' if args.bonds else ''})")
+        print(
+            f"audit of {meta['model']} from {args.checkpoint} (trained on {args.task}, history {args.history}"
+            f"{', bonds' if args.bonds else ''})"
+        )
         task = _load_task(args)
     else:
         if not args.model:
@@ -293,8 +340,21 @@ def _set_threads(args) -> None:
 
 def _train_overrides(args) -> dict:
     over = _parse_sets(getattr(args, "set", None))
-    for key in ("epochs", "max_steps", "batch_size", "lr", "seed", "dtype", "device", "patience", "residual",
-                "start_at_baseline", "input_noise", "unroll_steps", "compile"):
+    for key in (
+        "epochs",
+        "max_steps",
+        "batch_size",
+        "lr",
+        "seed",
+        "dtype",
+        "device",
+        "patience",
+        "residual",
+        "start_at_baseline",
+        "input_noise",
+        "unroll_steps",
+        "compile",
+    ):
         value = getattr(args, key, None)
         if value is not None:
             over[key] = value
@@ -319,8 +379,10 @@ def _prepare_out(path: Path, *, resume: bool, overwrite: bool, what: str) -> Pat
         if resume:
             return path
         if not overwrite:
-            raise FileExistsError(f"{path} already holds a {what}; pass --resume to continue it, --overwrite to "
-                                  f"replace it, or choose another --out")
+            raise FileExistsError(
+                f"{path} already holds a {what}; pass --resume to continue it, --overwrite to "
+                f"replace it, or choose another --out"
+            )
         replace = True
     elif resume:
         raise FileNotFoundError(f"nothing to resume in {path}; run without --resume first")
@@ -335,9 +397,7 @@ def _prepare_out(path: Path, *, resume: bool, overwrite: bool, what: str) -> Pat
 
 def cmd_train(args) -> int:
     from . import metrics as M
-    from .train import TrainingInterrupted, read_run_config, train_config, train_registered
-
-    from .train import distributed
+    from .train import TrainingInterrupted, distributed, read_run_config, train_config, train_registered
 
     _set_threads(args)
     file_train, file_model = read_run_config(args.config) if args.config else ({}, {})
@@ -360,29 +420,45 @@ def cmd_train(args) -> int:
         acc = {f"test_{k}": v for k, v in M.energy_force_errors(result.model, task.test).items()}
     elif prop:  # qm9: the property's MAE in its unit (meV, D, bohr^3...)
         acc = {f"test_{k}": v for k, v in M.property_errors(result.model, task.test).items()}
-        acc.update(target=task.spec.extras["target"], unit=task.spec.extras["unit"],
-                   pooling=task.spec.extras["pooling"])
+        acc.update(
+            target=task.spec.extras["target"], unit=task.spec.extras["unit"], pooling=task.spec.extras["pooling"]
+        )
     else:
         pred, true = M.predict(result.model, task.test)
         acc = M.accuracy(pred, true)
-    summary = {"model": args.model, "task": args.task, "history": _history(args), "bonds": args.bonds,
-               "epochs": len(result.history),
-               "steps": result.steps, "best_epoch": result.best_epoch, "stopped": result.stopped,
-               "train_time_s": result.train_time_s, "train_step_ms": result.train_step_ms, **acc}
+    summary = {
+        "model": args.model,
+        "task": args.task,
+        "history": _history(args),
+        "bonds": args.bonds,
+        "epochs": len(result.history),
+        "steps": result.steps,
+        "best_epoch": result.best_epoch,
+        "stopped": result.stopped,
+        "train_time_s": result.train_time_s,
+        "train_step_ms": result.train_step_ms,
+        **acc,
+    }
     if ctx.active:
         summary["ranks"] = ctx.world_size
     if ctx.is_main:
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     if energy:
-        say(f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MAE energy "
+        say(
+            f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MAE energy "
             f"{acc['test_energy_mae']:.4g} eV ({acc['test_energy_per_atom_mae']:.4g} eV/atom), forces "
-            f"{acc['test_forces_mae']:.4g} eV/Å")
+            f"{acc['test_forces_mae']:.4g} eV/Å"
+        )
     elif prop:
-        say(f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MAE "
-            f"{acc['target']} {acc['test_property_mae']:.4g} {acc['unit']} (RMSE {acc['test_property_rmse']:.4g})")
+        say(
+            f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MAE "
+            f"{acc['target']} {acc['test_property_mae']:.4g} {acc['unit']} (RMSE {acc['test_property_rmse']:.4g})"
+        )
     else:
-        say(f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MSE "
-            f"{acc['test_mse']:.3e} ({acc['mse_vs_zero']:.3g} x zero displacement), R2 {acc['r2']:.4f}")
+        say(
+            f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MSE "
+            f"{acc['test_mse']:.3e} ({acc['mse_vs_zero']:.3g} x zero displacement), R2 {acc['r2']:.4f}"
+        )
     say(f"wrote {out / 'best.pt'}, {out / 'log.jsonl'}, {out / 'metrics.json'}")
     return 0
 
@@ -395,15 +471,17 @@ def cmd_bench(args) -> int:
     if args.suite and args.task_given:
         raise ValueError("give either --suite NAME or --task with --models, not both")
     if args.suite and args.bonds:
-        raise ValueError("--bonds goes with --task/--models; a suite says it per variant: bonds = true in its "
-                         "[[variant]]")
+        raise ValueError(
+            "--bonds goes with --task/--models; a suite says it per variant: bonds = true in its [[variant]]"
+        )
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     if args.suite:
         suite = load_suite(args.suite)
     else:
         if not models:
-            raise ValueError("give --suite NAME (quick, dmol, nbody, molecules or a .toml file) "
-                             "or --task T --models a,b,c")
+            raise ValueError(
+                "give --suite NAME (quick, dmol, nbody, molecules or a .toml file) or --task T --models a,b,c"
+            )
         suite = adhoc_suite(args.task, models, history=_history(args), bonds=args.bonds)
     for m in models or []:
         get_model_entry(m)
@@ -423,11 +501,23 @@ def cmd_bench(args) -> int:
     out = Path(args.out) if args.out else _fresh_dir(Path("runs") / f"bench-{suite.name}")
     out = _prepare_out(out, resume=args.resume, overwrite=args.overwrite, what="benchmark")
     say = print if ctx.is_main else (lambda *a, **k: None)
-    say(f"benchmark {suite.name} into {out}" + (f" on {ctx.world_size} ranks (DistributedDataParallel)"
-                                                if ctx.active else ""))
+    say(
+        f"benchmark {suite.name} into {out}"
+        + (f" on {ctx.world_size} ranks (DistributedDataParallel)" if ctx.active else "")
+    )
     try:
-        run_suite(suite, out, data=args.data, resume=args.resume, models=models, extra_train=_train_overrides(args),
-                  device=args.device, seeds=seeds, shard=shard, log=say)
+        run_suite(
+            suite,
+            out,
+            data=args.data,
+            resume=args.resume,
+            models=models,
+            extra_train=_train_overrides(args),
+            device=args.device,
+            seeds=seeds,
+            shard=shard,
+            log=say,
+        )
     except TrainingInterrupted as exc:
         print(f"irrepnet: {exc}; continue the benchmark with --resume --out {out}", file=sys.stderr)
         return 130
@@ -435,7 +525,7 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def _parse_seeds(text: str) -> List[int]:
+def _parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -487,8 +577,10 @@ def cmd_demo(args) -> int:
         reports = audit_all(model, batch)
         summary["audit"][name] = [r.to_dict() for r in reports]
         worst = max((c.rel_error for r in reports for c in r.checks if c.claimed), default=0.0)  # mlp claims nothing
-        print(f"audit {name:<24} claims {model.symmetry.value:<6} "
-              f"{'pass' if all(r.passed for r in reports) else 'FAIL'} (worst relative error {worst:.1e})")
+        print(
+            f"audit {name:<24} claims {model.symmetry.value:<6} "
+            f"{'pass' if all(r.passed for r in reports) else 'FAIL'} (worst relative error {worst:.1e})"
+        )
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {out / 'demo.json'}")
     return 0
@@ -547,18 +639,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_args(p, default_history=2)
     p.add_argument("--out", help="output folder (default: a new runs/bench-SUITE)")
     p.add_argument("--seeds", help="comma-separated training seeds (default: the suite's seeds)")
-    p.add_argument("--shard", metavar="I/N", help="run the I-th of N parts of the suite's (variant, model, seed) "
-                                                  "units; join the parts with 'irrepnet report --merge'")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run the I-th of N parts of the suite's (variant, model, seed) "
+        "units; join the parts with 'irrepnet report --merge'",
+    )
     _add_resume_args(p, "benchmark")
     _add_train_args(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("report", help="re-render report.md, results.csv and plots from a results.json; "
-                                      "or merge the shards of a suite")
-    p.add_argument("folder", help="a bench output folder (or its results.json); with --merge, the new folder "
-                                  "for the merged results")
-    p.add_argument("--merge", nargs="+", metavar="SHARD_DIR",
-                   help="the output folders of 'irrepnet bench --shard I/N' (all N of them) to merge into FOLDER")
+    p = sub.add_parser(
+        "report", help="re-render report.md, results.csv and plots from a results.json; or merge the shards of a suite"
+    )
+    p.add_argument(
+        "folder",
+        help="a bench output folder (or its results.json); with --merge, the new folder for the merged results",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="SHARD_DIR",
+        help="the output folders of 'irrepnet bench --shard I/N' (all N of them) to merge into FOLDER",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="simulate a polymer, score baselines, audit every model")
@@ -569,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.task_given = any(a == "--task" or a.startswith("--task=") for a in argv)

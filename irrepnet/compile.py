@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Dict, List, Optional
 
 import torch
 
@@ -47,7 +46,7 @@ def checking() -> bool:
     return not torch.compiler.is_compiling()
 
 
-def _graph_layers(model: torch.nn.Module) -> List[torch.nn.Module]:
+def _graph_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     from .nn.graph_layer import GraphConstruction  # nn imports this module's checking()
 
     return [m for m in model.modules() if isinstance(m, GraphConstruction)]
@@ -89,7 +88,7 @@ class CompiledModel(IrrepsModel):
         self.model = model
         self.options = {"fullgraph": True, **options}
         self.fallback = fallback
-        self.fallback_reason: Optional[str] = None
+        self.fallback_reason: str | None = None
         _allow_recompiles()
         # kept out of the module tree: torch.compile's wrapper holds model under another
         # name, which would put every parameter twice in state_dict()
@@ -101,7 +100,7 @@ class CompiledModel(IrrepsModel):
         """False once the model fell back to eager execution."""
         return self.fallback_reason is None
 
-    def prepare(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def prepare(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The eager part: ``data`` with ``batch``/``num_nodes`` and the edges of every graph the model builds."""
         data = ensure_batch(data)
         for graph in self._graphs:
@@ -118,8 +117,11 @@ class CompiledModel(IrrepsModel):
             if not self.fallback or not _is_compile_error(exc):
                 raise
             self.fallback_reason = f"{type(exc).__name__}: {_first_line(exc)}"
-            warnings.warn(f"{type(self.model).__name__} could not be compiled and runs eagerly "
-                          f"({self.fallback_reason})", CompilationFallbackWarning, stacklevel=2)
+            warnings.warn(
+                f"{type(self.model).__name__} could not be compiled and runs eagerly ({self.fallback_reason})",
+                CompilationFallbackWarning,
+                stacklevel=2,
+            )
             return self.model(data)
 
     def __deepcopy__(self, memo):
@@ -151,15 +153,15 @@ def _allow_recompiles() -> None:
     import torch._dynamo.config as dynamo_config
 
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
-    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit,
-                                                    16 * RECOMPILE_LIMIT)
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 16 * RECOMPILE_LIMIT)
 
 
 def _is_compile_error(exc: Exception) -> bool:
     import torch._dynamo.exc as dynamo_exc
 
-    return isinstance(exc, (dynamo_exc.TorchDynamoException, dynamo_exc.BackendCompilerFailed)) or \
-        type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+    return isinstance(exc, (dynamo_exc.TorchDynamoException, dynamo_exc.BackendCompilerFailed)) or type(
+        exc
+    ).__module__.startswith(("torch._dynamo", "torch._inductor"))
 
 
 def _first_line(exc: Exception) -> str:

@@ -29,8 +29,8 @@ Any batch dict; fields with irreps ``I`` must have shape ``(rows, I.dim)``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
 
@@ -53,8 +53,8 @@ class CheckResult:
     abs_error: float
     rel_error: float
     tolerance: float
-    passed: Optional[bool]  # None when the symmetry is not claimed
-    per_field: Dict[str, float] = field(default_factory=dict)  # abs error per output field
+    passed: bool | None  # None when the symmetry is not claimed
+    per_field: dict[str, float] = field(default_factory=dict)  # abs error per output field
 
 
 @dataclass
@@ -62,7 +62,7 @@ class AuditReport:
     module: str
     symmetry: str
     dtype: str
-    checks: List[CheckResult]
+    checks: list[CheckResult]
 
     @property
     def passed(self) -> bool:
@@ -76,24 +76,37 @@ class AuditReport:
         raise KeyError(f"no check {check!r} in this report; checks: {[c.check for c in self.checks]}")
 
     def to_dict(self) -> dict:
-        return {"module": self.module, "symmetry": self.symmetry, "dtype": self.dtype, "passed": self.passed,
-                "checks": [asdict(c) for c in self.checks]}
+        return {
+            "module": self.module,
+            "symmetry": self.symmetry,
+            "dtype": self.dtype,
+            "passed": self.passed,
+            "checks": [asdict(c) for c in self.checks],
+        }
 
     def __str__(self) -> str:
-        lines = [f"equivariance audit of {self.module} (claims {self.symmetry}) in {self.dtype}",
-                 f"  {'check':<12} {'claimed':<8} {'abs err':>10} {'rel err':>10} {'tol':>8}  result"]
+        lines = [
+            f"equivariance audit of {self.module} (claims {self.symmetry}) in {self.dtype}",
+            f"  {'check':<12} {'claimed':<8} {'abs err':>10} {'rel err':>10} {'tol':>8}  result",
+        ]
         for c in self.checks:
             verdict = {True: "pass", False: "FAIL", None: "(not claimed)"}[c.passed]
-            lines.append(f"  {c.check:<12} {str(c.claimed):<8} {c.abs_error:10.2e} {c.rel_error:10.2e} "
-                         f"{c.tolerance:8.0e}  {verdict}")
+            lines.append(
+                f"  {c.check:<12} {str(c.claimed):<8} {c.abs_error:10.2e} {c.rel_error:10.2e} "
+                f"{c.tolerance:8.0e}  {verdict}"
+            )
         return "\n".join(lines)
 
 
-def claimed_checks(module: torch.nn.Module) -> Dict[str, bool]:
+def claimed_checks(module: torch.nn.Module) -> dict[str, bool]:
     """Which checks ``module`` claims, from its ``symmetry`` and ``permutation_equivariant``."""
     sym = Symmetry.parse(getattr(module, "symmetry", Symmetry.NONE))
-    return {"rotation": sym.rotation, "reflection": sym.reflection, "translation": sym.translation,
-            "permutation": bool(getattr(module, "permutation_equivariant", True))}
+    return {
+        "rotation": sym.rotation,
+        "reflection": sym.reflection,
+        "translation": sym.translation,
+        "permutation": bool(getattr(module, "permutation_equivariant", True)),
+    }
 
 
 def _rows(data: Mapping[str, torch.Tensor]) -> int:
@@ -103,7 +116,7 @@ def _rows(data: Mapping[str, torch.Tensor]) -> int:
     raise ValueError("the audit needs at least one node field in the batch (e.g. 'pos')")
 
 
-def _act(fields: Mapping[str, torch.Tensor], irreps: Mapping, R: torch.Tensor) -> Dict[str, torch.Tensor]:
+def _act(fields: Mapping[str, torch.Tensor], irreps: Mapping, R: torch.Tensor) -> dict[str, torch.Tensor]:
     """Apply the O(3) element ``R`` to every field that has irreps."""
     out = dict(fields)
     for name, ir in irreps.items():
@@ -117,7 +130,7 @@ def _act(fields: Mapping[str, torch.Tensor], irreps: Mapping, R: torch.Tensor) -
     return out
 
 
-def _translate(fields: Mapping[str, torch.Tensor], names, t: torch.Tensor) -> Dict[str, torch.Tensor]:
+def _translate(fields: Mapping[str, torch.Tensor], names, t: torch.Tensor) -> dict[str, torch.Tensor]:
     out = dict(fields)
     for name in names:
         if name in out and name in K.POSITION_FIELDS:
@@ -136,7 +149,7 @@ def _permutation(data: Mapping[str, torch.Tensor], gen: torch.Generator) -> torc
     return torch.argsort(key).to(batch.device)
 
 
-def _permute(fields: Mapping[str, torch.Tensor], perm: torch.Tensor, relabel: bool) -> Dict[str, torch.Tensor]:
+def _permute(fields: Mapping[str, torch.Tensor], perm: torch.Tensor, relabel: bool) -> dict[str, torch.Tensor]:
     out = {}
     inv = torch.empty_like(perm)
     inv[perm] = torch.arange(perm.numel(), device=perm.device)
@@ -156,7 +169,9 @@ def _error(got: Mapping[str, torch.Tensor], want: Mapping[str, torch.Tensor], na
     for name in names:
         a, b = got[name].detach().to(torch.float64), want[name].detach().to(torch.float64)
         if a.shape != b.shape:
-            raise ValueError(f"output {name!r} changed shape under the transformation: {tuple(b.shape)} -> {tuple(a.shape)}")
+            raise ValueError(
+                f"output {name!r} changed shape under the transformation: {tuple(b.shape)} -> {tuple(a.shape)}"
+            )
         err = float((a - b).abs().max()) if a.numel() else 0.0
         scale = float(b.abs().max()) if b.numel() else 0.0
         per_field[name] = err
@@ -165,10 +180,18 @@ def _error(got: Mapping[str, torch.Tensor], want: Mapping[str, torch.Tensor], na
     return max(per_field.values(), default=0.0), worst_rel, per_field
 
 
-def audit(module: IrrepsModule, data: Mapping[str, torch.Tensor], *, dtype: torch.dtype = torch.float64,
-          checks: Sequence[str] = CHECKS, trials: int = 2, seed: int = 0,
-          tolerances: Optional[Mapping[torch.dtype, float]] = None, translation_scale: float = 5.0,
-          rotations: Optional[Sequence[torch.Tensor]] = None) -> AuditReport:
+def audit(
+    module: IrrepsModule,
+    data: Mapping[str, torch.Tensor],
+    *,
+    dtype: torch.dtype = torch.float64,
+    checks: Sequence[str] = CHECKS,
+    trials: int = 2,
+    seed: int = 0,
+    tolerances: Mapping[torch.dtype, float] | None = None,
+    translation_scale: float = 5.0,
+    rotations: Sequence[torch.Tensor] | None = None,
+) -> AuditReport:
     """Audit ``module`` on ``data`` in ``dtype``; the module itself is not modified.
 
     Parameters
@@ -194,8 +217,10 @@ def audit(module: IrrepsModule, data: Mapping[str, torch.Tensor], *, dtype: torc
         raise ValueError(f"unknown audit checks {unknown}; choose from {list(CHECKS)}")
     for attr in ("irreps_in", "irreps_out"):
         if not isinstance(getattr(module, attr, None), Mapping):
-            raise TypeError(f"{type(module).__name__} has no {attr} dict; wrap single-tensor e3nn modules with "
-                            "irrepnet.equivariance.TensorModule")
+            raise TypeError(
+                f"{type(module).__name__} has no {attr} dict; wrap single-tensor e3nn modules with "
+                "irrepnet.equivariance.TensorModule"
+            )
     tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}.get(dtype)
     if tol is None:
         raise ValueError(f"no tolerance for dtype {dtype}; pass tolerances={{{dtype}: ...}}")
@@ -239,11 +264,15 @@ def audit(module: IrrepsModule, data: Mapping[str, torch.Tensor], *, dtype: torc
         claimed = claims[check]
         passed = (worst[1] <= tol) if claimed else None
         results.append(CheckResult(check, claimed, worst[0], worst[1], tol, passed, worst[2]))
-    return AuditReport(type(module).__name__, Symmetry.parse(getattr(module, "symmetry", "none")).value,
-                       str(dtype).replace("torch.", ""), results)
+    return AuditReport(
+        type(module).__name__,
+        Symmetry.parse(getattr(module, "symmetry", "none")).value,
+        str(dtype).replace("torch.", ""),
+        results,
+    )
 
 
-def audit_all(module, data, dtypes=(torch.float32, torch.float64), **kwargs) -> List[AuditReport]:
+def audit_all(module, data, dtypes=(torch.float32, torch.float64), **kwargs) -> list[AuditReport]:
     """:func:`audit` in each dtype (float32 and float64 by default)."""
     return [audit(module, data, dtype=d, **kwargs) for d in dtypes]
 
@@ -264,8 +293,10 @@ class TensorModule(IrrepsModule):
     symmetry = Symmetry.E3
 
     def __init__(self, module: torch.nn.Module, irreps_in=None, irreps_out=None):
-        super().__init__({"x": irreps_in if irreps_in is not None else module.irreps_in},
-                         {"y": irreps_out if irreps_out is not None else module.irreps_out})
+        super().__init__(
+            {"x": irreps_in if irreps_in is not None else module.irreps_in},
+            {"y": irreps_out if irreps_out is not None else module.irreps_out},
+        )
         self.module = module
 
     def forward(self, data):

@@ -23,8 +23,8 @@ graphs according to :func:`irrepnet.keys.field_kind`.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Sequence
 
 import torch
 from e3nn import o3
@@ -76,7 +76,7 @@ class Symmetry(str, enum.Enum):
         return self in (Symmetry.E3, Symmetry.SE3)
 
     @classmethod
-    def parse(cls, value) -> "Symmetry":
+    def parse(cls, value) -> Symmetry:
         if isinstance(value, Symmetry):
             return value
         for s in cls:
@@ -102,8 +102,9 @@ class IrrepsModule(torch.nn.Module):
     irreps_in: IrrepsDict
     irreps_out: IrrepsDict
 
-    def __init__(self, irreps_in: Optional[Mapping[str, IrrepsLike]] = None,
-                 irreps_out: Optional[Mapping[str, IrrepsLike]] = None):
+    def __init__(
+        self, irreps_in: Mapping[str, IrrepsLike] | None = None, irreps_out: Mapping[str, IrrepsLike] | None = None
+    ):
         super().__init__()
         self._init_irreps(irreps_in, irreps_out)
 
@@ -111,7 +112,7 @@ class IrrepsModule(torch.nn.Module):
         self.irreps_in = as_irreps_dict(irreps_in)
         self.irreps_out = as_irreps_dict(irreps_out)
 
-    def check_inputs(self, provided: Mapping[str, Optional[o3.Irreps]], writers: Optional[Mapping[str, str]] = None) -> None:
+    def check_inputs(self, provided: Mapping[str, o3.Irreps | None], writers: Mapping[str, str] | None = None) -> None:
         """Raise if ``provided`` (field -> irreps) cannot feed this module."""
         writers = writers or {}
         for name, ir in self.irreps_in.items():
@@ -144,11 +145,13 @@ class IrrepsSequential(IrrepsModule):
     def __init__(self, *modules: IrrepsModule, irreps_in: Mapping[str, IrrepsLike]):
         super().__init__()
         provided = as_irreps_dict(irreps_in)
-        writers: Dict[str, str] = {}
+        writers: dict[str, str] = {}
         written: IrrepsDict = {}
         for i, m in enumerate(modules):
             if not isinstance(m, IrrepsModule):
-                raise TypeError(f"module {i} ({type(m).__name__}) is not an IrrepsModule; wrap it or subclass IrrepsModule")
+                raise TypeError(
+                    f"module {i} ({type(m).__name__}) is not an IrrepsModule; wrap it or subclass IrrepsModule"
+                )
             m.check_inputs(provided, writers)
             for name, ir in m.irreps_out.items():
                 provided[name] = ir
@@ -158,12 +161,12 @@ class IrrepsSequential(IrrepsModule):
         read = {}
         given = as_irreps_dict(irreps_in)
         for m in modules:
-            for name, ir in m.irreps_in.items():
+            for name in m.irreps_in:
                 if name in given and name not in read:
                     read[name] = given[name]
         self._init_irreps(read, written)
 
-    def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         for m in self.layers:
             data = m(data)
         return data
@@ -189,14 +192,14 @@ class TaskSpec:
     name: str
     inputs: Mapping[str, IrrepsLike]
     target: str
-    num_nodes: Optional[int] = None
-    extras: Dict[str, object] = field(default_factory=dict)
+    num_nodes: int | None = None
+    extras: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self):
         self.inputs = as_irreps_dict(self.inputs)
 
 
-def cast_inputs(model: torch.nn.Module, data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def cast_inputs(model: torch.nn.Module, data: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``data`` with the floating fields ``model`` reads cast to the dtype of its parameters.
 
     Batches often come in float64 (the numpy simulators) while models train in
@@ -262,16 +265,18 @@ class SequentialModel(IrrepsModel):
     ``irreps_out`` the ``outputs`` as the layers write them.
     """
 
-    def __init__(self, *layers: IrrepsModule, irreps_in: Mapping[str, IrrepsLike], outputs: Sequence[str],
-                 symmetry="E(3)"):
+    def __init__(
+        self, *layers: IrrepsModule, irreps_in: Mapping[str, IrrepsLike], outputs: Sequence[str], symmetry="E(3)"
+    ):
         chain = IrrepsSequential(*layers, irreps_in=irreps_in)
         missing = [o for o in outputs if o not in chain.irreps_out]
         if missing:
-            raise MissingFieldError(f"SequentialModel: no layer writes output(s) {missing}; "
-                                    f"the layers write {sorted(chain.irreps_out)}")
+            raise MissingFieldError(
+                f"SequentialModel: no layer writes output(s) {missing}; the layers write {sorted(chain.irreps_out)}"
+            )
         super().__init__(chain.irreps_in, {o: chain.irreps_out[o] for o in outputs}, symmetry=symmetry)
         self.chain = chain
 
-    def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.chain(cast_inputs(self, data))
         return {o: out[o] for o in self.irreps_out}

@@ -25,16 +25,16 @@ Shapes/irreps
 from __future__ import annotations
 
 import re
-from typing import Dict, Mapping, Optional, Union
+from collections.abc import Mapping
 
 import torch
 from e3nn import o3
 
-IrrepsLike = Union[str, o3.Irreps, o3.Irrep, None]
-IrrepsDict = Dict[str, Optional[o3.Irreps]]
+IrrepsLike = str | o3.Irreps | o3.Irrep | None
+IrrepsDict = dict[str, o3.Irreps | None]
 
 
-def as_irreps(irreps: IrrepsLike) -> Optional[o3.Irreps]:
+def as_irreps(irreps: IrrepsLike) -> o3.Irreps | None:
     """``"8x0e + 1x1o"`` -> ``Irreps``; ``None`` stays ``None``."""
     if irreps is None:
         return None
@@ -44,18 +44,18 @@ def as_irreps(irreps: IrrepsLike) -> Optional[o3.Irreps]:
         raise ValueError(f"invalid irreps {irreps!r}: {exc}. Write them like '8x0e + 4x1o'") from None
 
 
-def as_irreps_dict(d: Optional[Mapping[str, IrrepsLike]]) -> IrrepsDict:
+def as_irreps_dict(d: Mapping[str, IrrepsLike] | None) -> IrrepsDict:
     """Normalise a mapping of field -> irreps-like into an irreps dict."""
     if d is None:
         return {}
     return {str(k): as_irreps(v) for k, v in d.items()}
 
 
-def format_irreps(irreps: Optional[o3.Irreps]) -> str:
+def format_irreps(irreps: o3.Irreps | None) -> str:
     return "None" if irreps is None else str(irreps)
 
 
-def format_irreps_dict(d: Mapping[str, Optional[o3.Irreps]]) -> str:
+def format_irreps_dict(d: Mapping[str, o3.Irreps | None]) -> str:
     return "{" + ", ".join(f"{k}: {format_irreps(v)}" for k, v in d.items()) + "}"
 
 
@@ -86,7 +86,7 @@ def _proper_wigner_D(l: int, Q: torch.Tensor) -> torch.Tensor:
     return torch.linalg.lstsq(y, y_rot).solution.T.contiguous()
 
 
-def wigner_D(l: int, R: torch.Tensor, parity: Optional[int] = None) -> torch.Tensor:
+def wigner_D(l: int, R: torch.Tensor, parity: int | None = None) -> torch.Tensor:
     """Representation matrix of the irrep ``(l, parity)`` at ``R`` in O(3), float64.
 
     ``parity`` defaults to ``(-1)**l`` (the parity of spherical harmonics).
@@ -111,7 +111,7 @@ def wigner_D(l: int, R: torch.Tensor, parity: Optional[int] = None) -> torch.Ten
 def irreps_D(irreps: IrrepsLike, R: torch.Tensor) -> torch.Tensor:
     """Block-diagonal representation of ``irreps`` at ``R`` (float64)."""
     irreps = as_irreps(irreps)
-    cache: Dict[tuple, torch.Tensor] = {}
+    cache: dict[tuple, torch.Tensor] = {}
     blocks = []
     for mul, ir in irreps:
         key = (ir.l, ir.p)
@@ -123,7 +123,7 @@ def irreps_D(irreps: IrrepsLike, R: torch.Tensor) -> torch.Tensor:
     return torch.block_diag(*blocks)
 
 
-def random_rotation(generator: Optional[torch.Generator] = None, proper: bool = True) -> torch.Tensor:
+def random_rotation(generator: torch.Generator | None = None, proper: bool = True) -> torch.Tensor:
     """Haar-random rotation in float64 (QR of a Gaussian); ``proper=False`` gives ``-R``."""
     a = torch.randn(3, 3, generator=generator, dtype=torch.float64)
     q, r = torch.linalg.qr(a)

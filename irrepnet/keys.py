@@ -17,8 +17,6 @@ Shapes/irreps
 
 from __future__ import annotations
 
-from typing import Dict
-
 # --- node fields --------------------------------------------------------------
 POS = "pos"  # (n, 3) float, 1o: absolute positions; translate with the frame
 VEL = "vel"  # (n, 3) float, 1o: velocity (nbody) or last frame step x(t) - x(t-1)
@@ -63,7 +61,7 @@ PROPERTY = "property"
 
 NODE, EDGE, GRAPH = "node", "edge", "graph"
 
-_FIELD_KINDS: Dict[str, str] = {
+_FIELD_KINDS: dict[str, str] = {
     POS: NODE,
     VEL: NODE,
     VEL_HISTORY: NODE,

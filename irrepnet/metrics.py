@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -61,8 +61,15 @@ def _device_dtype(model: torch.nn.Module, device, dtype):
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, dataset, *, output: str = K.DISPLACEMENT, batch_size: int = 256,
-            device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None):
+def predict(
+    model: torch.nn.Module,
+    dataset,
+    *,
+    output: str = K.DISPLACEMENT,
+    batch_size: int = 256,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+):
     """``(pred, true)`` of ``output`` over ``dataset``, each ``(S, N, d)`` float64 numpy."""
     device, dtype = _device_dtype(model, device, dtype)
     model.eval()
@@ -71,14 +78,22 @@ def predict(model: torch.nn.Module, dataset, *, output: str = K.DISPLACEMENT, ba
     for start in range(0, len(dataset), batch_size):
         idx = list(range(start, min(len(dataset), start + batch_size)))
         cpu_batch = dataset.batch(idx)
-        preds.append(model(move(cpu_batch, device, dtype))[output].double().cpu().reshape(len(idx), dataset.num_nodes, -1))
+        preds.append(
+            model(move(cpu_batch, device, dtype))[output].double().cpu().reshape(len(idx), dataset.num_nodes, -1)
+        )
         trues.append(cpu_batch[truth].double().reshape(len(idx), dataset.num_nodes, -1))
     return torch.cat(preds).numpy(), torch.cat(trues).numpy()
 
 
 @torch.no_grad()
-def property_errors(model: torch.nn.Module, dataset, *, batch_size: int = 256,
-                    device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
+def property_errors(
+    model: torch.nn.Module,
+    dataset,
+    *,
+    batch_size: int = 256,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> dict[str, float]:
     """``{"property_mae", "property_rmse"}`` of a graph property over ``dataset``, in the target's unit.
 
     ``model`` returns ``property (G, 1)`` in physical units; ``dataset`` has ``target_property``.
@@ -97,8 +112,14 @@ def property_errors(model: torch.nn.Module, dataset, *, batch_size: int = 256,
     return {"property_mae": abs_sum / max(count, 1), "property_rmse": float(np.sqrt(sq_sum / max(count, 1)))}
 
 
-def energy_force_errors(model: torch.nn.Module, dataset, *, batch_size: int = 256,
-                        device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
+def energy_force_errors(
+    model: torch.nn.Module,
+    dataset,
+    *,
+    batch_size: int = 256,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> dict[str, float]:
     """MAE and RMSE of energy (per molecule and per atom) and forces over ``dataset``, in physical units.
 
     ``model`` returns ``energy (G, 1)`` and ``forces (n, 3)`` (forces are computed under
@@ -107,8 +128,8 @@ def energy_force_errors(model: torch.nn.Module, dataset, *, batch_size: int = 25
     """
     device, dtype = _device_dtype(model, device, dtype)
     model.eval()
-    sums: Dict[str, float] = {}
-    counts: Dict[str, int] = {}
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for start in range(0, len(dataset), batch_size):
         cpu_batch = dataset.batch(list(range(start, min(len(dataset), start + batch_size))))
         out = model(move(cpu_batch, device, dtype))
@@ -131,9 +152,14 @@ def energy_force_errors(model: torch.nn.Module, dataset, *, batch_size: int = 25
 
 
 @torch.no_grad()
-def predict_energy_forces(model: torch.nn.Module, dataset, *, batch_size: int = 256,
-                          device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
-                          ) -> Dict[str, np.ndarray]:
+def predict_energy_forces(
+    model: torch.nn.Module,
+    dataset,
+    *,
+    batch_size: int = 256,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> dict[str, np.ndarray]:
     """Predicted and true energies and forces over ``dataset``, float64 numpy, in dataset order.
 
     Shapes
@@ -143,7 +169,7 @@ def predict_energy_forces(model: torch.nn.Module, dataset, *, batch_size: int = 
     """
     device, dtype = _device_dtype(model, device, dtype)
     model.eval()
-    parts: Dict[str, list] = {k: [] for k in ("energy_pred", "energy_true", "num_nodes", "forces_pred", "forces_true")}
+    parts: dict[str, list] = {k: [] for k in ("energy_pred", "energy_true", "num_nodes", "forces_pred", "forces_true")}
     for start in range(0, len(dataset), batch_size):
         cpu_batch = dataset.batch(list(range(start, min(len(dataset), start + batch_size))))
         out = model(move(cpu_batch, device, dtype))
@@ -155,7 +181,7 @@ def predict_energy_forces(model: torch.nn.Module, dataset, *, batch_size: int = 
     return {k: torch.cat(v).numpy() for k, v in parts.items()}
 
 
-def per_molecule_errors(energy_pred, energy_true, num_nodes, forces_pred, forces_true) -> Dict[str, np.ndarray]:
+def per_molecule_errors(energy_pred, energy_true, num_nodes, forces_pred, forces_true) -> dict[str, np.ndarray]:
     """One error per molecule for each figure of :func:`energy_force_errors`; the mean over molecules is the figure.
 
     Energies: ``|dE|`` and ``dE^2`` per molecule, ``|dE| / N_s`` per atom. Forces: the
@@ -174,13 +200,19 @@ def per_molecule_errors(energy_pred, energy_true, num_nodes, forces_pred, forces
     de = np.asarray(energy_pred, dtype=np.float64).reshape(-1) - np.asarray(energy_true, dtype=np.float64).reshape(-1)
     df = np.asarray(forces_pred, dtype=np.float64) - np.asarray(forces_true, dtype=np.float64)
     if de.shape != counts.shape or df.shape != (int(counts.sum()), 3):
-        raise ValueError(f"{de.size} energies and {counts.size} atom counts (summing to {int(counts.sum())}) do not "
-                         f"match forces of shape {df.shape}; pass the arrays of one dataset, molecules in order")
+        raise ValueError(
+            f"{de.size} energies and {counts.size} atom counts (summing to {int(counts.sum())}) do not "
+            f"match forces of shape {df.shape}; pass the arrays of one dataset, molecules in order"
+        )
     owner = np.repeat(np.arange(counts.size), counts)
     per_component = 3.0 * counts.sum() / counts.size
-    return {"energy_abs": np.abs(de), "energy_sq": de ** 2, "energy_per_atom_abs": np.abs(de) / counts,
-            "forces_abs": np.bincount(owner, np.abs(df).sum(1), counts.size) / per_component,
-            "forces_sq": np.bincount(owner, (df ** 2).sum(1), counts.size) / per_component}
+    return {
+        "energy_abs": np.abs(de),
+        "energy_sq": de**2,
+        "energy_per_atom_abs": np.abs(de) / counts,
+        "forces_abs": np.bincount(owner, np.abs(df).sum(1), counts.size) / per_component,
+        "forces_sq": np.bincount(owner, (df**2).sum(1), counts.size) / per_component,
+    }
 
 
 def mse(pred: np.ndarray, true: np.ndarray) -> float:
@@ -211,7 +243,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def correlations(pred: np.ndarray, true: np.ndarray) -> Optional[Dict[str, float]]:
+def correlations(pred: np.ndarray, true: np.ndarray) -> dict[str, float] | None:
     """The four correlations of the reference write-up (needs ``N >= 7`` particles), else ``None``."""
     if pred.shape[1] < 7:
         return None
@@ -224,16 +256,20 @@ def correlations(pred: np.ndarray, true: np.ndarray) -> Optional[Dict[str, float
     }
 
 
-def accuracy(pred: np.ndarray, true: np.ndarray, zero_mse: Optional[float] = None) -> Dict[str, object]:
+def accuracy(pred: np.ndarray, true: np.ndarray, zero_mse: float | None = None) -> dict[str, object]:
     """``test_mse``, ``mse_vs_zero``, ``r2`` and ``correlations`` of a prediction."""
     m = mse(pred, true)
     zero = zero_mse if zero_mse is not None else mse(np.zeros_like(true), true)
-    return {"test_mse": m, "mse_vs_zero": m / zero if zero > 0 else None, "r2": r2(pred, true),
-            "correlations": correlations(pred, true)}
+    return {
+        "test_mse": m,
+        "mse_vs_zero": m / zero if zero > 0 else None,
+        "r2": r2(pred, true),
+        "correlations": correlations(pred, true),
+    }
 
 
 # --- rollout ---------------------------------------------------------------------
-def rollout_starts(test_frames: np.ndarray, horizon: int, history: int, count: int = 8) -> List[int]:
+def rollout_starts(test_frames: np.ndarray, horizon: int, history: int, count: int = 8) -> list[int]:
     """Up to ``count`` evenly spaced start frames ``t0`` inside the test frames with ``t0 + horizon`` still in them."""
     frames = np.asarray(test_frames)
     lo, hi = int(frames.min()), int(frames.max()) + 1  # the last target frame is max(frames) + 1
@@ -245,8 +281,16 @@ def rollout_starts(test_frames: np.ndarray, horizon: int, history: int, count: i
 
 
 @torch.no_grad()
-def rollout(model: torch.nn.Module, trajectory: np.ndarray, starts: Sequence[int], horizon: int, history: int,
-            *, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> np.ndarray:
+def rollout(
+    model: torch.nn.Module,
+    trajectory: np.ndarray,
+    starts: Sequence[int],
+    horizon: int,
+    history: int,
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> np.ndarray:
     """Predicted positions ``(B, horizon+1, N, 3)`` of ``horizon`` fed-back steps from each start frame.
 
     Index 0 is the true frame ``t0``; index k the prediction for ``t0 + k``.
@@ -256,9 +300,11 @@ def rollout(model: torch.nn.Module, trajectory: np.ndarray, starts: Sequence[int
     x = torch.as_tensor(np.asarray(trajectory, dtype=np.float64))
     starts = list(starts)
     if min(starts) < history or max(starts) + horizon >= x.shape[0]:
-        raise ValueError(f"rollout starts {starts} with horizon {horizon} and history {history} "
-                         f"leave the trajectory of {x.shape[0]} frames")
-    window = torch.stack([x[t - history:t + 1] for t in starts])  # (B, h+1, N, 3), float64 state
+        raise ValueError(
+            f"rollout starts {starts} with horizon {horizon} and history {history} "
+            f"leave the trajectory of {x.shape[0]} frames"
+        )
+    window = torch.stack([x[t - history : t + 1] for t in starts])  # (B, h+1, N, 3), float64 state
     out = [window[:, -1].clone()]
     for _ in range(horizon):
         data = move(window_batch(window, history), device, dtype)
@@ -269,17 +315,19 @@ def rollout(model: torch.nn.Module, trajectory: np.ndarray, starts: Sequence[int
     return torch.stack(out, dim=1).numpy()
 
 
-def rollout_errors_per_start(pred_positions: np.ndarray, trajectory: np.ndarray, starts: Sequence[int],
-                             horizons: Sequence[int]) -> np.ndarray:
+def rollout_errors_per_start(
+    pred_positions: np.ndarray, trajectory: np.ndarray, starts: Sequence[int], horizons: Sequence[int]
+) -> np.ndarray:
     """``(B, H)``: MSE per coordinate of each start frame's rollout at each horizon (inf/nan if it diverged)."""
-    truth = np.stack([trajectory[t:t + pred_positions.shape[1]] for t in starts])
+    truth = np.stack([trajectory[t : t + pred_positions.shape[1]] for t in starts])
     with np.errstate(over="ignore", invalid="ignore"):
         err = (pred_positions[:, list(horizons)] - truth[:, list(horizons)]) ** 2
         return err.reshape(err.shape[0], err.shape[1], -1).mean(axis=-1)
 
 
-def rollout_errors(pred_positions: np.ndarray, trajectory: np.ndarray, starts: Sequence[int],
-                   horizons: Sequence[int]) -> List[float]:
+def rollout_errors(
+    pred_positions: np.ndarray, trajectory: np.ndarray, starts: Sequence[int], horizons: Sequence[int]
+) -> list[float]:
     """MSE per coordinate at each horizon, averaged over the start frames."""
     per_start = rollout_errors_per_start(pred_positions, trajectory, starts, horizons)
     return [float(np.mean(per_start[:, j])) for j in range(per_start.shape[1])]
@@ -287,9 +335,16 @@ def rollout_errors(pred_positions: np.ndarray, trajectory: np.ndarray, starts: S
 
 # --- speed -----------------------------------------------------------------------
 @torch.no_grad()
-def inference_speed(model: torch.nn.Module, dataset, *, batch_size: int = 256, repeats: int = 10,
-                    warmup: int = 2, device: Optional[torch.device] = None,
-                    dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
+def inference_speed(
+    model: torch.nn.Module,
+    dataset,
+    *,
+    batch_size: int = 256,
+    repeats: int = 10,
+    warmup: int = 2,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> dict[str, float]:
     """``infer_graphs_per_s`` on a batch of ``batch_size`` graphs and ``infer_latency_ms`` of one graph (medians)."""
     device, dtype = _device_dtype(model, device, dtype)
     model.eval()
@@ -312,7 +367,7 @@ def inference_speed(model: torch.nn.Module, dataset, *, batch_size: int = 256, r
     return {"infer_graphs_per_s": n / median_time(big), "infer_latency_ms": 1e3 * median_time(one)}
 
 
-def time_to_target(history: Sequence[Dict[str, float]], target_mse: Optional[float]) -> Optional[float]:
+def time_to_target(history: Sequence[dict[str, float]], target_mse: float | None) -> float | None:
     """Training seconds until the validation MSE first reached ``target_mse`` (``None`` if never)."""
     if target_mse is None:
         return None

@@ -12,10 +12,9 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Dict, Optional
 
 
-def _git(args, cwd: Path) -> Optional[str]:
+def _git(args, cwd: Path) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
@@ -23,7 +22,7 @@ def _git(args, cwd: Path) -> Optional[str]:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def git_commit(path: Optional[Path] = None) -> Dict[str, object]:
+def git_commit(path: Path | None = None) -> dict[str, object]:
     """``{"commit", "dirty", "dirty_files"}`` of the checkout holding ``path`` (this package by default).
 
     ``dirty_files`` lists tracked files with uncommitted changes, so a result made from
@@ -59,17 +58,24 @@ def machine(device: str = "cpu") -> str:
     return text
 
 
-def provenance(device: str = "cpu") -> Dict[str, object]:
+def provenance(device: str = "cpu") -> dict[str, object]:
     """Commit, machine, software versions and the time, as a JSON-ready dict."""
     import e3nn
     import torch
 
     from . import __version__
 
-    info = {"irrepnet": __version__, **git_commit(), "machine": machine(device), "device": str(device),
-            "python": platform.python_version(), "torch": torch.__version__, "e3nn": e3nn.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    info = {
+        "irrepnet": __version__,
+        **git_commit(),
+        "machine": machine(device),
+        "device": str(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "e3nn": e3nn.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     try:
         info["load_average"] = round(os.getloadavg()[0], 2)
     except OSError:

@@ -33,8 +33,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 from . import keys as K
 from .interface import IrrepsModel, TaskSpec
@@ -55,9 +56,9 @@ class ModelEntry:
     builder: Callable[[Any, TaskSpec], IrrepsModel]
     config: type
     description: str
-    tasks: Optional[tuple]  # task names it supports; None means any
-    requires: Tuple[str, ...] = ()  # modules the builder imports (outside packages)
-    extra: Optional[str] = None  # the irrepnet pip extra that installs them
+    tasks: tuple | None  # task names it supports; None means any
+    requires: tuple[str, ...] = ()  # modules the builder imports (outside packages)
+    extra: str | None = None  # the irrepnet pip extra that installs them
     peer: bool = False  # another project's implementation, wrapped for comparison
     energy: bool = False  # builds an energy model (energy + forces) for tasks whose target is "energy"
 
@@ -67,7 +68,7 @@ class ModelEntry:
             return f"pip install 'irrepnet[{self.extra}]'"
         return "pip install " + " ".join(m.replace("_", "-") for m in self.requires)
 
-    def missing(self) -> List[str]:
+    def missing(self) -> list[str]:
         """The modules of ``requires`` that cannot be imported here."""
         return [m for m in self.requires if not module_available(m)]
 
@@ -75,30 +76,27 @@ class ModelEntry:
     def available(self) -> bool:
         return not self.missing()
 
-    def unavailable_reason(self) -> Optional[str]:
+    def unavailable_reason(self) -> str | None:
         """``None`` when the model can be built here, else what is missing and how to install it."""
         missing = self.missing()
         if not missing:
             return None
-        return (f"model {self.name!r} needs {', '.join(missing)}, which is not installed: "
-                f"{self.install_command}")
+        return f"model {self.name!r} needs {', '.join(missing)}, which is not installed: {self.install_command}"
 
     def default_config(self):
         return self.config()
 
-    def make_config(self, overrides: Optional[Mapping[str, Any]] = None):
+    def make_config(self, overrides: Mapping[str, Any] | None = None):
         """Default config with ``overrides`` applied; unknown keys are an error."""
         overrides = dict(overrides or {})
         known = {f.name for f in dataclasses.fields(self.config)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ConfigError(
-                f"model {self.name!r} has no config option(s) {unknown}; known options: {sorted(known)}"
-            )
+            raise ConfigError(f"model {self.name!r} has no config option(s) {unknown}; known options: {sorted(known)}")
         return dataclasses.replace(self.config(), **overrides)
 
 
-_REGISTRY: Dict[str, ModelEntry] = {}
+_REGISTRY: dict[str, ModelEntry] = {}
 
 
 def module_available(module: str) -> bool:
@@ -113,9 +111,17 @@ def module_available(module: str) -> bool:
         return False
 
 
-def register_model(name: str, *, config: type, description: str = "", tasks=None,
-                   requires: Sequence[str] = (), extra: Optional[str] = None, peer: bool = False,
-                   energy: bool = False):
+def register_model(
+    name: str,
+    *,
+    config: type,
+    description: str = "",
+    tasks=None,
+    requires: Sequence[str] = (),
+    extra: str | None = None,
+    peer: bool = False,
+    energy: bool = False,
+):
     """Decorator registering ``builder(config, task) -> IrrepsModel`` under ``name``.
 
     ``config`` must be a dataclass whose defaults are the model's default config.
@@ -135,9 +141,17 @@ def register_model(name: str, *, config: type, description: str = "", tasks=None
     def decorator(builder):
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"a model named {name!r} is already registered; choose another name")
-        _REGISTRY[name] = ModelEntry(name, builder, config, description or (builder.__doc__ or "").strip().split("\n")[0],
-                                     tuple(tasks) if tasks else None, tuple(requires), extra, bool(peer),
-                                     bool(energy))
+        _REGISTRY[name] = ModelEntry(
+            name,
+            builder,
+            config,
+            description or (builder.__doc__ or "").strip().split("\n")[0],
+            tuple(tasks) if tasks else None,
+            tuple(requires),
+            extra,
+            bool(peer),
+            bool(energy),
+        )
         return builder
 
     return decorator
@@ -164,7 +178,7 @@ def get_model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def list_models(*, peers: bool = True) -> List[str]:
+def list_models(*, peers: bool = True) -> list[str]:
     """Registered model names, sorted; ``peers=False`` leaves out other projects' implementations.
 
     Models whose packages are missing are listed; see :func:`unavailable_reason`.
@@ -173,7 +187,7 @@ def list_models(*, peers: bool = True) -> List[str]:
     return sorted(n for n, e in _REGISTRY.items() if peers or not e.peer)
 
 
-def unavailable_reason(name: str) -> Optional[str]:
+def unavailable_reason(name: str) -> str | None:
     """``None`` if model ``name`` can be built here, else why not and the install command."""
     return get_model_entry(name).unavailable_reason()
 
@@ -194,10 +208,14 @@ def build_model(name: str, task: TaskSpec, config=None, **overrides) -> IrrepsMo
     if (energy_task or property_task) and not entry.energy:
         able = ", ".join(sorted(n for n, e in _REGISTRY.items() if e.energy)) or "(none registered)"
         if property_task:
-            raise ConfigError(f"model {name!r} predicts no per-atom invariant, and task {task.name!r} is scored on "
-                              f"a graph-level invariant (pooled per-atom scalars); use one of: {able}")
-        raise ConfigError(f"model {name!r} predicts no energy, and task {task.name!r} is scored on an energy and "
-                          f"its forces; use an energy model: {able}")
+            raise ConfigError(
+                f"model {name!r} predicts no per-atom invariant, and task {task.name!r} is scored on "
+                f"a graph-level invariant (pooled per-atom scalars); use one of: {able}"
+            )
+        raise ConfigError(
+            f"model {name!r} predicts no energy, and task {task.name!r} is scored on an energy and "
+            f"its forces; use an energy model: {able}"
+        )
     if config is None or isinstance(config, Mapping):
         cfg = entry.make_config({**dict(config or {}), **overrides})
     else:
@@ -210,6 +228,8 @@ def build_model(name: str, task: TaskSpec, config=None, **overrides) -> IrrepsMo
 
         model = as_property_model(model, task.extras.get("pooling", "sum"))
     if energy_task and not {K.ENERGY, K.FORCES} <= set(model.irreps_out):
-        raise TypeError(f"builder of {name!r} is registered with energy=True but returned a model with outputs "
-                        f"{sorted(model.irreps_out)} for task {task.name!r}; it must return energy and forces")
+        raise TypeError(
+            f"builder of {name!r} is registered with energy=True but returned a model with outputs "
+            f"{sorted(model.irreps_out)} for task {task.name!r}; it must return energy and forces"
+        )
     return model

@@ -35,7 +35,6 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from typing import Optional, Tuple
 
 import torch
 
@@ -46,7 +45,7 @@ _INSTALL_HINT = (
     "(it compiles against the installed torch) or `pip install 'irrepnet[pyg]'`"
 )
 
-_default_backend: Optional[str] = None  # None: read ENV_VAR, then "auto"
+_default_backend: str | None = None  # None: read ENV_VAR, then "auto"
 
 
 def _check_name(name: str, origin: str) -> str:
@@ -55,7 +54,7 @@ def _check_name(name: str, origin: str) -> str:
     return name
 
 
-def set_default_backend(name: Optional[str]) -> None:
+def set_default_backend(name: str | None) -> None:
     """Set the backend used when a call passes ``backend=None``.
 
     ``None`` restores the default: ``$IRREPNET_SCATTER_BACKEND`` if set, else ``"auto"``.
@@ -72,7 +71,7 @@ def get_default_backend() -> str:
     return _check_name(env, f"from ${ENV_VAR}") if env else "auto"
 
 
-@functools.lru_cache(maxsize=None)  # a failed import is slow to retry on every call
+@functools.cache  # a failed import is slow to retry on every call
 def _torch_scatter():
     """The torch_scatter module, or ``None`` when it is not importable."""
     try:
@@ -81,12 +80,12 @@ def _torch_scatter():
         return None
 
 
-def available_backends() -> Tuple[str, ...]:
+def available_backends() -> tuple[str, ...]:
     """Concrete backends usable in this environment, ``"torch"`` first."""
     return ("torch", "torch_scatter") if _torch_scatter() is not None else ("torch",)
 
 
-def resolve_backend(backend: Optional[str] = None, device: Optional[torch.device] = None) -> str:
+def resolve_backend(backend: str | None = None, device: torch.device | None = None) -> str:
     """Turn ``None``/``"auto"``/a name into the backend that runs for tensors on ``device``."""
     name = get_default_backend() if backend is None else _check_name(backend, "backend argument")
     if name == "auto":
@@ -134,9 +133,7 @@ def _max(src: torch.Tensor, index: torch.Tensor, dim_size: int, backend: str) ->
     return out.scatter_reduce(0, _expand(index, src), src, reduce="amax", include_self=False)
 
 
-def segment_sum(
-    src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: Optional[str] = None
-) -> torch.Tensor:
+def segment_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: str | None = None) -> torch.Tensor:
     r"""Sum rows of ``src`` into segments: :math:`out_s = \sum_{e: index_e = s} src_e`.
 
     Parameters
@@ -159,9 +156,7 @@ def segment_sum(
     return _sum(src, index, dim_size, resolve_backend(backend, src.device))
 
 
-def segment_mean(
-    src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: Optional[str] = None
-) -> torch.Tensor:
+def segment_mean(src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: str | None = None) -> torch.Tensor:
     r"""Mean of the rows in each segment; ``0`` for an empty segment.
 
     Shapes
@@ -190,9 +185,7 @@ def segment_count(index: torch.Tensor, dim_size: int, dtype: torch.dtype = torch
     return torch.zeros(dim_size, dtype=dtype, device=index.device).index_add_(0, index, ones)
 
 
-def segment_max(
-    src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: Optional[str] = None
-) -> torch.Tensor:
+def segment_max(src: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: str | None = None) -> torch.Tensor:
     r"""Largest row value in each segment, elementwise; ``0`` for an empty segment.
 
     The gradient flows to the maximal element. When several elements of a segment
@@ -208,7 +201,7 @@ def segment_max(
 
 
 def segment_softmax(
-    logits: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: Optional[str] = None
+    logits: torch.Tensor, index: torch.Tensor, dim_size: int, *, backend: str | None = None
 ) -> torch.Tensor:
     r"""Softmax over the rows of each segment (e.g. attention over a node's incoming edges).
 

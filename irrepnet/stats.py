@@ -100,12 +100,20 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_BLOCK_LENGTH", "DEFAULT_RESAMPLES", "DEFAULT_CONFIDENCE", "Bootstrap", "verdict_sentence",
-           "per_unit_mse", "REASON_DIVERGED", "REASON_ZERO_BASELINE"]
+__all__ = [
+    "DEFAULT_BLOCK_LENGTH",
+    "DEFAULT_RESAMPLES",
+    "DEFAULT_CONFIDENCE",
+    "Bootstrap",
+    "verdict_sentence",
+    "per_unit_mse",
+    "REASON_DIVERGED",
+    "REASON_ZERO_BASELINE",
+]
 
 #: Frames per block. The per-frame error of the 12-body test frames is autocorrelated
 #: over about 10-20 frames; a block should span a few correlation times. Change it
@@ -165,8 +173,15 @@ class Bootstrap:
         ``(resamples, n_units)`` read-only integer unit indices, one resample per row.
     """
 
-    def __init__(self, n_units: int, *, block_length: int = DEFAULT_BLOCK_LENGTH, resamples: int = DEFAULT_RESAMPLES,
-                 confidence: float = DEFAULT_CONFIDENCE, seed: int = 0):
+    def __init__(
+        self,
+        n_units: int,
+        *,
+        block_length: int = DEFAULT_BLOCK_LENGTH,
+        resamples: int = DEFAULT_RESAMPLES,
+        confidence: float = DEFAULT_CONFIDENCE,
+        seed: int = 0,
+    ):
         n_units = _check_int("n_units", n_units)
         block_length = _check_int("block_length", block_length)
         resamples = _check_int("resamples", resamples)
@@ -196,10 +211,12 @@ class Bootstrap:
         self.indices.setflags(write=False)
 
     def __repr__(self) -> str:
-        return (f"Bootstrap(n_units={self.n_units}, block_length={self.block_length}, resamples={self.resamples}, "
-                f"confidence={self.confidence}, seed={self.seed})")
+        return (
+            f"Bootstrap(n_units={self.n_units}, block_length={self.block_length}, resamples={self.resamples}, "
+            f"confidence={self.confidence}, seed={self.seed})"
+        )
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """The method and its settings, for a results file.
 
         Returns
@@ -208,9 +225,14 @@ class Bootstrap:
             ``{"method": "circular block bootstrap", "block_length", "resamples",
             "confidence", "seed", "n_units"}``.
         """
-        return {"method": "circular block bootstrap", "block_length": self.block_length,
-                "resamples": self.resamples, "confidence": self.confidence, "seed": self.seed,
-                "n_units": self.n_units}
+        return {
+            "method": "circular block bootstrap",
+            "block_length": self.block_length,
+            "resamples": self.resamples,
+            "confidence": self.confidence,
+            "seed": self.seed,
+            "n_units": self.n_units,
+        }
 
     # -- helpers -------------------------------------------------------------------
 
@@ -224,8 +246,7 @@ class Bootstrap:
         if e.shape[0] < 1:
             raise ValueError(f"{name} has no seeds (shape {e.shape})")
         if e.shape[1] != self.n_units:
-            raise ValueError(f"{name} has {e.shape[1]} units, but this Bootstrap was built for "
-                             f"n_units={self.n_units}")
+            raise ValueError(f"{name} has {e.shape[1]} units, but this Bootstrap was built for n_units={self.n_units}")
         return e
 
     def _means(self, e: np.ndarray) -> np.ndarray:
@@ -257,7 +278,7 @@ class Bootstrap:
         """
         return self._means(self._as_errors(errors))
 
-    def interval(self, errors) -> Dict[str, Any]:
+    def interval(self, errors) -> dict[str, Any]:
         """The figure of a row and its percentile interval over test units.
 
         Parameters
@@ -292,7 +313,7 @@ class Bootstrap:
         out["lo"], out["hi"] = self._bounds(self._means(e))
         return out
 
-    def compare(self, errors_a, errors_b) -> Dict[str, Any]:
+    def compare(self, errors_a, errors_b) -> dict[str, Any]:
         """Paired comparison of row a against row b on the same resamples.
 
         Parameters
@@ -324,8 +345,14 @@ class Bootstrap:
         for name, e in (("errors_a", a), ("errors_b", b)):
             if (e < 0).any():  # nan compares False, so non-finite inputs pass through
                 raise ValueError(f"{name} holds negative errors; compare() expects MSE-like errors >= 0")
-        out: Dict[str, Any] = {"ratio": None, "lo": None, "hi": None, "prob_a_lower": None,
-                               "verdict": "not comparable", "confidence": self.confidence}
+        out: dict[str, Any] = {
+            "ratio": None,
+            "lo": None,
+            "hi": None,
+            "prob_a_lower": None,
+            "verdict": "not comparable",
+            "confidence": self.confidence,
+        }
         if not (np.isfinite(a).all() and np.isfinite(b).all()):
             out["reason"] = REASON_DIVERGED
             return out
@@ -347,7 +374,7 @@ def _g3(x: float) -> str:
     return f"{x:.3g}"
 
 
-def verdict_sentence(name_a: str, name_b: str, cmp: Dict[str, Any], what: str = "test MSE") -> str:
+def verdict_sentence(name_a: str, name_b: str, cmp: dict[str, Any], what: str = "test MSE") -> str:
     """One sentence stating a :meth:`Bootstrap.compare` result.
 
     Parameters

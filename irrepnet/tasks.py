@@ -29,8 +29,8 @@ twelve QM9 properties (``extras["target"]``, with its ``"unit"``), predicted as 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from . import keys as K
 from .interface import TaskSpec
@@ -49,12 +49,20 @@ class Task:
     spec: TaskSpec
     train: object
     test: object
-    valid: Optional[object] = None
+    valid: object | None = None
 
 
-def task_spec(name: str, *, history: int = 0, num_nodes: Optional[int] = None, delta_t: float = 1.0,
-              bonds: bool = False, species: Optional[Sequence[str]] = None, target: Optional[str] = None,
-              pooling: str = "sum") -> TaskSpec:
+def task_spec(
+    name: str,
+    *,
+    history: int = 0,
+    num_nodes: int | None = None,
+    delta_t: float = 1.0,
+    bonds: bool = False,
+    species: Sequence[str] | None = None,
+    target: str | None = None,
+    pooling: str = "sum",
+) -> TaskSpec:
     """The :class:`TaskSpec` of task ``name`` (no data is loaded).
 
     ``target`` (qm9 only) is one of the twelve QM9 targets (default ``homo``; see
@@ -82,8 +90,13 @@ def task_spec(name: str, *, history: int = 0, num_nodes: Optional[int] = None, d
         species = tuple(species) if species is not None else _default_species()
         if not species:
             raise ValueError("the molecules task needs at least one species (element)")
-        return TaskSpec(name, {K.POS: "1o", K.SPECIES_ONEHOT: f"{len(species)}x0e"}, K.ENERGY, num_nodes=None,
-                        extras={"forces": True, "species": list(species)})
+        return TaskSpec(
+            name,
+            {K.POS: "1o", K.SPECIES_ONEHOT: f"{len(species)}x0e"},
+            K.ENERGY,
+            num_nodes=None,
+            extras={"forces": True, "species": list(species)},
+        )
     if name == "twelve_body":
         if history < 0:
             raise ValueError(f"history must be >= 0, got {history}")
@@ -91,15 +104,21 @@ def task_spec(name: str, *, history: int = 0, num_nodes: Optional[int] = None, d
         if history >= 1:
             inputs.update({K.VEL: "1o", K.VEL_HISTORY: f"{history}x1o"})
         extras = {"history": history, **({"bonds": "chain"} if bonds else {})}
-        return TaskSpec(name, inputs, K.DISPLACEMENT, num_nodes=num_nodes if num_nodes is not None else 12,
-                        extras=extras)
+        return TaskSpec(
+            name, inputs, K.DISPLACEMENT, num_nodes=num_nodes if num_nodes is not None else 12, extras=extras
+        )
     if name == "nbody":
-        return TaskSpec(name, {K.POS: "1o", K.VEL: "1o", K.CHARGE: "0e", K.NODE_INDEX: None}, K.DISPLACEMENT,
-                        num_nodes=num_nodes if num_nodes is not None else 5, extras={"delta_t": delta_t})
+        return TaskSpec(
+            name,
+            {K.POS: "1o", K.VEL: "1o", K.CHARGE: "0e", K.NODE_INDEX: None},
+            K.DISPLACEMENT,
+            num_nodes=num_nodes if num_nodes is not None else 5,
+            extras={"delta_t": delta_t},
+        )
     raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
 
 
-def _qm9_spec(history: int, target: Optional[str], pooling: str) -> TaskSpec:
+def _qm9_spec(history: int, target: str | None, pooling: str) -> TaskSpec:
     from .data.qm9 import DEFAULT_TARGET, SPECIES, get_target
     from .models.energy import POOLINGS
 
@@ -108,8 +127,13 @@ def _qm9_spec(history: int, target: Optional[str], pooling: str) -> TaskSpec:
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     t = get_target(target if target is not None else DEFAULT_TARGET)
-    return TaskSpec("qm9", {K.POS: "1o", K.SPECIES_ONEHOT: f"{len(SPECIES)}x0e"}, K.PROPERTY, num_nodes=None,
-                    extras={"target": t.name, "unit": t.unit, "pooling": pooling, "species": list(SPECIES)})
+    return TaskSpec(
+        "qm9",
+        {K.POS: "1o", K.SPECIES_ONEHOT: f"{len(SPECIES)}x0e"},
+        K.PROPERTY,
+        num_nodes=None,
+        extras={"target": t.name, "unit": t.unit, "pooling": pooling, "species": list(SPECIES)},
+    )
 
 
 def _default_species():
@@ -118,10 +142,22 @@ def _default_species():
     return tuple(DEFAULT_SPECIES)
 
 
-def load_task(name: str, *, data: Optional[str] = None, history: int = 0, split: str = "chronological",
-              seed: int = 0, n_train: Optional[int] = None, expect_dmol: bool = False, dtype=None, bonds: bool = False,
-              n_valid: Optional[int] = None, n_test: Optional[int] = None, target: Optional[str] = None,
-              pooling: str = "sum") -> Task:
+def load_task(
+    name: str,
+    *,
+    data: str | None = None,
+    history: int = 0,
+    split: str = "chronological",
+    seed: int = 0,
+    n_train: int | None = None,
+    expect_dmol: bool = False,
+    dtype=None,
+    bonds: bool = False,
+    n_valid: int | None = None,
+    n_test: int | None = None,
+    target: str | None = None,
+    pooling: str = "sum",
+) -> Task:
     """Datasets and spec of task ``name``.
 
     Parameters
@@ -154,12 +190,12 @@ def load_task(name: str, *, data: Optional[str] = None, history: int = 0, split:
     if (target is not None or pooling != "sum") and name != "qm9":
         raise ValueError(f"target/pooling: only the qm9 task chooses a target property; drop them for {name!r}")
     if name == "qm9":
-        return _load_qm9(data, history, target, pooling, n_train, n_valid, n_test,
-                         kwargs)
+        return _load_qm9(data, history, target, pooling, n_train, n_valid, n_test, kwargs)
     n_train = 3000 if n_train is None else n_train
     if (n_valid is not None or n_test is not None) and name != "molecules":
-        raise ValueError(f"n_valid/n_test: only the molecules task generates its splits to size; "
-                         f"drop them for {name!r}")
+        raise ValueError(
+            f"n_valid/n_test: only the molecules task generates its splits to size; drop them for {name!r}"
+        )
     if name == "molecules":
         if data is not None:
             raise ValueError("the molecules task is generated offline with ASE's EMT; it takes no --data file")
@@ -175,8 +211,10 @@ def load_task(name: str, *, data: Optional[str] = None, history: int = 0, split:
         return Task(task_spec(name, history=history, num_nodes=n, bonds=bonds), train, test)
     if name == "nbody":
         if data not in (None, NBODY_EGNN_GENERATOR):
-            raise ValueError(f"the nbody task is simulated; it takes no --data file (--data {NBODY_EGNN_GENERATOR} "
-                             "replays the published EGNN generator's random draws instead of irrepnet's)")
+            raise ValueError(
+                f"the nbody task is simulated; it takes no --data file (--data {NBODY_EGNN_GENERATOR} "
+                "replays the published EGNN generator's random draws instead of irrepnet's)"
+            )
         if history:
             raise ValueError("the nbody task has physical velocities, not a history; drop --history")
         draws = "irrepnet" if data is None else NBODY_EGNN_GENERATOR
@@ -190,7 +228,9 @@ def _load_qm9(data, history, target, pooling, n_train, n_valid, n_test, kwargs) 
 
     spec = task_spec("qm9", history=history, target=target, pooling=pooling)  # bad options fail before reading
     if data is None:
-        raise ValueError(f"the qm9 task reads your copy of QM9: give --data DIR, the folder of gdb9.sdf, "
-                         f"gdb9.sdf.csv and uncharacterized.txt. {HOW_TO_GET}")
+        raise ValueError(
+            f"the qm9 task reads your copy of QM9: give --data DIR, the folder of gdb9.sdf, "
+            f"gdb9.sdf.csv and uncharacterized.txt. {HOW_TO_GET}"
+        )
     splits = load_qm9(data, target=spec.extras["target"], n_train=n_train, n_valid=n_valid, n_test=n_test, **kwargs)
     return Task(spec, splits["train"], splits["test"], splits["valid"])

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from conftest import RF, small, straight_and_resumed
 
 from irrepnet.registry import ConfigError
 from irrepnet.train import load_checkpoint, train_config, train_registered
 from irrepnet.train.averaging import ExponentialMovingAverage
-
-from conftest import RF, small, straight_and_resumed
 
 
 def test_average_follows_the_formula_with_its_warm_up():
@@ -87,5 +86,6 @@ def test_resume_with_an_average_gives_the_same_weights(tiny_task, tmp_path):
     assert all(torch.equal(sa["shadow"][k], sb["shadow"][k]) for k in sa["shadow"])
     # a run without the average cannot be resumed with one (nor the other way round)
     with pytest.raises(ValueError, match="ema_decay"):
-        train_registered("radial-field", tiny_task, small(schedule="cosine", epochs=4), RF,
-                         out_dir=tmp_path / "b", resume=True)
+        train_registered(
+            "radial-field", tiny_task, small(schedule="cosine", epochs=4), RF, out_dir=tmp_path / "b", resume=True
+        )

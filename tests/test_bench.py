@@ -114,13 +114,16 @@ def test_dmol_suite_needs_its_data(tmp_path):
         run_suite(load_suite("dmol"), tmp_path)
 
 
-@pytest.mark.parametrize("text, error, message", [
-    ("[suite]\nname='x'\nmodel=['mlp']\n", ConfigError, "did you mean 'models'"),
-    ("[suite]\nname='x'\n[train]\nepoch=3\n", ConfigError, "did you mean 'epochs'"),
-    ("[suite]\nname='x'\nmodels=['egn']\n", UnknownModelError, "Did you mean 'egnn'"),
-    ("[suite]\nname='x'\n[models.mlp]\nconfig={hiden=3}\n", ConfigError, "no config option"),
-    ("[suite]\nname='x'\ntask='moon'\n", ConfigError, "unknown task"),
-])
+@pytest.mark.parametrize(
+    "text, error, message",
+    [
+        ("[suite]\nname='x'\nmodel=['mlp']\n", ConfigError, "did you mean 'models'"),
+        ("[suite]\nname='x'\n[train]\nepoch=3\n", ConfigError, "did you mean 'epochs'"),
+        ("[suite]\nname='x'\nmodels=['egn']\n", UnknownModelError, "Did you mean 'egnn'"),
+        ("[suite]\nname='x'\n[models.mlp]\nconfig={hiden=3}\n", ConfigError, "no config option"),
+        ("[suite]\nname='x'\ntask='moon'\n", ConfigError, "unknown task"),
+    ],
+)
 def test_bad_suites_are_clear_errors(tmp_path, text, error, message):
     f = tmp_path / "bad.toml"
     f.write_text(text)
@@ -190,7 +193,7 @@ def test_rows_aggregate_seeds_and_keep_every_seed(tiny_v2):
     per_seed = [s["metrics"]["test_mse"] for s in rf["seeds"]]
     assert per_seed[0] != per_seed[1]  # the seeds really differ
     assert rf["metrics"]["test_mse"] == pytest.approx(sum(per_seed) / 2)
-    assert rf["metrics_std"]["test_mse"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5)
+    assert rf["metrics_std"]["test_mse"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2**0.5)
     for rec in rf["seeds"]:
         assert (out / rec["artifacts"]["log"]).exists() and (out / rec["artifacts"]["predictions"]).exists()
         assert f"seed-{rec['seed']}" in rec["artifacts"]["checkpoint"]
@@ -261,14 +264,17 @@ def test_v2_resume_keeps_every_seed(tiny_v2):
     assert models(again) == models(results)  # kept as they were, seeds, intervals and comparisons included
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[suite]\nname='x'\nseeds=[0, 0]\n", "seeds must be distinct"),
-    ("[suite]\nname='x'\n[tune]\nlr=[0.0]\n", "learning rates > 0"),
-    ("[suite]\nname='x'\n[tune]\nlrs=[1e-3]\n", "did you mean 'lr'"),
-    ("[suite]\nname='x'\n[tune]\nconfigs={mlp=[{hiden=3}]}\n", "no config option"),
-    ("[suite]\nname='x'\n[[variant]]\nid='a'\ntrain={residual='verlet'}\n", "residual must be one of"),
-    ("[suite]\nname='x'\nseeds=[0, 1]\n[train]\nseed=3\n", "not both"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[suite]\nname='x'\nseeds=[0, 0]\n", "seeds must be distinct"),
+        ("[suite]\nname='x'\n[tune]\nlr=[0.0]\n", "learning rates > 0"),
+        ("[suite]\nname='x'\n[tune]\nlrs=[1e-3]\n", "did you mean 'lr'"),
+        ("[suite]\nname='x'\n[tune]\nconfigs={mlp=[{hiden=3}]}\n", "no config option"),
+        ("[suite]\nname='x'\n[[variant]]\nid='a'\ntrain={residual='verlet'}\n", "residual must be one of"),
+        ("[suite]\nname='x'\nseeds=[0, 1]\n[train]\nseed=3\n", "not both"),
+    ],
+)
 def test_bad_v2_suites_are_clear_errors(tmp_path, text, message):
     f = tmp_path / "bad.toml"
     f.write_text(text)
@@ -319,14 +325,21 @@ def test_training_options_script(tiny_run, tmp_path):
     spec.loader.exec_module(module)
     ref_out, ref_results, _ = tiny_run
     ema_out = tmp_path / "ema"
-    ema_results = run_suite(load_suite(str(ref_out.parent / "tiny.toml")), ema_out, models=["radial-field"],
-                            extra_train={"ema_decay": 0.9}, log=lambda _: None)
+    ema_results = run_suite(
+        load_suite(str(ref_out.parent / "tiny.toml")),
+        ema_out,
+        models=["radial-field"],
+        extra_train={"ema_decay": 0.9},
+        log=lambda _: None,
+    )
     module.main(["--model", "radial-field", str(ref_out), str(ema_out), "--out", str(tmp_path / "t.md")])
     lines = (tmp_path / "t.md").read_text().splitlines()
     assert len(lines) == 4 and lines[2].startswith("| (reference) | 0 | 2 |")
     assert lines[3].startswith("| ema_decay = 0.9 | 0 | 2 |")
-    ref_mse, ema_mse = (next(r for r in res["groups"][0]["rows"] if r["name"] == "radial-field")["metrics"]["test_mse"]
-                        for res in (ref_results, ema_results))
+    ref_mse, ema_mse = (
+        next(r for r in res["groups"][0]["rows"] if r["name"] == "radial-field")["metrics"]["test_mse"]
+        for res in (ref_results, ema_results)
+    )
     assert f"| {ema_mse / ref_mse:.3f} [" in lines[3]  # the paired ratio's point value is the ratio of the MSEs
     # another test set is refused, not compared
     other = tmp_path / "other"

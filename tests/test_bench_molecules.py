@@ -83,8 +83,11 @@ def test_energy_results_follow_the_schema_without_displacement_fields(mol):
     on_disk = load_results(out / "results.json")
     assert on_disk["schema_version"] == 3 and on_disk["suite"]["sizes"] == {"n_train": 24, "n_valid": 8, "n_test": 10}
     group = on_disk["groups"][0]
-    assert group["id"] == "molecules" and group["target"] == "energy" and group["sizes"] == {"train": 24, "valid": 8,
-                                                                                                "test": 10}
+    assert (
+        group["id"] == "molecules"
+        and group["target"] == "energy"
+        and group["sizes"] == {"train": 24, "valid": 8, "test": 10}
+    )
     assert not {"zero_mse", "rollout_horizons", "residual", "target_valid_mse"} & set(group)
     assert [r["name"] for r in group["rows"]] == ["atom energies", "egnn", "tfn"]
     for row in group["rows"]:
@@ -198,6 +201,7 @@ def test_report_csv_summary_and_plots_have_the_energy_columns(mol):
 
 def test_displacement_results_get_no_energy_columns_or_plots(tmp_path):
     from bench_fixtures import synthetic_results
+
     from irrepnet.bench.plots import plot_energy_curves
 
     results = synthetic_results(tmp_path)
@@ -236,21 +240,28 @@ def test_merged_shards_equal_an_unsharded_run(mol):
 
 
 # --- suites: what is refused, and why ------------------------------------------------------------
-@pytest.mark.parametrize("text, message", [
-    ("[suite]\nname='x'\nn_test=5\n", "task 'twelve_body' has fixed splits: drop n_test"),
-    ("[suite]\nname='x'\ntask='nbody'\nn_valid=5\n", "drop n_valid"),
-    ("[suite]\nname='x'\ntask='molecules'\nn_test=1\n", "n_test must be an integer >= 2"),
-    ("[suite]\nname='x'\ntask='molecules'\nn_train='many'\n", "n_train must be an integer >= 1"),
-    ("[suite]\nname='x'\ntask='molecules'\nrollout_horizons=[1]\n", "rollout_horizons apply to trajectory tasks"),
-    ("[suite]\nname='x'\ntask='molecules'\ntarget_valid_ratio=0.1\n", "no time-to-target"),
-    ("[suite]\nname='x'\ntask='molecules'\ndata='required'\n", "generates its data"),
-    ("[suite]\nname='x'\ntask='molecules'\n[[variant]]\nid='h2'\nhistory=2\n", "drop history and bonds"),
-    ("[suite]\nname='x'\ntask='molecules'\n[train]\nresidual='constant_velocity'\n",
-     r"\[train\]: residual apply to displacement tasks"),
-    ("[suite]\nname='x'\ntask='molecules'\n[models.egnn]\ntrain={input_noise=0.1}\n",
-     r"\[models.egnn\] train: input_noise"),
-    ("[suite]\nname='x'\ntask='molecules'\n[train]\nenergy_weight=-1\n", "energy_weight must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[suite]\nname='x'\nn_test=5\n", "task 'twelve_body' has fixed splits: drop n_test"),
+        ("[suite]\nname='x'\ntask='nbody'\nn_valid=5\n", "drop n_valid"),
+        ("[suite]\nname='x'\ntask='molecules'\nn_test=1\n", "n_test must be an integer >= 2"),
+        ("[suite]\nname='x'\ntask='molecules'\nn_train='many'\n", "n_train must be an integer >= 1"),
+        ("[suite]\nname='x'\ntask='molecules'\nrollout_horizons=[1]\n", "rollout_horizons apply to trajectory tasks"),
+        ("[suite]\nname='x'\ntask='molecules'\ntarget_valid_ratio=0.1\n", "no time-to-target"),
+        ("[suite]\nname='x'\ntask='molecules'\ndata='required'\n", "generates its data"),
+        ("[suite]\nname='x'\ntask='molecules'\n[[variant]]\nid='h2'\nhistory=2\n", "drop history and bonds"),
+        (
+            "[suite]\nname='x'\ntask='molecules'\n[train]\nresidual='constant_velocity'\n",
+            r"\[train\]: residual apply to displacement tasks",
+        ),
+        (
+            "[suite]\nname='x'\ntask='molecules'\n[models.egnn]\ntrain={input_noise=0.1}\n",
+            r"\[models.egnn\] train: input_noise",
+        ),
+        ("[suite]\nname='x'\ntask='molecules'\n[train]\nenergy_weight=-1\n", "energy_weight must be a number >= 0"),
+    ],
+)
 def test_bad_energy_suites_say_what_to_change(tmp_path, text, message):
     f = tmp_path / "bad.toml"
     f.write_text(text)
@@ -278,13 +289,18 @@ def test_shipped_molecules_suite_gives_every_energy_model_the_same_budget():
 
 # --- the schema of energy groups --------------------------------------------------------------------
 @needs_ase
-@pytest.mark.parametrize("break_it, message", [
-    (lambda res: res["groups"][0].pop("reference"), "groups[0]: missing key 'reference'"),
-    (lambda res: res["groups"][0]["rows"][1]["metrics"].pop("forces_mae"),
-     "groups[0].rows[1].metrics: missing key 'forces_mae'"),
-    (lambda res: res.update(schema_version=2), "energy groups need schema_version 3"),
-    (lambda res: res["groups"][0].update(target="charge"), "target 'charge' not in"),
-])
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda res: res["groups"][0].pop("reference"), "groups[0]: missing key 'reference'"),
+        (
+            lambda res: res["groups"][0]["rows"][1]["metrics"].pop("forces_mae"),
+            "groups[0].rows[1].metrics: missing key 'forces_mae'",
+        ),
+        (lambda res: res.update(schema_version=2), "energy groups need schema_version 3"),
+        (lambda res: res["groups"][0].update(target="charge"), "target 'charge' not in"),
+    ],
+)
 def test_schema_names_what_an_energy_group_lacks(mol, break_it, message):
     bad = copy.deepcopy(mol[2])
     break_it(bad)

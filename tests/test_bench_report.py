@@ -8,8 +8,8 @@ from pathlib import Path
 
 import matplotlib
 import pytest
-
 from bench_fixtures import COMMIT, synthetic_results
+
 from irrepnet.bench import plots as P
 from irrepnet.bench import report as R
 from irrepnet.bench.schema import SchemaError, validate
@@ -47,14 +47,19 @@ def test_fixture_follows_the_schema(run):
     assert statuses == {"ok", "skipped", "error"}
 
 
-@pytest.mark.parametrize("break_it, message", [
-    (lambda res: res["groups"][0]["rows"][3].pop("metrics"), "groups[0].rows[3]: missing key 'metrics'"),
-    (lambda res: res["groups"][1]["rows"][2]["speed"].pop("train_step_ms"),
-     "groups[1].rows[2].speed: missing key 'train_step_ms'"),
-    (lambda res: res.update(schema_version=4), "schema_version 4 is not supported"),
-    (lambda res: res["groups"][0]["rows"][7].pop("reason"), "groups[0].rows[7]: status 'error' needs a 'reason'"),
-    (lambda res: res["groups"][1].pop("zero_mse"), "groups[1]: missing key 'zero_mse'"),
-])
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda res: res["groups"][0]["rows"][3].pop("metrics"), "groups[0].rows[3]: missing key 'metrics'"),
+        (
+            lambda res: res["groups"][1]["rows"][2]["speed"].pop("train_step_ms"),
+            "groups[1].rows[2].speed: missing key 'train_step_ms'",
+        ),
+        (lambda res: res.update(schema_version=4), "schema_version 4 is not supported"),
+        (lambda res: res["groups"][0]["rows"][7].pop("reason"), "groups[0].rows[7]: status 'error' needs a 'reason'"),
+        (lambda res: res["groups"][1].pop("zero_mse"), "groups[1]: missing key 'zero_mse'"),
+    ],
+)
 def test_validate_names_the_path_of_the_problem(run, tmp_path, break_it, message):
     bad = copy.deepcopy(run[1])
     break_it(bad)
@@ -76,9 +81,27 @@ def test_csv_has_one_line_per_row_and_full_precision(run):
     assert len(lines) == len(_rows(results)) == 12
     header = list(lines[0].keys())
     assert header == R.csv_header(results)
-    for col in ("group", "name", "kind", "status", "test_mse", "mse_vs_zero", "r2", "corr_com", "corr_last_y",
-                "rollout_mse_k1", "rollout_mse_k50", "equiv_f32_worst_rel_error", "equiv_f32_passed",
-                "train_step_ms", "infer_graphs_per_s", "peak_memory_mb", "epochs", "steps", "reason"):
+    for col in (
+        "group",
+        "name",
+        "kind",
+        "status",
+        "test_mse",
+        "mse_vs_zero",
+        "r2",
+        "corr_com",
+        "corr_last_y",
+        "rollout_mse_k1",
+        "rollout_mse_k50",
+        "equiv_f32_worst_rel_error",
+        "equiv_f32_passed",
+        "train_step_ms",
+        "infer_graphs_per_s",
+        "peak_memory_mb",
+        "epochs",
+        "steps",
+        "reason",
+    ):
         assert col in header
     by_key = {(line["group"], line["name"]): line for line in lines}
     egnn = next(r for g, r in _rows(results) if g["id"] == "history-2" and r["name"] == "egnn")
@@ -128,8 +151,14 @@ def test_report_numbers_match_the_json(run):
     table = _table(text, "history-2")
     names = [r["model"] for r in table]
     # baselines first (file order), then models best first
-    assert names == ["*zero* (baseline)", "*constant_velocity* (baseline)", "*constant_acceleration* (baseline)",
-                     "egnn", "tfn", "mlp"]
+    assert names == [
+        "*zero* (baseline)",
+        "*constant_velocity* (baseline)",
+        "*constant_acceleration* (baseline)",
+        "egnn",
+        "tfn",
+        "mlp",
+    ]
     group = results["groups"][0]
     for cells in table:
         name = cells["model"].replace(" (baseline)", "").strip("*")
@@ -180,8 +209,16 @@ def test_image_links_point_to_existing_files(run):
 
 def test_plots_are_small_pngs_and_skip_what_has_no_data(run):
     _, _, out = run
-    assert set(out["plots"]) == {"loss/history-2", "parity/history-2", "trajectory/history-2", "rollout/history-2",
-                                 "accuracy_time/history-2", "loss/nbody", "parity/nbody", "accuracy_time/nbody"}
+    assert set(out["plots"]) == {
+        "loss/history-2",
+        "parity/history-2",
+        "trajectory/history-2",
+        "rollout/history-2",
+        "accuracy_time/history-2",
+        "loss/nbody",
+        "parity/nbody",
+        "accuracy_time/nbody",
+    }
     for path in out["plots"].values():
         data = Path(path).read_bytes()
         assert data[:8] == PNG_MAGIC and 2_000 < len(data) < 200_000

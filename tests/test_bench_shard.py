@@ -4,13 +4,12 @@ import json
 import shutil
 
 import pytest
+from test_bench import TINY_V2  # the schema-2 suite of the harness tests
 
 from irrepnet.bench import load_suite, run_suite
 from irrepnet.bench.shard import merge_shards, parse_shard, shard_units
 from irrepnet.bench.suite import Variant
 from irrepnet.cli import main
-
-from test_bench import TINY_V2  # the schema-2 suite of the harness tests
 
 # two variants (one a residual with input noise), two seeds, an lr x size grid: every kind of unit
 SUITE = TINY_V2
@@ -26,8 +25,9 @@ def test_parse_and_assign_shards():
             parse_shard(bad)
     variants = [Variant("a"), Variant("b")]
     parts = [shard_units(variants, ["m1", "m2"], [0, 1, 2], (i, 3)) for i in (1, 2, 3)]
-    assert sorted(u for p in parts for u in p) == sorted((v, m, s) for v in "ab" for m in ("m1", "m2")
-                                                         for s in (0, 1, 2))
+    assert sorted(u for p in parts for u in p) == sorted(
+        (v, m, s) for v in "ab" for m in ("m1", "m2") for s in (0, 1, 2)
+    )
     assert [len(p) for p in parts] == [4, 4, 4]
 
 
@@ -85,8 +85,9 @@ def test_merge_refuses_what_does_not_belong_together(runs, tmp_path):
 
 def test_cli_shard_and_merge_errors_are_one_line(runs, tmp_path, capsys):
     root, _ = runs
-    assert main(["bench", "--task", "twelve_body", "--models", "mlp", "--shard", "3/2", "--out",
-                 str(tmp_path / "x")]) == 2
+    assert (
+        main(["bench", "--task", "twelve_body", "--models", "mlp", "--shard", "3/2", "--out", str(tmp_path / "x")]) == 2
+    )
     assert "1 <= I <= N" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "m"), "--merge", str(root / "part-1")]) == 2
     assert "each once" in capsys.readouterr().err

@@ -61,7 +61,10 @@ def test_demo_never_overwrites_a_previous_run(tmp_path, capsys):
     models = "zero-displacement,constant-acceleration,egnn"  # every model is audited in test_conformance
     assert run(capsys, "demo", "--out", str(out_dir), "--models", models)[0] == 0
     assert run(capsys, "demo", "--out", str(out_dir), "--models", models)[0] == 0
-    first, second = json.loads((out_dir / "demo.json").read_text()), json.loads((tmp_path / "demo-1" / "demo.json").read_text())
+    first, second = (
+        json.loads((out_dir / "demo.json").read_text()),
+        json.loads((tmp_path / "demo-1" / "demo.json").read_text()),
+    )
     assert first["baselines"] == second["baselines"]  # deterministic from the seed
     assert "constant-acceleration" in first["audit"]
 

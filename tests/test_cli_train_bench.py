@@ -31,16 +31,30 @@ def test_train_then_audit_the_checkpoint(tmp_path, capsys):
     # a second run into the same folder is refused; --overwrite replaces it; --resume continues it
     code, _, err = run(capsys, "train", "--model", "radial-field", "--out", str(out), *TINY, *SMALL_RF)
     assert code == 2 and "--resume" in err and "--overwrite" in err
-    code, _, err = run(capsys, "train", "--model", "radial-field", "--out", str(out), *TINY, *SMALL_RF,
-                       "--resume", "--max-steps", "3", "--epochs", "2")
+    code, _, err = run(
+        capsys,
+        "train",
+        "--model",
+        "radial-field",
+        "--out",
+        str(out),
+        *TINY,
+        *SMALL_RF,
+        "--resume",
+        "--max-steps",
+        "3",
+        "--epochs",
+        "2",
+    )
     assert code == 0, err
     assert json.loads((out / "metrics.json").read_text())["steps"] == 3
 
 
 def test_train_reads_a_toml_config(tmp_path, capsys):
     cfg = tmp_path / "run.toml"
-    cfg.write_text("[train]\nepochs = 1\nmax_steps = 2\nbatch_size = 8\nprogress = false\n"
-                   "[model]\nhidden = 8\nlayers = 1\n")
+    cfg.write_text(
+        "[train]\nepochs = 1\nmax_steps = 2\nbatch_size = 8\nprogress = false\n[model]\nhidden = 8\nlayers = 1\n"
+    )
     code, _, err = run(capsys, "train", "--model", "radial-field", "--config", str(cfg), "--out", str(tmp_path / "o"))
     assert code == 0, err
     log = [json.loads(x) for x in (tmp_path / "o" / "log.jsonl").read_text().splitlines()]
@@ -49,9 +63,23 @@ def test_train_reads_a_toml_config(tmp_path, capsys):
 
 def test_train_with_residual_noise_and_gate_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "r"
-    code, text, err = run(capsys, "train", "--model", "radial-field", "--out", str(out), *TINY, *SMALL_RF,
-                          "--residual", "constant_acceleration", "--start-at-baseline", "--input-noise", "0.05",
-                          "--unroll-steps", "2")
+    code, text, err = run(
+        capsys,
+        "train",
+        "--model",
+        "radial-field",
+        "--out",
+        str(out),
+        *TINY,
+        *SMALL_RF,
+        "--residual",
+        "constant_acceleration",
+        "--start-at-baseline",
+        "--input-noise",
+        "0.05",
+        "--unroll-steps",
+        "2",
+    )
     assert code == 0, err
     from irrepnet.train import load_checkpoint
 
@@ -66,8 +94,9 @@ def test_train_with_residual_noise_and_gate_from_the_command_line(tmp_path, caps
 
 def test_bench_with_seeds(tmp_path, capsys):
     out = tmp_path / "s"
-    code, _, err = run(capsys, "bench", "--task", "twelve_body", "--models", "mlp", "--seeds", "3,4", "--out",
-                       str(out), *TINY)
+    code, _, err = run(
+        capsys, "bench", "--task", "twelve_body", "--models", "mlp", "--seeds", "3,4", "--out", str(out), *TINY
+    )
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     mlp = results["groups"][0]["rows"][-1]
@@ -76,15 +105,36 @@ def test_bench_with_seeds(tmp_path, capsys):
 
 def test_train_and_bench_with_bonds_and_a_learned_force(tmp_path, capsys):
     out = tmp_path / "f"
-    code, _, err = run(capsys, "train", "--model", "radial-field", "--bonds", "--residual", "force_difference",
-                       "--out", str(out), *TINY, *SMALL_RF)
+    code, _, err = run(
+        capsys,
+        "train",
+        "--model",
+        "radial-field",
+        "--bonds",
+        "--residual",
+        "force_difference",
+        "--out",
+        str(out),
+        *TINY,
+        *SMALL_RF,
+    )
     assert code == 0, err
     assert json.loads((out / "metrics.json").read_text())["bonds"] is True
     code, text, err = run(capsys, "audit", "--checkpoint", str(out / "best.pt"))  # rebuilt with bonds, positions only
     assert code == 0, err
     assert "bonds" in text
-    code, _, err = run(capsys, "bench", "--task", "twelve_body", "--models", "radial-field", "--bonds", "--out",
-                       str(tmp_path / "b"), *TINY)
+    code, _, err = run(
+        capsys,
+        "bench",
+        "--task",
+        "twelve_body",
+        "--models",
+        "radial-field",
+        "--bonds",
+        "--out",
+        str(tmp_path / "b"),
+        *TINY,
+    )
     assert code == 0, err
     group = json.loads((tmp_path / "b" / "results.json").read_text())["groups"][0]
     assert group["bonds"] is True and group["id"] == "history-2-bonds"
@@ -102,33 +152,40 @@ def test_bench_adhoc_models(tmp_path, capsys):
     assert code == 2 and "already holds a benchmark" in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--model", "egnnn", "--out", "{tmp}/x"], "unknown model 'egnnn'"),
-    (["train", "--model", "mlp", "--out", "{tmp}/x", "--set", "epoch=2"], "did you mean 'epochs'"),
-    (["train", "--model", "mlp", "--out", "{tmp}/x", "--model-set", "hiden=2"], "no config option"),
-    (["train", "--model", "mlp", "--out", "{tmp}/x", "--config", "{tmp}/none.toml"], "not found"),
-    (["train", "--model", "mlp", "--out", "{tmp}/x", "--data", "{tmp}/none.npz"], "not found"),
-    (["train", "--model", "mlp", "--out", "{tmp}/x", "--resume"], "nothing to resume"),
-    (["train", "--model", "mlp", "--out", "{tmp}/x", "--device", "cuda:7"], "not available"),
-    (["train", "--model", "mlp", "--out", "{tmp}/x", "--threads", "0"], "--threads"),
-    (["bench", "--suite", "dmol", "--out", "{tmp}/b"], "--data"),
-    (["bench", "--suite", "quik", "--out", "{tmp}/b"], "known suites"),
-    (["bench", "--out", "{tmp}/b"], "--suite"),
-    (["bench", "--task", "twelve_body", "--models", "egn", "--out", "{tmp}/b"], "Did you mean 'egnn'"),
-    (["bench", "--suite", "quick", "--task", "nbody", "--out", "{tmp}/b"], "not both"),
-    (["train", "--model", "mlp", "--out", "{tmp}/x", "--history", "1", "--residual", "constant_acceleration"],
-     "needs a velocity history of at least 2"),
-    (["train", "--model", "mlp", "--out", "{tmp}/x", "--input-noise", "-1"], "input_noise must be"),
-    (["bench", "--task", "twelve_body", "--models", "mlp", "--seeds", "0,0", "--out", "{tmp}/b"], "distinct"),
-    (["bench", "--task", "twelve_body", "--models", "mlp", "--seeds", "a", "--out", "{tmp}/b"], "integers"),
-    (["bench", "--task", "twelve_body", "--models", "mlp", "--seeds", "0,1", "--seed", "2", "--out", "{tmp}/b"],
-     "not both"),
-    (["audit", "--checkpoint", "{tmp}/none.pt"], "not found"),
-    (["audit"], "--checkpoint"),
-    (["train", "--model", "egnn", "--task", "nbody", "--bonds", "--out", "{tmp}/x"], "only the twelve_body task"),
-    (["bench", "--suite", "quick", "--bonds", "--out", "{tmp}/b"], "bonds = true"),
-    (["train", "--model", "egnn-vel", "--out", "{tmp}/x", "--residual", "force_difference"], "force field"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--model", "egnnn", "--out", "{tmp}/x"], "unknown model 'egnnn'"),
+        (["train", "--model", "mlp", "--out", "{tmp}/x", "--set", "epoch=2"], "did you mean 'epochs'"),
+        (["train", "--model", "mlp", "--out", "{tmp}/x", "--model-set", "hiden=2"], "no config option"),
+        (["train", "--model", "mlp", "--out", "{tmp}/x", "--config", "{tmp}/none.toml"], "not found"),
+        (["train", "--model", "mlp", "--out", "{tmp}/x", "--data", "{tmp}/none.npz"], "not found"),
+        (["train", "--model", "mlp", "--out", "{tmp}/x", "--resume"], "nothing to resume"),
+        (["train", "--model", "mlp", "--out", "{tmp}/x", "--device", "cuda:7"], "not available"),
+        (["train", "--model", "mlp", "--out", "{tmp}/x", "--threads", "0"], "--threads"),
+        (["bench", "--suite", "dmol", "--out", "{tmp}/b"], "--data"),
+        (["bench", "--suite", "quik", "--out", "{tmp}/b"], "known suites"),
+        (["bench", "--out", "{tmp}/b"], "--suite"),
+        (["bench", "--task", "twelve_body", "--models", "egn", "--out", "{tmp}/b"], "Did you mean 'egnn'"),
+        (["bench", "--suite", "quick", "--task", "nbody", "--out", "{tmp}/b"], "not both"),
+        (
+            ["train", "--model", "mlp", "--out", "{tmp}/x", "--history", "1", "--residual", "constant_acceleration"],
+            "needs a velocity history of at least 2",
+        ),
+        (["train", "--model", "mlp", "--out", "{tmp}/x", "--input-noise", "-1"], "input_noise must be"),
+        (["bench", "--task", "twelve_body", "--models", "mlp", "--seeds", "0,0", "--out", "{tmp}/b"], "distinct"),
+        (["bench", "--task", "twelve_body", "--models", "mlp", "--seeds", "a", "--out", "{tmp}/b"], "integers"),
+        (
+            ["bench", "--task", "twelve_body", "--models", "mlp", "--seeds", "0,1", "--seed", "2", "--out", "{tmp}/b"],
+            "not both",
+        ),
+        (["audit", "--checkpoint", "{tmp}/none.pt"], "not found"),
+        (["audit"], "--checkpoint"),
+        (["train", "--model", "egnn", "--task", "nbody", "--bonds", "--out", "{tmp}/x"], "only the twelve_body task"),
+        (["bench", "--suite", "quick", "--bonds", "--out", "{tmp}/b"], "bonds = true"),
+        (["train", "--model", "egnn-vel", "--out", "{tmp}/x", "--residual", "force_difference"], "force field"),
+    ],
+)
 def test_user_errors_are_one_line(tmp_path, capsys, argv, message):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     code, _, err = run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
@@ -151,14 +208,28 @@ def test_models_registered_in_user_code_are_usable_with_import(tmp_path, capsys)
         "from irrepnet.models.egnn import build_radial_field, RadialFieldConfig\n"
         "@register_model('my-rf', config=RadialFieldConfig)\n"
         "def build(config, task):\n"
-        "    return build_radial_field(config, task)\n")
+        "    return build_radial_field(config, task)\n"
+    )
     from irrepnet.registry import unregister_model
 
     try:
         code, out, err = run(capsys, "models", "--import", str(plugin))
         assert code == 0 and "my-rf" in out
-        code, _, err = run(capsys, "train", "--import", str(plugin), "--model", "my-rf", "--out",
-                           str(tmp_path / "o"), *TINY, "--model-set", "hidden=8", "--model-set", "layers=1")
+        code, _, err = run(
+            capsys,
+            "train",
+            "--import",
+            str(plugin),
+            "--model",
+            "my-rf",
+            "--out",
+            str(tmp_path / "o"),
+            *TINY,
+            "--model-set",
+            "hidden=8",
+            "--model-set",
+            "layers=1",
+        )
         assert code == 0, err
         code, out, err = run(capsys, "audit", "--import", str(plugin), "--checkpoint", str(tmp_path / "o" / "best.pt"))
         assert code == 0 and "audit of my-rf" in out

@@ -18,6 +18,7 @@ import warnings
 
 import pytest
 import torch
+from test_conformance import make_batches
 
 from irrepnet import keys as K
 from irrepnet.batch import to
@@ -27,12 +28,11 @@ from irrepnet.interface import IrrepsModel
 from irrepnet.registry import ConfigError, build_model, list_models
 from irrepnet.tasks import task_spec
 
-from test_conformance import make_batches
-
 #: sizes that compile quickly; the code paths are those of the defaults
 SMALL = {
-    "e3nn-reference": dict(irreps_hidden="2x0e + 2x0o + 2x1e + 2x1o", layers=1, lmax=1, number_of_basis=4,
-                           radial_neurons=8),
+    "e3nn-reference": dict(
+        irreps_hidden="2x0e + 2x0o + 2x1e + 2x1o", layers=1, lmax=1, number_of_basis=4, radial_neurons=8
+    ),
     "e3nn-polynomial": dict(lmax=1, hidden_irreps="2x0e + 2x1o"),
     "tfn": dict(hidden_irreps="2x0e + 2x0o + 2x1e + 2x1o", layers=1, lmax=1, radial_neurons=8, graph="full"),
     "se3-transformer": dict(hidden_irreps="4x0e + 4x1o", layers=1, lmax=1, radial_hidden=8),
@@ -126,7 +126,8 @@ def test_a_model_that_cannot_compile_falls_back_to_eager_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once, then quietly eager
         compiled(data)
-    with pytest.raises(Exception):
+    # fullgraph compilation raises dynamo's own error types, which vary across torch releases
+    with pytest.raises(Exception):  # noqa: B017
         compile_model(_Unbreakable(), fallback=False)(data)
 
 
@@ -135,8 +136,9 @@ def test_compiled_model_shares_parameters_and_state_dict_of_the_eager_one():
     model = build_model("radial-field", spec, hidden=8, layers=1)
     compiled = compile_model(model)
     assert isinstance(compiled, CompiledModel) and compiled.symmetry == model.symmetry
-    assert {n: p.data_ptr() for n, p in compiled.model.named_parameters()} == \
-        {n: p.data_ptr() for n, p in model.named_parameters()}
+    assert {n: p.data_ptr() for n, p in compiled.model.named_parameters()} == {
+        n: p.data_ptr() for n, p in model.named_parameters()
+    }
     assert set(compiled.state_dict()) == {f"model.{k}" for k in model.state_dict()}
     with pytest.raises(TypeError, match="compiled already"):
         compile_model(compiled)

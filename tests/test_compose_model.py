@@ -8,21 +8,27 @@ put it through the shared conformance suite, unchanged, on both tasks.
 """
 
 import inspect
-from pathlib import Path
-
-import pytest
-import torch
-
-from irrepnet.registry import list_models, unregister_model
-
-import test_conformance as conformance
 
 # --- composed model ---
 from dataclasses import dataclass
+from pathlib import Path
 
-from irrepnet import SequentialModel, keys as K, register_model
-from irrepnet.nn import (Gate, GraphConstruction, NodeInputs, RadialEmbedding, SphericalHarmonicsEdgeAttrs,
-                         TensorProductConv, VectorHead)
+import pytest
+import test_conformance as conformance
+import torch
+
+from irrepnet import SequentialModel, register_model
+from irrepnet import keys as K
+from irrepnet.nn import (
+    Gate,
+    GraphConstruction,
+    NodeInputs,
+    RadialEmbedding,
+    SphericalHarmonicsEdgeAttrs,
+    TensorProductConv,
+    VectorHead,
+)
+from irrepnet.registry import list_models, unregister_model
 
 
 @dataclass
@@ -35,12 +41,27 @@ class OneConvConfig:
 
 def build_one_conv(cfg: OneConvConfig, task):
     inputs, sh, gate = NodeInputs(task.inputs), SphericalHarmonicsEdgeAttrs(cfg.lmax), Gate(cfg.hidden)
-    conv = TensorProductConv(inputs.irreps_out[K.NODE_FEATURES], gate.irreps_in[K.NODE_FEATURES],
-                             sh.sh_irreps, cfg.n_basis, normalization="mean")
-    return SequentialModel(inputs, GraphConstruction("radius", r=cfg.r_max), sh,
-                           RadialEmbedding(cfg.n_basis, cfg.r_max), conv, gate,
-                           VectorHead(gate.irreps_out[K.NODE_FEATURES], K.DISPLACEMENT),
-                           irreps_in=task.inputs, outputs=[K.DISPLACEMENT], symmetry="E(3)")
+    conv = TensorProductConv(
+        inputs.irreps_out[K.NODE_FEATURES],
+        gate.irreps_in[K.NODE_FEATURES],
+        sh.sh_irreps,
+        cfg.n_basis,
+        normalization="mean",
+    )
+    return SequentialModel(
+        inputs,
+        GraphConstruction("radius", r=cfg.r_max),
+        sh,
+        RadialEmbedding(cfg.n_basis, cfg.r_max),
+        conv,
+        gate,
+        VectorHead(gate.irreps_out[K.NODE_FEATURES], K.DISPLACEMENT),
+        irreps_in=task.inputs,
+        outputs=[K.DISPLACEMENT],
+        symmetry="E(3)",
+    )
+
+
 # --- end ---
 
 NAME = "one-conv"

@@ -11,6 +11,7 @@ import io
 
 import pytest
 import torch
+from toy_modules import toy_molecules
 
 from irrepnet import data as D
 from irrepnet import keys as K
@@ -18,7 +19,6 @@ from irrepnet.batch import to
 from irrepnet.equivariance import audit
 from irrepnet.registry import ConfigError, build_model, list_models, unavailable_reason
 from irrepnet.tasks import task_spec
-from toy_modules import toy_molecules
 
 # -bonds: the chain's bonds as edge features; molecules: graphs of 3, 5 and 8 atoms of 4 species
 # (random geometries: the suite checks the energy models, not the data, so it needs no ASE)
@@ -35,8 +35,9 @@ AUDIT_TOLERANCES = {
 def make_batches(cache_dir):
     """One small float64 batch per task: (spec, batch)."""
     traj = D.simulate_polymer(D.PolymerConfig(n_frames=40, n_equilibrate=200))
-    train, _ = D.split_trajectory(traj, history=2, split="chronological", train_fraction=0.8, seed=0,
-                                  dtype=torch.float64)
+    train, _ = D.split_trajectory(
+        traj, history=2, split="chronological", train_fraction=0.8, seed=0, dtype=torch.float64
+    )
     nb = D.nbody("test", n_test=6, n_pool=6, n_valid=6, cache_dir=cache_dir)
     return {
         "twelve_body": (task_spec("twelve_body", history=2), train.batch([0, 5, 9])),
@@ -107,16 +108,19 @@ class TestConformance:
         whole = model(batch)
         offset = 0
         for g, n in enumerate(batch[K.NUM_NODES].tolist()):
-            single = {k: v[offset:offset + n] if K.is_registered(k) and K.field_kind(k) == K.NODE else v
-                      for k, v in batch.items() if k not in (K.EDGE_INDEX, K.EDGE_VEC, K.EDGE_LEN)}
+            single = {
+                k: v[offset : offset + n] if K.is_registered(k) and K.field_kind(k) == K.NODE else v
+                for k, v in batch.items()
+                if k not in (K.EDGE_INDEX, K.EDGE_VEC, K.EDGE_LEN)
+            }
             single[K.BATCH] = torch.zeros(n, dtype=torch.long)
             single[K.NUM_NODES] = torch.tensor([n])
             out = model(single)
             for field in model.irreps_out:
                 if K.field_kind(field) == K.NODE:
-                    torch.testing.assert_close(out[field], whole[field][offset:offset + n])
+                    torch.testing.assert_close(out[field], whole[field][offset : offset + n])
                 else:
-                    torch.testing.assert_close(out[field], whole[field][g:g + 1])
+                    torch.testing.assert_close(out[field], whole[field][g : g + 1])
             offset += n
 
     def test_backward_gives_finite_gradients(self, name, task, batches):

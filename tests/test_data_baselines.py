@@ -5,14 +5,13 @@ import pytest
 import torch
 
 from irrepnet import keys as K
-from irrepnet.data.trajectory import DEFAULT_DMOL_LOCATION
 from irrepnet.data import (
-    find_dmol_file,
     TrajectoryDataset,
     applicable_baselines,
     constant_acceleration,
     constant_velocity,
     evaluate_baselines,
+    find_dmol_file,
     fit_linear_delta_t,
     linear,
     nbody,
@@ -20,6 +19,7 @@ from irrepnet.data import (
     twelve_body,
     zero_displacement,
 )
+from irrepnet.data.trajectory import DEFAULT_DMOL_LOCATION
 
 DMOL_FILE = find_dmol_file()  # $IRREPNET_DMOL_FILE or ../shared/data/paths.npz
 

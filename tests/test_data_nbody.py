@@ -15,9 +15,9 @@ from irrepnet.data import (
     coulomb_energy,
     coulomb_forces,
     nbody,
+    nbody_sim,
     simulate_charged,
 )
-from irrepnet.data import nbody_sim
 
 # the package re-exports the function nbody() under the module's name: fetch the module
 nbody_mod = importlib.import_module("irrepnet.data.nbody_task")

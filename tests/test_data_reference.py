@@ -141,7 +141,9 @@ def test_altered_file_is_a_clear_error(altered_copy):
 
 def test_missing_file_is_a_clear_error(altered_copy):
     altered_copy.unlink()
-    with pytest.raises(FileNotFoundError, match=rf"reference trajectory {altered_copy} is missing or altered.*reinstall"):
+    with pytest.raises(
+        FileNotFoundError, match=rf"reference trajectory {altered_copy} is missing or altered.*reinstall"
+    ):
         load_task("twelve_body")
 
 
@@ -159,12 +161,16 @@ def test_committed_quick_table_has_the_reference_baselines():
     import json
     from pathlib import Path
 
-    results = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "quick" /
-                          "results.json").read_text())
+    results = json.loads(
+        (Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "quick" / "results.json").read_text()
+    )
     group = results["groups"][0]
     assert "polymer12.npz" in group["data"] and REFERENCE_SHA256[:12] in group["data"]
     rows = {r["name"]: r["metrics"]["test_mse"] for r in group["rows"] if r["kind"] == "baseline"}
-    names = {"zero-displacement": "zero", "constant-velocity": "constant_velocity",
-             "constant-acceleration": "constant_acceleration"}
+    names = {
+        "zero-displacement": "zero",
+        "constant-velocity": "constant_velocity",
+        "constant-acceleration": "constant_acceleration",
+    }
     for row_name, key in names.items():
         assert rows[row_name] == pytest.approx(REFERENCE_BASELINES[key], rel=1e-12)

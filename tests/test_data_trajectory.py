@@ -6,10 +6,10 @@ import pytest
 from irrepnet.data import trajectory as tj
 from irrepnet.data.trajectory import (
     DEFAULT_DMOL_LOCATION,
-    find_dmol_file,
     DMOL_SHA256,
     check_trajectory,
     file_sha256,
+    find_dmol_file,
     is_dmol_file,
     load_trajectory,
     save_trajectory,

@@ -14,9 +14,27 @@ import torch
 from irrepnet.train import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ["train", "--model", "radial-field", "--task", "twelve_body", "--history", "2", "--dtype", "float64",
-         "--set", "progress=false", "--threads", "1", "--model-set", "hidden=8", "--model-set", "layers=1",
-         "--set", "warmup_steps=2"]
+TRAIN = [
+    "train",
+    "--model",
+    "radial-field",
+    "--task",
+    "twelve_body",
+    "--history",
+    "2",
+    "--dtype",
+    "float64",
+    "--set",
+    "progress=false",
+    "--threads",
+    "1",
+    "--model-set",
+    "hidden=8",
+    "--model-set",
+    "layers=1",
+    "--set",
+    "warmup_steps=2",
+]
 
 
 def _free_port() -> int:
@@ -28,8 +46,20 @@ def _free_port() -> int:
 def _irrepnet(*args, ranks: int = 1, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     if ranks > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks), "--master-addr",
-               "127.0.0.1", "--master-port", str(_free_port()), "-m", "irrepnet", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(ranks),
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(_free_port()),
+            "-m",
+            "irrepnet",
+            *args,
+        ]
     else:
         cmd = [sys.executable, "-m", "irrepnet", *args]
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
@@ -82,8 +112,25 @@ def test_local_part_covers_the_batch():
 
 
 def test_bench_under_torchrun_gives_one_process_rows(tmp_path):
-    args = ["bench", "--task", "twelve_body", "--models", "radial-field,mlp", "--epochs", "1", "--max-steps", "4",
-            "--batch-size", "10", "--dtype", "float64", "--set", "progress=false", "--threads", "1"]
+    args = [
+        "bench",
+        "--task",
+        "twelve_body",
+        "--models",
+        "radial-field,mlp",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "10",
+        "--dtype",
+        "float64",
+        "--set",
+        "progress=false",
+        "--threads",
+        "1",
+    ]
     two = _irrepnet(*args, "--out", "two", ranks=2, cwd=tmp_path)
     _irrepnet(*args, "--out", "one", cwd=tmp_path)
     assert two.stdout.count("wrote ") == 1

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # signature and forward call, importing models.gcl like the real one. One flat parameter
 # of the real model's size (134,020 at hidden 64, 4 layers, 1 node and 2 edge features).
 FAKE_GCL = "SCALE = 0.5\n"
-FAKE_MODEL = '''
+FAKE_MODEL = """
 import torch
 from torch import nn
 from models.gcl import SCALE
@@ -34,7 +34,7 @@ class EGNN_vel(nn.Module):
     def forward(self, h, x, edges, vel, edge_attr):
         x += SCALE * vel * (1 + self.w[:1]) + 0 * h.sum() + 0 * edge_attr.sum()
         return x
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +106,19 @@ def test_run_on_a_stand_in(bench, tmp_path, monkeypatch, capsys):
     compiled.compile_model = lambda model: model  # stands in for torch.compile
     monkeypatch.setitem(sys.modules, "irrepnet.compile", compiled)
     repo, out = fake_repo(tmp_path, 134020), tmp_path / "result.json"
-    argv = ["--egnn-repo", str(repo), "--batch-size", "4", "--repeats", "2", "--warmup", "1", "--json", str(out),
-            "--compile"]
+    argv = [
+        "--egnn-repo",
+        str(repo),
+        "--batch-size",
+        "4",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        str(out),
+        "--compile",
+    ]
     assert bench.main(argv) == 0
     text = capsys.readouterr().out
     assert "paper EGNN_vel 134,020" in text and "same-function check skipped" in text
@@ -125,12 +136,23 @@ def _paper_checkout():
     return None
 
 
-@pytest.mark.skipif(_paper_checkout() is None, reason="no checkout of github.com/vgsatorras/egnn "
-                    "($IRREPNET_EGNN_REPO or ../egnn-paper)")
+@pytest.mark.skipif(
+    _paper_checkout() is None, reason="no checkout of github.com/vgsatorras/egnn ($IRREPNET_EGNN_REPO or ../egnn-paper)"
+)
 def test_against_the_papers_code(bench, tmp_path, capsys):
     out = tmp_path / "result.json"
-    argv = ["--egnn-repo", str(_paper_checkout()), "--batch-size", "10", "--repeats", "1", "--warmup", "0",
-            "--json", str(out)]
+    argv = [
+        "--egnn-repo",
+        str(_paper_checkout()),
+        "--batch-size",
+        "10",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+        str(out),
+    ]
     assert bench.main(argv) == 0
     result = json.loads(out.read_text())
     assert result["parameters"] == {"irrepnet": 134020, "paper": 134020}

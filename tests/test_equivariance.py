@@ -3,13 +3,11 @@ import torch
 from e3nn import nn as e3nn_nn
 from e3nn import o3
 from e3nn.util.test import equivariance_error
+from toy_modules import BrokenPermutation, BrokenReflection, BrokenRotation, BrokenTranslation, PairForce, random_batch
 
 from irrepnet import keys as K
 from irrepnet.equivariance import CHECKS, TensorModule, audit, audit_all
 from irrepnet.interface import Symmetry
-
-from toy_modules import (BrokenPermutation, BrokenReflection, BrokenRotation, BrokenTranslation, PairForce,
-                         random_batch)
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -26,8 +24,12 @@ def test_equivariant_module_passes_every_check(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "module, broken",
-    [(BrokenRotation, {"rotation", "reflection"}), (BrokenReflection, {"reflection"}),
-     (BrokenTranslation, {"translation"}), (BrokenPermutation, {"permutation"})],
+    [
+        (BrokenRotation, {"rotation", "reflection"}),
+        (BrokenReflection, {"reflection"}),
+        (BrokenTranslation, {"translation"}),
+        (BrokenPermutation, {"permutation"}),
+    ],
 )
 def test_broken_module_fails_exactly_what_it_breaks(module, broken, dtype):
     torch.manual_seed(0)
@@ -96,8 +98,9 @@ def _e3nn_comparison(func_module, irreps_in, irreps_out, seed):
     """e3nn's error and ours for the same two matrices (e3nn draws R, then a fresh R times -1)."""
     x = irreps_in.randn(16, -1, dtype=torch.float64)
     torch.manual_seed(seed)
-    theirs = equivariance_error(func_module, [x], [irreps_in], [irreps_out], ntrials=1, do_parity=True,
-                                do_translation=False)
+    theirs = equivariance_error(
+        func_module, [x], [irreps_in], [irreps_out], ntrials=1, do_parity=True, do_translation=False
+    )
     torch.manual_seed(seed)
     R0 = o3.rand_matrix(dtype=torch.float64)
     R1 = -o3.rand_matrix(dtype=torch.float64)
@@ -117,8 +120,9 @@ def test_agrees_with_e3nn_equivariance_error():
     # Broken (declares a pseudovector 1e output as 1o): both tools see the same error.
     class Pseudo(torch.nn.Module):
         def forward(self, x):
-            return torch.cat([x[:, :2], x[:, 2:3] * 0 + 1, torch.cross(x[:, 2:5], x[:, 5:8], dim=1),
-                              x[:, 5:8], x[:, 8:13]], dim=1)
+            return torch.cat(
+                [x[:, :2], x[:, 2:3] * 0 + 1, torch.cross(x[:, 2:5], x[:, 5:8], dim=1), x[:, 5:8], x[:, 8:13]], dim=1
+            )
 
     t_rot, t_ref, o_rot, o_ref = _e3nn_comparison(Pseudo(), irreps_in, irreps_out, seed=7)
     assert t_rot < 1e-4 and o_rot < 1e-12  # rotation is fine

@@ -6,9 +6,16 @@ import torch
 
 from irrepnet import keys as K
 from irrepnet.batch import collate
-from irrepnet.graph import (available_backends, build_graph, edge_vectors, full_graph, knn_graph,
-                            radius_graph)
-from irrepnet.graph import _cell_list, _common
+from irrepnet.graph import (
+    _cell_list,
+    _common,
+    available_backends,
+    build_graph,
+    edge_vectors,
+    full_graph,
+    knn_graph,
+    radius_graph,
+)
 
 RADIUS = ["torch", "torch_cluster", "vesin"]
 KNN = ["torch", "torch_cluster"]
@@ -203,8 +210,10 @@ def test_chunks_run_in_threads_and_torch_threads_are_restored(monkeypatch):
 
 def test_sparse_lookup_matches_dense_on_ordinary_input():
     pos, batch, _ = batch_of([400, 30, 250], 5.0, seed=4)
-    runs = [_common.canonical_edges(*_cell_list.radius_pairs(pos, 0.8, batch, 3, dense=d), 680, symmetric=True)
-            for d in (True, False)]
+    runs = [
+        _common.canonical_edges(*_cell_list.radius_pairs(pos, 0.8, batch, 3, dense=d), 680, symmetric=True)
+        for d in (True, False)
+    ]
     assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], ref_radius(pos, 0.8, batch))
 
 
@@ -334,8 +343,10 @@ def test_bad_inputs_give_clear_errors(monkeypatch):
 
 # --- pairs and regular graphs (the fast paths of irrepnet.nn.graph_layer) -------------------
 
+
 def test_edge_pairs_map_each_edge_and_its_reverse_to_one_pair():
     from irrepnet.graph._build import edge_pairs
+
     pos = torch.randn(30, 3) * 2
     batch = torch.arange(3).repeat_interleave(10)
     ei = radius_graph(pos, 2.5, batch)
@@ -351,6 +362,7 @@ def test_edge_pairs_map_each_edge_and_its_reverse_to_one_pair():
 def test_regular_degree_is_found_only_when_every_node_receives_equally():
     from irrepnet.graph import full_graph
     from irrepnet.nn.graph_layer import regular_degree
+
     assert regular_degree(full_graph(torch.tensor([5, 5, 5]))[1], 15) == 4
     assert regular_degree(full_graph(torch.tensor([5, 4]))[1], 9) is None
     assert regular_degree(torch.zeros(0, dtype=torch.long), 3) is None
@@ -358,6 +370,7 @@ def test_regular_degree_is_found_only_when_every_node_receives_equally():
 
 def test_a_second_graph_drops_the_pair_and_regular_fields_of_the_first():
     from irrepnet.nn import GraphConstruction
+
     data = {K.POS: torch.randn(10, 3) * 3, K.NUM_NODES: torch.tensor([5, 5])}
     full = GraphConstruction("full", pairs=True)(data)
     assert K.RECEIVER_SLOTS in full and K.PAIR_EDGE in full
@@ -368,13 +381,17 @@ def test_a_second_graph_drops_the_pair_and_regular_fields_of_the_first():
 def test_full_graph_topology_is_reused_only_for_the_same_systems():
     """GraphConstruction keeps the last full graph: reused for equal batch/num_nodes, rebuilt otherwise."""
     from irrepnet.nn import GraphConstruction
+
     layer = GraphConstruction("full")
     key = layer.topology_field
 
     def batch_of(counts):
         counts = torch.tensor(counts)
-        return {K.POS: torch.randn(int(counts.sum()), 3, dtype=torch.float64), K.NUM_NODES: counts,
-                K.BATCH: torch.arange(len(counts)).repeat_interleave(counts)}
+        return {
+            K.POS: torch.randn(int(counts.sum()), 3, dtype=torch.float64),
+            K.NUM_NODES: counts,
+            K.BATCH: torch.arange(len(counts)).repeat_interleave(counts),
+        }
 
     first = layer.topology(batch_of([3, 3]))
     again = layer.topology(batch_of([3, 3]))  # new tensors, same systems: the same edges, not rebuilt

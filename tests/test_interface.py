@@ -2,8 +2,15 @@ import pytest
 import torch
 
 from irrepnet import keys as K
-from irrepnet.interface import (IrrepsMismatchError, IrrepsModel, IrrepsModule, IrrepsSequential, MissingFieldError,
-                                Symmetry, TaskSpec)
+from irrepnet.interface import (
+    IrrepsMismatchError,
+    IrrepsModel,
+    IrrepsModule,
+    IrrepsSequential,
+    MissingFieldError,
+    Symmetry,
+    TaskSpec,
+)
 
 
 class Writer(IrrepsModule):

@@ -2,8 +2,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from irrepnet.irreps import (as_irreps, as_irreps_dict, irreps_D, pack_vectors, random_rotation, unpack_vectors,
-                             wigner_D)
+from irrepnet.irreps import as_irreps, as_irreps_dict, irreps_D, pack_vectors, random_rotation, unpack_vectors, wigner_D
 
 
 def test_cartesian_vectors_are_1o_in_e3nn():

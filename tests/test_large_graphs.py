@@ -5,8 +5,8 @@ import torch
 
 from irrepnet import keys as K
 from irrepnet.batch import collate
-from irrepnet.registry import ConfigError, build_model, list_models, unavailable_reason
 from irrepnet.interface import TaskSpec
+from irrepnet.registry import ConfigError, build_model, list_models, unavailable_reason
 from irrepnet.tasks import task_spec
 
 _SPEC = task_spec("twelve_body", history=2)
@@ -17,13 +17,18 @@ def _graph(n: int, seed: int, side: float = 4.0):
     g = torch.Generator().manual_seed(seed)
     # vel is the first block of vel_history, as in the trajectory datasets
     hist = 0.01 * torch.randn(n, 6, generator=g, dtype=torch.float64)
-    return {K.POS: torch.rand(n, 3, generator=g, dtype=torch.float64) * side,
-            K.VEL: hist[:, :3].clone(), K.VEL_HISTORY: hist,
-            K.NODE_INDEX: torch.arange(n)}
+    return {
+        K.POS: torch.rand(n, 3, generator=g, dtype=torch.float64) * side,
+        K.VEL: hist[:, :3].clone(),
+        K.VEL_HISTORY: hist,
+        K.NODE_INDEX: torch.arange(n),
+    }
 
 
-@pytest.mark.parametrize("name, config", [("tfn", {"graph": "radius", "r_max": 2.0}),
-                                          ("se3-transformer", {"graph": "radius", "radius": 2.0})])
+@pytest.mark.parametrize(
+    "name, config",
+    [("tfn", {"graph": "radius", "r_max": 2.0}), ("se3-transformer", {"graph": "radius", "radius": 2.0})],
+)
 def test_edge_chunks_give_the_same_outputs_and_gradients(name, config):
     batch = collate([_graph(24, 0, side=3.0), _graph(15, 1, side=3.0)])
     torch.manual_seed(0)
@@ -56,5 +61,5 @@ def test_graphs_of_different_sizes_in_one_batch(name):
     offset = 0
     for g in graphs:
         single = model(collate([g]))[K.DISPLACEMENT]
-        torch.testing.assert_close(whole[offset:offset + len(g[K.POS])], single)
+        torch.testing.assert_close(whole[offset : offset + len(g[K.POS])], single)
         offset += len(g[K.POS])

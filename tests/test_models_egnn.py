@@ -19,10 +19,17 @@ TWELVE2 = task_spec("twelve_body", history=2)
 
 def nbody_batch(sizes=(5, 5, 5), seed=0, dtype=torch.float32):
     gen = torch.Generator().manual_seed(seed)
-    return collate([{K.POS: torch.randn(n, 3, generator=gen, dtype=dtype),
-                     K.VEL: torch.randn(n, 3, generator=gen, dtype=dtype),
-                     K.CHARGE: torch.randint(0, 2, (n, 1), generator=gen).to(dtype) * 2 - 1,
-                     K.NODE_INDEX: torch.arange(n)} for n in sizes])
+    return collate(
+        [
+            {
+                K.POS: torch.randn(n, 3, generator=gen, dtype=dtype),
+                K.VEL: torch.randn(n, 3, generator=gen, dtype=dtype),
+                K.CHARGE: torch.randint(0, 2, (n, 1), generator=gen).to(dtype) * 2 - 1,
+                K.NODE_INDEX: torch.arange(n),
+            }
+            for n in sizes
+        ]
+    )
 
 
 def twelve_batch(n_graphs=2, history=2, seed=0, dtype=torch.float32):
@@ -30,15 +37,23 @@ def twelve_batch(n_graphs=2, history=2, seed=0, dtype=torch.float32):
     samples = []
     for _ in range(n_graphs):
         hist = 0.1 * torch.randn(12, 3 * history, generator=gen, dtype=dtype)
-        samples.append({K.POS: 3 * torch.randn(12, 3, generator=gen, dtype=dtype), K.VEL: hist[:, :3],
-                        K.VEL_HISTORY: hist, K.NODE_INDEX: torch.arange(12)})
+        samples.append(
+            {
+                K.POS: 3 * torch.randn(12, 3, generator=gen, dtype=dtype),
+                K.VEL: hist[:, :3],
+                K.VEL_HISTORY: hist,
+                K.NODE_INDEX: torch.arange(12),
+            }
+        )
     return collate(samples)
 
 
 def linear_shapes(seq):
     """[(in, out, bias) or activation name] of an nn.Sequential."""
-    return [(m.in_features, m.out_features, m.bias is not None) if isinstance(m, torch.nn.Linear)
-            else type(m).__name__ for m in seq]
+    return [
+        (m.in_features, m.out_features, m.bias is not None) if isinstance(m, torch.nn.Linear) else type(m).__name__
+        for m in seq
+    ]
 
 
 def test_egnn_vel_has_the_paper_layer_shapes_on_nbody():
@@ -55,8 +70,9 @@ def test_egnn_vel_has_the_paper_layer_shapes_on_nbody():
     # h^0 = |v| embedded by Linear(1 -> 64); a_ij = [q_i q_j, |x_i^0 - x_j^0|^2]
     embeddings = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.in_features == 1]
     assert len(embeddings) == 1 and embeddings[0].out_features == 64
-    per_layer = (131 * 64 + 64 + 64 * 64 + 64) + (128 * 64 + 64 + 64 * 64 + 64) + (64 * 64 + 64 + 64) + (
-        64 * 64 + 64 + 64 + 1)
+    per_layer = (
+        (131 * 64 + 64 + 64 * 64 + 64) + (128 * 64 + 64 + 64 * 64 + 64) + (64 * 64 + 64 + 64) + (64 * 64 + 64 + 64 + 1)
+    )
     assert sum(p.numel() for p in model.parameters()) == 64 + 64 + 4 * per_layer
 
 
@@ -82,8 +98,9 @@ def test_velocity_models_need_a_velocity():
     rf = build_model("radial-field", task_spec("twelve_body", history=0))
     assert isinstance(rf, RadialField) and K.VEL not in rf.irreps_in
     assert all(m.vel_mlp is None for m in rf.modules() if isinstance(m, RadialFieldLayer))
-    assert all(m.vel_mlp is not None for m in build_model("radial-field", NBODY).modules()
-               if isinstance(m, RadialFieldLayer))
+    assert all(
+        m.vel_mlp is not None for m in build_model("radial-field", NBODY).modules() if isinstance(m, RadialFieldLayer)
+    )
 
 
 def test_graphs_of_any_size_batch_like_one_at_a_time():
@@ -93,15 +110,21 @@ def test_graphs_of_any_size_batch_like_one_at_a_time():
         model = build_model(name, NBODY, layers=2, hidden=16).double()
         whole, start = model(data)[K.DISPLACEMENT], 0
         for n in sizes:
-            one = {k: v[start:start + n] for k, v in data.items() if k in (K.POS, K.VEL, K.CHARGE, K.NODE_INDEX)}
-            torch.testing.assert_close(model(one)[K.DISPLACEMENT], whole[start:start + n])
+            one = {k: v[start : start + n] for k, v in data.items() if k in (K.POS, K.VEL, K.CHARGE, K.NODE_INDEX)}
+            torch.testing.assert_close(model(one)[K.DISPLACEMENT], whole[start : start + n])
             start += n
 
 
-@pytest.mark.parametrize("overrides", [
-    {"attention": True}, {"normalize": True, "coords_agg": "sum"}, {"tanh": True, "coords_range": 2.0},
-    {"residual": False, "act": "relu"}, {"graph": "radius", "radius": 2.5},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"attention": True},
+        {"normalize": True, "coords_agg": "sum"},
+        {"tanh": True, "coords_range": 2.0},
+        {"residual": False, "act": "relu"},
+        {"graph": "radius", "radius": 2.5},
+    ],
+)
 def test_egnn_options_stay_e3_equivariant_with_translations(overrides):
     for name, spec, data in (("egnn", NBODY, nbody_batch()), ("egnn-vel", TWELVE2, twelve_batch())):
         model = build_model(name, spec, layers=2, hidden=16, **overrides)
@@ -119,14 +142,17 @@ def test_float64_batches_feed_float32_models():
     assert out[K.DISPLACEMENT].dtype == torch.float32
 
 
-@pytest.mark.parametrize("name, overrides, match", [
-    ("egnn", {"graph": "radius"}, "radius > 0"),
-    ("egnn", {"graph": "knn"}, "unknown graph"),
-    ("egnn", {"coords_agg": "max"}, "coords_agg"),
-    ("egnn", {"act": "swish"}, "unknown activation"),
-    ("radial-field", {"layers": 0}, "layers must be >= 1"),
-    ("gnn", {"hidden": 0}, "hidden >= 1"),
-])
+@pytest.mark.parametrize(
+    "name, overrides, match",
+    [
+        ("egnn", {"graph": "radius"}, "radius > 0"),
+        ("egnn", {"graph": "knn"}, "unknown graph"),
+        ("egnn", {"coords_agg": "max"}, "coords_agg"),
+        ("egnn", {"act": "swish"}, "unknown activation"),
+        ("radial-field", {"layers": 0}, "layers must be >= 1"),
+        ("gnn", {"hidden": 0}, "hidden >= 1"),
+    ],
+)
 def test_bad_options_are_config_errors(name, overrides, match):
     with pytest.raises(ConfigError, match=match):
         build_model(name, NBODY, **overrides)

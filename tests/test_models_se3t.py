@@ -6,6 +6,7 @@ trip of the default config are in the shared conformance suite.
 
 import pytest
 import torch
+from toy_modules import twelve_body_batch
 
 from irrepnet import keys as K
 from irrepnet.equivariance import audit
@@ -15,8 +16,6 @@ from irrepnet.nn import GraphConstruction, RadialEmbedding, SphericalHarmonicsEd
 from irrepnet.nn.attention import EquivariantAttention
 from irrepnet.registry import ConfigError, build_model, get_model_entry, list_models
 from irrepnet.tasks import task_spec
-
-from toy_modules import twelve_body_batch
 
 SMALL = {"hidden_irreps": "8x0e + 4x0o + 4x1o + 4x1e", "heads": 4, "layers": 2, "radius": 2.5}
 
@@ -36,7 +35,15 @@ def test_registered_with_documented_defaults():
     assert "attention" in entry.description
     cfg = entry.default_config()
     assert (cfg.hidden_irreps, cfg.lmax, cfg.heads, cfg.layers, cfg.graph, cfg.radius, cfg.basis, cfg.skip) == (
-        "32x0e + 16x1o + 16x1e", 2, 4, 2, "auto", None, "bessel", "linear")
+        "32x0e + 16x1o + 16x1e",
+        2,
+        4,
+        2,
+        "auto",
+        None,
+        "bessel",
+        "linear",
+    )
 
 
 def test_radius_defaults_per_task():
@@ -52,8 +59,9 @@ def test_radius_defaults_per_task():
     assert model.radius == 4.0
 
 
-@pytest.mark.parametrize("skip, kinds", [("linear", ["linear", "linear"]), ("auto", ["linear", "residual"]),
-                                         ("none", ["none", "none"])])
+@pytest.mark.parametrize(
+    "skip, kinds", [("linear", ["linear", "linear"]), ("auto", ["linear", "residual"]), ("none", ["none", "none"])]
+)
 def test_skip_options_and_their_equivariance(skip, kinds):
     torch.manual_seed(0)
     model = build_model("se3-transformer", task_spec("twelve_body", history=2), **{**SMALL, "skip": skip})
@@ -109,8 +117,12 @@ def test_edge_work_is_done_once_per_batch_and_shared_by_blocks():
             calls.setdefault(name, 0)
             module.register_forward_hook(lambda m, i, o, name=name: calls.__setitem__(name, calls[name] + 1))
     model(twelve_body_batch(torch.float32))
-    assert calls == {"GraphConstruction": 1, "SphericalHarmonicsEdgeAttrs": 1, "RadialEmbedding": 1,
-                     "EquivariantAttention": 3}
+    assert calls == {
+        "GraphConstruction": 1,
+        "SphericalHarmonicsEdgeAttrs": 1,
+        "RadialEmbedding": 1,
+        "EquivariantAttention": 3,
+    }
 
 
 def test_full_graph_gives_the_radius_graph_output():
@@ -140,16 +152,19 @@ def test_a_few_adam_steps_reduce_the_loss():
     assert losses[-1] < 0.5 * losses[0]
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"heads": 3}, r"hidden_irreps=.*multiplicities of 32x0e, 16x1o, 16x1e are not divisible by heads=3"),
-    ({"heads": 32}, r"16x1o, 16x1e are not divisible by heads=32"),
-    ({"key_irreps": "6x0e + 4x1o"}, r"key_irreps=.*6x0e are not divisible by heads=4"),
-    ({"hidden_irreps": "32x0e + 16x1e"}, r"no 1o channels"),
-    ({"graph": "knn"}, r"'radius', 'full' or 'auto'"),
-    ({"heads": 0}, r"heads >= 1"),
-    ({"radius": 0.0}, r"radius must be > 0"),
-    ({"skip": "gated"}, r"skip must be one of"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"heads": 3}, r"hidden_irreps=.*multiplicities of 32x0e, 16x1o, 16x1e are not divisible by heads=3"),
+        ({"heads": 32}, r"16x1o, 16x1e are not divisible by heads=32"),
+        ({"key_irreps": "6x0e + 4x1o"}, r"key_irreps=.*6x0e are not divisible by heads=4"),
+        ({"hidden_irreps": "32x0e + 16x1e"}, r"no 1o channels"),
+        ({"graph": "knn"}, r"'radius', 'full' or 'auto'"),
+        ({"heads": 0}, r"heads >= 1"),
+        ({"radius": 0.0}, r"radius must be > 0"),
+        ({"skip": "gated"}, r"skip must be one of"),
+    ],
+)
 def test_config_errors_are_clear(overrides, match):
     with pytest.raises(ConfigError, match=match):
         build_model("se3-transformer", task_spec("twelve_body", history=2), **overrides)

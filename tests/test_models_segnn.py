@@ -60,8 +60,9 @@ def _layer(seed, irreps_in, irreps_attr, irreps_out) -> SteerableLinear:
 def test_steerable_linear_equals_the_sum_over_paths(irreps_in, irreps_attr, irreps_out):
     layer = _layer(0, irreps_in, irreps_attr, irreps_out)
     x = torch.randn(7, layer.irreps_in.dim, dtype=torch.float64)
-    attr = o3.spherical_harmonics(irreps_attr, torch.randn(7, 3, dtype=torch.float64), normalize=True,
-                                  normalization="component")
+    attr = o3.spherical_harmonics(
+        irreps_attr, torch.randn(7, 3, dtype=torch.float64), normalize=True, normalization="component"
+    )
     torch.testing.assert_close(layer(x, attr), reference(layer, x, attr), rtol=1e-10, atol=1e-10)
 
 
@@ -70,8 +71,9 @@ def test_steerable_linear_has_the_weights_of_a_fully_connected_product(irreps_in
     layer = SteerableLinear(irreps_in, irreps_attr, irreps_out)
     fctp = o3.FullyConnectedTensorProduct(irreps_in, irreps_attr, irreps_out)
     assert layer.weight_numel == fctp.weight_numel
-    assert set(layer.path_weights()) and all(w.shape[1] == layer.irreps_out[o].mul
-                                             for (_, _, o), w in layer.path_weights().items())
+    assert set(layer.path_weights()) and all(
+        w.shape[1] == layer.irreps_out[o].mul for (_, _, o), w in layer.path_weights().items()
+    )
 
 
 @pytest.mark.parametrize("irreps_in,irreps_attr,irreps_out", CASES)
@@ -83,7 +85,10 @@ def test_steerable_linear_is_o3_equivariant(irreps_in, irreps_attr, irreps_out):
     # D_from_matrix builds its generators in float32: the attribute's own D was off by 3e-7)
     R = random_rotation(torch.Generator().manual_seed(3), proper=False).double()
     D_in, D_out = irreps_D(layer.irreps_in, R), irreps_D(layer.irreps_out, R)
-    sh = lambda v: o3.spherical_harmonics(irreps_attr, v, normalize=True, normalization="component")
+
+    def sh(v):
+        return o3.spherical_harmonics(irreps_attr, v, normalize=True, normalization="component")
+
     torch.testing.assert_close(layer(x @ D_in.T, sh(vec @ R.T)), layer(x, sh(vec)) @ D_out.T, rtol=1e-10, atol=1e-10)
 
 
@@ -94,17 +99,20 @@ def test_linear_parametrization_is_torch_linear_init_of_the_same_function(irreps
     layer.reset_parameters("linear")
     assert layer.parametrization == "linear"
     # the weights as used are the parameters themselves, each within +-1/sqrt(fan-in) of its output
-    for (i, j, o), w in layer.path_weights().items():
+    for (_i, _j, o), w in layer.path_weights().items():
         assert w.abs().max() <= layer.fan_in[o] ** -0.5 + 1e-12
     raw = [p for p in list(layer.weights_mix) + list(layer.weights_couple)]
-    assert torch.equal(torch.cat([w.flatten() for w in layer.path_weights().values()]).sort().values,
-                       torch.cat([p.flatten() for p in raw]).sort().values)
+    assert torch.equal(
+        torch.cat([w.flatten() for w in layer.path_weights().values()]).sort().values,
+        torch.cat([p.flatten() for p in raw]).sort().values,
+    )
     if layer.bias is not None:
         assert layer.bias.abs().max() > 0  # drawn like nn.Linear's bias, not zero
     # still the same function class: the fast layer equals the sum over paths, and is equivariant
     x = torch.randn(7, layer.irreps_in.dim, dtype=torch.float64)
-    attr = o3.spherical_harmonics(irreps_attr, torch.randn(7, 3, dtype=torch.float64), normalize=True,
-                                  normalization="component")
+    attr = o3.spherical_harmonics(
+        irreps_attr, torch.randn(7, 3, dtype=torch.float64), normalize=True, normalization="component"
+    )
     torch.testing.assert_close(layer(x, attr), reference(layer, x, attr), rtol=1e-10, atol=1e-10)
     layer.reset_parameters("e3nn")  # and back: unit-normal parameters, scaled by 1/sqrt(fan-in) in the forward
     raw = torch.cat([p.flatten() for p in list(layer.weights_mix) + list(layer.weights_couple)])
@@ -132,10 +140,14 @@ def test_weight_balanced_irreps_match_the_paper():
 
 def _nbody_batch(n_graphs=3, n=5, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    samples = [{K.POS: torch.randn(n, 3, generator=gen, dtype=torch.float64),
-                K.VEL: torch.randn(n, 3, generator=gen, dtype=torch.float64),
-                K.CHARGE: torch.randint(0, 2, (n, 1), generator=gen).double() * 2 - 1}
-               for _ in range(n_graphs)]
+    samples = [
+        {
+            K.POS: torch.randn(n, 3, generator=gen, dtype=torch.float64),
+            K.VEL: torch.randn(n, 3, generator=gen, dtype=torch.float64),
+            K.CHARGE: torch.randint(0, 2, (n, 1), generator=gen).double() * 2 - 1,
+        }
+        for _ in range(n_graphs)
+    ]
     return collate(samples)
 
 
@@ -162,8 +174,9 @@ def test_segnn_papers_code_inputs_and_attribute_scales():
     inputs.register_forward_hook(lambda _m, _args, out: seen.update(out))
     model(data)
     # a_i = mean_j Y(x_ij) + Y(v_i), Y^0 = 1/sqrt(4 pi) (e3nn's "integral"): a_i^0 = 2/sqrt(4 pi)
-    torch.testing.assert_close(seen[K.NODE_ATTRS][:, 0], torch.full((15,), 2 / math.sqrt(4 * math.pi),
-                                                                      dtype=torch.float64))
+    torch.testing.assert_close(
+        seen[K.NODE_ATTRS][:, 0], torch.full((15,), 2 / math.sqrt(4 * math.pi), dtype=torch.float64)
+    )
     # h^0: 1, |v| (no charge), then v and x - centroid
     assert seen[K.NODE_FEATURES].shape[1] == 2 + 3 + 3
     default = build_model("segnn", spec).double()
@@ -182,8 +195,9 @@ def test_segnn_radius_graph_fades_edges_out_at_the_cutoff():
     torch.manual_seed(0)
     # centred positions off: moving a node moves the centroid, which every output reads
     # readout at full scale: outputs of order 1e-2, so that the thresholds below mean the same for any init
-    model = build_model("segnn", task_spec("nbody"), graph="radius", radius=2.0, center_positions=False,
-                        readout_init_scale=1.0).double()
+    model = build_model(
+        "segnn", task_spec("nbody"), graph="radius", radius=2.0, center_positions=False, readout_init_scale=1.0
+    ).double()
     # node 3 at (x, 0, 0) with x near 2: only its edge to node 0 crosses the cutoff
     pos = torch.tensor([[0.0, 0, 0], [-0.3, 0.4, 0], [-0.5, 0.2, 0.1], [0.0, 0.0, 0.0]], dtype=torch.float64)
     base = {K.VEL: torch.randn(4, 3, dtype=torch.float64), K.CHARGE: torch.ones(4, 1, dtype=torch.float64)}
@@ -201,17 +215,20 @@ def test_segnn_radius_graph_fades_edges_out_at_the_cutoff():
     assert outside.abs().max() < 10  # and the scale is what the thresholds assume
 
 
-@pytest.mark.parametrize("overrides,match", [
-    (dict(lmax_attr=0), "lmax_attr"),
-    (dict(layers=0), "layers"),
-    (dict(aggregation="max"), "aggregation"),
-    (dict(hidden_irreps="8x1o"), "0e"),
-    (dict(hidden_irreps="eight vectors"), "invalid hidden_irreps"),
-    (dict(graph="radius"), "radius"),
-    (dict(features=0), "features"),
-    (dict(parametrization="xavier"), "parametrization"),
-    (dict(attr_normalization="norm"), "attr_normalization"),
-])
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (dict(lmax_attr=0), "lmax_attr"),
+        (dict(layers=0), "layers"),
+        (dict(aggregation="max"), "aggregation"),
+        (dict(hidden_irreps="8x1o"), "0e"),
+        (dict(hidden_irreps="eight vectors"), "invalid hidden_irreps"),
+        (dict(graph="radius"), "radius"),
+        (dict(features=0), "features"),
+        (dict(parametrization="xavier"), "parametrization"),
+        (dict(attr_normalization="norm"), "attr_normalization"),
+    ],
+)
 def test_segnn_config_errors_say_what_to_change(overrides, match):
     with pytest.raises(ConfigError, match=match):
         build_model("segnn", task_spec("nbody"), **overrides)

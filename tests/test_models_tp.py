@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from toy_modules import random_batch
 
 from irrepnet import keys as K
 from irrepnet.equivariance import audit
@@ -14,8 +15,6 @@ from irrepnet.models.tfn import TensorFieldNetwork, reference_config
 from irrepnet.nn import TensorProductConv
 from irrepnet.registry import ConfigError, build_model
 from irrepnet.tasks import task_spec
-
-from toy_modules import random_batch
 
 TWELVE = task_spec("twelve_body", history=2)
 # building gate_points_2101 at full size takes seconds (e3nn generates code per tensor
@@ -36,23 +35,31 @@ def polymer_batch(dtype=torch.float64, frames=3, history=2):
     steps[..., 2] = 0  # the polymer is planar, as in the task
     pos = torch.cumsum(steps / steps.norm(dim=-1, keepdim=True), dim=1).reshape(-1, 3) * 0.8
     vel_history = 0.01 * torch.randn(frames * 12, 3 * history, generator=gen, dtype=dtype)
-    return {K.POS: pos, K.VEL: vel_history[:, :3], K.VEL_HISTORY: vel_history,
-            K.NODE_INDEX: torch.arange(12).repeat(frames),
-            K.BATCH: torch.arange(frames).repeat_interleave(12), K.NUM_NODES: torch.full((frames,), 12)}
+    return {
+        K.POS: pos,
+        K.VEL: vel_history[:, :3],
+        K.VEL_HISTORY: vel_history,
+        K.NODE_INDEX: torch.arange(12).repeat(frames),
+        K.BATCH: torch.arange(frames).repeat_interleave(12),
+        K.NUM_NODES: torch.full((frames,), 12),
+    }
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"hidden_irreps": "16x0e + 8x1e + 4x2e"}, "no 1o channel"),
-    ({"hidden_irreps": "8x0e + 8xx1o"}, "invalid hidden_irreps"),
-    ({"lmax": 0}, "lmax"),
-    ({"layers": 0}, "layers"),
-    ({"graph": "knn"}, "graph"),
-    ({"basis": "chebyshev"}, "basis"),
-    ({"normalization": "max"}, "normalization"),
-    ({"skip": "dense"}, "skip"),
-    ({"r_max": -1.0}, "r_max"),
-    ({"head": "mlp"}, "head"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"hidden_irreps": "16x0e + 8x1e + 4x2e"}, "no 1o channel"),
+        ({"hidden_irreps": "8x0e + 8xx1o"}, "invalid hidden_irreps"),
+        ({"lmax": 0}, "lmax"),
+        ({"layers": 0}, "layers"),
+        ({"graph": "knn"}, "graph"),
+        ({"basis": "chebyshev"}, "basis"),
+        ({"normalization": "max"}, "normalization"),
+        ({"skip": "dense"}, "skip"),
+        ({"r_max": -1.0}, "r_max"),
+        ({"head": "mlp"}, "head"),
+    ],
+)
 def test_tfn_config_errors_are_clear(overrides, message):
     with pytest.raises(ConfigError, match=message):
         build_model("tfn", TWELVE, **overrides)
@@ -178,15 +185,18 @@ def test_auto_graph_is_the_full_graph_and_computes_what_the_radius_graph_does(na
     from irrepnet.graph import build_graph
     from irrepnet.nn.graph_layer import GraphConstruction
     from irrepnet.registry import build_model
+
     models = {}
     for graph in ("auto", "radius"):
         torch.manual_seed(0)
         models[graph] = build_model(name, TWELVE, graph=graph).double()
-    kinds = {g: next(m for m in model.modules() if isinstance(m, GraphConstruction)).kind
-             for g, model in models.items()}
+    kinds = {
+        g: next(m for m in model.modules() if isinstance(m, GraphConstruction)).kind for g, model in models.items()
+    }
     assert kinds == {"auto": "full", "radius": "radius"}
     batch = polymer_batch()
     batch[K.POS] = batch[K.POS] * 1.6  # spread the chains so that some pairs are beyond the cutoff
     assert build_graph(batch, "radius", r=3.5)[K.EDGE_INDEX].shape[1] < 3 * 12 * 11
-    torch.testing.assert_close(models["auto"](batch)[K.DISPLACEMENT], models["radius"](batch)[K.DISPLACEMENT],
-                               rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(
+        models["auto"](batch)[K.DISPLACEMENT], models["radius"](batch)[K.DISPLACEMENT], rtol=1e-9, atol=1e-12
+    )

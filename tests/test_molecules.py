@@ -11,14 +11,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from toy_modules import toy_molecules
 
 from irrepnet import keys as K
 from irrepnet.batch import collate
 from irrepnet.equivariance import audit
-from irrepnet.registry import ConfigError, build_model, list_models, unavailable_reason
-from irrepnet.registry import module_available
+from irrepnet.registry import ConfigError, build_model, list_models, module_available, unavailable_reason
 from irrepnet.tasks import task_spec
-from toy_modules import toy_molecules
 
 needs_ase = pytest.mark.skipif(not module_available("ase"), reason="the EMT dataset needs ASE: pip install ase")
 
@@ -97,7 +96,7 @@ def test_forces_are_the_negative_gradient_of_the_energy(name):
         plus[K.POS][atom, axis] += h
         minus[K.POS][atom, axis] -= h
         slope = (model(plus)[K.ENERGY][graph] - model(minus)[K.ENERGY][graph]) / (2 * h)
-        torch.testing.assert_close(-slope, forces[atom, axis:axis + 1], rtol=1e-6, atol=1e-8)
+        torch.testing.assert_close(-slope, forces[atom, axis : axis + 1], rtol=1e-6, atol=1e-8)
 
 
 def test_the_energy_model_leaves_the_callers_positions_alone_and_trains_through_the_forces():
@@ -196,6 +195,7 @@ def test_bad_arguments_say_what_to_change():
 @needs_ase
 def test_a_short_training_run_lowers_the_loss_and_reports_maes(tmp_path, monkeypatch):
     from conftest import small
+
     from irrepnet import metrics as M
     from irrepnet.tasks import load_task
     from irrepnet.train import load_trained, make_trainer
@@ -246,6 +246,7 @@ def test_physical_forces_are_the_gradient_of_the_physical_energy(tmp_path):
 @needs_ase
 def test_options_meant_for_displacements_are_refused_on_energies(tmp_path, monkeypatch):
     from conftest import small
+
     from irrepnet.tasks import load_task
     from irrepnet.train import make_trainer
 

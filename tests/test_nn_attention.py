@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 from e3nn import o3
+from toy_modules import random_batch
 
 from irrepnet import IrrepsModule, IrrepsSequential
 from irrepnet import keys as K
@@ -12,8 +13,6 @@ from irrepnet.equivariance import audit
 from irrepnet.interface import Symmetry
 from irrepnet.nn import GraphConstruction, NodeInputs, RadialEmbedding, SphericalHarmonicsEdgeAttrs
 from irrepnet.nn.attention import EquivariantAttention, head_matrix
-
-from toy_modules import random_batch
 
 INPUTS = {K.POS: "1o", K.VEL: "1o"}
 HIDDEN = "8x0e + 4x0o + 4x1o + 4x1e"  # both parities: reflections are really tested
@@ -26,8 +25,12 @@ def block(irreps_in="1x0e + 1x1o", irreps_out=HIDDEN, heads=4, lmax=2, **kwargs)
 
 def edge_layers(graph="radius", lmax=2):
     r = R_MAX if graph == "radius" else None
-    return [NodeInputs(INPUTS), GraphConstruction(graph, r=r), SphericalHarmonicsEdgeAttrs(lmax),
-            RadialEmbedding(8, R_MAX)]
+    return [
+        NodeInputs(INPUTS),
+        GraphConstruction(graph, r=r),
+        SphericalHarmonicsEdgeAttrs(lmax),
+        RadialEmbedding(8, R_MAX),
+    ]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -37,6 +40,7 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
 
 class Probe(IrrepsModule):
     """Graph, edge embeddings and attention blocks; returns only the node features (edges reorder under permutation)."""
@@ -121,7 +125,7 @@ def _head_entries(linear: o3.Linear, first_block: int, heads: int, head: int) ->
         size = mul_in * mul_out
         if ins.i_out >= first_block:
             owner = torch.arange(mul_out) // (mul_out // heads)
-            mask[offset:offset + size] = (owner == head).repeat(mul_in)
+            mask[offset : offset + size] = (owner == head).repeat(mul_in)
         offset += size
     return mask
 
@@ -159,7 +163,7 @@ def test_heads_are_independent(probe):
 def test_output_is_continuous_as_a_neighbour_crosses_the_cutoff(probe, neighbours):
     # one block: node 0's output then depends on the moving node only through the edge 1 -> 0
     probe = Probe(copy.deepcopy(probe.chain.layers[4])).double()
-    others = [[0.3, 0.8, -0.2], [-0.9, 0.1, 0.4]][:neighbours - 1]
+    others = [[0.3, 0.8, -0.2], [-0.9, 0.1, 0.4]][: neighbours - 1]
     vel = torch.randn(neighbours + 1, 3, dtype=torch.float64)
 
     def receiver_output(distance):
@@ -173,12 +177,15 @@ def test_output_is_continuous_as_a_neighbour_crosses_the_cutoff(probe, neighbour
     assert (receiver_output(0.5 * R_MAX) - receiver_output(0.7 * R_MAX)).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"heads": 3}, r"multiplicities of 8x0e, 4x0o, 4x1o, 4x1e are not divisible by heads=3"),
-    ({"heads": 8}, r"4x0o, 4x1o, 4x1e are not divisible by heads=8"),
-    ({"heads": 2, "irreps_key": "3x0e + 2x1o"}, r"key irreps 3x0e\+2x1o: multiplicities of 3x0e"),
-    ({"heads": 0}, r"heads must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"heads": 3}, r"multiplicities of 8x0e, 4x0o, 4x1o, 4x1e are not divisible by heads=3"),
+        ({"heads": 8}, r"4x0o, 4x1o, 4x1e are not divisible by heads=8"),
+        ({"heads": 2, "irreps_key": "3x0e + 2x1o"}, r"key irreps 3x0e\+2x1o: multiplicities of 3x0e"),
+        ({"heads": 0}, r"heads must be >= 1"),
+    ],
+)
 def test_multiplicity_not_divisible_by_heads_is_a_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         block(**kwargs)

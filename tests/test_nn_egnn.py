@@ -41,8 +41,14 @@ def layer_batch(n_per_graph=(4, 3), features=5, edge_dim=2, seed=0, dtype=torch.
 def test_layer_shapes_and_declared_irreps():
     data = layer_batch(features=5, edge_dim=2)
     layer = EGNNLayer(5, 7, hidden=11, edge_attr_dim=2, residual=False, velocity=True).double()
-    assert layer.irreps_in == {K.NODE_FEATURES: o3.Irreps("5x0e"), K.EDGE_INDEX: None, K.EDGE_VEC: o3.Irreps("1o"),
-                               COORD_SHIFT: o3.Irreps("1o"), EDGE_ATTRS: o3.Irreps("2x0e"), K.VEL: o3.Irreps("1o")}
+    assert layer.irreps_in == {
+        K.NODE_FEATURES: o3.Irreps("5x0e"),
+        K.EDGE_INDEX: None,
+        K.EDGE_VEC: o3.Irreps("1o"),
+        COORD_SHIFT: o3.Irreps("1o"),
+        EDGE_ATTRS: o3.Irreps("2x0e"),
+        K.VEL: o3.Irreps("1o"),
+    }
     assert layer.irreps_out == {K.NODE_FEATURES: o3.Irreps("7x0e"), COORD_SHIFT: o3.Irreps("1o")}
     out = layer(data)
     assert out[K.NODE_FEATURES].shape == (7, 7) and out[COORD_SHIFT].shape == (7, 3)
@@ -61,12 +67,15 @@ def test_layers_compose_and_mismatches_are_caught():
         IrrepsSequential(ScalarEmbedding(3, 8), EGNNLayer(6), irreps_in=given)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"in_features": 4, "out_features": 5, "residual": True}, "in_features == out_features"),
-    ({"in_features": 4, "coords_agg": "max"}, "coords_agg"),
-    ({"in_features": 0}, "positive"),
-    ({"in_features": 4, "act": "swish"}, "unknown activation"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"in_features": 4, "out_features": 5, "residual": True}, "in_features == out_features"),
+        ({"in_features": 4, "coords_agg": "max"}, "coords_agg"),
+        ({"in_features": 0}, "positive"),
+        ({"in_features": 4, "act": "swish"}, "unknown activation"),
+    ],
+)
 def test_layer_rejects_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         EGNNLayer(**kwargs)
@@ -84,6 +93,7 @@ def test_coordinate_mlp_starts_small():
 
 # --- a hand-computed example ----------------------------------------------------
 
+
 def silu(z):
     return z / (1.0 + math.exp(-z))
 
@@ -92,8 +102,17 @@ def sigmoid(z):
     return 1.0 / (1.0 + math.exp(-z))
 
 
-W = {"e1": ([0.5, -0.25, 0.1, 1.0], 0.2), "e2": (0.7, -0.1), "x1": (1.5, 0.05), "x2": -0.8,
-     "h1": ([0.3, 0.6], 0.0), "h2": (2.0, 0.1), "v1": (0.9, 0.2), "v2": (0.5, 0.3), "att": (1.2, -0.4)}
+W = {
+    "e1": ([0.5, -0.25, 0.1, 1.0], 0.2),
+    "e2": (0.7, -0.1),
+    "x1": (1.5, 0.05),
+    "x2": -0.8,
+    "h1": ([0.3, 0.6], 0.0),
+    "h2": (2.0, 0.1),
+    "v1": (0.9, 0.2),
+    "v2": (0.5, 0.3),
+    "att": (1.2, -0.4),
+}
 
 
 def set_weights(layer):
@@ -101,6 +120,7 @@ def set_weights(layer):
         lin.weight.copy_(torch.tensor(w, dtype=torch.float64).reshape(lin.weight.shape))
         if b is not None:
             lin.bias.fill_(b)
+
     with torch.no_grad():
         put(layer.edge_mlp[0], *W["e1"])
         put(layer.edge_mlp[2], *W["e2"])
@@ -143,10 +163,13 @@ def reference(x, h, v, a, *, mean, velocity, attention=False, normalize=False, t
     return new_x, new_h
 
 
-@pytest.mark.parametrize("opts", [
-    dict(mean=True, velocity=True),
-    dict(mean=False, velocity=False, attention=True, normalize=True, tanh=True, rng=2.5),
-])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        dict(mean=True, velocity=True),
+        dict(mean=False, velocity=False, attention=True, normalize=True, tanh=True, rng=2.5),
+    ],
+)
 def test_layer_matches_a_hand_computed_three_node_example(opts):
     x0 = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.5]]
     shift = [[0.1, -0.2, 0.0], [0.0, 0.3, 0.1], [-0.1, 0.0, 0.2]]
@@ -154,14 +177,27 @@ def test_layer_matches_a_hand_computed_three_node_example(opts):
     edges = [(2, 0), (0, 1), (1, 0), (2, 1), (0, 2), (1, 2)]  # (sender j, receiver i), deliberately unsorted
     ei = torch.tensor(edges).T
     pos, s = torch.tensor(x0, dtype=torch.float64), torch.tensor(shift, dtype=torch.float64)
-    data = {K.NODE_FEATURES: torch.tensor(h, dtype=torch.float64)[:, None], K.EDGE_INDEX: ei,
-            K.EDGE_VEC: pos[ei[1]] - pos[ei[0]], COORD_SHIFT: s,
-            EDGE_ATTRS: torch.tensor([[q[i] * q[j]] for j, i in edges], dtype=torch.float64),
-            K.VEL: torch.tensor(v, dtype=torch.float64)}
-    layer = EGNNLayer(1, 1, 1, edge_attr_dim=1, residual=True, attention=opts.get("attention", False),
-                      normalize=opts.get("normalize", False), tanh=opts.get("tanh", False),
-                      coords_range=opts.get("rng", 1.0), coords_agg="mean" if opts["mean"] else "sum",
-                      velocity=opts["velocity"]).double()
+    data = {
+        K.NODE_FEATURES: torch.tensor(h, dtype=torch.float64)[:, None],
+        K.EDGE_INDEX: ei,
+        K.EDGE_VEC: pos[ei[1]] - pos[ei[0]],
+        COORD_SHIFT: s,
+        EDGE_ATTRS: torch.tensor([[q[i] * q[j]] for j, i in edges], dtype=torch.float64),
+        K.VEL: torch.tensor(v, dtype=torch.float64),
+    }
+    layer = EGNNLayer(
+        1,
+        1,
+        1,
+        edge_attr_dim=1,
+        residual=True,
+        attention=opts.get("attention", False),
+        normalize=opts.get("normalize", False),
+        tanh=opts.get("tanh", False),
+        coords_range=opts.get("rng", 1.0),
+        coords_agg="mean" if opts["mean"] else "sum",
+        velocity=opts["velocity"],
+    ).double()
     set_weights(layer)
     out = layer(data)
     x = [[x0[i][k] + shift[i][k] for k in range(3)] for i in range(3)]
@@ -174,16 +210,28 @@ def test_layer_matches_a_hand_computed_three_node_example(opts):
 
 # --- equivariance of every option combination ----------------------------------
 
-OPTIONS = list(itertools.product([False, True], [False, True], [False, True], [False, True], ["mean", "sum"],
-                                 [False, True]))
+OPTIONS = list(
+    itertools.product([False, True], [False, True], [False, True], [False, True], ["mean", "sum"], [False, True])
+)
 
 
 @pytest.mark.parametrize("residual, attention, normalize, tanh, agg, velocity", OPTIONS)
 def test_every_option_combination_is_e3_equivariant(residual, attention, normalize, tanh, agg, velocity):
     torch.manual_seed(0)
     data = layer_batch(features=4, edge_dim=2)
-    layer = EGNNLayer(4, 4 if residual else 6, hidden=8, edge_attr_dim=2, residual=residual, attention=attention,
-                      normalize=normalize, tanh=tanh, coords_range=3.0, coords_agg=agg, velocity=velocity)
+    layer = EGNNLayer(
+        4,
+        4 if residual else 6,
+        hidden=8,
+        edge_attr_dim=2,
+        residual=residual,
+        attention=attention,
+        normalize=normalize,
+        tanh=tanh,
+        coords_range=3.0,
+        coords_agg=agg,
+        velocity=velocity,
+    )
     with torch.no_grad():  # make coordinate updates of order one, so that a symmetry break would show
         layer.coord_mlp[-1].weight.normal_()
     report = audit(layer, data, dtype=torch.float64, checks=("rotation", "reflection", "permutation"), trials=1)
@@ -218,18 +266,23 @@ def test_coincident_nodes_give_finite_gradients():
 def test_regular_graph_path_gives_the_numbers_of_the_gather_scatter_path(name):
     """A full graph of equal-size systems takes the dense (n, D) path; the sparse path must agree."""
     from irrepnet import keys as K
+    from irrepnet.nn.graph_layer import GraphConstruction
     from irrepnet.registry import build_model
     from irrepnet.tasks import task_spec
-    from irrepnet.nn.graph_layer import GraphConstruction
+
     spec = task_spec("nbody", delta_t=0.001)
     graph = {"tfn": {"graph": "full"}, "se3-transformer": {"graph": "full", "radius": 50.0}}.get(name, {})
     torch.manual_seed(0)
     model = build_model(name, spec, **graph).double()
     g = torch.Generator().manual_seed(1)
     n = 4 * 5
-    data = {K.POS: torch.randn(n, 3, generator=g, dtype=torch.float64), K.VEL: torch.randn(n, 3, generator=g,
-            dtype=torch.float64), K.CHARGE: torch.randn(n, 1, generator=g, dtype=torch.float64).sign(),
-            K.NUM_NODES: torch.full((4,), 5), K.BATCH: torch.arange(4).repeat_interleave(5)}
+    data = {
+        K.POS: torch.randn(n, 3, generator=g, dtype=torch.float64),
+        K.VEL: torch.randn(n, 3, generator=g, dtype=torch.float64),
+        K.CHARGE: torch.randn(n, 1, generator=g, dtype=torch.float64).sign(),
+        K.NUM_NODES: torch.full((4,), 5),
+        K.BATCH: torch.arange(4).repeat_interleave(5),
+    }
     layer = next(m for m in model.modules() if isinstance(m, GraphConstruction))
     assert K.RECEIVER_SLOTS in layer(data)
     dense = model(data)[K.DISPLACEMENT]

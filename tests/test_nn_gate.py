@@ -15,14 +15,22 @@ class E3Gate(Gate):
     symmetry = Symmetry.E3  # a bare layer claims nothing; the audit needs a claim to judge
 
 
-@pytest.mark.parametrize("hidden, scalars, gates, gated, irreps_in", [
-    ("16x0e + 16x0o + 8x1e + 8x1o", "16x0e + 16x0o", "16x0e", "8x1e + 8x1o", "16x0o + 32x0e + 8x1o + 8x1e"),
-    ("8x0e + 8x0o + 16x1e + 16x1o + 8x2e + 8x2o", "8x0e + 8x0o", "48x0e", "16x1e + 16x1o + 8x2e + 8x2o",
-     "8x0o + 56x0e + 16x1o + 16x1e + 8x2o + 8x2e"),
-    ("4x0e", "4x0e", "", "", "4x0e"),
-    ("2x1o + 3x2e", "", "5x0e", "2x1o + 3x2e", "5x0e + 2x1o + 3x2e"),
-    ("2x0e + 1x1o + 2x0e", "4x0e", "1x0e", "1x1o", "5x0e + 1x1o"),  # repeated irreps are simplified
-])
+@pytest.mark.parametrize(
+    "hidden, scalars, gates, gated, irreps_in",
+    [
+        ("16x0e + 16x0o + 8x1e + 8x1o", "16x0e + 16x0o", "16x0e", "8x1e + 8x1o", "16x0o + 32x0e + 8x1o + 8x1e"),
+        (
+            "8x0e + 8x0o + 16x1e + 16x1o + 8x2e + 8x2o",
+            "8x0e + 8x0o",
+            "48x0e",
+            "16x1e + 16x1o + 8x2e + 8x2o",
+            "8x0o + 56x0e + 16x1o + 16x1e + 8x2o + 8x2e",
+        ),
+        ("4x0e", "4x0e", "", "", "4x0e"),
+        ("2x1o + 3x2e", "", "5x0e", "2x1o + 3x2e", "5x0e + 2x1o + 3x2e"),
+        ("2x0e + 1x1o + 2x0e", "4x0e", "1x0e", "1x1o", "5x0e + 1x1o"),  # repeated irreps are simplified
+    ],
+)
 def test_gate_irreps_arithmetic(hidden, scalars, gates, gated, irreps_in):
     parts = gate_irreps(hidden)
     assert parts.scalars == o3.Irreps(scalars)

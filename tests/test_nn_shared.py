@@ -3,16 +3,22 @@
 import pytest
 import torch
 from e3nn import o3
+from toy_modules import random_batch
 
 from irrepnet import IrrepsSequential
 from irrepnet import keys as K
 from irrepnet.equivariance import audit
 from irrepnet.interface import IrrepsModel, Symmetry
-from irrepnet.nn import (GraphConstruction, NodeInputs, RadialEmbedding, ScalarHead, SphericalHarmonicsEdgeAttrs,
-                         VectorHead, polynomial_cutoff)
+from irrepnet.nn import (
+    GraphConstruction,
+    NodeInputs,
+    RadialEmbedding,
+    ScalarHead,
+    SphericalHarmonicsEdgeAttrs,
+    VectorHead,
+    polynomial_cutoff,
+)
 from irrepnet.tasks import task_spec
-
-from toy_modules import random_batch
 
 
 class EdgeFeatureModel(IrrepsModel):
@@ -25,8 +31,12 @@ class EdgeFeatureModel(IrrepsModel):
         self.chain = None
         super().__init__(spec.inputs, {K.DISPLACEMENT: "1o", K.ENERGY: "0e"})
         self.chain = IrrepsSequential(
-            NodeInputs(spec.inputs), GraphConstruction("radius", r=2.5),
-            SphericalHarmonicsEdgeAttrs(2), RadialEmbedding(6, 2.5, basis), irreps_in=spec.inputs)
+            NodeInputs(spec.inputs),
+            GraphConstruction("radius", r=2.5),
+            SphericalHarmonicsEdgeAttrs(2),
+            RadialEmbedding(6, 2.5, basis),
+            irreps_in=spec.inputs,
+        )
         self.w = torch.nn.Linear(6, 1)
         irreps = o3.Irreps("1x0e + 1x1o + 1x0e + 1x0e + 1x1o + 1x2e")
         self.vec = VectorHead(irreps)

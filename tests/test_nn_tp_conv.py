@@ -5,15 +5,21 @@ import itertools
 import pytest
 import torch
 from e3nn import o3
+from toy_modules import random_batch
 
 from irrepnet import IrrepsSequential
 from irrepnet import keys as K
 from irrepnet.equivariance import audit
 from irrepnet.interface import IrrepsModel, Symmetry
-from irrepnet.nn import (EdgeTensorProduct, GraphConstruction, NodeInputs, RadialEmbedding, RadialMLP,
-                         SphericalHarmonicsEdgeAttrs, TensorProductConv)
-
-from toy_modules import random_batch
+from irrepnet.nn import (
+    EdgeTensorProduct,
+    GraphConstruction,
+    NodeInputs,
+    RadialEmbedding,
+    RadialMLP,
+    SphericalHarmonicsEdgeAttrs,
+    TensorProductConv,
+)
 
 SH = o3.Irreps.spherical_harmonics(3)
 MIXED = o3.Irreps("2x0e + 2x0o + 2x1o + 2x1e + 1x2e + 1x2o")
@@ -27,30 +33,43 @@ def e3nn_messages(tp: EdgeTensorProduct, x, sh, w):
     channels = []  # (sort key in the group layout, irrep, (E, 2l3+1))
     for g, (l1, l3, U, n) in enumerate(groups):
         blocks = [(i, mul, ir) for i, (mul, ir) in enumerate(tp.irreps_in) if ir.l == l1]
-        l2s = [j for j, (_, ir2) in enumerate(tp.irreps_sh) if abs(l1 - ir2.l) <= l3 <= l1 + ir2.l
-               and any(o3.Irrep(l3, ir.p * ir2.p) in allowed for _, _, ir in blocks)]
+        l2s = [
+            j
+            for j, (_, ir2) in enumerate(tp.irreps_sh)
+            if abs(l1 - ir2.l) <= l3 <= l1 + ir2.l and any(o3.Irrep(l3, ir.p * ir2.p) in allowed for _, _, ir in blocks)
+        ]
         assert len(l2s) == n
         u0 = 0
         for i, mul, ir in blocks:
             for a, j in enumerate(l2s):
                 ir_out = o3.Irrep(l3, ir.p * tp.irreps_sh[j].ir.p)
-                ref = o3.TensorProduct(o3.Irreps([(mul, ir)]), o3.Irreps([tp.irreps_sh[j]]), o3.Irreps([(mul, ir_out)]),
-                                       [(0, 0, 0, "uvu", True)], shared_weights=False, internal_weights=False)
-                weight = w[:, offsets[g] + a * U + u0:offsets[g] + a * U + u0 + mul]
+                ref = o3.TensorProduct(
+                    o3.Irreps([(mul, ir)]),
+                    o3.Irreps([tp.irreps_sh[j]]),
+                    o3.Irreps([(mul, ir_out)]),
+                    [(0, 0, 0, "uvu", True)],
+                    shared_weights=False,
+                    internal_weights=False,
+                )
+                weight = w[:, offsets[g] + a * U + u0 : offsets[g] + a * U + u0 + mul]
                 out = ref(x[:, tp.irreps_in.slices()[i]], sh[:, tp.irreps_sh.slices()[j]], weight)
                 out = out.view(-1, mul, ir_out.dim)
                 channels += [((g, a, u0 + u), ir_out, out[:, u]) for u in range(mul)]
             u0 += mul
     channels.sort(key=lambda c: c[0])
-    return torch.cat([torch.stack([c for _, ir2, c in channels if ir2 == ir], 1).flatten(1)
-                      for _, ir in tp.irreps_mid], dim=1)
+    return torch.cat(
+        [torch.stack([c for _, ir2, c in channels if ir2 == ir], 1).flatten(1) for _, ir in tp.irreps_mid], dim=1
+    )
 
 
-@pytest.mark.parametrize("irreps_in, irreps_out", [
-    ("3x0e + 2x1o + 2x1e + 1x2e + 2x0o", "4x0e + 2x0o + 3x1o + 3x1e + 2x2e + 2x2o"),
-    ("1x0e + 2x1o", "8x0o + 56x0e + 16x1o + 16x1e + 8x2o + 8x2e"),
-    ("4x0e + 2x1o", "1x1o"),
-])
+@pytest.mark.parametrize(
+    "irreps_in, irreps_out",
+    [
+        ("3x0e + 2x1o + 2x1e + 1x2e + 2x0o", "4x0e + 2x0o + 3x1o + 3x1e + 2x2e + 2x2o"),
+        ("1x0e + 2x1o", "8x0o + 56x0e + 16x1o + 16x1e + 8x2o + 8x2e"),
+        ("4x0e + 2x1o", "1x1o"),
+    ],
+)
 def test_fused_tensor_product_equals_e3nn(irreps_in, irreps_out):
     gen = torch.Generator().manual_seed(0)
     tp = EdgeTensorProduct(irreps_in, SH, irreps_out).double()
@@ -79,9 +98,14 @@ class ConvStack(IrrepsModel):
         convs = dict(radial_neurons=16, normalization=normalization, avg_num_neighbors=3.0, skip=skip)
         node = NodeInputs(inputs)
         chain = IrrepsSequential(
-            node, GraphConstruction("radius", r=2.5), SphericalHarmonicsEdgeAttrs(3), RadialEmbedding(6, 2.5),
+            node,
+            GraphConstruction("radius", r=2.5),
+            SphericalHarmonicsEdgeAttrs(3),
+            RadialEmbedding(6, 2.5),
             TensorProductConv(node.irreps_out[K.NODE_FEATURES], MIXED, SH, 6, **convs),
-            TensorProductConv(MIXED, MIXED, SH, 6, **convs), irreps_in=inputs)
+            TensorProductConv(MIXED, MIXED, SH, 6, **convs),
+            irreps_in=inputs,
+        )
         super().__init__(chain.irreps_in, {K.NODE_FEATURES: MIXED})
         self.chain = chain
 
@@ -108,8 +132,16 @@ def test_float64_copy_uses_exact_coefficients():
 
 def _single_conv(normalization, data, skip="none"):
     torch.manual_seed(1)
-    conv = TensorProductConv("1x0e + 1x1o", "2x0e + 1x1o + 1x1e", SH, 4, radial_neurons=8,
-                             normalization=normalization, avg_num_neighbors=4.0, skip=skip).double()
+    conv = TensorProductConv(
+        "1x0e + 1x1o",
+        "2x0e + 1x1o + 1x1e",
+        SH,
+        4,
+        radial_neurons=8,
+        normalization=normalization,
+        avg_num_neighbors=4.0,
+        skip=skip,
+    ).double()
     return conv, conv(data)[K.NODE_FEATURES]
 
 
@@ -117,9 +149,12 @@ def test_normalisation_options():
     gen = torch.Generator().manual_seed(0)
     # node 0 receives 3 edges, node 1 one, node 2 none
     edge_index = torch.tensor([[1, 2, 3, 0], [0, 0, 0, 1]])
-    data = {K.NODE_FEATURES: torch.randn(4, 4, generator=gen, dtype=torch.float64), K.EDGE_INDEX: edge_index,
-            K.EDGE_SH: o3.spherical_harmonics(SH, torch.randn(4, 3, generator=gen, dtype=torch.float64), True),
-            K.EDGE_EMBEDDING: torch.randn(4, 4, generator=gen, dtype=torch.float64)}
+    data = {
+        K.NODE_FEATURES: torch.randn(4, 4, generator=gen, dtype=torch.float64),
+        K.EDGE_INDEX: edge_index,
+        K.EDGE_SH: o3.spherical_harmonics(SH, torch.randn(4, 3, generator=gen, dtype=torch.float64), True),
+        K.EDGE_EMBEDDING: torch.randn(4, 4, generator=gen, dtype=torch.float64),
+    }
     _, summed = _single_conv("sum", data)
     _, sqrt_avg = _single_conv("sqrt_avg_neighbors", data)
     _, mean = _single_conv("mean", data)
@@ -153,8 +188,12 @@ def test_skip_choices():
         for w in auto_same.radial.weights:
             w.zero_()
     x = torch.randn(3, auto_same.irreps_in[K.NODE_FEATURES].dim)
-    data = {K.NODE_FEATURES: x, K.EDGE_INDEX: torch.tensor([[0, 1], [1, 2]]),
-            K.EDGE_SH: torch.randn(2, SH.dim), K.EDGE_EMBEDDING: torch.randn(2, 4)}
+    data = {
+        K.NODE_FEATURES: x,
+        K.EDGE_INDEX: torch.tensor([[0, 1], [1, 2]]),
+        K.EDGE_SH: torch.randn(2, SH.dim),
+        K.EDGE_EMBEDDING: torch.randn(2, 4),
+    }
     torch.testing.assert_close(auto_same(data)[K.NODE_FEATURES], x)
 
 

@@ -15,14 +15,13 @@ import torch
 from e3nn import nn as e3nn_nn
 from e3nn import o3
 from torch.nn.utils import parametrize
+from toy_modules import twelve_body_batch
 
 from irrepnet import keys as K
 from irrepnet.nn.parametrization import applied_scales, use_linear_parametrization
 from irrepnet.nn.tp_conv import RadialMLP
 from irrepnet.registry import ConfigError, build_model
 from irrepnet.tasks import task_spec
-
-from toy_modules import twelve_body_batch
 
 SE3_SMALL = {"hidden_irreps": "8x0e + 4x0o + 4x1o + 4x1e", "heads": 4, "layers": 2, "radius": 2.5}
 TFN_SMALL = {"hidden_irreps": "8x0e + 4x1o + 2x2e", "layers": 2, "radial_neurons": 16}
@@ -38,8 +37,11 @@ def applied_weight(layer: o3.Linear) -> torch.Tensor:
 
     Computed here from e3nn's instructions, independently of the module under test.
     """
-    path_weights = [torch.full((ins.path_shape[0] * ins.path_shape[1],), ins.path_weight)
-                    for ins in layer.instructions if ins.i_in != -1]
+    path_weights = [
+        torch.full((ins.path_shape[0] * ins.path_shape[1],), ins.path_weight)
+        for ins in layer.instructions
+        if ins.i_in != -1
+    ]
     return layer.weight * torch.cat(path_weights)
 
 

@@ -11,6 +11,7 @@ import json
 import pytest
 import torch
 from e3nn import o3
+from test_conformance import make_batches
 
 from irrepnet import keys as K
 from irrepnet.batch import collate, to
@@ -21,11 +22,12 @@ from irrepnet.models.peers import Padding
 from irrepnet.registry import build_model
 from irrepnet.tasks import task_spec
 
-from test_conformance import make_batches
-
 PACKAGES = {"egnn-pytorch": "egnn_pytorch", "se3-transformer-pytorch": "se3_transformer_pytorch"}
 #: small sizes: the code paths of the defaults, quicker
-SMALL = {"egnn-pytorch": {"dim": 16, "depth": 2}, "se3-transformer-pytorch": {"dim": 4, "dim_head": 4, "radial_hidden": 16}}
+SMALL = {
+    "egnn-pytorch": {"dim": 16, "depth": 2},
+    "se3-transformer-pytorch": {"dim": 4, "dim_head": 4, "radial_hidden": 16},
+}
 PEERS = list(PACKAGES)
 
 
@@ -63,8 +65,12 @@ def test_build_and_forward(name, task, batches):
 def _graph(n, seed):
     g = torch.Generator().manual_seed(seed)
     hist = 0.1 * torch.randn(n, 6, generator=g, dtype=torch.float64)
-    return {K.POS: 3 * torch.rand(n, 3, generator=g, dtype=torch.float64), K.VEL: hist[:, :3].clone(),
-            K.VEL_HISTORY: hist, K.NODE_INDEX: torch.arange(n)}
+    return {
+        K.POS: 3 * torch.rand(n, 3, generator=g, dtype=torch.float64),
+        K.VEL: hist[:, :3].clone(),
+        K.VEL_HISTORY: hist,
+        K.NODE_INDEX: torch.arange(n),
+    }
 
 
 @pytest.mark.parametrize("name", PEERS)
@@ -78,7 +84,7 @@ def test_graphs_of_different_sizes_are_padded_and_unpadded(name):
     offset = 0
     for g in graphs:
         n = g[K.POS].shape[0]
-        torch.testing.assert_close(whole[offset:offset + n], model(collate([g]))[K.DISPLACEMENT])
+        torch.testing.assert_close(whole[offset : offset + n], model(collate([g]))[K.DISPLACEMENT])
         offset += n
     # nodes need not be grouped by graph: shuffled rows give the same rows back
     batch = collate(graphs)
@@ -117,12 +123,15 @@ def test_se3_transformer_pytorch_holds_rotations_and_translations(task, dtype, b
     """
     _needs("se3-transformer-pytorch")
     tolerance = {torch.float32: 1e-4, torch.float64: 1e-7}[dtype]
-    report = audit(_model("se3-transformer-pytorch", task), batches[task][1], dtype=dtype, trials=2,
-                   tolerances={dtype: tolerance})
+    report = audit(
+        _model("se3-transformer-pytorch", task), batches[task][1], dtype=dtype, trials=2, tolerances={dtype: tolerance}
+    )
     assert report.passed, str(report)
     assert not report["reflection"].claimed and report["reflection"].passed is None
-    print(f"se3-transformer-pytorch {task} {dtype}: reflection error {report['reflection'].rel_error:.1e} "
-          f"(not claimed), rotation {report['rotation'].rel_error:.1e}")
+    print(
+        f"se3-transformer-pytorch {task} {dtype}: reflection error {report['reflection'].rel_error:.1e} "
+        f"(not claimed), rotation {report['rotation'].rel_error:.1e}"
+    )
 
 
 @pytest.mark.parametrize("name", PEERS)
@@ -144,8 +153,15 @@ def test_egnn_pytorch_parameter_count():
     model = build_model("egnn-pytorch", task_spec("nbody"), dim=dim, m_dim=m, depth=depth)
     features, edge_dim = 1 + 1 + 1, 2  # [1, |v|, q]; [q_i q_j, |x_i - x_j|^2]
     e = 2 * dim + edge_dim + 1
-    layer = (e * 2 * e + 2 * e) + (2 * e * m + m) + (2 * dim) + ((dim + m) * 2 * dim + 2 * dim) \
-        + (2 * dim * dim + dim) + (m * 4 * m + 4 * m) + (4 * m + 1)
+    layer = (
+        (e * 2 * e + 2 * e)
+        + (2 * e * m + m)
+        + (2 * dim)
+        + ((dim + m) * 2 * dim + 2 * dim)
+        + (2 * dim * dim + dim)
+        + (m * 4 * m + 4 * m)
+        + (4 * m + 1)
+    )
     assert sum(p.numel() for p in model.parameters()) == features * dim + dim + depth * layer
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert frozen and all(n.startswith(f"network.layers.{depth - 1}.1.node_") for n in frozen)
@@ -157,8 +173,16 @@ def test_se3_transformer_pytorch_parameter_count_and_radial_width():
     import se3_transformer_pytorch.se3_transformer_pytorch as package
 
     spec = task_spec("nbody")
-    args = {"dim": 4, "depth": 1, "heads": 2, "dim_head": 4, "num_degrees": 2, "input_degrees": 2,
-            "dim_in": (2, 1), "out_fiber_dict": {1: 1}}
+    args = {
+        "dim": 4,
+        "depth": 1,
+        "heads": 2,
+        "dim_head": 4,
+        "num_degrees": 2,
+        "input_degrees": 2,
+        "dim_in": (2, 1),
+        "out_fiber_dict": {1: 1},
+    }
     for width in (None, 16):
         model = build_model("se3-transformer-pytorch", spec, dim=4, depth=1, heads=2, dim_head=4, radial_hidden=width)
         radial = [mod for mod in model.modules() if isinstance(mod, package.RadialFunc)]
@@ -187,12 +211,16 @@ def test_peer_suites_match_parameter_counts_and_budgets(suite):
         _needs(name)
     s = load_suite(suite)
     spec = task_spec(s.task, history=s.variants[0].history)
-    count = {name: sum(p.numel() for p in build_model(name, spec, s.model_config_for(name)).parameters())
-             for name in s.model_names()}
+    count = {
+        name: sum(p.numel() for p in build_model(name, spec, s.model_config_for(name)).parameters())
+        for name in s.model_names()
+    }
     for own, peer in (("egnn", "egnn-pytorch"), ("se3-transformer", "se3-transformer-pytorch")):
         assert abs(count[peer] / count[own] - 1) <= 0.1, (own, peer, count)
         assert not s.model_config_for(own)  # irrepnet's own at their defaults
     assert len(s.seeds) == 3
-    budgets = {json.dumps(s.train_config_for(name, variant=s.variants[0]).to_dict(), sort_keys=True)
-               for name in s.model_names()}
+    budgets = {
+        json.dumps(s.train_config_for(name, variant=s.variants[0]).to_dict(), sort_keys=True)
+        for name in s.model_names()
+    }
     assert len(budgets) == 1

@@ -27,28 +27,62 @@ pytestmark = pytest.mark.filterwarnings("ignore::irrepnet.data.qm9.QM9SplitWarni
 
 # (symbol, x, y, z) in Angstrom; gdb_1 is QM9's own methane
 BASE = {
-    "CH4": [("C", -0.0127, 1.0858, 0.0080), ("H", 0.0022, -0.0060, 0.0020), ("H", 1.0117, 1.4638, 0.0003),
-            ("H", -0.5408, 1.4475, -0.8766), ("H", -0.5238, 1.4379, 0.9064)],
-    "NH3": [("N", -0.0404, 1.0241, 0.0626), ("H", 0.0173, 0.0125, -0.0274), ("H", 0.9158, 1.3587, -0.2927),
-            ("H", -0.5203, 1.3435, -0.7755)],
+    "CH4": [
+        ("C", -0.0127, 1.0858, 0.0080),
+        ("H", 0.0022, -0.0060, 0.0020),
+        ("H", 1.0117, 1.4638, 0.0003),
+        ("H", -0.5408, 1.4475, -0.8766),
+        ("H", -0.5238, 1.4379, 0.9064),
+    ],
+    "NH3": [
+        ("N", -0.0404, 1.0241, 0.0626),
+        ("H", 0.0173, 0.0125, -0.0274),
+        ("H", 0.9158, 1.3587, -0.2927),
+        ("H", -0.5203, 1.3435, -0.7755),
+    ],
     "H2O": [("O", -0.0343, 0.9775, 0.0076), ("H", 0.0648, 0.0206, 0.0015), ("H", 0.8717, 1.3008, 0.0007)],
     "C2H2": [("C", 0.0, 0.0, 0.6013), ("C", 0.0, 0.0, -0.6013), ("H", 0.0, 0.0, 1.6644), ("H", 0.0, 0.0, -1.6644)],
     "HCN": [("C", 0.0, 0.0, 0.0), ("N", 0.0, 0.0, 1.1560), ("H", 0.0, 0.0, -1.0660)],
-    "CH2O": [("C", 0.0, 0.0, 0.0), ("O", 0.0, 0.0, 1.2050), ("H", 0.0, 0.9400, -0.5850),
-             ("H", 0.0, -0.9400, -0.5850)],
-    "C2H6": [("C", 0.0, 0.0, 0.7650), ("C", 0.0, 0.0, -0.7650), ("H", 1.0180, 0.0, 1.1600),
-             ("H", -0.5090, 0.8816, 1.1600), ("H", -0.5090, -0.8816, 1.1600), ("H", -1.0180, 0.0, -1.1600),
-             ("H", 0.5090, 0.8816, -1.1600), ("H", 0.5090, -0.8816, -1.1600)],
-    "CH3F": [("C", 0.0, 0.0, 0.0), ("F", 0.0, 0.0, 1.3830), ("H", 1.0300, 0.0, -0.3600),
-             ("H", -0.5150, 0.8920, -0.3600), ("H", -0.5150, -0.8920, -0.3600)],
+    "CH2O": [("C", 0.0, 0.0, 0.0), ("O", 0.0, 0.0, 1.2050), ("H", 0.0, 0.9400, -0.5850), ("H", 0.0, -0.9400, -0.5850)],
+    "C2H6": [
+        ("C", 0.0, 0.0, 0.7650),
+        ("C", 0.0, 0.0, -0.7650),
+        ("H", 1.0180, 0.0, 1.1600),
+        ("H", -0.5090, 0.8816, 1.1600),
+        ("H", -0.5090, -0.8816, 1.1600),
+        ("H", -1.0180, 0.0, -1.1600),
+        ("H", 0.5090, 0.8816, -1.1600),
+        ("H", 0.5090, -0.8816, -1.1600),
+    ],
+    "CH3F": [
+        ("C", 0.0, 0.0, 0.0),
+        ("F", 0.0, 0.0, 1.3830),
+        ("H", 1.0300, 0.0, -0.3600),
+        ("H", -0.5150, 0.8920, -0.3600),
+        ("H", -0.5150, -0.8920, -0.3600),
+    ],
 }
 ORDER = ["CH4", "NH3", "H2O", "C2H2", "HCN", "CH2O", "C2H6", "CH3F", "NH3", "CH2O", "C2H6", "CH3F"]
 DROPPED = 5  # 1-based: gdb_5 (HCN) is listed in uncharacterized.txt
-HEADER = ("mol_id,A,B,C,mu,alpha,homo,lumo,gap,r2,zpve,u0,u298,h298,g298,cv,"
-          "u0_atom,u298_atom,h298_atom,g298_atom")
+HEADER = "mol_id,A,B,C,mu,alpha,homo,lumo,gap,r2,zpve,u0,u298,h298,g298,cv,u0_atom,u298_atom,h298_atom,g298_atom"
 # gdb_1's row of QM9 (methane): A..C GHz, mu D, alpha bohr^3, homo lumo gap Ha, r2 bohr^2, zpve u0 u298 h298 g298 Ha
-METHANE = [157.7118, 157.70997, 157.70699, 0.0, 13.21, -0.3877, 0.1171, 0.5048, 35.3641, 0.044749,
-           -40.47893, -40.476062, -40.475117, -40.498597, 6.469]
+METHANE = [
+    157.7118,
+    157.70997,
+    157.70699,
+    0.0,
+    13.21,
+    -0.3877,
+    0.1171,
+    0.5048,
+    35.3641,
+    0.044749,
+    -40.47893,
+    -40.476062,
+    -40.475117,
+    -40.498597,
+    6.469,
+]
 REF_U0 = {"H": -0.500273, "C": -37.846772, "N": -54.583861, "O": -75.064579, "F": -99.718730}  # Ha, QM9 atomref
 EV_PER_HA = 27.211386  # CODATA, to 8 digits: the tests check the conversion to 1e-6 relative
 
@@ -76,18 +110,35 @@ def csv_row(i, atoms):
         refs = sum(REF_U0[e] for e, *_ in atoms)
         u0 = refs - 0.1 * heavy - 0.05 * len(atoms) - 0.001 * spread
         homo, lumo = -0.25 - 0.01 * heavy, 0.05 + 0.002 * spread
-        values = [10.0 + spread, 9.0 + spread, 8.0 + spread, 0.3 * heavy, 2.0 + 3.0 * heavy + len(atoms) + 0.1 * spread,
-                  homo, lumo, lumo - homo, 20.0 + 3 * spread, 0.01 * len(atoms), u0, u0 + 0.003, u0 + 0.004,
-                  u0 - 0.02, 3.0 * len(atoms)]
+        values = [
+            10.0 + spread,
+            9.0 + spread,
+            8.0 + spread,
+            0.3 * heavy,
+            2.0 + 3.0 * heavy + len(atoms) + 0.1 * spread,
+            homo,
+            lumo,
+            lumo - homo,
+            20.0 + 3 * spread,
+            0.01 * len(atoms),
+            u0,
+            u0 + 0.003,
+            u0 + 0.004,
+            u0 - 0.02,
+            3.0 * len(atoms),
+        ]
     atom_kcal = [627.5 * (values[10] - sum(REF_U0[e] for e, *_ in atoms))] * 4  # not read by irrepnet
     return ",".join([f"gdb_{i + 1}"] + [repr(v) for v in values + atom_kcal])
 
 
 def sdf_block(title, atoms, charge_line=False):
-    bonds = [(a + 1, b + 1) for a in range(len(atoms)) for b in range(a + 1, len(atoms))
-             if math.dist(atoms[a][1:], atoms[b][1:]) < 1.6]
-    lines = [title, "     RDKit          3D", "",
-             f"{len(atoms):3d}{len(bonds):3d}  0  0  0  0  0  0  0  0999 V2000"]
+    bonds = [
+        (a + 1, b + 1)
+        for a in range(len(atoms))
+        for b in range(a + 1, len(atoms))
+        if math.dist(atoms[a][1:], atoms[b][1:]) < 1.6
+    ]
+    lines = [title, "     RDKit          3D", "", f"{len(atoms):3d}{len(bonds):3d}  0  0  0  0  0  0  0  0999 V2000"]
     lines += [f"{x:10.4f}{y:10.4f}{z:10.4f} {e:<3} 0  0  0  0  0  0  0  0  0  0  0  0" for e, x, y, z in atoms]
     lines += [f"{a:3d}{b:3d}  1  0" for a, b in bonds]
     if charge_line:
@@ -99,13 +150,21 @@ def write_qm9(folder, mols=None, dropped=(DROPPED,)):
     """Write PyG's three raw files for ``mols`` into ``folder``; returns it."""
     mols = molecules() if mols is None else mols
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "gdb9.sdf").write_text("\n".join(sdf_block(t, a, charge_line=(i == 2)) for i, (t, a) in
-                                               enumerate(mols)) + "\n")
-    (folder / "gdb9.sdf.csv").write_text("\n".join([HEADER] + [csv_row(i, a) for i, (_, a) in
-                                                                enumerate(mols)]) + "\n")
-    head = [" Indices of the molecules that failed the consistency check,", " with their SMILES before and",
-            " after the B3LYP relaxation.", "", " Rows are 1-based indices into the data set.", "",
-            " " + "=" * 60, "   Index   SMILES (GDB-17)    SMILES (B3LYP)", " " + "=" * 60]
+    (folder / "gdb9.sdf").write_text(
+        "\n".join(sdf_block(t, a, charge_line=(i == 2)) for i, (t, a) in enumerate(mols)) + "\n"
+    )
+    (folder / "gdb9.sdf.csv").write_text("\n".join([HEADER] + [csv_row(i, a) for i, (_, a) in enumerate(mols)]) + "\n")
+    head = [
+        " Indices of the molecules that failed the consistency check,",
+        " with their SMILES before and",
+        " after the B3LYP relaxation.",
+        "",
+        " Rows are 1-based indices into the data set.",
+        "",
+        " " + "=" * 60,
+        "   Index   SMILES (GDB-17)    SMILES (B3LYP)",
+        " " + "=" * 60,
+    ]
     body = [f"  {i:6d}   C#N    [C-]#[NH+]" for i in dropped]
     (folder / "uncharacterized.txt").write_text("\n".join(head + body + [" " + "=" * 60, ""]) + "\n")
     return folder
@@ -315,9 +374,33 @@ def test_one_epoch_of_irrepnet_train_writes_the_test_mae_in_the_targets_unit(qm9
     from irrepnet.cli import main
 
     out = tmp_path / "run"
-    rc = main(["train", "--model", "egnn", "--task", "qm9", "--data", str(qm9_dir), "--target", "homo",
-               "--out", str(out), "--epochs", "1", "--batch-size", "4", "--threads", "1",
-               "--model-set", "hidden=8", "--model-set", "layers=1", "--set", "progress=false"])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "egnn",
+            "--task",
+            "qm9",
+            "--data",
+            str(qm9_dir),
+            "--target",
+            "homo",
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--threads",
+            "1",
+            "--model-set",
+            "hidden=8",
+            "--model-set",
+            "layers=1",
+            "--set",
+            "progress=false",
+        ]
+    )
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "qm9" and metrics["target"] == "homo" and metrics["unit"] == "meV"
@@ -342,8 +425,12 @@ def test_a_short_run_learns_the_target(qm9_dir):
     from irrepnet.train import make_trainer
 
     task = load_task("qm9", data=str(qm9_dir), target="alpha")
-    trainer = make_trainer("egnn", task, small(epochs=40, batch_size=8, steps_per_epoch=None, lr=3e-3,
-                                               warmup_steps=1), {"hidden": 16, "layers": 2})
+    trainer = make_trainer(
+        "egnn",
+        task,
+        small(epochs=40, batch_size=8, steps_per_epoch=None, lr=3e-3, warmup_steps=1),
+        {"hidden": 16, "layers": 2},
+    )
     assert [(t.output, t.loss) for t in trainer.terms] == [(K.PROPERTY, "l1")]
     result = trainer.fit()
     losses = [r["train_loss"] for r in result.history]
@@ -368,35 +455,52 @@ def test_a_missing_folder_or_file_says_which_and_where_to_get_it(tmp_path, qm9_d
 def test_the_cli_reports_errors_in_one_line(tmp_path, capsys):
     from irrepnet.cli import main
 
-    rc = main(["train", "--model", "egnn", "--task", "qm9", "--data", str(tmp_path / "none"), "--out",
-               str(tmp_path / "o")])
+    rc = main(
+        ["train", "--model", "egnn", "--task", "qm9", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]
+    )
     assert rc == 2 and "irrepnet: error: QM9 folder" in capsys.readouterr().err
     rc = main(["train", "--model", "egnn", "--task", "nbody", "--target", "homo", "--out", str(tmp_path / "o")])
     assert rc == 2 and "--target/--pooling" in capsys.readouterr().err
 
 
 def test_an_unknown_target_lists_the_twelve(qm9_dir):
-    with pytest.raises(ValueError, match="unknown QM9 target 'homo2'.*mu, alpha, homo, lumo, gap, r2, zpve, U0, "
-                                         "U, H, G, Cv"):
+    with pytest.raises(
+        ValueError, match="unknown QM9 target 'homo2'.*mu, alpha, homo, lumo, gap, r2, zpve, U0, U, H, G, Cv"
+    ):
         load_task("qm9", data=str(qm9_dir), target="homo2")
     with pytest.raises(ValueError, match="only the qm9 task"):
         task_spec("nbody", target="homo")
 
 
-@pytest.mark.parametrize("file, edit, message", [
-    ("gdb9.sdf", lambda t: t.replace(" 0  0  0  0  0  0  0  0999 V2000", " 0  0  0  0  0  0  0  0999 V3000", 1),
-     r"gdb9.sdf, line 4: expected a V2000 counts line"),
-    ("gdb9.sdf", lambda t: t.replace("    1.0858    0.0080 C ", "    1.0858    0.0080 Cl", 1),
-     r"gdb9.sdf, line 5: element 'Cl' is not one of QM9's"),
-    ("gdb9.sdf", lambda t: t.replace("    1.0858", "    1.08x8", 1), r"gdb9.sdf, line 5: expected an atom line"),
-    ("gdb9.sdf.csv", lambda t: t.replace("-0.3877", "n/a", 1), r"gdb9.sdf.csv, line 2: a target column is not"),
-    ("gdb9.sdf.csv", lambda t: t.replace("mol_id,A,B,C,mu", "mol_id,A,B,C,dipole", 1),
-     r"gdb9.sdf.csv, line 1: the header lacks column\(s\) \['mu'\]"),
-    ("gdb9.sdf.csv", lambda t: t.replace("gdb_2,", "gdb_3,", 1), r"gdb9.sdf.csv, line 3: molecule 'gdb_3'.*not in"),
-    ("gdb9.sdf.csv", lambda t: "\n".join(t.splitlines()[:-1]) + "\n", r"has 11 molecules but .*gdb9.sdf has 12"),
-    ("uncharacterized.txt", lambda t: t.replace(f"  {DROPPED:6d}", "     999"),
-     r"uncharacterized.txt, line 10: molecule index 999 is outside 1..12"),
-])
+@pytest.mark.parametrize(
+    "file, edit, message",
+    [
+        (
+            "gdb9.sdf",
+            lambda t: t.replace(" 0  0  0  0  0  0  0  0999 V2000", " 0  0  0  0  0  0  0  0999 V3000", 1),
+            r"gdb9.sdf, line 4: expected a V2000 counts line",
+        ),
+        (
+            "gdb9.sdf",
+            lambda t: t.replace("    1.0858    0.0080 C ", "    1.0858    0.0080 Cl", 1),
+            r"gdb9.sdf, line 5: element 'Cl' is not one of QM9's",
+        ),
+        ("gdb9.sdf", lambda t: t.replace("    1.0858", "    1.08x8", 1), r"gdb9.sdf, line 5: expected an atom line"),
+        ("gdb9.sdf.csv", lambda t: t.replace("-0.3877", "n/a", 1), r"gdb9.sdf.csv, line 2: a target column is not"),
+        (
+            "gdb9.sdf.csv",
+            lambda t: t.replace("mol_id,A,B,C,mu", "mol_id,A,B,C,dipole", 1),
+            r"gdb9.sdf.csv, line 1: the header lacks column\(s\) \['mu'\]",
+        ),
+        ("gdb9.sdf.csv", lambda t: t.replace("gdb_2,", "gdb_3,", 1), r"gdb9.sdf.csv, line 3: molecule 'gdb_3'.*not in"),
+        ("gdb9.sdf.csv", lambda t: "\n".join(t.splitlines()[:-1]) + "\n", r"has 11 molecules but .*gdb9.sdf has 12"),
+        (
+            "uncharacterized.txt",
+            lambda t: t.replace(f"  {DROPPED:6d}", "     999"),
+            r"uncharacterized.txt, line 10: molecule index 999 is outside 1..12",
+        ),
+    ],
+)
 def test_a_malformed_file_names_the_file_and_line(qm9_dir, file, edit, message):
     path = qm9_dir / file
     path.write_text(edit(path.read_text()))
@@ -408,8 +512,29 @@ def test_a_malformed_file_names_the_file_and_line(qm9_dir, file, edit, message):
 def _pyg_y(csv_path):
     """``torch_geometric.datasets.QM9``'s ``y`` of each CSV row, made as PyG makes it (float32, eV)."""
     har2ev, kcal2ev = 27.2113825435, 0.04336414
-    conversion = torch.tensor([1., 1., har2ev, har2ev, har2ev, 1., har2ev, har2ev, har2ev, har2ev, har2ev, 1.,
-                               kcal2ev, kcal2ev, kcal2ev, kcal2ev, 1., 1., 1.])
+    conversion = torch.tensor(
+        [
+            1.0,
+            1.0,
+            har2ev,
+            har2ev,
+            har2ev,
+            1.0,
+            har2ev,
+            har2ev,
+            har2ev,
+            har2ev,
+            har2ev,
+            1.0,
+            kcal2ev,
+            kcal2ev,
+            kcal2ev,
+            kcal2ev,
+            1.0,
+            1.0,
+            1.0,
+        ]
+    )
     rows = csv_path.read_text().splitlines()[1:]
     target = torch.tensor([[float(x) for x in r.split(",")[1:20]] for r in rows], dtype=torch.float)
     return torch.cat([target[:, 3:], target[:, :3]], dim=-1) * conversion
@@ -423,9 +548,14 @@ def test_from_pyg_and_to_pyg_round_trip_a_qm9_batch(qm9_dir):
     y = _pyg_y(qm9_dir / "gdb9.sdf.csv")
     offsets = np.concatenate([[0], np.cumsum(raw["num_nodes"])])
     rows = [0, 5, 6]  # methane, formaldehyde, ethane
-    graphs = [pyg.Data(z=torch.as_tensor(raw["z"][offsets[r]:offsets[r + 1]]),
-                       pos=torch.as_tensor(raw["pos"][offsets[r]:offsets[r + 1]], dtype=torch.float),
-                       y=y[r:r + 1]) for r in rows]
+    graphs = [
+        pyg.Data(
+            z=torch.as_tensor(raw["z"][offsets[r] : offsets[r + 1]]),
+            pos=torch.as_tensor(raw["pos"][offsets[r] : offsets[r + 1]], dtype=torch.float),
+            y=y[r : r + 1],
+        )
+        for r in rows
+    ]
     data = pyg.Batch.from_data_list(graphs)
     for target, tol in [("homo", 1e-3), ("U0", 0.5), ("Cv", 1e-4), ("alpha", 1e-4)]:
         mine = from_pyg(data, target=target, dtype=torch.float64)

@@ -5,8 +5,16 @@ import pytest
 from irrepnet import keys as K
 from irrepnet.bench.suite import Suite
 from irrepnet.interface import IrrepsModel, Symmetry, TaskSpec
-from irrepnet.registry import (ConfigError, UnknownModelError, build_model, get_model_entry, list_models,
-                               register_model, unavailable_reason, unregister_model)
+from irrepnet.registry import (
+    ConfigError,
+    UnknownModelError,
+    build_model,
+    get_model_entry,
+    list_models,
+    register_model,
+    unavailable_reason,
+    unregister_model,
+)
 from irrepnet.tasks import task_spec
 
 TASK = TaskSpec("toy", {K.POS: "1o"}, K.DISPLACEMENT)
@@ -86,8 +94,9 @@ def peers_not_installed(monkeypatch):
     from irrepnet import registry
 
     real = registry.module_available
-    monkeypatch.setattr(registry, "module_available",
-                        lambda m: m not in ("egnn_pytorch", "se3_transformer_pytorch") and real(m))
+    monkeypatch.setattr(
+        registry, "module_available", lambda m: m not in ("egnn_pytorch", "se3_transformer_pytorch") and real(m)
+    )
 
 
 def test_peers_are_registered_as_optional_peers():
@@ -103,8 +112,11 @@ def test_peers_are_registered_as_optional_peers():
 def test_building_a_peer_without_its_package_says_how_to_install_it(name, peers_not_installed):
     assert not get_model_entry(name).available
     assert "pip install 'irrepnet[peers]'" in unavailable_reason(name)
-    with pytest.raises(ConfigError, match=rf"model '{name}' needs \w+, which is not installed: "
-                                          r"pip install 'irrepnet\[peers\]'"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"model '{name}' needs \w+, which is not installed: "
+        r"pip install 'irrepnet\[peers\]'",
+    ):
         build_model(name, task_spec("twelve_body", history=2))
     assert name in list_models()  # still listed, and still configurable (suites load)
     get_model_entry(name).make_config({"dim": 8})
@@ -116,8 +128,10 @@ def test_a_model_needing_a_missing_module_without_an_extra():
         return Toy(config.scale)
 
     try:
-        assert unavailable_reason("toy-optional") == ("model 'toy-optional' needs no_such_module_for_irrepnet, which "
-                                                      "is not installed: pip install no-such-module-for-irrepnet")
+        assert unavailable_reason("toy-optional") == (
+            "model 'toy-optional' needs no_such_module_for_irrepnet, which "
+            "is not installed: pip install no-such-module-for-irrepnet"
+        )
         with pytest.raises(ConfigError, match="not installed"):
             build_model("toy-optional", TASK)
         assert not get_model_entry("toy-optional").peer and "toy-optional" in list_models(peers=False)

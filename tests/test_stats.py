@@ -5,8 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from irrepnet.stats import (DEFAULT_BLOCK_LENGTH, DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, REASON_DIVERGED,
-                                  REASON_ZERO_BASELINE, Bootstrap, per_unit_mse, verdict_sentence)
+from irrepnet.stats import (
+    DEFAULT_BLOCK_LENGTH,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    REASON_DIVERGED,
+    REASON_ZERO_BASELINE,
+    Bootstrap,
+    per_unit_mse,
+    verdict_sentence,
+)
 
 
 def ar1(reps, n, rho, seed, mean=0.0):
@@ -14,7 +22,7 @@ def ar1(reps, n, rho, seed, mean=0.0):
     rng = np.random.default_rng(seed)
     eps = rng.standard_normal((reps, n))
     x = np.empty((reps, n))
-    x[:, 0] = eps[:, 0] / math.sqrt(1 - rho ** 2)
+    x[:, 0] = eps[:, 0] / math.sqrt(1 - rho**2)
     for t in range(1, n):
         x[:, t] = rho * x[:, t - 1] + eps[:, t]
     return x + mean
@@ -35,12 +43,19 @@ def runs(row, n):
 
 # -- construction and resample structure ---------------------------------------------
 
+
 def test_defaults_and_describe():
     assert (DEFAULT_BLOCK_LENGTH, DEFAULT_RESAMPLES, DEFAULT_CONFIDENCE) == (20, 2000, 0.95)
     bs = Bootstrap(410)
     assert bs.indices.shape == (2000, 410)
-    assert bs.describe() == {"method": "circular block bootstrap", "block_length": 20, "resamples": 2000,
-                             "confidence": 0.95, "seed": 0, "n_units": 410}
+    assert bs.describe() == {
+        "method": "circular block bootstrap",
+        "block_length": 20,
+        "resamples": 2000,
+        "confidence": 0.95,
+        "seed": 0,
+        "n_units": 410,
+    }
     assert bs.indices.min() >= 0 and bs.indices.max() < 410
     with pytest.raises(ValueError):
         bs.indices[0, 0] = 1  # read-only: the resamples are fixed
@@ -52,7 +67,7 @@ def test_block_structure_half_length():
     for row in bs.indices:
         # two blocks of n/2 consecutive indices mod n; two blocks that happen to join up
         # (second start = first start + n/2) read as one run of n
-        first, second = row[: n // 2], row[n // 2:]
+        first, second = row[: n // 2], row[n // 2 :]
         assert np.all(np.diff(first) % n == 1) and np.all(np.diff(second) % n == 1)
         assert sum(runs(row, n)) == n and len(runs(row, n)) <= 2
     # wrap-around happens: some block crosses n-1 -> 0
@@ -93,17 +108,20 @@ def test_same_seed_same_resamples():
     assert np.array_equal(a.resample_means(x), b.resample_means(x))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(n_units=1), "n_units"),
-    (dict(n_units=0), "n_units"),
-    (dict(n_units=50, block_length=0), "block_length"),
-    (dict(n_units=50, block_length=51), "block_length"),
-    (dict(n_units=50, resamples=99), "resamples"),
-    (dict(n_units=50, confidence=0.0), "confidence"),
-    (dict(n_units=50, confidence=1.0), "confidence"),
-    (dict(n_units=50, confidence=95), "confidence"),
-    (dict(n_units=50, confidence=float("nan")), "confidence"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n_units=1), "n_units"),
+        (dict(n_units=0), "n_units"),
+        (dict(n_units=50, block_length=0), "block_length"),
+        (dict(n_units=50, block_length=51), "block_length"),
+        (dict(n_units=50, resamples=99), "resamples"),
+        (dict(n_units=50, confidence=0.0), "confidence"),
+        (dict(n_units=50, confidence=1.0), "confidence"),
+        (dict(n_units=50, confidence=95), "confidence"),
+        (dict(n_units=50, confidence=float("nan")), "confidence"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     n = kwargs.pop("n_units")
     with pytest.raises(ValueError, match=match):
@@ -125,6 +143,7 @@ def test_bad_types_and_shapes():
 
 
 # -- coverage: why blocks -------------------------------------------------------------
+
 
 def test_block_bootstrap_covers_ar1_mean_iid_undercovers():
     """AR(1), rho = 0.9, n = 400, known mean: L = 20 covers far more often than L = 1.
@@ -150,6 +169,7 @@ def test_block_bootstrap_covers_ar1_mean_iid_undercovers():
 
 
 # -- paired comparisons -----------------------------------------------------------------
+
 
 def paired_rows(n=410, seed=0):
     """Two rows sharing a heavy-tailed, correlated common error; b is 5% worse."""
@@ -196,6 +216,7 @@ def test_comparison_is_not_a_no_op():
 
 # -- seeds ------------------------------------------------------------------------------
 
+
 def test_seeds():
     rng = np.random.default_rng(4)
     n = 120
@@ -217,6 +238,7 @@ def test_seeds():
 
 
 # -- degenerate inputs --------------------------------------------------------------------
+
 
 def test_non_finite_and_zero_baseline():
     n = 60
@@ -256,25 +278,37 @@ def test_constant_errors_collapse():
 
 # -- wording --------------------------------------------------------------------------------
 
+
 def test_verdict_sentence():
     def cmp(ratio, lo, hi, verdict):
         return {"ratio": ratio, "lo": lo, "hi": hi, "prob_a_lower": None, "verdict": verdict, "confidence": 0.95}
 
-    assert verdict_sentence("egnn-vel", "constant-acceleration", cmp(0.41, 0.33, 0.52, "lower")) == \
-        "egnn-vel beats constant-acceleration on test MSE: ratio 0.41 (95% CI 0.33–0.52)."
-    assert verdict_sentence("tfn", "se3-transformer", cmp(1.07, 0.91, 1.25, "within noise")) == \
-        "tfn and se3-transformer are within noise on test MSE: ratio 1.07 (95% CI 0.91–1.25)."
-    assert verdict_sentence("gnn", "constant-acceleration", cmp(1.74, 1.4, 2.2, "higher")) == \
-        "gnn is worse than constant-acceleration on test MSE: ratio 1.74 (95% CI 1.4–2.2)."
-    assert verdict_sentence("gnn", "egnn", cmp(1.23456, 1.0123, 1.5678, "higher"), what="rollout MSE @10") == \
-        "gnn is worse than egnn on rollout MSE @10: ratio 1.23 (95% CI 1.01–1.57)."
+    assert (
+        verdict_sentence("egnn-vel", "constant-acceleration", cmp(0.41, 0.33, 0.52, "lower"))
+        == "egnn-vel beats constant-acceleration on test MSE: ratio 0.41 (95% CI 0.33–0.52)."
+    )
+    assert (
+        verdict_sentence("tfn", "se3-transformer", cmp(1.07, 0.91, 1.25, "within noise"))
+        == "tfn and se3-transformer are within noise on test MSE: ratio 1.07 (95% CI 0.91–1.25)."
+    )
+    assert (
+        verdict_sentence("gnn", "constant-acceleration", cmp(1.74, 1.4, 2.2, "higher"))
+        == "gnn is worse than constant-acceleration on test MSE: ratio 1.74 (95% CI 1.4–2.2)."
+    )
+    assert (
+        verdict_sentence("gnn", "egnn", cmp(1.23456, 1.0123, 1.5678, "higher"), what="rollout MSE @10")
+        == "gnn is worse than egnn on rollout MSE @10: ratio 1.23 (95% CI 1.01–1.57)."
+    )
     bs = Bootstrap(20, resamples=100)
     diverged = bs.compare(np.full(20, np.nan), np.ones(20))
-    assert verdict_sentence("gnn", "egnn", diverged) == \
-        "gnn and egnn cannot be compared on test MSE (rollout diverged)."
+    assert (
+        verdict_sentence("gnn", "egnn", diverged) == "gnn and egnn cannot be compared on test MSE (rollout diverged)."
+    )
     exact = bs.compare(np.ones(20), np.zeros(20))
-    assert verdict_sentence("gnn", "exact", exact) == \
-        "gnn and exact cannot be compared on test MSE (exact has zero error)."
+    assert (
+        verdict_sentence("gnn", "exact", exact)
+        == "gnn and exact cannot be compared on test MSE (exact has zero error)."
+    )
     a, b = paired_rows()
     sentence = verdict_sentence("a", "b", Bootstrap(len(a), resamples=300).compare(a, b))
     assert sentence.startswith("a beats b on test MSE: ratio 0.9")

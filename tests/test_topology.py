@@ -40,8 +40,11 @@ def test_bonds_only_on_the_chain_task():
 
 def test_radial_embedding_appends_faded_chain_features():
     emb = RadialEmbedding(4, r_max=1.0, chain=True)
-    data = {K.EDGE_LEN: torch.tensor([0.3, 0.99, 1.2]), K.NODE_INDEX: torch.tensor([0, 1, 5]),
-            K.EDGE_INDEX: torch.tensor([[0, 1, 2], [1, 2, 0]])}
+    data = {
+        K.EDGE_LEN: torch.tensor([0.3, 0.99, 1.2]),
+        K.NODE_INDEX: torch.tensor([0, 1, 5]),
+        K.EDGE_INDEX: torch.tensor([[0, 1, 2], [1, 2, 0]]),
+    }
     out = emb(data)[K.EDGE_EMBEDDING]
     assert out.shape == (3, 4 + CHAIN_CLASSES) and emb.dim == 4 + CHAIN_CLASSES
     assert out[0, 4] > 0.9  # a bond well inside the cutoff
@@ -54,8 +57,9 @@ def chain_batch():
     from irrepnet import data as D
 
     traj = D.simulate_polymer(D.PolymerConfig(n_frames=20, n_equilibrate=100))
-    train, _ = D.split_trajectory(traj, history=2, split="chronological", train_fraction=0.8, seed=0,
-                                  dtype=torch.float64)
+    train, _ = D.split_trajectory(
+        traj, history=2, split="chronological", train_fraction=0.8, seed=0, dtype=torch.float64
+    )
     return train.batch([0, 3])
 
 

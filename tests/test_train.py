@@ -8,13 +8,21 @@ import signal
 import numpy as np
 import pytest
 import torch
+from conftest import RF, small  # shared with the other training tests
 
 from irrepnet.registry import ConfigError
-from irrepnet.train import (CheckpointError, Trainer, TrainingInterrupted, load_checkpoint,
-                            load_trained, make_trainer, save_atomic, train_config, train_registered)
+from irrepnet.train import (
+    CheckpointError,
+    Trainer,
+    TrainingInterrupted,
+    load_checkpoint,
+    load_trained,
+    make_trainer,
+    save_atomic,
+    train_config,
+    train_registered,
+)
 from irrepnet.train.config import read_run_config
-
-from conftest import RF, small  # shared with the other training tests
 
 
 def test_loss_decreases_on_a_tiny_problem(tiny_task):
@@ -112,8 +120,9 @@ def test_best_checkpoint_rebuilds_the_trained_model(tiny_task, tmp_path):
 
 
 def test_early_stopping_and_plateau(tiny_task, monkeypatch):
-    trainer = make_trainer("radial-field", tiny_task, small(epochs=10, patience=2, schedule="plateau",
-                                                          plateau_patience=1), RF)
+    trainer = make_trainer(
+        "radial-field", tiny_task, small(epochs=10, patience=2, schedule="plateau", plateau_patience=1), RF
+    )
     losses = iter([1.0, 0.5, 0.6, 0.7, 0.8])
     monkeypatch.setattr(trainer, "evaluate_loss", lambda ds: next(losses))
     res = trainer.fit()
@@ -149,12 +158,15 @@ def test_parameter_free_models_are_not_trained(tiny_task):
         make_trainer("constant-velocity", tiny_task, small())
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"epoch": 3}, "did you mean 'epochs'"),
-    ({"optimizer": "sgd"}, "optimizer must be one of"),
-    ({"lr": -1.0}, "lr > 0"),
-    ({"batch_size": 0}, "batch_size must be"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"epoch": 3}, "did you mean 'epochs'"),
+        ({"optimizer": "sgd"}, "optimizer must be one of"),
+        ({"lr": -1.0}, "lr > 0"),
+        ({"batch_size": 0}, "batch_size must be"),
+    ],
+)
 def test_bad_training_config_is_a_clear_error(overrides, message):
     with pytest.raises(ConfigError, match=message):
         train_config(overrides)
@@ -162,12 +174,12 @@ def test_bad_training_config_is_a_clear_error(overrides, message):
 
 def test_run_config_toml(tmp_path):
     f = tmp_path / "run.toml"
-    f.write_text('[train]\nepochs = 2\nlr = 1e-3\n[model]\nhidden = 8\n')
+    f.write_text("[train]\nepochs = 2\nlr = 1e-3\n[model]\nhidden = 8\n")
     assert read_run_config(f) == ({"epochs": 2, "lr": 1e-3}, {"hidden": 8})
-    f.write_text('[trian]\nepochs = 2\n')
+    f.write_text("[trian]\nepochs = 2\n")
     with pytest.raises(ConfigError, match="did you mean 'train'"):
         read_run_config(f)
-    f.write_text('[train\n')
+    f.write_text("[train\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         read_run_config(f)
 
@@ -181,7 +193,6 @@ def test_non_finite_loss_stops_with_advice(tiny_task):
 
 
 def test_validation_split_is_the_end_of_training(tiny_task):
-    trainer = Trainer(make_trainer("radial-field", tiny_task, small(), RF).model.model, tiny_task.train,
-                      config=small())
+    trainer = Trainer(make_trainer("radial-field", tiny_task, small(), RF).model.model, tiny_task.train, config=small())
     assert np.all(trainer.train_set.frames < trainer.valid_set.frames.min())
     assert len(trainer.valid_set) == round(0.1 * len(tiny_task.train))

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import RF, small, straight_and_resumed  # shared with the other training tests
 
 from irrepnet import audit
 from irrepnet import data as D
@@ -16,12 +17,11 @@ from irrepnet.train import TrainConfig, load_trained, make_trainer, train_regist
 from irrepnet.train.noise import add_input_noise
 from irrepnet.train.normalization import NormalizedModel, baseline_displacement, fit_scales, rms, with_residual
 
-from conftest import RF, small, straight_and_resumed  # shared with the other training tests
-
 
 def test_untrained_model_with_gate_is_exactly_the_baseline(tiny_task):
-    trainer = make_trainer("egnn-vel", tiny_task, small(residual="constant_acceleration", start_at_baseline=True,
-                                                          dtype="float64"))
+    trainer = make_trainer(
+        "egnn-vel", tiny_task, small(residual="constant_acceleration", start_at_baseline=True, dtype="float64")
+    )
     batch = tiny_task.test.batch(range(5))
     pred = trainer.model(batch)[K.DISPLACEMENT]
     torch.testing.assert_close(pred, baselines.constant_acceleration(batch), rtol=0, atol=0)
@@ -74,8 +74,13 @@ def test_residual_needs_enough_history():
 
 
 def test_start_at_baseline_logs_epoch_zero_and_can_keep_the_baseline(tiny_task, tmp_path):
-    res = train_registered("radial-field", tiny_task, small(residual="constant_acceleration", start_at_baseline=True,
-                                                             lr=1e-12, dtype="float64"), RF, out_dir=tmp_path)
+    res = train_registered(
+        "radial-field",
+        tiny_task,
+        small(residual="constant_acceleration", start_at_baseline=True, lr=1e-12, dtype="float64"),
+        RF,
+        out_dir=tmp_path,
+    )
     assert res.history[0]["epoch"] == 0 and res.history[0]["step"] == 0
     # a learning rate too small to move anything: no epoch beats the baseline, epoch 0 is kept
     assert res.best_epoch == 0 or res.history[res.best_epoch]["valid_loss"] <= res.history[0]["valid_loss"]
@@ -89,8 +94,12 @@ def test_start_at_baseline_logs_epoch_zero_and_can_keep_the_baseline(tiny_task, 
 
 
 def test_residual_training_beats_its_baseline_on_a_smooth_trajectory(tiny_task):
-    res = train_registered("radial-field", tiny_task, small(residual="constant_velocity", start_at_baseline=True,
-                                                             epochs=8, dtype="float64"), RF)
+    res = train_registered(
+        "radial-field",
+        tiny_task,
+        small(residual="constant_velocity", start_at_baseline=True, epochs=8, dtype="float64"),
+        RF,
+    )
     base = D.evaluate_baselines(res.model and tiny_task.train, ["constant_velocity"])["constant_velocity"]
     assert math.isfinite(base) and res.history[0]["epoch"] == 0
     assert min(r["valid_loss"] for r in res.history) <= res.history[0]["valid_loss"]
@@ -150,17 +159,20 @@ def _noise_task(seed=0, n=120, n_valid=60):
     g = torch.Generator().manual_seed(seed)
 
     def ds(s):
-        return GraphArrayDataset({K.POS: torch.randn(s, 12, 3, generator=g, dtype=torch.float64),
-                                  K.TARGET_DISP: torch.randn(s, 12, 3, generator=g, dtype=torch.float64),
-                                  K.NODE_INDEX: torch.arange(12).repeat(s, 1)})
+        return GraphArrayDataset(
+            {
+                K.POS: torch.randn(s, 12, 3, generator=g, dtype=torch.float64),
+                K.TARGET_DISP: torch.randn(s, 12, 3, generator=g, dtype=torch.float64),
+                K.NODE_INDEX: torch.arange(12).repeat(s, 1),
+            }
+        )
 
     return Task(task_spec("twelve_body", history=0), ds(n), ds(n_valid), ds(n_valid))
 
 
 def test_select_significant_keeps_the_baseline_without_evidence(tmp_path):
     task = _noise_task()
-    cfg = small(start_at_baseline=True, select_significant=True, selection_block=1, epochs=6, lr=1e-2,
-                dtype="float64")
+    cfg = small(start_at_baseline=True, select_significant=True, selection_block=1, epochs=6, lr=1e-2, dtype="float64")
     plain = train_registered("radial-field", task, dataclasses.replace(cfg, select_significant=False), RF)
     assert plain.best_epoch > 0  # the plain rule keeps a validation 'improvement' that is noise ...
     res = train_registered("radial-field", task, cfg, RF, out_dir=tmp_path)
@@ -174,8 +186,9 @@ def test_select_significant_keeps_the_baseline_without_evidence(tmp_path):
 
 
 def test_select_significant_accepts_a_real_improvement(tiny_task):
-    cfg = small(residual="none", start_at_baseline=True, select_significant=True, selection_block=2, epochs=6,
-                dtype="float64")
+    cfg = small(
+        residual="none", start_at_baseline=True, select_significant=True, selection_block=2, epochs=6, dtype="float64"
+    )
     res = train_registered("radial-field", tiny_task, cfg, RF)
     # from zero displacement, the displacement of a smooth chain is learnt far beyond noise
     assert res.best_epoch > 0 and res.history[res.best_epoch]["significant"] is True
@@ -193,7 +206,7 @@ def test_unrolled_loss_feeds_predictions_back(tiny_task):
     ds, model = trainer.train_set, trainer.model
     traj = torch.as_tensor(ds.trajectory)
     frames = ds.frames[:8]
-    window = torch.stack([traj[t - 2:t + 1] for t in frames])
+    window = torch.stack([traj[t - 2 : t + 1] for t in frames])
     total = 0.0
     from irrepnet.data.windows import window_batch
 
@@ -227,9 +240,19 @@ def test_selection_level_is_corrected_for_the_epochs_it_tests(tiny_task):
     gain = base * (1.0 - 0.008 + 0.05 * torch.randn(200, generator=rng, dtype=torch.float64))
     verdicts = {}
     for epochs in (1, 40):
-        trainer = make_trainer("radial-field", tiny_task, small(start_at_baseline=True, select_significant=True,
-                                                                selection_block=1, epochs=epochs, steps_per_epoch=1,
-                                                                residual="none"), RF)
+        trainer = make_trainer(
+            "radial-field",
+            tiny_task,
+            small(
+                start_at_baseline=True,
+                select_significant=True,
+                selection_block=1,
+                epochs=epochs,
+                steps_per_epoch=1,
+                residual="none",
+            ),
+            RF,
+        )
         assert trainer.planned_epochs == epochs
         trainer.state["baseline_valid_errors"], trainer._last_valid_errors = base, gain
         verdicts[epochs] = trainer._significantly_better_than_baseline()
@@ -237,6 +260,7 @@ def test_selection_level_is_corrected_for_the_epochs_it_tests(tiny_task):
 
 
 # --- force_difference: a learned force whose change corrects constant acceleration -------
+
 
 def test_force_difference_is_constant_acceleration_plus_the_change_of_a_force(tiny_task):
     trainer = make_trainer("radial-field", tiny_task, small(residual="force_difference", dtype="float64"), RF)
@@ -265,5 +289,6 @@ def test_force_difference_refuses_velocity_models(tiny_task):
     with pytest.raises(ConfigError, match="force field of the positions alone.*egnn-vel"):
         make_trainer("egnn-vel", tiny_task, small(residual="force_difference"))
     with pytest.raises(ConfigError, match="reads"):
-        NormalizedModel(build_model("egnn-vel", tiny_task.spec), {"outputs": {}, "acceleration": 1.0},
-                        residual="force_difference")
+        NormalizedModel(
+            build_model("egnn-vel", tiny_task.spec), {"outputs": {}, "acceleration": 1.0}, residual="force_difference"
+        )

@@ -47,7 +47,8 @@ def test_every_tutorial_has_its_pair():
     sources = runner.sources(TUTORIALS)
     assert {p.stem for p in sources} == {p.stem for p in NOTEBOOKS}, (
         "each tutorials/NN_name.py needs its executed NN_name.ipynb and vice versa; "
-        "run `python tutorials/run_notebooks.py NN`")
+        "run `python tutorials/run_notebooks.py NN`"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
@@ -59,8 +60,10 @@ def test_notebook_in_sync_with_source(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_notebook_is_small(path):
     size = path.stat().st_size
-    assert size < MAX_BYTES, (f"{path.name} is {size / 1024:.0f} KB (limit {MAX_BYTES // 1024} KB): "
-                              "fewer or smaller figures (dpi ~70), shorter printed output")
+    assert size < MAX_BYTES, (
+        f"{path.name} is {size / 1024:.0f} KB (limit {MAX_BYTES // 1024} KB): "
+        "fewer or smaller figures (dpi ~70), shorter printed output"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
@@ -69,8 +72,10 @@ def test_notebook_is_committed_executed(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code, f"{path.name} has no code cells"
     unexecuted = [i + 1 for i, c in enumerate(code) if c.get("execution_count") is None]
-    assert not unexecuted, (f"{path.name}: code cells {unexecuted} have not been executed; "
-                            f"run `python tutorials/run_notebooks.py {path.stem[:2]}`")
+    assert not unexecuted, (
+        f"{path.name}: code cells {unexecuted} have not been executed; "
+        f"run `python tutorials/run_notebooks.py {path.stem[:2]}`"
+    )
     errors = [i + 1 for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.outputs)]
     assert not errors, f"{path.name}: code cells {errors} were committed with an error output"
 
@@ -100,5 +105,7 @@ def test_notebook_runs(path, monkeypatch):
     elapsed = time.perf_counter() - start  # kernel start included, as a reader would wait for it
     limit = TIME_LIMITS.get(path.stem)
     if limit is not None:
-        assert elapsed < limit, (f"{path.name} took {elapsed:.0f} s to execute (limit {limit} s): "
-                                 "shrink its default budget (the FULL flag keeps the full-size run)")
+        assert elapsed < limit, (
+            f"{path.name} took {elapsed:.0f} s to execute (limit {limit} s): "
+            "shrink its default budget (the FULL flag keeps the full-size run)"
+        )

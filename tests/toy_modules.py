@@ -96,9 +96,14 @@ def toy_molecules(sizes=(3, 5, 8), n_species: int = 4, seed: int = 0, dtype=torc
         grid = torch.stack([cells // 9, (cells // 3) % 3, cells % 3], dim=1).to(dtype)
         pos = 1.2 * grid + 0.1 * torch.randn(n, 3, generator=gen, dtype=dtype)
         kinds = torch.randint(n_species, (n,), generator=gen)
-        samples.append({K.POS: pos, K.SPECIES_ONEHOT: torch.nn.functional.one_hot(kinds, n_species).to(dtype),
-                        K.TARGET_FORCES: torch.randn(n, 3, generator=gen, dtype=dtype),
-                        K.TARGET_ENERGY: torch.randn(1, 1, generator=gen, dtype=dtype)})
+        samples.append(
+            {
+                K.POS: pos,
+                K.SPECIES_ONEHOT: torch.nn.functional.one_hot(kinds, n_species).to(dtype),
+                K.TARGET_FORCES: torch.randn(n, 3, generator=gen, dtype=dtype),
+                K.TARGET_ENERGY: torch.randn(1, 1, generator=gen, dtype=dtype),
+            }
+        )
     return collate(samples)
 
 

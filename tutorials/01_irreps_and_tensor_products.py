@@ -40,8 +40,15 @@ from irrepnet import IrrepsModel, Symmetry, audit, audit_all
 from irrepnet import keys as K
 from irrepnet.graph import build_graph
 from irrepnet.irreps import irreps_D, random_rotation, refresh_wigner_3j
-from irrepnet.nn import (EdgeTensorProduct, GraphConstruction, RadialEmbedding, RadialMLP,
-                         SphericalHarmonicsEdgeAttrs, TensorProductConv, polynomial_cutoff)
+from irrepnet.nn import (
+    EdgeTensorProduct,
+    GraphConstruction,
+    RadialEmbedding,
+    RadialMLP,
+    SphericalHarmonicsEdgeAttrs,
+    TensorProductConv,
+    polynomial_cutoff,
+)
 from irrepnet.scatter import segment_sum
 
 # Every tutorial has this flag: IRREPNET_FULL=1 switches to full-size runs. Here it only
@@ -98,8 +105,7 @@ for (mul, ir), sl in zip(irreps, irreps.slices()):
 gen = torch.Generator().manual_seed(0)
 R = random_rotation(gen)  # a Haar-random proper rotation, float64
 D = irreps.D_from_matrix(R)
-print("D(R):", tuple(D.shape), "| 1o block equals R:",
-      torch.allclose(o3.Irreps("1o").D_from_matrix(R), R, atol=1e-6))
+print("D(R):", tuple(D.shape), "| 1o block equals R:", torch.allclose(o3.Irreps("1o").D_from_matrix(R), R, atol=1e-6))
 print("D(-I) diagonal:", irreps.D_from_matrix(-torch.eye(3, dtype=torch.float64)).diagonal().round().int().tolist())
 
 fig, ax = plt.subplots(figsize=(3.2, 3.2))
@@ -125,10 +131,14 @@ R2 = random_rotation(gen)
 D_exact = irreps_D(irreps, R)
 I = torch.eye(irreps.dim, dtype=torch.float64)
 print(f"|D_e3nn - D_exact|            = {(D - D_exact).abs().max():.1e}")
-print(f"orthogonality |D D^T - 1|: e3nn {(D @ D.T - I).abs().max():.1e}, "
-      f"exact {(D_exact @ D_exact.T - I).abs().max():.1e}")
-print(f"representation |D(R R2) - D(R) D(R2)|: "
-      f"{(irreps_D(irreps, R @ R2) - D_exact @ irreps_D(irreps, R2)).abs().max():.1e}")
+print(
+    f"orthogonality |D D^T - 1|: e3nn {(D @ D.T - I).abs().max():.1e}, "
+    f"exact {(D_exact @ D_exact.T - I).abs().max():.1e}"
+)
+print(
+    f"representation |D(R R2) - D(R) D(R2)|: "
+    f"{(irreps_D(irreps, R @ R2) - D_exact @ irreps_D(irreps, R2)).abs().max():.1e}"
+)
 R_improper = random_rotation(gen, proper=False)
 print("det of the improper element:", round(float(torch.linalg.det(R_improper)), 6))
 
@@ -152,7 +162,7 @@ vec = torch.randn(6, 3, generator=gen, dtype=torch.float64)
 Y = o3.spherical_harmonics(irreps_sh, vec, normalize=True, normalization="component")
 print(f"{irreps_sh}: {tuple(vec.shape)} edge vectors -> {tuple(Y.shape)}")
 print("Y^0 =", Y[:, 0].tolist())
-print("Y^1 == sqrt(3) r/|r|:", torch.allclose(Y[:, 1:4], 3 ** 0.5 * vec / vec.norm(dim=1, keepdim=True)))
+print("Y^1 == sqrt(3) r/|r|:", torch.allclose(Y[:, 1:4], 3**0.5 * vec / vec.norm(dim=1, keepdim=True)))
 
 for name, D_sh in [("e3nn D_from_matrix", irreps_sh.D_from_matrix(R)), ("irrepnet irreps_D ", irreps_D(irreps_sh, R))]:
     Y_rot = o3.spherical_harmonics(irreps_sh, vec @ R.T, normalize=True, normalization="component")
@@ -215,8 +225,9 @@ print("1e part / (u x v):   ", (uv[:, 1:4] / torch.cross(u, v, dim=1)).flatten()
 irreps_node = o3.Irreps("1x0e + 1x1o")
 irreps_edge = o3.Irreps.spherical_harmonics(2)  # 1x0e + 1x1o + 1x2e
 irreps_hidden = o3.Irreps("4x0e + 2x1o + 1x2e")
-tp = o3.FullyConnectedTensorProduct(irreps_node, irreps_edge, irreps_hidden,
-                                    shared_weights=False, internal_weights=False)
+tp = o3.FullyConnectedTensorProduct(
+    irreps_node, irreps_edge, irreps_hidden, shared_weights=False, internal_weights=False
+)
 print(tp)
 print(f"\n{'path':<22} {'mode':<5} {'weights':>7} {'path weight':>12}")
 for ins in tp.instructions:
@@ -256,9 +267,13 @@ def tp_error(tp, R):
     return (lhs - rhs).abs().max().item()
 
 
-print(f"after .double():            {tp_error(tp64, R):.1e}  (rotation), {tp_error(tp64, R_improper):.1e}  (reflection)")
+print(
+    f"after .double():            {tp_error(tp64, R):.1e}  (rotation), {tp_error(tp64, R_improper):.1e}  (reflection)"
+)
 refresh_wigner_3j(tp64)
-print(f"after refresh_wigner_3j():  {tp_error(tp64, R):.1e}  (rotation), {tp_error(tp64, R_improper):.1e}  (reflection)")
+print(
+    f"after refresh_wigner_3j():  {tp_error(tp64, R):.1e}  (rotation), {tp_error(tp64, R_improper):.1e}  (reflection)"
+)
 
 # %% [markdown]
 # ### irrepnet's `EdgeTensorProduct`: the `"uvu"` variant
@@ -384,18 +399,22 @@ print(f"{graph[K.EDGE_INDEX].shape[1]} edges, {avg_neighbors:.2f} neighbours per
 # `.double()` and `.float()` all go through `_apply`, and the audit runs the model in
 # float64 by default.
 
+
 # %%
 class HandConv(IrrepsModel):
     symmetry = Symmetry.E3
 
     def __init__(self, irreps_out=irreps_hidden, lmax=2, r_max=r_max, n_basis=8, avg_neighbors=avg_neighbors):
-        super().__init__(irreps_in={K.POS: "1o", K.VEL: "1o", K.CHARGE: "0e", K.BATCH: None, K.NUM_NODES: None},
-                         irreps_out={K.NODE_FEATURES: irreps_out})
+        super().__init__(
+            irreps_in={K.POS: "1o", K.VEL: "1o", K.CHARGE: "0e", K.BATCH: None, K.NUM_NODES: None},
+            irreps_out={K.NODE_FEATURES: irreps_out},
+        )
         self.r_max, self.avg_neighbors = r_max, avg_neighbors
         self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
         self.radial = RadialEmbedding(n_basis, r_max)
-        self.tp = o3.FullyConnectedTensorProduct("1x0e + 1x1o", self.irreps_sh, irreps_out,
-                                                 shared_weights=False, internal_weights=False)
+        self.tp = o3.FullyConnectedTensorProduct(
+            "1x0e + 1x1o", self.irreps_sh, irreps_out, shared_weights=False, internal_weights=False
+        )
         self.mlp = RadialMLP(n_basis, self.tp.weight_numel, neurons=32)  # bias-free: w = 0 beyond r_max
 
     def _apply(self, fn, recurse=True):
@@ -410,7 +429,7 @@ class HandConv(IrrepsModel):
         Y = o3.spherical_harmonics(self.irreps_sh, g[K.EDGE_VEC], normalize=True, normalization="component")
         w = self.mlp(self.radial.embed(g[K.EDGE_LEN]))  # (E, weight_numel), from lengths only
         messages = self.tp(h[sender], Y, w)  # (E, irreps_out.dim)
-        out = segment_sum(messages, receiver, h.shape[0]) / self.avg_neighbors ** 0.5
+        out = segment_sum(messages, receiver, h.shape[0]) / self.avg_neighbors**0.5
         return {K.NODE_FEATURES: out}
 
 
@@ -451,6 +470,7 @@ for rep in audit_all(conv, data, trials=TRIALS):
 # modelling bug. But the tight float64 tolerance is exactly what makes the audit sensitive
 # to real bugs that are small, so the fix is to keep the coefficients exact.
 
+
 # %%
 class HandConvNoRefresh(HandConv):
     def _apply(self, fn, recurse=True):
@@ -468,13 +488,14 @@ print(audit(HandConvNoRefresh(), data, trials=TRIALS))
 # where the origin is. The audit flags *translation* only. `irreps.slices()` gives the
 # columns of each block of the flat feature vector.
 
+
 # %%
 class AddsPosition(HandConv):
     def forward(self, data):
         h = super().forward(data)[K.NODE_FEATURES]
         first_vector = self.irreps_out[K.NODE_FEATURES].slices()[1]  # the 2x1o block
         pos_term = torch.zeros_like(h)
-        pos_term[:, first_vector.start:first_vector.start + 3] = data[K.POS]
+        pos_term[:, first_vector.start : first_vector.start + 3] = data[K.POS]
         return {K.NODE_FEATURES: h + pos_term}
 
 
@@ -485,6 +506,7 @@ print(audit(AddsPosition(), data, trials=TRIALS))
 # **Bug 2: a pointwise nonlinearity on vectors.** `tanh` applied to each component of
 # a vector does not commute with rotations (it depends on the basis the vector is written
 # in), so the rotation and reflection checks fail, while translation and permutation pass.
+
 
 # %%
 class TanhEverywhere(HandConv):
@@ -503,6 +525,7 @@ print("rotation error per output field:", report["rotation"].per_field)
 # the direction is kept. The other common way is the **gate** (`irrepnet.nn.Gate`):
 # scalars go through an activation, and every $l > 0$ irrep is multiplied by the sigmoid of
 # an extra scalar channel.
+
 
 # %%
 class NormTanh(HandConv):
@@ -533,7 +556,8 @@ model = irrepnet.SequentialModel(
     RadialEmbedding(n_basis=8, r_max=r_max),
     TensorProductConv(irreps_node, irreps_hidden, irreps_edge, n_basis=8, normalization="mean"),
     irreps_in={K.POS: "1o", K.NODE_FEATURES: irreps_node, K.BATCH: None, K.NUM_NODES: None},
-    outputs=[K.NODE_FEATURES], symmetry="E(3)",
+    outputs=[K.NODE_FEATURES],
+    symmetry="E(3)",
 )
 batch = {**data, K.NODE_FEATURES: torch.cat([data[K.CHARGE], data[K.VEL]], dim=1)}
 print(model.irreps_in, "->", model.irreps_out)

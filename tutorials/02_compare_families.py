@@ -90,8 +90,12 @@ print("data:", DATA or "irrepnet's reference polymer trajectory (no paths.npz fo
 task = load_task("twelve_body", data=DATA, history=2)
 print(task.train.source)
 print(f"{len(task.train)} training and {len(task.test)} test samples of {task.spec.num_nodes} beads")
-print("model inputs (irreps):", {k: str(v) if v is not None else None for k, v in task.spec.inputs.items()},
-      "-> target:", task.spec.target)
+print(
+    "model inputs (irreps):",
+    {k: str(v) if v is not None else None for k, v in task.spec.inputs.items()},
+    "-> target:",
+    task.spec.target,
+)
 batch = task.train.batch(range(2))  # two frames as one batch dict
 print({k: tuple(v.shape) for k, v in batch.items()})
 
@@ -124,9 +128,11 @@ baselines = evaluate_baselines(task.test)
 zero = baselines["zero"]
 for name, mse in baselines.items():
     print(f"{name:<22} test MSE {mse:.3e}   MSE / zero = {mse / zero:.2e}")
-print(f"\nconstant velocity is {zero / baselines['constant_velocity']:.0f}x better than zero displacement, "
-      f"constant acceleration {zero / baselines['constant_acceleration']:.0f}x better, "
-      f"{baselines['constant_velocity'] / baselines['constant_acceleration']:.0f}x better than constant velocity.")
+print(
+    f"\nconstant velocity is {zero / baselines['constant_velocity']:.0f}x better than zero displacement, "
+    f"constant acceleration {zero / baselines['constant_acceleration']:.0f}x better, "
+    f"{baselines['constant_velocity'] / baselines['constant_acceleration']:.0f}x better than constant velocity."
+)
 
 # %% [markdown]
 # Read those ratios before looking at any network. A network that reaches a few percent of the
@@ -251,8 +257,10 @@ for name in MODELS:
     roll = r["rollout"]
     diverged = [h for h, e in zip(roll["horizons"], roll["mse"]) if e is None]  # null: non-finite positions
     fate = f"diverged by step {diverged[0]}" if diverged else f"finite up to step {roll['horizons'][-1]}"
-    print(f"{name:<16} {m:>9.2e}  {m / b['zero-displacement']:>8.3g}  {m / b['constant-velocity']:>13.3g}  "
-          f"{m / b['constant-acceleration']:>13.3g}  {fate}")
+    print(
+        f"{name:<16} {m:>9.2e}  {m / b['zero-displacement']:>8.3g}  {m / b['constant-velocity']:>13.3g}  "
+        f"{m / b['constant-acceleration']:>13.3g}  {fate}"
+    )
 print("\nbeat zero displacement:    ", [n for n in MODELS if rows[n]["metrics"]["test_mse"] < b["zero-displacement"]])
 print("beat constant velocity:    ", [n for n in MODELS if rows[n]["metrics"]["test_mse"] < b["constant-velocity"]])
 print("beat constant acceleration:", [n for n in MODELS if rows[n]["metrics"]["test_mse"] < b["constant-acceleration"]])
@@ -288,12 +296,16 @@ print("beat constant acceleration:", [n for n in MODELS if rows[n]["metrics"]["t
 # %%
 for name in MODELS:
     s = rows[name]["speed"]
-    print(f"{name:<16} train step {s['train_step_ms']:7.1f} ms   inference {s['infer_graphs_per_s']:8.0f} graphs/s   "
-          f"trained in {s['train_time_s']:5.1f} s   {rows[name]['parameters']:>8,} parameters")
+    print(
+        f"{name:<16} train step {s['train_step_ms']:7.1f} ms   inference {s['infer_graphs_per_s']:8.0f} graphs/s   "
+        f"trained in {s['train_time_s']:5.1f} s   {rows[name]['parameters']:>8,} parameters"
+    )
 fastest = min(MODELS, key=lambda n: rows[n]["speed"]["train_step_ms"])
 slowest = max(MODELS, key=lambda n: rows[n]["speed"]["train_step_ms"])
-print(f"\n{slowest} takes {rows[slowest]['speed']['train_step_ms'] / rows[fastest]['speed']['train_step_ms']:.0f}x "
-      f"longer per step than {fastest}.")
+print(
+    f"\n{slowest} takes {rows[slowest]['speed']['train_step_ms'] / rows[fastest]['speed']['train_step_ms']:.0f}x "
+    f"longer per step than {fastest}."
+)
 
 # %% [markdown]
 # Parameter count says little about cost: the tensor-product models have fewer parameters than

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import torch
 from IPython.display import Image, Markdown, display
+from matplotlib.ticker import MaxNLocator
 
 import irrepnet
 from irrepnet import IrrepsMismatchError, SequentialModel, audit_all, register_model
@@ -46,8 +46,15 @@ from irrepnet import keys as K
 from irrepnet import metrics as M
 from irrepnet.bench import adhoc_suite, run_suite
 from irrepnet.data import evaluate_baselines, find_dmol_file
-from irrepnet.nn import (Gate, GraphConstruction, NodeInputs, RadialEmbedding, SphericalHarmonicsEdgeAttrs,
-                         TensorProductConv, VectorHead)
+from irrepnet.nn import (
+    Gate,
+    GraphConstruction,
+    NodeInputs,
+    RadialEmbedding,
+    SphericalHarmonicsEdgeAttrs,
+    TensorProductConv,
+    VectorHead,
+)
 from irrepnet.registry import unregister_model
 from irrepnet.tasks import load_task, task_spec
 from irrepnet.train import TrainConfig, train_registered
@@ -110,12 +117,19 @@ R_MAX, N_BASIS, LMAX = 3.5, 8, 2
 sh = SphericalHarmonicsEdgeAttrs(LMAX)
 try:
     SequentialModel(
-        inputs, GraphConstruction("radius", r=R_MAX), sh, RadialEmbedding(N_BASIS, R_MAX),
-        TensorProductConv(inputs.irreps_out[K.NODE_FEATURES], hidden, sh.sh_irreps, N_BASIS,
-                          normalization="mean"),  # wrong: the gate reads more than `hidden`
+        inputs,
+        GraphConstruction("radius", r=R_MAX),
+        sh,
+        RadialEmbedding(N_BASIS, R_MAX),
+        TensorProductConv(
+            inputs.irreps_out[K.NODE_FEATURES], hidden, sh.sh_irreps, N_BASIS, normalization="mean"
+        ),  # wrong: the gate reads more than `hidden`
         Gate(hidden),
         VectorHead(Gate(hidden).irreps_out[K.NODE_FEATURES]),
-        irreps_in=task.spec.inputs, outputs=[K.DISPLACEMENT], symmetry="E(3)")
+        irreps_in=task.spec.inputs,
+        outputs=[K.DISPLACEMENT],
+        symmetry="E(3)",
+    )
 except IrrepsMismatchError as err:
     print(f"{type(err).__name__}: {err}")
     print(f"\nthe error object carries the details: field {err.field_name!r}, expected {err.expected}, got {err.got}")
@@ -169,8 +183,10 @@ def build_gated_tp(cfg: GatedTPConfig, task):
     irreps = inputs.irreps_out[K.NODE_FEATURES]
     for _ in range(cfg.layers):
         gate = Gate(cfg.hidden)
-        layers += [TensorProductConv(irreps, gate.irreps_in[K.NODE_FEATURES], sh.sh_irreps, cfg.n_basis,
-                                     normalization="mean"), gate]
+        layers += [
+            TensorProductConv(irreps, gate.irreps_in[K.NODE_FEATURES], sh.sh_irreps, cfg.n_basis, normalization="mean"),
+            gate,
+        ]
         irreps = gate.irreps_out[K.NODE_FEATURES]
     layers.append(VectorHead(irreps, K.DISPLACEMENT))
     return SequentialModel(*layers, irreps_in=task.inputs, outputs=[K.DISPLACEMENT], symmetry="E(3)")
@@ -185,8 +201,10 @@ register_model(NAME, config=GatedTPConfig)(build_gated_tp)  # the same as @regis
 print("registered models:", irrepnet.list_models())
 model = irrepnet.build_model(NAME, task.spec)
 print(model.irreps_in, "->", model.irreps_out, "| symmetry", model.symmetry.value)
-print(f"{sum(p.numel() for p in model.parameters()):,} parameters in {len(model.chain.layers)} layers:",
-      [type(m).__name__ for m in model.chain.layers])
+print(
+    f"{sum(p.numel() for p in model.parameters()):,} parameters in {len(model.chain.layers)} layers:",
+    [type(m).__name__ for m in model.chain.layers],
+)
 
 # %% [markdown]
 # `model.irreps_in` lists only what the layers actually read (`pos` and `vel_history`), not
@@ -222,12 +240,15 @@ for report in audit_all(model, batch, trials=2):
 # units. The budget is tiny: a few seconds of CPU.
 
 # %%
-train_cfg = TrainConfig(epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH, batch_size=32, lr=3e-3, warmup_steps=20,
-                        progress=False)
+train_cfg = TrainConfig(
+    epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH, batch_size=32, lr=3e-3, warmup_steps=20, progress=False
+)
 start = time.perf_counter()
 result = train_registered(NAME, task, train_cfg, {"layers": 2})  # model config overrides by name
-print(f"{result.steps} steps in {time.perf_counter() - start:.1f} s, median {result.train_step_ms:.1f} ms per step; "
-      f"best epoch {result.best_epoch}")
+print(
+    f"{result.steps} steps in {time.perf_counter() - start:.1f} s, median {result.train_step_ms:.1f} ms per step; "
+    f"best epoch {result.best_epoch}"
+)
 for h in result.history:
     print(f"  epoch {h['epoch']}: train loss {h['train_loss']:.3f} (normalised units), valid MSE {h['valid_mse']:.2e}")
 
@@ -273,18 +294,20 @@ plt.show()
 # evaluation: test metrics, rollouts, the audit of the trained model in both dtypes, timings.
 
 # %%
-suite = adhoc_suite("twelve_body", [NAME, "tfn", "egnn-vel"], history=2,
-                    train={"batch_size": 32, "lr": 3e-3, "warmup_steps": 20})
+suite = adhoc_suite(
+    "twelve_body", [NAME, "tfn", "egnn-vel"], history=2, train={"batch_size": 32, "lr": 3e-3, "warmup_steps": 20}
+)
 out = Path(tempfile.mkdtemp(prefix="irrepnet-tutorial-03-"))  # a fresh folder: the harness never overwrites
 start = time.perf_counter()
-results = run_suite(suite, out, data=DATA, extra_train={"epochs": EPOCHS, "steps_per_epoch": STEPS_PER_EPOCH,
-                                                        "progress": False})
+results = run_suite(
+    suite, out, data=DATA, extra_train={"epochs": EPOCHS, "steps_per_epoch": STEPS_PER_EPOCH, "progress": False}
+)
 print(f"\nharness finished in {time.perf_counter() - start:.0f} s")
 
 # %%
 report = (out / "report.md").read_text()
 section = report.split("![")[0].split("\nPearson")[0]  # up to the plots and the correlation table
-section = section[section.find("\n## ") + 1:] if "\n## " in section else section  # from the group's heading on
+section = section[section.find("\n## ") + 1 :] if "\n## " in section else section  # from the group's heading on
 display(Markdown(section.replace("## ", "#### ")))
 
 # %% [markdown]

@@ -80,8 +80,12 @@ start = time.perf_counter()
 task = load_task("nbody", n_train=3000)
 print(f"loaded in {time.perf_counter() - start:.1f} s")
 print(task.train, task.valid, task.test, sep="\n")
-print("model inputs:", {k: str(v) if v is not None else None for k, v in task.spec.inputs.items()},
-      "-> target:", task.spec.target)
+print(
+    "model inputs:",
+    {k: str(v) if v is not None else None for k, v in task.spec.inputs.items()},
+    "-> target:",
+    task.spec.target,
+)
 sample = task.test[0]
 print({k: tuple(v.shape) for k, v in sample.items()})
 print("charges of test sample 0:", sample[K.CHARGE].flatten().tolist())
@@ -129,9 +133,11 @@ suite = load_suite("nbody")
 print("nbody suite [train]:", suite.train)
 cfg = train_config({**suite.train, "epochs": EPOCHS, "progress": False})
 steps_per_epoch = -(-len(task.train) // cfg.batch_size)
-print(f"\nthis notebook: {cfg.epochs} epochs x {steps_per_epoch} steps of {cfg.batch_size} = "
-      f"{cfg.epochs * steps_per_epoch:,} optimiser steps; the paper allows up to "
-      f"{suite.train['epochs']:,} epochs = {suite.train['epochs'] * steps_per_epoch:,} steps")
+print(
+    f"\nthis notebook: {cfg.epochs} epochs x {steps_per_epoch} steps of {cfg.batch_size} = "
+    f"{cfg.epochs * steps_per_epoch:,} optimiser steps; the paper allows up to "
+    f"{suite.train['epochs']:,} epochs = {suite.train['epochs'] * steps_per_epoch:,} steps"
+)
 
 # %% [markdown]
 # `egnn-vel` is EGNN with the velocity update of the paper's eq. 7: 4 layers of width 64,
@@ -150,8 +156,10 @@ for name in MODELS:
     runs[name] = train_registered(name, task, cfg)
     r = runs[name]
     params = sum(p.numel() for p in r.model.parameters())
-    print(f"{name:<13} {params:>7,} parameters: {r.steps} steps in {time.perf_counter() - start:.1f} s "
-          f"({r.train_step_ms:.1f} ms per step), best valid MSE {r.best_valid_loss:.4f} at epoch {r.best_epoch}")
+    print(
+        f"{name:<13} {params:>7,} parameters: {r.steps} steps in {time.perf_counter() - start:.1f} s "
+        f"({r.train_step_ms:.1f} ms per step), best valid MSE {r.best_valid_loss:.4f} at epoch {r.best_epoch}"
+    )
 
 # %% [markdown]
 # ## 4. Results at this budget
@@ -168,9 +176,11 @@ paper = {"egnn-vel": 0.0071, "radial-field": 0.0104}
 zero = baselines["zero"]
 linear_fit = baselines[list(baselines)[-1]]
 for name in MODELS:
-    print(f"{name:<13} test MSE {test_mse[name]:.4f}  = {test_mse[name] / zero:.3f} x zero, "
-          f"{test_mse[name] / linear_fit:.3f} x fitted Linear, {test_mse[name] / paper[name]:.1f} x the paper's "
-          f"{paper[name]} after {EPOCHS} of up to 10,000 epochs")
+    print(
+        f"{name:<13} test MSE {test_mse[name]:.4f}  = {test_mse[name] / zero:.3f} x zero, "
+        f"{test_mse[name] / linear_fit:.3f} x fitted Linear, {test_mse[name] / paper[name]:.1f} x the paper's "
+        f"{paper[name]} after {EPOCHS} of up to 10,000 epochs"
+    )
 
 # %% [markdown]
 # Both models beat the Linear baseline within a few epochs: knowing how charged particles
@@ -183,9 +193,12 @@ for name in MODELS:
 fig, ax = plt.subplots(figsize=(5.2, 3.0))
 for name, r in runs.items():
     ax.plot([h["epoch"] for h in r.history], [h["valid_mse"] for h in r.history], label=f"{name} (valid)")
-for value, label, style in [(linear_fit, "Linear, fitted dt (ours, test)", "--"),
-                            (0.0819, "Linear (paper)", ":"), (0.0104, "Radial Field (paper)", "-."),
-                            (0.0071, "EGNN (paper)", (0, (1, 3)))]:
+for value, label, style in [
+    (linear_fit, "Linear, fitted dt (ours, test)", "--"),
+    (0.0819, "Linear (paper)", ":"),
+    (0.0104, "Radial Field (paper)", "-."),
+    (0.0071, "EGNN (paper)", (0, (1, 3))),
+]:
     ax.axhline(value, color="grey", ls=style, lw=1, label=label)
 ax.set_yscale("log")
 ax.set_xlabel("epoch"), ax.set_ylabel("MSE of positions")
@@ -254,8 +267,10 @@ plt.show()
 # %%
 full_steps = suite.train["epochs"] * steps_per_epoch
 est_h = full_steps * runs["egnn-vel"].train_step_ms / 1e3 / 3600
-print(f"{full_steps:,} steps x {runs['egnn-vel'].train_step_ms:.1f} ms = about {est_h:.1f} h of training for egnn-vel "
-      "on this machine (plus a validation pass per epoch)")
+print(
+    f"{full_steps:,} steps x {runs['egnn-vel'].train_step_ms:.1f} ms = about {est_h:.1f} h of training for egnn-vel "
+    "on this machine (plus a validation pass per epoch)"
+)
 
 # %% [markdown]
 # The benchmark harness runs it for every model of the paper's table (`egnn`, `egnn-vel`,

@@ -61,8 +61,15 @@ torch.set_num_threads(1)  # the steadiest timings on a small, busy CPU
 torch.manual_seed(0)
 plt.rcParams.update({"figure.dpi": 70, "font.size": 9})
 NOTEBOOK_START = time.perf_counter()
-print("irrepnet", irrepnet.__version__, "| torch", torch.__version__, "| FULL =", FULL,
-      f"| molecules {N_TRAIN}/{N_VALID}/{N_TEST}, {EPOCHS} epochs, egnn {MODEL_CFG or 'defaults'}")
+print(
+    "irrepnet",
+    irrepnet.__version__,
+    "| torch",
+    torch.__version__,
+    "| FULL =",
+    FULL,
+    f"| molecules {N_TRAIN}/{N_VALID}/{N_TEST}, {EPOCHS} epochs, egnn {MODEL_CFG or 'defaults'}",
+)
 
 # %% [markdown]
 # ## 1. The task
@@ -103,11 +110,15 @@ ds = task.train
 print(f"{'sample':>6}  {'G2 name':<12} {'formula':<8} {'atoms':>5} {'energy (eV)':>12} {'RMS force (eV/Å)':>17}")
 for i in range(0, len(ds.names), 16):
     s = ds[i]
-    print(f"{i:>6}  {ds.names[ds.molecule[i]]:<12} {formula(s[K.SPECIES_ONEHOT]):<8} {len(s[K.POS]):>5} "
-          f"{float(s[K.TARGET_ENERGY]):>12.3f} {float(s[K.TARGET_FORCES].pow(2).mean().sqrt()):>17.2f}")
-print(f"\n{len(ds.names)} distinct molecules, {int(ds.counts.min())} to {int(ds.counts.max())} atoms "
-      f"(mean {ds.counts.double().mean():.1f}); training force RMS "
-      f"{float(ds.arrays()[K.TARGET_FORCES].pow(2).mean().sqrt()):.2f} eV/Å")
+    print(
+        f"{i:>6}  {ds.names[ds.molecule[i]]:<12} {formula(s[K.SPECIES_ONEHOT]):<8} {len(s[K.POS]):>5} "
+        f"{float(s[K.TARGET_ENERGY]):>12.3f} {float(s[K.TARGET_FORCES].pow(2).mean().sqrt()):>17.2f}"
+    )
+print(
+    f"\n{len(ds.names)} distinct molecules, {int(ds.counts.min())} to {int(ds.counts.max())} atoms "
+    f"(mean {ds.counts.double().mean():.1f}); training force RMS "
+    f"{float(ds.arrays()[K.TARGET_FORCES].pow(2).mean().sqrt()):.2f} eV/Å"
+)
 
 # %% [markdown]
 # Molecules differ in size, so a batch cannot be a tensor of shape `(molecules, atoms, 3)`.
@@ -203,8 +214,10 @@ for atom in range(forces.shape[0]):
         minus[K.POS][atom, axis] -= h
         fd[atom, axis] = -(model64(plus)[K.ENERGY] - model64(minus)[K.ENERGY]).item() / (2 * h)
 diff = float((forces - fd).abs().max())
-print(f"{formula(mol[K.SPECIES_ONEHOT])}: {forces.numel()} force components, max |F| {float(forces.abs().max()):.3g}, "
-      f"max |F - finite difference| {diff:.1e} (relative {diff / float(forces.abs().max()):.1e})")
+print(
+    f"{formula(mol[K.SPECIES_ONEHOT])}: {forces.numel()} force components, max |F| {float(forces.abs().max()):.3g}, "
+    f"max |F - finite difference| {diff:.1e} (relative {diff / float(forces.abs().max()):.1e})"
+)
 
 # %% [markdown]
 # ## 4. Training, and the atom-energy reference
@@ -231,30 +244,40 @@ print(f"{formula(mol[K.SPECIES_ONEHOT])}: {forces.numel()} force components, max
 
 # %%
 scales = fit_energy_scales(task.train.arrays())
-print("atom energies mu (eV):", {s: round(m, 3) for s, m in zip(task.train.species, scales["atom_energies"])},
-      f"| scale s = {scales['outputs'][K.ENERGY]:.3f} eV/Å")
+print(
+    "atom energies mu (eV):",
+    {s: round(m, 3) for s, m in zip(task.train.species, scales["atom_energies"])},
+    f"| scale s = {scales['outputs'][K.ENERGY]:.3f} eV/Å",
+)
 
 
 def reference_errors(dataset, atom_energies):
     """MAEs of the atom-energy reference: E = sum of per-element energies, F = 0."""
     arrays = dataset.arrays()
     err = energy_shift(arrays, atom_energies) - arrays[K.TARGET_ENERGY]
-    return {"energy_mae": float(err.abs().mean()),
-            "energy_per_atom_mae": float((err / species_counts(arrays).sum(1, keepdim=True)).abs().mean()),
-            "forces_mae": float(arrays[K.TARGET_FORCES].abs().mean())}
+    return {
+        "energy_mae": float(err.abs().mean()),
+        "energy_per_atom_mae": float((err / species_counts(arrays).sum(1, keepdim=True)).abs().mean()),
+        "forces_mae": float(arrays[K.TARGET_FORCES].abs().mean()),
+    }
 
 
 reference = {split: reference_errors(getattr(task, split), scales["atom_energies"]) for split in ("valid", "test")}
 
-cfg = train_config({"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "progress": False,
-                    "energy_weight": 1.0, "force_weight": 1.0})
+cfg = train_config(
+    {"epochs": EPOCHS, "batch_size": 16, "lr": 3e-3, "progress": False, "energy_weight": 1.0, "force_weight": 1.0}
+)
 start = time.perf_counter()
 trainer = make_trainer("egnn", task, cfg, MODEL_CFG)
 result = trainer.fit()
-print(f"trained {result.steps} steps in {time.perf_counter() - start:.1f} s ({result.train_step_ms:.1f} ms per step, "
-      f"forward, backward through the forces, update); best epoch {result.best_epoch} of {EPOCHS}")
-print("the trained model's atom energies are the same fit:",
-      all(abs(a - b) < 1e-9 for a, b in zip(result.model.atom_energies, scales["atom_energies"])))
+print(
+    f"trained {result.steps} steps in {time.perf_counter() - start:.1f} s ({result.train_step_ms:.1f} ms per step, "
+    f"forward, backward through the forces, update); best epoch {result.best_epoch} of {EPOCHS}"
+)
+print(
+    "the trained model's atom energies are the same fit:",
+    all(abs(a - b) < 1e-9 for a, b in zip(result.model.atom_energies, scales["atom_energies"])),
+)
 
 # %%
 errors = M.energy_force_errors(result.model, task.test)
@@ -262,9 +285,11 @@ ref = reference["test"]
 print(f"test set ({len(task.test)} molecules)  energy MAE (eV)  per atom (eV)  forces MAE (eV/Å)")
 for name, e in [("atom-energy reference", ref), ("egnn", errors)]:
     print(f"{name:<27} {e['energy_mae']:>11.3f} {e['energy_per_atom_mae']:>14.4f} {e['forces_mae']:>18.3f}")
-print(f"{'egnn / reference':<27} {errors['energy_mae'] / ref['energy_mae']:>11.2f} "
-      f"{errors['energy_per_atom_mae'] / ref['energy_per_atom_mae']:>14.2f} "
-      f"{errors['forces_mae'] / ref['forces_mae']:>18.2f}")
+print(
+    f"{'egnn / reference':<27} {errors['energy_mae'] / ref['energy_mae']:>11.2f} "
+    f"{errors['energy_per_atom_mae'] / ref['energy_per_atom_mae']:>14.2f} "
+    f"{errors['forces_mae'] / ref['forces_mae']:>18.2f}"
+)
 
 # %% [markdown]
 # The ratios in the last row are what to read: below 1, the model has learned something the

@@ -36,8 +36,8 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
 
 HERE = Path(__file__).resolve().parent
 SOURCE_GLOB = "[0-9][0-9]_*.py"
@@ -53,7 +53,7 @@ def plain(text: str) -> str:
     return _ANSI.sub("", text)
 
 
-def sources(directory: Path = HERE) -> List[Path]:
+def sources(directory: Path = HERE) -> list[Path]:
     """The tutorial sources ``NN_*.py`` in ``directory``, sorted."""
     return sorted(directory.glob(SOURCE_GLOB))
 
@@ -87,11 +87,11 @@ def read_source(source: Path):
     return nb
 
 
-def code_cells(nb) -> List[str]:
+def code_cells(nb) -> list[str]:
     return [cell.source for cell in nb.cells if cell.cell_type == "code"]
 
 
-def check_sync(source: Path) -> List[str]:
+def check_sync(source: Path) -> list[str]:
     """Problems keeping ``source`` and its ``.ipynb`` apart; empty when the code cells agree."""
     import nbformat
 
@@ -106,8 +106,10 @@ def check_sync(source: Path) -> List[str]:
     for i, (a, b) in enumerate(zip(want, got)):
         if a != b:
             first = next((line for line in a.splitlines() if line.strip()), "")
-            problems.append(f"code cell {i + 1} differs between {source.name} and {notebook.name} "
-                            f"(source cell starts {first[:60]!r})")
+            problems.append(
+                f"code cell {i + 1} differs between {source.name} and {notebook.name} "
+                f"(source cell starts {first[:60]!r})"
+            )
             break
     if problems:
         problems.append(f"regenerate it: python tutorials/run_notebooks.py {source.stem[:2]}")
@@ -146,8 +148,14 @@ def execute(nb, cwd: Path = HERE, timeout: int = CELL_TIMEOUT, kernel_name: str 
 
     # --log-level=ERROR: ipykernel >= 7 warns on every start that the local TCP transport
     # is unencrypted; errors raised by cells reach us through the messages, not this log
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, record_timing=False,
-                            extra_arguments=["--log-level=ERROR"], resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        record_timing=False,
+        extra_arguments=["--log-level=ERROR"],
+        resources={"metadata": {"path": str(cwd)}},
+    )
     client.execute()
     return nb
 
@@ -157,8 +165,12 @@ def _coalesce_streams(outputs: list) -> list:
     messages depends on flush timing, so the merged form is the reproducible one."""
     merged = []
     for out in outputs:
-        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
-                and merged[-1].get("name") == out.get("name")):
+        if (
+            out.get("output_type") == "stream"
+            and merged
+            and merged[-1].get("output_type") == "stream"
+            and merged[-1].get("name") == out.get("name")
+        ):
             merged[-1]["text"] += out["text"]
         else:
             merged.append(out)
@@ -182,7 +194,7 @@ def write(nb, path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def build(source: Path, timeout: int = CELL_TIMEOUT, kernel: Optional[str] = None) -> float:
+def build(source: Path, timeout: int = CELL_TIMEOUT, kernel: str | None = None) -> float:
     """Regenerate, execute and write the notebook of ``source``; returns seconds taken."""
     nb = read_source(source)
     start = time.perf_counter()
@@ -196,7 +208,7 @@ def build(source: Path, timeout: int = CELL_TIMEOUT, kernel: Optional[str] = Non
     return elapsed
 
 
-def select(names: Sequence[str], directory: Path = HERE) -> List[Path]:
+def select(names: Sequence[str], directory: Path = HERE) -> list[Path]:
     """Sources whose file name starts with one of ``names`` (all when empty)."""
     found = sources(directory)
     if not names:
@@ -211,15 +223,22 @@ def select(names: Sequence[str], directory: Path = HERE) -> List[Path]:
     return picked
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", help="tutorials to process, by name prefix (01, 02_compare...); default all")
-    parser.add_argument("--check", action="store_true",
-                        help="only verify that each .ipynb's code cells equal its .py source; execute nothing")
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "names", nargs="*", help="tutorials to process, by name prefix (01, 02_compare...); default all"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only verify that each .ipynb's code cells equal its .py source; execute nothing",
+    )
     parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT, help="seconds per cell (default %(default)s)")
-    parser.add_argument("--kernel", default=None,
-                        help="an installed kernelspec to run instead of this interpreter (e.g. python3)")
+    parser.add_argument(
+        "--kernel", default=None, help="an installed kernelspec to run instead of this interpreter (e.g. python3)"
+    )
     args = parser.parse_args(argv)
     chosen = select(args.names)
     if not chosen:
@@ -229,8 +248,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.check:
         problems = [p for s in chosen for p in check_sync(s)]
         if not args.names:  # a notebook without a source cannot be regenerated
-            problems += [f"{nb.name} has no {nb.stem}.py source" for nb in sorted(HERE.glob("[0-9][0-9]_*.ipynb"))
-                         if not source_of(nb).exists()]
+            problems += [
+                f"{nb.name} has no {nb.stem}.py source"
+                for nb in sorted(HERE.glob("[0-9][0-9]_*.ipynb"))
+                if not source_of(nb).exists()
+            ]
         for p in problems:
             print(f"run_notebooks: {p}", file=sys.stderr)
         if not problems:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -41,10 +41,10 @@ from ..stats import Bootstrap
 
 #: baselines every model's rollout is compared with (when the group has them)
 ROLLOUT_REFERENCES = ("zero-displacement", "constant-velocity")
-_CACHE: Dict[Tuple[str, float], np.ndarray] = {}
+_CACHE: dict[tuple[str, float], np.ndarray] = {}
 
 
-def _frame_mse(path: Path) -> Optional[np.ndarray]:
+def _frame_mse(path: Path) -> np.ndarray | None:
     """``frame_mse`` of a ``predictions.npz`` (cached by path and modification time), or ``None``."""
     try:
         key = (str(path.resolve()), path.stat().st_mtime)
@@ -61,12 +61,12 @@ def _frame_mse(path: Path) -> Optional[np.ndarray]:
     return _CACHE[key]
 
 
-def _records(row: Dict[str, Any]) -> List[Dict[str, Any]]:
+def _records(row: dict[str, Any]) -> list[dict[str, Any]]:
     """Per-seed records of a model row; a baseline row is its own single record."""
     return row.get("seeds") or [row]
 
 
-def unit_errors(row: Dict[str, Any], out: Path) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+def unit_errors(row: dict[str, Any], out: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``(frames (seeds, S), rollout (seeds, B, H))`` per-unit errors of a row, ``None`` where not on disk."""
     frames, rolls = [], []
     for rec in _records(row):
@@ -74,20 +74,26 @@ def unit_errors(row: Dict[str, Any], out: Path) -> Tuple[Optional[np.ndarray], O
         fm = _frame_mse(Path(out) / rel) if rel else None
         frames.append(fm)
         per_start = (rec.get("rollout") or {}).get("mse_per_start")
-        rolls.append(None if per_start is None else
-                     np.array([[np.inf if v is None else v for v in r] for r in per_start], dtype=np.float64))
-    f = np.stack(frames) if frames and all(x is not None for x in frames) and \
-        len({x.shape for x in frames}) == 1 else None
+        rolls.append(
+            None
+            if per_start is None
+            else np.array([[np.inf if v is None else v for v in r] for r in per_start], dtype=np.float64)
+        )
+    f = (
+        np.stack(frames)
+        if frames and all(x is not None for x in frames) and len({x.shape for x in frames}) == 1
+        else None
+    )
     r = np.stack(rolls) if rolls and all(x is not None for x in rolls) and len({x.shape for x in rolls}) == 1 else None
     return f, r
 
 
-def _point(row: Dict[str, Any]) -> float:
+def _point(row: dict[str, Any]) -> float:
     v = (row.get("metrics") or {}).get("test_mse")
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else math.inf
 
 
-def finalize_group(entry: Dict[str, Any], out: Path, suite) -> None:
+def finalize_group(entry: dict[str, Any], out: Path, suite) -> None:
     """Recompute ``intervals`` and ``comparisons`` of every ok row of ``entry`` (see the module docstring)."""
     if entry.get("target") == "energy":  # MAEs over test molecules against the atom-energy reference
         from .energy import finalize_energy_group
@@ -106,8 +112,9 @@ def finalize_group(entry: Dict[str, Any], out: Path, suite) -> None:
     rboot = None
     roll_rows = [r for r in rows if errs[id(r)][1] is not None]
     if roll_rows and errs[id(roll_rows[0])][1].shape[1] >= 2:
-        rboot = Bootstrap(errs[id(roll_rows[0])][1].shape[1], block_length=1, resamples=suite.bootstrap_resamples,
-                          seed=1)
+        rboot = Bootstrap(
+            errs[id(roll_rows[0])][1].shape[1], block_length=1, resamples=suite.bootstrap_resamples, seed=1
+        )
         entry["rollout_bootstrap"] = rboot.describe()
     by_name = {r["name"]: r for r in rows}
     zero = by_name.get("zero-displacement")
@@ -117,7 +124,7 @@ def finalize_group(entry: Dict[str, Any], out: Path, suite) -> None:
     horizons = entry.get("rollout_horizons") or []
     for row in rows:
         f, ro = errs[id(row)]
-        iv: Dict[str, Any] = {}
+        iv: dict[str, Any] = {}
         if f is not None:
             iv["test_mse"] = boot.interval(f)
             if zero_f is not None:
@@ -128,7 +135,7 @@ def finalize_group(entry: Dict[str, Any], out: Path, suite) -> None:
         row["intervals"] = iv
         if row.get("kind") != "model" or f is None:
             continue
-        comps: Dict[str, Any] = {}
+        comps: dict[str, Any] = {}
         if baselines:
             best = baselines[0]
             comps["best_baseline"] = {"other": best["name"], **boot.compare(f, errs[id(best)][0])}
@@ -138,8 +145,10 @@ def finalize_group(entry: Dict[str, Any], out: Path, suite) -> None:
         if ro is not None and rboot is not None and ro.shape[2] == len(horizons):
             roll = {}
             for j, h in enumerate(horizons):
-                roll[str(h)] = {ref: rboot.compare(ro[:, :, j], errs[id(by_name[ref])][1][:, :, j])
-                                for ref in ROLLOUT_REFERENCES
-                                if ref in by_name and errs[id(by_name[ref])][1] is not None}
+                roll[str(h)] = {
+                    ref: rboot.compare(ro[:, :, j], errs[id(by_name[ref])][1][:, :, j])
+                    for ref in ROLLOUT_REFERENCES
+                    if ref in by_name and errs[id(by_name[ref])][1] is not None
+                }
             comps["rollout"] = roll
         row["comparisons"] = comps

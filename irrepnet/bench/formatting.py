@@ -10,17 +10,18 @@ prints as ``–``.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-Results = Dict[str, Any]
-Row = Dict[str, Any]
+Results = dict[str, Any]
+Row = dict[str, Any]
 
 MISSING = "–"
 #: rollout horizons shown in the markdown table (all of them go to the CSV).
 MAX_TABLE_HORIZONS = 3
 
 
-def _num(x: Any) -> Optional[float]:
+def _num(x: Any) -> float | None:
     """``x`` as a float, or ``None`` when it is missing or not a number."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return None
@@ -94,7 +95,7 @@ def with_ci(text: str, interval: Any, fmt=None) -> str:
     return f"{text} {ci}" if ci and text != MISSING else text
 
 
-def interval(row: Row, key: str, horizon: Optional[int] = None) -> Optional[Dict[str, Any]]:
+def interval(row: Row, key: str, horizon: int | None = None) -> dict[str, Any] | None:
     """The row's stored interval of ``key`` (``test_mse``, ``mse_vs_zero``, or ``rollout`` at ``horizon``)."""
     iv = row.get("intervals") or {}
     if key == "rollout":
@@ -102,7 +103,7 @@ def interval(row: Row, key: str, horizon: Optional[int] = None) -> Optional[Dict
     return iv.get(key)
 
 
-def seed_std(row: Row) -> Optional[float]:
+def seed_std(row: Row) -> float | None:
     return _num(_get(row, "intervals", "test_mse", "seed_std"))
 
 
@@ -111,7 +112,7 @@ def fmt_int(x: Any) -> str:
     return MISSING if v is None else f"{int(v):,}"
 
 
-def equivariance_error(row: Row, dtype: str = "float32") -> Optional[float]:
+def equivariance_error(row: Row, dtype: str = "float32") -> float | None:
     """Largest relative error among the checks the model *claims* (others are expected to fail)."""
     checks = _get(row, "equivariance", dtype, "checks") or {}
     errors = [_num(c.get("rel_error")) for c in checks.values() if isinstance(c, dict) and c.get("claimed")]
@@ -119,12 +120,12 @@ def equivariance_error(row: Row, dtype: str = "float32") -> Optional[float]:
     return max(errors) if errors else None
 
 
-def equivariance_passed(row: Row, dtype: str = "float32") -> Optional[bool]:
+def equivariance_passed(row: Row, dtype: str = "float32") -> bool | None:
     passed = _get(row, "equivariance", dtype, "passed")
     return bool(passed) if passed is not None else None
 
 
-def rollout_mse(row: Row, horizon: int) -> Optional[float]:
+def rollout_mse(row: Row, horizon: int) -> float | None:
     """The row's rollout MSE after ``horizon`` fed-back steps, or ``None``."""
     roll = row.get("rollout") or {}
     for h, m in zip(roll.get("horizons") or [], roll.get("mse") or []):
@@ -147,19 +148,20 @@ def _mse_key(row: Row):
     return (0, v) if v is not None and math.isfinite(v) else (1, 0.0)
 
 
-def ordered_rows(group: Dict[str, Any]) -> List[Row]:
+def ordered_rows(group: dict[str, Any]) -> list[Row]:
     """The group's ``ok`` rows as the table shows them: baselines (file order), then models by test MSE."""
     ok = [r for r in group.get("rows", []) if r.get("status") == "ok"]
     return [r for r in ok if r.get("kind") == "baseline"] + sorted(
-        (r for r in ok if r.get("kind") != "baseline"), key=_mse_key)
+        (r for r in ok if r.get("kind") != "baseline"), key=_mse_key
+    )
 
 
-def is_energy_group(group: Dict[str, Any]) -> bool:
+def is_energy_group(group: dict[str, Any]) -> bool:
     """Whether a group scores energies and forces (schema 3 ``target`` ``"energy"``) rather than displacements."""
     return group.get("target") == "energy"
 
 
-def _all_horizons(results: Results) -> List[int]:
+def _all_horizons(results: Results) -> list[int]:
     hs = set()
     for group in results.get("groups", []):
         hs.update(h for h in group.get("rollout_horizons") or [] if isinstance(h, int))
@@ -168,7 +170,7 @@ def _all_horizons(results: Results) -> List[int]:
     return sorted(hs)
 
 
-def table_horizons(horizons: Sequence[int]) -> List[int]:
+def table_horizons(horizons: Sequence[int]) -> list[int]:
     """A few horizons for the table: all if at most 3, else the first, a middle one and the last."""
     hs = sorted(set(horizons))
     if len(hs) <= MAX_TABLE_HORIZONS:
@@ -176,7 +178,7 @@ def table_horizons(horizons: Sequence[int]) -> List[int]:
     return [hs[0], hs[len(hs) // 2], hs[-1]]
 
 
-def seed_budget_facts(group: Dict[str, Any], steps_text) -> List[str]:
+def seed_budget_facts(group: dict[str, Any], steps_text) -> list[str]:
     """A group's seeds and step budget as protocol facts: equal steps, or each model's when they differ.
 
     ``steps_text`` formats a step count (the displacement and energy reports format them
@@ -188,7 +190,8 @@ def seed_budget_facts(group: Dict[str, Any], steps_text) -> List[str]:
     if budget.get("equal_steps") and budget.get("steps") is not None:
         facts.append(f"every model {steps_text(budget['steps'])} optimiser steps")
     elif budget.get("per_model"):
-        facts.append("**unequal budgets**: " + ", ".join(f"{n} {steps_text(p.get('steps'))}"
-                                                          for n, p in budget["per_model"].items()))
+        facts.append(
+            "**unequal budgets**: "
+            + ", ".join(f"{n} {steps_text(p.get('steps'))}" for n, p in budget["per_model"].items())
+        )
     return facts
-

@@ -31,14 +31,15 @@ import math
 import re
 import warnings
 import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-Results = Dict[str, Any]
+Results = dict[str, Any]
 PathLike = Any
 
 #: resolution of every PNG; with the figure sizes below files stay around 20-80 KB.
@@ -77,25 +78,25 @@ def _finite_positive(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
-def _metric(row: Dict[str, Any], key: str) -> Optional[float]:
+def _metric(row: dict[str, Any], key: str) -> float | None:
     value = (row.get("metrics") or {}).get(key)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _sort_key(row: Dict[str, Any]) -> Tuple[int, float]:
+def _sort_key(row: dict[str, Any]) -> tuple[int, float]:
     """Best (lowest finite test MSE) first; rows without a usable MSE last."""
     mse = _metric(row, "test_mse")
     return (0, mse) if mse is not None and math.isfinite(mse) else (1, 0.0)
 
 
-def ok_rows(group: Dict[str, Any], kind: Optional[str] = None) -> List[Dict[str, Any]]:
+def ok_rows(group: dict[str, Any], kind: str | None = None) -> list[dict[str, Any]]:
     """Rows of ``group`` with status ``ok`` (and of ``kind`` if given), in file order."""
     return [r for r in group.get("rows", []) if r.get("status") == "ok" and (kind is None or r.get("kind") == kind)]
 
 
-def group_stems(results: Results) -> Dict[str, str]:
+def group_stems(results: Results) -> dict[str, str]:
     """File-name-safe stem per group id, unique within the file."""
-    stems: Dict[str, str] = {}
+    stems: dict[str, str] = {}
     used = set()
     for gi, group in enumerate(results.get("groups", [])):
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(group.get("id", gi))).strip("_") or f"group{gi}"
@@ -106,11 +107,11 @@ def group_stems(results: Results) -> Dict[str, str]:
     return stems
 
 
-def model_colors(results: Results) -> Dict[str, Any]:
+def model_colors(results: Results) -> dict[str, Any]:
     """One colour per model name across the whole file (stable across groups and plots)."""
     import matplotlib
 
-    names: List[str] = []
+    names: list[str] = []
     for group in results.get("groups", []):
         for row in group.get("rows", []):
             if row.get("kind") == "model" and row.get("name") not in names:
@@ -119,12 +120,15 @@ def model_colors(results: Results) -> Dict[str, Any]:
     return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
-def _baseline_style(i: int) -> Dict[str, Any]:
-    return {"color": _BASELINE_GREYS[i % len(_BASELINE_GREYS)], "linestyle": _BASELINE_STYLES[i % len(_BASELINE_STYLES)],
-            "linewidth": 1.2}
+def _baseline_style(i: int) -> dict[str, Any]:
+    return {
+        "color": _BASELINE_GREYS[i % len(_BASELINE_GREYS)],
+        "linestyle": _BASELINE_STYLES[i % len(_BASELINE_STYLES)],
+        "linewidth": 1.2,
+    }
 
 
-def artifact_path(results_dir: PathLike, row: Dict[str, Any], key: str) -> Optional[Path]:
+def artifact_path(results_dir: PathLike, row: dict[str, Any], key: str) -> Path | None:
     """The existing file named by ``row["artifacts"][key]``, or ``None`` (not written, or gone)."""
     rel = (row.get("artifacts") or {}).get(key)
     if not rel:
@@ -133,7 +137,7 @@ def artifact_path(results_dir: PathLike, row: Dict[str, Any], key: str) -> Optio
     return path if path.is_file() else None
 
 
-def read_log(path: Path) -> List[Dict[str, Any]]:
+def read_log(path: Path) -> list[dict[str, Any]]:
     """Records of a ``log.jsonl``; blank or truncated lines (a run killed mid-write) are skipped."""
     records = []
     with open(path) as fh:
@@ -150,7 +154,7 @@ def read_log(path: Path) -> List[Dict[str, Any]]:
     return records
 
 
-def load_predictions(results_dir: PathLike, row: Dict[str, Any]) -> Optional[Dict[str, np.ndarray]]:
+def load_predictions(results_dir: PathLike, row: dict[str, Any]) -> dict[str, np.ndarray] | None:
     """The arrays of the row's ``predictions.npz`` as a dict, or ``None`` if it was not written."""
     path = artifact_path(results_dir, row, "predictions")
     if path is None:
@@ -164,16 +168,21 @@ def load_predictions(results_dir: PathLike, row: Dict[str, Any]) -> Optional[Dic
         return None
 
 
-def _group_title(group: Dict[str, Any]) -> str:
+def _group_title(group: dict[str, Any]) -> str:
     title = f"{group.get('id')} ({group.get('task')}"
     if group.get("task") == "twelve_body":
         title += f", h = {group.get('history')}"
     return title + ")"
 
 
-def _per_group(results: Results, results_dir: PathLike, out_dir: Optional[PathLike], kind: str,
-               draw: Callable[[Dict[str, Any], Path], Optional[Figure]],
-               target: str = "displacement") -> Dict[str, Path]:
+def _per_group(
+    results: Results,
+    results_dir: PathLike,
+    out_dir: PathLike | None,
+    kind: str,
+    draw: Callable[[dict[str, Any], Path], Figure | None],
+    target: str = "displacement",
+) -> dict[str, Path]:
     """Call ``draw(group, results_dir)`` per group of ``target`` (schema 3; absent: displacement) and save the
     figures it returns.
 
@@ -182,7 +191,7 @@ def _per_group(results: Results, results_dir: PathLike, out_dir: Optional[PathLi
     """
     out = Path(out_dir) if out_dir is not None else Path(results_dir) / "plots"
     stems = group_stems(results)
-    paths: Dict[str, Path] = {}
+    paths: dict[str, Path] = {}
     for group in results.get("groups", []):
         gid = str(group.get("id"))
         if group.get("target", "displacement") != target:
@@ -192,12 +201,13 @@ def _per_group(results: Results, results_dir: PathLike, out_dir: Optional[PathLi
             if fig is not None:
                 paths[gid] = _save(fig, out / f"{kind}-{stems[gid]}.png")
         except Exception as exc:  # noqa: BLE001 - see the docstring
-            warnings.warn(f"plot {kind!r} of group {gid!r} failed: {type(exc).__name__}: {exc}", RuntimeWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"plot {kind!r} of group {gid!r} failed: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2
+            )
     return paths
 
 
-def _baseline_hlines(ax, baselines: Sequence[Dict[str, Any]]) -> None:
+def _baseline_hlines(ax, baselines: Sequence[dict[str, Any]]) -> None:
     """Each baseline's test MSE as a labelled horizontal reference line."""
     for i, row in enumerate(baselines):
         mse = _metric(row, "test_mse")
@@ -205,7 +215,7 @@ def _baseline_hlines(ax, baselines: Sequence[Dict[str, Any]]) -> None:
             ax.axhline(mse, label=f"{row.get('name')} (baseline)", **_baseline_style(i))
 
 
-def _grid(n: int, max_cols: int = 4) -> Tuple[int, int]:
+def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
     cols = min(n, max_cols)
     return int(math.ceil(n / cols)), cols
 
@@ -220,7 +230,7 @@ def _legend_outside(ax) -> None:
     _legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
-def _finish(fig: Figure, ax, group: Dict[str, Any], title: str, xlabel: str, ylabel: str) -> Figure:
+def _finish(fig: Figure, ax, group: dict[str, Any], title: str, xlabel: str, ylabel: str) -> Figure:
     """The common ending of the single-axes plots: labels, title, grid, outside legend, layout."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -237,8 +247,12 @@ def _log_ticks(axis, lo: float, hi: float) -> None:
 
     if not (lo > 0 and hi > lo) or hi / lo > 1e3:
         return
-    ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
-             for m in (1, 2, 5) if lo <= m * 10.0 ** e <= hi]
+    ticks = [
+        m * 10.0**e
+        for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+        for m in (1, 2, 5)
+        if lo <= m * 10.0**e <= hi
+    ]
     if len(ticks) < 2:
         return
     axis.set_major_locator(FixedLocator(ticks))
@@ -250,7 +264,7 @@ def _log_ticks(axis, lo: float, hi: float) -> None:
 # ---------------------------------------------------------------------------- plots
 
 
-def plot_loss_curves(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
+def plot_loss_curves(results: Results, results_dir: PathLike, out_dir: PathLike | None = None) -> dict[str, Path]:
     """Validation MSE (physical units) vs epoch per model, log y; baselines' test MSE dashed.
 
     Reads each model's ``log.jsonl`` (``epoch``, ``valid_mse``), one curve per seed
@@ -271,13 +285,22 @@ def plot_loss_curves(results: Results, results_dir: PathLike, out_dir: Optional[
                 path = artifact_path(rdir, rec, "log")
                 if path is None:
                     continue
-                pts = [(r["epoch"], r["valid_mse"]) for r in read_log(path)
-                       if isinstance(r.get("epoch"), (int, float)) and _finite_positive(r.get("valid_mse"))]
+                pts = [
+                    (r["epoch"], r["valid_mse"])
+                    for r in read_log(path)
+                    if isinstance(r.get("epoch"), (int, float)) and _finite_positive(r.get("valid_mse"))
+                ]
                 if not pts:
                     continue
                 ep, mse = zip(*pts)
-                ax.plot(ep, mse, color=colors.get(row.get("name")), linewidth=1.4 if not labelled else 0.7,
-                        alpha=1.0 if not labelled else 0.5, label=None if labelled else row.get("name"))
+                ax.plot(
+                    ep,
+                    mse,
+                    color=colors.get(row.get("name")),
+                    linewidth=1.4 if not labelled else 0.7,
+                    alpha=1.0 if not labelled else 0.5,
+                    label=None if labelled else row.get("name"),
+                )
                 if not labelled:
                     drawn += 1
                 labelled = True
@@ -293,8 +316,9 @@ def plot_loss_curves(results: Results, results_dir: PathLike, out_dir: Optional[
     return _per_group(results, results_dir, out_dir, "loss", draw)
 
 
-def _parity_arrays(pred: np.ndarray, true: np.ndarray, rng: np.random.Generator
-                   ) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+def _parity_arrays(
+    pred: np.ndarray, true: np.ndarray, rng: np.random.Generator
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Per component ``(label, true, pred)``, z dropped on 2-D data, at most MAX_PARITY_POINTS in all."""
     pred = np.asarray(pred, dtype=np.float64).reshape(-1, true.shape[-1])
     true = np.asarray(true, dtype=np.float64).reshape(-1, true.shape[-1])
@@ -304,7 +328,7 @@ def _parity_arrays(pred: np.ndarray, true: np.ndarray, rng: np.random.Generator
     return [(_COMPONENTS[c] if c < 3 else str(c), true[idx, c], pred[idx, c]) for c in comps]
 
 
-def plot_parity(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
+def plot_parity(results: Results, results_dir: PathLike, out_dir: PathLike | None = None) -> dict[str, Path]:
     """Predicted vs true test displacement components, one panel per row with predictions.
 
     Models (best first) then baselines, at most :data:`MAX_PARITY_PANELS` panels; the
@@ -360,13 +384,19 @@ def plot_parity(results: Results, results_dir: PathLike, out_dir: Optional[PathL
     return _per_group(results, results_dir, out_dir, "parity", draw)
 
 
-def _trajectory_rows(group: Dict[str, Any], rdir: Path) -> List[Tuple[Dict[str, Any], Dict[str, np.ndarray]]]:
+def _trajectory_rows(group: dict[str, Any], rdir: Path) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
     """Best models with a rollout, plus the best such baseline as a reference panel."""
-    def with_rollout(rows: Iterable[Dict[str, Any]]):
+
+    def with_rollout(rows: Iterable[dict[str, Any]]):
         for row in sorted(rows, key=_sort_key):
             arrays = load_predictions(rdir, row)
-            if arrays is not None and "rollout_pred" in arrays and "rollout_true" in arrays \
-                    and arrays["rollout_pred"].shape == arrays["rollout_true"].shape and arrays["rollout_true"].ndim == 3:
+            if (
+                arrays is not None
+                and "rollout_pred" in arrays
+                and "rollout_true" in arrays
+                and arrays["rollout_pred"].shape == arrays["rollout_true"].shape
+                and arrays["rollout_true"].ndim == 3
+            ):
                 yield row, arrays
 
     baseline = next(with_rollout(ok_rows(group, "baseline")), None)
@@ -379,7 +409,7 @@ def _trajectory_rows(group: Dict[str, Any], rdir: Path) -> List[Tuple[Dict[str, 
     return picked + ([baseline] if baseline is not None else [])
 
 
-def plot_trajectory(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
+def plot_trajectory(results: Results, results_dir: PathLike, out_dir: PathLike | None = None) -> dict[str, Path]:
     """x-y paths of the beads in the first rollout, truth vs fed-back prediction.
 
     Uses ``rollout_pred`` / ``rollout_true`` (``(K+1, N, 3)`` positions) of the best
@@ -397,13 +427,17 @@ def plot_trajectory(results: Results, results_dir: PathLike, out_dir: Optional[P
             ax = fig.add_subplot(nr, nc, i + 1)
             true, pred = arrays["rollout_true"], arrays["rollout_pred"]
             for b in range(true.shape[1]):
-                ax.plot(true[:, b, 0], true[:, b, 1], color="0.2", linewidth=1.0,
-                        label="true" if b == 0 else None)
-                ax.plot(pred[:, b, 0], pred[:, b, 1], color="tab:orange", linewidth=1.0, linestyle="--",
-                        label="predicted" if b == 0 else None)
+                ax.plot(true[:, b, 0], true[:, b, 1], color="0.2", linewidth=1.0, label="true" if b == 0 else None)
+                ax.plot(
+                    pred[:, b, 0],
+                    pred[:, b, 1],
+                    color="tab:orange",
+                    linewidth=1.0,
+                    linestyle="--",
+                    label="predicted" if b == 0 else None,
+                )
             # start frame: the chain itself, so the paths can be read relative to it
-            ax.plot(true[0, :, 0], true[0, :, 1], "o-", color="0.6", markersize=2.5, linewidth=0.6,
-                    label="start")
+            ax.plot(true[0, :, 0], true[0, :, 1], "o-", color="0.6", markersize=2.5, linewidth=0.6, label="start")
             # frame the truth: a diverging prediction leaves the panel instead of shrinking the truth to a dot
             (x0, y0), (x1, y1) = true[..., :2].reshape(-1, 2).min(0), true[..., :2].reshape(-1, 2).max(0)
             pad = 0.15 * max(x1 - x0, y1 - y0, 1e-9)
@@ -424,25 +458,31 @@ def plot_trajectory(results: Results, results_dir: PathLike, out_dir: Optional[P
     return _per_group(results, results_dir, out_dir, "trajectory", draw)
 
 
-def _rollout_points(row: Dict[str, Any]) -> Optional[Tuple[List[float], List[float]]]:
+def _rollout_points(row: dict[str, Any]) -> tuple[list[float], list[float]] | None:
     roll = row.get("rollout") or {}
-    pts = [(h, m) for h, m in zip(roll.get("horizons") or [], roll.get("mse") or [])
-           if _finite_positive(h) and _finite_positive(m)]
+    pts = [
+        (h, m)
+        for h, m in zip(roll.get("horizons") or [], roll.get("mse") or [])
+        if _finite_positive(h) and _finite_positive(m)
+    ]
     return tuple(map(list, zip(*pts))) if pts else None
 
 
-def _rollout_band(row: Dict[str, Any]) -> Optional[Tuple[List[float], List[float], List[float]]]:
+def _rollout_band(row: dict[str, Any]) -> tuple[list[float], list[float], list[float]] | None:
     """``(horizons, lo, hi)`` of the row's 95% rollout intervals (schema 2), finite points only."""
     iv = (row.get("intervals") or {}).get("rollout") or {}
-    pts = [(float(h), v.get("lo"), v.get("hi")) for h, v in iv.items()
-           if isinstance(v, dict) and _finite_positive(v.get("lo")) and _finite_positive(v.get("hi"))]
+    pts = [
+        (float(h), v.get("lo"), v.get("hi"))
+        for h, v in iv.items()
+        if isinstance(v, dict) and _finite_positive(v.get("lo")) and _finite_positive(v.get("hi"))
+    ]
     if len(pts) < 2:
         return None
     pts.sort()
     return tuple(map(list, zip(*pts)))
 
 
-def plot_rollout_error(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
+def plot_rollout_error(results: Results, results_dir: PathLike, out_dir: PathLike | None = None) -> dict[str, Path]:
     """Rollout MSE of positions vs horizon (fed-back steps) per row, log-log; baselines dashed.
 
     Models with intervals (schema 2) get a shaded 95% band over rollout start frames.
@@ -476,8 +516,7 @@ def plot_rollout_error(results: Results, results_dir: PathLike, out_dir: Optiona
     return _per_group(results, results_dir, out_dir, "rollout", draw)
 
 
-def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None
-                          ) -> Dict[str, Path]:
+def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: PathLike | None = None) -> dict[str, Path]:
     """Test MSE vs total training time per model (labelled points), log-log; baselines as lines.
 
     With schema 2 each point is the mean over seeds with its 95% interval as an error
@@ -501,13 +540,27 @@ def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: Opti
             ax.scatter([t], [mse], s=25, color=colors.get(name), zorder=3)
             iv = (row.get("intervals") or {}).get("test_mse") or {}
             if _finite_positive(iv.get("lo")) and _finite_positive(iv.get("hi")):  # 95% interval over test frames
-                ax.errorbar([t], [mse], yerr=[[mse - iv["lo"]], [iv["hi"] - mse]], color=colors.get(name),
-                            linewidth=0.9, capsize=2, zorder=2)
+                ax.errorbar(
+                    [t],
+                    [mse],
+                    yerr=[[mse - iv["lo"]], [iv["hi"] - mse]],
+                    color=colors.get(name),
+                    linewidth=0.9,
+                    capsize=2,
+                    zorder=2,
+                )
             seed_mse = [_metric(rec, "test_mse") for rec in row.get("seeds") or []]
             seed_mse = [m for m in seed_mse if _finite_positive(m)]
             if len(seed_mse) > 1:  # each seed as a small hollow marker: the spread over seeds
-                ax.scatter([t] * len(seed_mse), seed_mse, s=10, facecolors="none", edgecolors=colors.get(name),
-                           linewidths=0.7, zorder=3)
+                ax.scatter(
+                    [t] * len(seed_mse),
+                    seed_mse,
+                    s=10,
+                    facecolors="none",
+                    edgecolors=colors.get(name),
+                    linewidths=0.7,
+                    zorder=3,
+                )
             ax.annotate(name, (t, mse), xytext=(4, 3), textcoords="offset points", fontsize=7)
         _baseline_hlines(ax, ok_rows(group, "baseline"))
         ax.set_xscale("log")
@@ -524,33 +577,40 @@ def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: Opti
     return _per_group(results, results_dir, out_dir, "accuracy_time", draw)
 
 
-def plot_energy_curves(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None
-                       ) -> Dict[str, Path]:
+def plot_energy_curves(results: Results, results_dir: PathLike, out_dir: PathLike | None = None) -> dict[str, Path]:
     """Energy groups: validation energy and forces MAE per epoch (:func:`irrepnet.bench.plots_energy.draw_curves`)."""
     from .plots_energy import draw_curves
 
     colors = model_colors(results)
-    return _per_group(results, results_dir, out_dir, "energy_curves", lambda g, d: draw_curves(g, d, colors),
-                      target="energy")
+    return _per_group(
+        results, results_dir, out_dir, "energy_curves", lambda g, d: draw_curves(g, d, colors), target="energy"
+    )
 
 
 #: plot kind -> (function, caption used in the report), in report order.
-PLOTS: Dict[str, Tuple[Callable[..., Dict[str, Path]], str]] = {
+PLOTS: dict[str, tuple[Callable[..., dict[str, Path]], str]] = {
     "loss": (plot_loss_curves, "Validation MSE per epoch (log scale); dashed: the baselines' test MSE"),
-    "accuracy_time": (plot_accuracy_vs_time, "Test MSE vs total training time (seed mean with 95% interval, "
-                                             "hollow: single seeds); lines: baselines"),
+    "accuracy_time": (
+        plot_accuracy_vs_time,
+        "Test MSE vs total training time (seed mean with 95% interval, hollow: single seeds); lines: baselines",
+    ),
     "parity": (plot_parity, "Predicted vs true test displacement components (subsampled); black: y = x"),
-    "rollout": (plot_rollout_error, "Position MSE after k fed-back steps (bands: 95% intervals over start frames); "
-                                    "dashed/dotted: baselines"),
+    "rollout": (
+        plot_rollout_error,
+        "Position MSE after k fed-back steps (bands: 95% intervals over start frames); dashed/dotted: baselines",
+    ),
     "trajectory": (plot_trajectory, "x-y bead paths of the first rollout: truth (solid) vs prediction (dashed)"),
-    "energy_curves": (plot_energy_curves, "Validation MAE of the energy per molecule and of the forces per epoch "
-                                          "(log scale; thin: other seeds); dashed: the atom-energy reference"),
+    "energy_curves": (
+        plot_energy_curves,
+        "Validation MAE of the energy per molecule and of the forces per epoch "
+        "(log scale; thin: other seeds); dashed: the atom-energy reference",
+    ),
 }
 
 
-def plot_all(results: Results, results_dir: PathLike, out_dir: Optional[PathLike] = None) -> Dict[str, Path]:
+def plot_all(results: Results, results_dir: PathLike, out_dir: PathLike | None = None) -> dict[str, Path]:
     """Every plot of :data:`PLOTS`; returns ``{"<kind>/<group id>": path}`` for the files written."""
-    paths: Dict[str, Path] = {}
+    paths: dict[str, Path] = {}
     for kind, (fn, _) in PLOTS.items():
         for gid, path in fn(results, results_dir, out_dir).items():
             paths[f"{kind}/{gid}"] = path

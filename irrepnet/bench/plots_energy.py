@@ -9,39 +9,52 @@ lines. :func:`irrepnet.bench.plots.plot_energy_curves` saves it per energy group
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .plots import (_baseline_style, _figure, _finite_positive, _legend_outside, _log_ticks, artifact_path, ok_rows,
-                    read_log)
+from .plots import (
+    _baseline_style,
+    _figure,
+    _finite_positive,
+    _legend_outside,
+    _log_ticks,
+    artifact_path,
+    ok_rows,
+    read_log,
+)
 
 #: (log key, reference metric, axis label) of the two panels
-PANELS = (("valid_energy_mae", "valid_energy_mae", "energy MAE (eV / molecule)"),
-          ("valid_forces_mae", "valid_forces_mae", "forces MAE (eV/Å)"))
+PANELS = (
+    ("valid_energy_mae", "valid_energy_mae", "energy MAE (eV / molecule)"),
+    ("valid_forces_mae", "valid_forces_mae", "forces MAE (eV/Å)"),
+)
 
 
-def _curves(row: Dict[str, Any], rdir: Path, key: str) -> List[Tuple[List[float], List[float]]]:
+def _curves(row: dict[str, Any], rdir: Path, key: str) -> list[tuple[list[float], list[float]]]:
     """``[(epochs, values)]`` of ``key`` per seed of ``row`` with a log; non-positive or missing values left out."""
     curves = []
     for rec in row.get("seeds") or [row]:
         path = artifact_path(rdir, rec, "log")
         if path is None:
             continue
-        pts = [(r["epoch"], r[key]) for r in read_log(path)
-               if isinstance(r.get("epoch"), (int, float)) and r["epoch"] > 0 and _finite_positive(r.get(key))]
+        pts = [
+            (r["epoch"], r[key])
+            for r in read_log(path)
+            if isinstance(r.get("epoch"), (int, float)) and r["epoch"] > 0 and _finite_positive(r.get(key))
+        ]
         if pts:
             curves.append(tuple(map(list, zip(*pts))))
     return curves
 
 
-def _rank(row: Dict[str, Any]) -> float:
+def _rank(row: dict[str, Any]) -> float:
     value = (row.get("metrics") or {}).get("energy_mae")
     return float(value) if _finite_positive(value) else float("inf")
 
 
-def draw_curves(group: Dict[str, Any], rdir: Path, colors: Dict[str, Any]) -> Optional[Figure]:
+def draw_curves(group: dict[str, Any], rdir: Path, colors: dict[str, Any]) -> Figure | None:
     """The figure of one energy group, or ``None`` when no model left a log with validation MAEs."""
     fig = _figure(9.5, 3.6)
     axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
@@ -50,9 +63,16 @@ def draw_curves(group: Dict[str, Any], rdir: Path, colors: Dict[str, Any]) -> Op
         for ax, (key, _, _) in zip(axes, PANELS):
             for i, (ep, val) in enumerate(_curves(row, rdir, key)):
                 # markers: a run of one or two epochs is a point or a segment, invisible as a bare line
-                ax.plot(ep, val, color=colors.get(row.get("name")), linewidth=1.4 if i == 0 else 0.7, marker="o",
-                        markersize=2.5 if i == 0 else 1.5,
-                        alpha=1.0 if i == 0 else 0.5, label=row.get("name") if i == 0 else None)
+                ax.plot(
+                    ep,
+                    val,
+                    color=colors.get(row.get("name")),
+                    linewidth=1.4 if i == 0 else 0.7,
+                    marker="o",
+                    markersize=2.5 if i == 0 else 1.5,
+                    alpha=1.0 if i == 0 else 0.5,
+                    label=row.get("name") if i == 0 else None,
+                )
                 drawn += 1
     if not drawn:
         return None

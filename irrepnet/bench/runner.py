@@ -29,8 +29,9 @@ import json
 import math
 import statistics
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,10 +44,9 @@ from ..provenance import provenance
 from ..registry import ConfigError, build_model, get_model_entry
 from ..stats import per_unit_mse
 from ..tasks import Task, load_task
-from ..train import TrainingInterrupted, make_trainer, split_validation
+from ..train import TrainingInterrupted, distributed, make_trainer, split_validation
 from ..train.config import train_config
 from ..train.device import peak_memory_mb, pick_device, reset_peak_memory
-from ..train import distributed
 from ..train.normalization import model_task_spec, rms
 from . import energy as E
 from .compare import finalize_group
@@ -96,9 +96,9 @@ class Group:
     history: int
     zero_mse: float
     valid_zero_mse: float
-    starts: List[int]
+    starts: list[int]
     variant: Variant = dataclasses.field(default_factory=lambda: Variant("default"))
-    atom_energies: Optional[List[float]] = None  # energy tasks: the reference's fitted per-element energies
+    atom_energies: list[float] | None = None  # energy tasks: the reference's fitted per-element energies
 
     @property
     def spec(self):
@@ -110,7 +110,7 @@ class Group:
         return self.atom_energies is not None
 
 
-def prepare_group(suite: Suite, variant, data: Optional[str], valid_fraction: float) -> Group:
+def prepare_group(suite: Suite, variant, data: str | None, valid_fraction: float) -> Group:
     if suite.energy:  # generated splits of their own sizes; the reference is fitted on the training split
         task = load_task(suite.task, **suite.sizes)
         return Group(variant.id, task, 0, None, None, [], variant, atom_energies=E.fit_reference(task.train))
@@ -120,26 +120,31 @@ def prepare_group(suite: Suite, variant, data: Optional[str], valid_fraction: fl
         task = Task(task.spec, train, task.test, valid)
     zero = float(task.test.arrays()[K.TARGET_DISP].double().pow(2).mean())
     valid_zero = float(task.valid.arrays()[K.TARGET_DISP].double().pow(2).mean())
-    starts: List[int] = []
+    starts: list[int] = []
     if suite.task == "twelve_body" and suite.rollout_horizons:
-        starts = M.rollout_starts(task.test.frames, max(suite.rollout_horizons), variant.history,
-                                  count=suite.rollout_starts)
+        starts = M.rollout_starts(
+            task.test.frames, max(suite.rollout_horizons), variant.history, count=suite.rollout_starts
+        )
     return Group(variant.id, task, variant.history, zero, valid_zero, starts, variant)
 
 
-def _audit_dict(model, batch, trials: int) -> Dict[str, Any]:
+def _audit_dict(model, batch, trials: int) -> dict[str, Any]:
     out = {}
     for dtype in (torch.float32, torch.float64):
         rep = audit(model, batch, dtype=dtype, trials=trials)
         out[str(dtype).replace("torch.", "")] = {
             "passed": rep.passed,
-            "checks": {c.check: {"rel_error": c.rel_error, "abs_error": c.abs_error, "claimed": c.claimed,
-                                 "passed": c.passed} for c in rep.checks}}
+            "checks": {
+                c.check: {"rel_error": c.rel_error, "abs_error": c.abs_error, "claimed": c.claimed, "passed": c.passed}
+                for c in rep.checks
+            },
+        }
     return out
 
 
-def _evaluate(model, group: Group, suite: Suite, run_dir: Path, device, dtype,
-              valid: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def _evaluate(
+    model, group: Group, suite: Suite, run_dir: Path, device, dtype, valid: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Metrics, rollout and audit of a model in physical units; writes ``predictions.npz``.
 
     ``predictions.npz`` keeps the per-test-frame MSE (``frame_mse``, float64), which the
@@ -161,13 +166,20 @@ def _evaluate(model, group: Group, suite: Suite, run_dir: Path, device, dtype,
         traj = group.task.test.trajectory
         positions = M.rollout(model, traj, group.starts, horizons[-1], group.history, device=device, dtype=dtype)
         per_start = M.rollout_errors_per_start(positions, traj, group.starts, horizons)
-        roll = {"horizons": horizons, "mse": [float(np.mean(per_start[:, j])) for j in range(len(horizons))],
-                "starts": group.starts, "mse_per_start": per_start.tolist()}
+        roll = {
+            "horizons": horizons,
+            "mse": [float(np.mean(per_start[:, j])) for j in range(len(horizons))],
+            "starts": group.starts,
+            "mse_per_start": per_start.tolist(),
+        }
         t0 = group.starts[0]
         arrays["rollout_pred"] = positions[0].astype(np.float32)
-        arrays["rollout_true"] = traj[t0:t0 + positions.shape[1]].astype(np.float32)
-    result = {"metrics": metrics, "rollout": roll, "equivariance": _audit_dict(model, _audit_batch(group),
-                                                                              suite.audit_trials)}
+        arrays["rollout_true"] = traj[t0 : t0 + positions.shape[1]].astype(np.float32)
+    result = {
+        "metrics": metrics,
+        "rollout": roll,
+        "equivariance": _audit_dict(model, _audit_batch(group), suite.audit_trials),
+    }
     if _writes():
         run_dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(run_dir / "predictions.npz", **arrays)
@@ -179,15 +191,31 @@ def _audit_batch(group: Group):
     return group.task.test.batch(range(min(AUDIT_GRAPHS, len(group.task.test))))
 
 
-def _row(name: str, kind: str, **fields) -> Dict[str, Any]:
-    row = {"name": name, "kind": kind, "status": "ok", "symmetry": None, "parameters": 0, "config": None,
-           "train": None, "metrics": None, "rollout": None, "equivariance": None, "speed": None, "training": None,
-           "artifacts": {}, "seeds": [], "tuning": None, "intervals": {}, "comparisons": {}}
+def _row(name: str, kind: str, **fields) -> dict[str, Any]:
+    row = {
+        "name": name,
+        "kind": kind,
+        "status": "ok",
+        "symmetry": None,
+        "parameters": 0,
+        "config": None,
+        "train": None,
+        "metrics": None,
+        "rollout": None,
+        "equivariance": None,
+        "speed": None,
+        "training": None,
+        "artifacts": {},
+        "seeds": [],
+        "tuning": None,
+        "intervals": {},
+        "comparisons": {},
+    }
     row.update(fields)
     return row
 
 
-def baseline_rows(group: Group, suite: Suite, out: Path) -> List[Dict[str, Any]]:
+def baseline_rows(group: Group, suite: Suite, out: Path) -> list[dict[str, Any]]:
     """The physical baselines that the variant supports, plus EGNN's Linear with a fitted time step on nbody."""
     from ..data import fit_linear_delta_t
 
@@ -202,23 +230,37 @@ def baseline_rows(group: Group, suite: Suite, out: Path) -> List[Dict[str, Any]]
             continue  # e.g. constant acceleration without a velocity history
     if K.VEL in group.spec.inputs and group.spec.name == "nbody":
         dt = fit_linear_delta_t(group.task.train)
-        models.append((f"linear (fitted dt={dt:.4f})",
-                       PhysicalBaseline("linear", {K.VEL: group.spec.inputs[K.VEL]}, dt)))
+        models.append(
+            (f"linear (fitted dt={dt:.4f})", PhysicalBaseline("linear", {K.VEL: group.spec.inputs[K.VEL]}, dt))
+        )
     for name, model in models:
         run_dir = out / group.id / _slug(name)
         ev = _evaluate(model.double(), group, suite, run_dir, torch.device("cpu"), torch.float64)
-        rows.append(_row(name, "baseline", symmetry=model.symmetry.value, **ev,
-                         artifacts={"predictions": str((run_dir / "predictions.npz").relative_to(out))}))
+        rows.append(
+            _row(
+                name,
+                "baseline",
+                symmetry=model.symmetry.value,
+                **ev,
+                artifacts={"predictions": str((run_dir / "predictions.npz").relative_to(out))},
+            )
+        )
     return rows
 
 
-def reference_row(group: Group, out: Path) -> Dict[str, Any]:
+def reference_row(group: Group, out: Path) -> dict[str, Any]:
     """The atom-energy reference of an energy group (fitted on the training split; no audit, no speed)."""
     run_dir = out / group.id / _slug(E.REFERENCE)
     ev = E.evaluate_reference(group.task, group.atom_energies, run_dir, write=_writes())
-    return _row(E.REFERENCE, "baseline", symmetry="E(3)", parameters=len(group.atom_energies),
-                config=E.reference_config(group.task.train.species, group.atom_energies), **ev,
-                artifacts={"predictions": str((run_dir / "predictions.npz").relative_to(out))})
+    return _row(
+        E.REFERENCE,
+        "baseline",
+        symmetry="E(3)",
+        parameters=len(group.atom_energies),
+        config=E.reference_config(group.task.train.species, group.atom_energies),
+        **ev,
+        artifacts={"predictions": str((run_dir / "predictions.npz").relative_to(out))},
+    )
 
 
 def _slug(name: str) -> str:
@@ -226,8 +268,18 @@ def _slug(name: str) -> str:
 
 
 # --- tuning ------------------------------------------------------------------------
-def tune_model(name: str, group: Group, suite: Suite, out: Path, base_cfg, model_cfg: Dict[str, Any], seed: int, *,
-               resume: bool, log: Callable[[str], None]) -> Optional[Dict[str, Any]]:
+def tune_model(
+    name: str,
+    group: Group,
+    suite: Suite,
+    out: Path,
+    base_cfg,
+    model_cfg: dict[str, Any],
+    seed: int,
+    *,
+    resume: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any] | None:
     """Train each point of the suite's grid for ``[tune] steps`` steps; pick the lowest validation MSE.
 
     Returns ``{"steps", "seed", "trials": [{"lr", "config", "valid_mse"}], "chosen": {"lr", "config"}}``
@@ -240,8 +292,9 @@ def tune_model(name: str, group: Group, suite: Suite, out: Path, base_cfg, model
         return json.loads(path.read_text())
     trials = []
     for trial in suite.tune.trials(name, base_cfg.lr):
-        cfg = dataclasses.replace(base_cfg, lr=trial["lr"], max_steps=suite.tune.steps, seed=seed, patience=None,
-                                  progress=False)
+        cfg = dataclasses.replace(
+            base_cfg, lr=trial["lr"], max_steps=suite.tune.steps, seed=seed, patience=None, progress=False
+        )
         try:
             result = make_trainer(name, group.task, cfg, {**model_cfg, **trial["config"]}).fit()
             best = min((r["valid_mse"] for r in result.history if r.get("valid_mse") is not None), default=math.inf)
@@ -250,15 +303,28 @@ def tune_model(name: str, group: Group, suite: Suite, out: Path, base_cfg, model
         trials.append({**trial, "valid_mse": best})
         log(f"  {name}: tune lr {trial['lr']:g} {trial['config'] or ''} -> valid MSE {best:.3e}")
     chosen = min(trials, key=lambda t: (not math.isfinite(t["valid_mse"]), t["valid_mse"]))
-    tuning = {"steps": suite.tune.steps, "seed": seed, "trials": trials,
-              "chosen": {"lr": chosen["lr"], "config": chosen["config"]}}
+    tuning = {
+        "steps": suite.tune.steps,
+        "seed": seed,
+        "trials": trials,
+        "chosen": {"lr": chosen["lr"], "config": chosen["config"]},
+    }
     write_json(tuning, path)
     return tuning
 
 
 # --- one model -----------------------------------------------------------------------
-def run_seed(name: str, group: Group, suite: Suite, out: Path, cfg, model_cfg: Dict[str, Any], *, resume: bool,
-             log: Callable[[str], None]) -> Dict[str, Any]:
+def run_seed(
+    name: str,
+    group: Group,
+    suite: Suite,
+    out: Path,
+    cfg,
+    model_cfg: dict[str, Any],
+    *,
+    resume: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """Train and evaluate one seed; returns the seed record (also ``seed.json``)."""
     run_dir = out / group.id / _slug(name) / f"seed-{cfg.seed}"
     record_file = run_dir / "seed.json"
@@ -274,20 +340,40 @@ def run_seed(name: str, group: Group, suite: Suite, out: Path, cfg, model_cfg: D
     ev = _evaluate(result.model, group, suite, run_dir, device, trainer.dtype, valid)
     speed = M.inference_speed(result.model, group.task.test, device=device, dtype=trainer.dtype)
     target = None if group.energy else suite.target_valid_ratio * group.valid_zero_mse  # no zero baseline
-    speed.update(train_step_ms=result.train_step_ms, epoch_s=result.epoch_s, train_time_s=result.train_time_s,
-                 peak_memory_mb=peak, memory_kind=kind, time_to_target_s=M.time_to_target(result.history, target))
+    speed.update(
+        train_step_ms=result.train_step_ms,
+        epoch_s=result.epoch_s,
+        train_time_s=result.train_time_s,
+        peak_memory_mb=peak,
+        memory_kind=kind,
+        time_to_target_s=M.time_to_target(result.history, target),
+    )
     rel = lambda p: str((run_dir / p).relative_to(out))  # noqa: E731
-    record = {"seed": cfg.seed, **ev, "speed": speed,
-              "training": {"epochs": sum(1 for r in result.history if r.get("epoch", 0) > 0), "steps": result.steps,
-                           "best_epoch": result.best_epoch, "stopped": result.stopped},
-              "artifacts": {"log": rel("log.jsonl"), "checkpoint": rel("best.pt"), "predictions": rel("predictions.npz")}}
+    record = {
+        "seed": cfg.seed,
+        **ev,
+        "speed": speed,
+        "training": {
+            "epochs": sum(1 for r in result.history if r.get("epoch", 0) > 0),
+            "steps": result.steps,
+            "best_epoch": result.best_epoch,
+            "stopped": result.stopped,
+        },
+        "artifacts": {"log": rel("log.jsonl"), "checkpoint": rel("best.pt"), "predictions": rel("predictions.npz")},
+    }
     write_json(record, record_file)
     m = record["metrics"]
-    verdicts = ", ".join(f"{d} {'pass' if v['passed'] is not False else 'FAIL'}" for d, v in record["equivariance"].items())
-    head = (E.log_line(name, cfg.seed, m) if group.energy else
-            f"  {name} seed {cfg.seed}: test MSE {m['test_mse']:.3e} ({m['mse_vs_zero']:.3g} x zero)")
-    log(f"{head}, {result.steps} steps in {result.train_time_s:.1f} s, best epoch {result.best_epoch}; "
-        f"audit {verdicts}")
+    verdicts = ", ".join(
+        f"{d} {'pass' if v['passed'] is not False else 'FAIL'}" for d, v in record["equivariance"].items()
+    )
+    head = (
+        E.log_line(name, cfg.seed, m)
+        if group.energy
+        else f"  {name} seed {cfg.seed}: test MSE {m['test_mse']:.3e} ({m['mse_vs_zero']:.3g} x zero)"
+    )
+    log(
+        f"{head}, {result.steps} steps in {result.train_time_s:.1f} s, best epoch {result.best_epoch}; audit {verdicts}"
+    )
     return json.loads(json.dumps(_finite(record)))
 
 
@@ -298,7 +384,7 @@ def _mean(values):
     return float(np.mean(vals))
 
 
-def aggregate_seeds(records: List[Dict[str, Any]]) -> Dict[str, Any]:
+def aggregate_seeds(records: list[dict[str, Any]]) -> dict[str, Any]:
     """A row's ``metrics``, ``rollout``, ``equivariance``, ``speed``, ``training`` and ``artifacts`` over its seeds.
 
     Accuracy: the mean over seeds (``metrics_std`` has the standard deviation). Rollout:
@@ -315,8 +401,11 @@ def aggregate_seeds(records: List[Dict[str, Any]]) -> Dict[str, Any]:
     if all(r.get("rollout") for r in records):
         first = records[0]["rollout"]
         per_h = list(zip(*[r["rollout"]["mse"] for r in records]))
-        rollout = {"horizons": first["horizons"], "starts": first["starts"],
-                   "mse": [None if any(v is None for v in vals) else float(np.mean(vals)) for vals in per_h]}
+        rollout = {
+            "horizons": first["horizons"],
+            "starts": first["starts"],
+            "mse": [None if any(v is None for v in vals) else float(np.mean(vals)) for vals in per_h],
+        }
     equivariance = {}
     for dtype in records[0].get("equivariance") or {}:
         checks = {}
@@ -329,30 +418,58 @@ def aggregate_seeds(records: List[Dict[str, Any]]) -> Dict[str, Any]:
     for key in records[0]["speed"]:
         vals = [r["speed"].get(key) for r in records]
         nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        speed[key] = statistics.median(nums) if len(nums) == len(vals) and nums else (
-            vals[0] if isinstance(vals[0], str) else None)
+        speed[key] = (
+            statistics.median(nums)
+            if len(nums) == len(vals) and nums
+            else (vals[0] if isinstance(vals[0], str) else None)
+        )
     steps = [r["training"]["steps"] for r in records]
-    training = {"epochs": records[0]["training"]["epochs"], "steps": steps[0] if len(set(steps)) == 1 else steps,
-                "best_epoch": [r["training"]["best_epoch"] for r in records],
-                "stopped": records[0]["training"]["stopped"]}
-    return {"metrics": metrics, "metrics_std": std, "rollout": rollout, "equivariance": equivariance or None,
-            "speed": speed, "training": training, "artifacts": dict(records[0]["artifacts"])}
+    training = {
+        "epochs": records[0]["training"]["epochs"],
+        "steps": steps[0] if len(set(steps)) == 1 else steps,
+        "best_epoch": [r["training"]["best_epoch"] for r in records],
+        "stopped": records[0]["training"]["stopped"],
+    }
+    return {
+        "metrics": metrics,
+        "metrics_std": std,
+        "rollout": rollout,
+        "equivariance": equivariance or None,
+        "speed": speed,
+        "training": training,
+        "artifacts": dict(records[0]["artifacts"]),
+    }
 
 
-def _displacement_metrics(ms: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def _displacement_metrics(ms: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(metrics, metrics_std)`` of a displacement row: seed means, and the std of two of them."""
     metrics = {k: _mean([m.get(k) for m in ms]) for k in ("test_mse", "mse_vs_zero", "r2", "valid_mse")}
     corr = [m.get("correlations") for m in ms]
-    metrics["correlations"] = ({k: _mean([c.get(k) for c in corr]) for k in corr[0]}
-                               if all(isinstance(c, dict) for c in corr) else None)
-    std = {k: (float(np.std([m[k] for m in ms], ddof=1)) if len(ms) > 1 and all(m.get(k) is not None for m in ms)
-               else None) for k in ("test_mse", "mse_vs_zero")}
+    metrics["correlations"] = (
+        {k: _mean([c.get(k) for c in corr]) for k in corr[0]} if all(isinstance(c, dict) for c in corr) else None
+    )
+    std = {
+        k: (
+            float(np.std([m[k] for m in ms], ddof=1)) if len(ms) > 1 and all(m.get(k) is not None for m in ms) else None
+        )
+        for k in ("test_mse", "mse_vs_zero")
+    }
     return metrics, std
 
 
-def run_model(name: str, group: Group, suite: Suite, out: Path, *, seeds: List[int], resume: bool,
-              extra_train: Dict[str, Any], device_name: Optional[str], log: Callable[[str], None],
-              tune_seed: Optional[int] = None) -> Dict[str, Any]:
+def run_model(
+    name: str,
+    group: Group,
+    suite: Suite,
+    out: Path,
+    *,
+    seeds: list[int],
+    resume: bool,
+    extra_train: dict[str, Any],
+    device_name: str | None,
+    log: Callable[[str], None],
+    tune_seed: int | None = None,
+) -> dict[str, Any]:
     """Tune (on ``suite.tune.seed``, else ``tune_seed``, else the first of ``seeds``), train every seed, one row.
 
     A shard passes the suite's first seed as ``tune_seed``, so that every shard of a model
@@ -376,10 +493,11 @@ def run_model(name: str, group: Group, suite: Suite, out: Path, *, seeds: List[i
     inner = trainer.model.model
     base = dict(symmetry=inner.symmetry.value, train=base_cfg.to_dict())
     del trainer
-    records: List[Dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     try:
-        chosen_seed = suite.tune.seed if suite.tune.seed is not None else \
-            (tune_seed if tune_seed is not None else seeds[0])
+        chosen_seed = (
+            suite.tune.seed if suite.tune.seed is not None else (tune_seed if tune_seed is not None else seeds[0])
+        )
         tuning = tune_model(name, group, suite, out, base_cfg, model_cfg, chosen_seed, resume=resume, log=log)
         if tuning is not None:
             base_cfg = dataclasses.replace(base_cfg, lr=tuning["chosen"]["lr"])
@@ -390,8 +508,11 @@ def run_model(name: str, group: Group, suite: Suite, out: Path, *, seeds: List[i
         params = sum(p.numel() for p in build_model(name, spec, full_cfg).parameters())
         base.update(parameters=params, config=dataclasses.asdict(full_cfg), tuning=tuning)
         for seed in seeds:
-            records.append(run_seed(name, group, suite, out, dataclasses.replace(base_cfg, seed=seed), model_cfg,
-                                    resume=resume, log=log))
+            records.append(
+                run_seed(
+                    name, group, suite, out, dataclasses.replace(base_cfg, seed=seed), model_cfg, resume=resume, log=log
+                )
+            )
     except (TrainingInterrupted, KeyboardInterrupt):
         raise
     except Exception as exc:  # one broken model must not take the others' results with it
@@ -406,37 +527,64 @@ def run_model(name: str, group: Group, suite: Suite, out: Path, *, seeds: List[i
     return json.loads(json.dumps(_finite(row)))
 
 
-def _budget(entry: Dict[str, Any]) -> Dict[str, Any]:
+def _budget(entry: dict[str, Any]) -> dict[str, Any]:
     """Optimiser steps and training options that set the budget, per model row, and whether they are equal."""
     per = {}
     for row in entry["rows"]:
         if row.get("kind") == "model" and row.get("status") == "ok":
-            per[row["name"]] = {"steps": (row.get("training") or {}).get("steps"),
-                                **{k: (row.get("train") or {}).get(k) for k in BUDGET_KEYS},
-                                "lr": (row.get("train") or {}).get("lr")}
+            per[row["name"]] = {
+                "steps": (row.get("training") or {}).get("steps"),
+                **{k: (row.get("train") or {}).get(k) for k in BUDGET_KEYS},
+                "lr": (row.get("train") or {}).get("lr"),
+            }
     steps = {json.dumps(p["steps"]) for p in per.values()}
-    return {"per_model": per, "equal_steps": len(steps) <= 1,
-            "steps": (next(iter(per.values()))["steps"] if len(steps) == 1 else None)}
+    return {
+        "per_model": per,
+        "equal_steps": len(steps) <= 1,
+        "steps": (next(iter(per.values()))["steps"] if len(steps) == 1 else None),
+    }
 
 
-def _displacement_entry(suite: Suite, group: Group, variant_train, seeds: List[int]) -> Dict[str, Any]:
+def _displacement_entry(suite: Suite, group: Group, variant_train, seeds: list[int]) -> dict[str, Any]:
     """A new displacement group of ``results.json`` (rows, intervals and budget are filled in later)."""
     variant = group.variant
-    return {"id": group.id, "task": suite.task, "history": group.history, "bonds": variant.bonds,
-            "data": getattr(group.task.train, "source", None) or repr(group.task.train),
-            "sizes": {"train": len(group.task.train), "valid": len(group.task.valid), "test": len(group.task.test)},
-            "target_scale": rms(group.task.train.arrays()[K.TARGET_DISP]), "zero_mse": group.zero_mse,
-            "target_valid_mse": suite.target_valid_ratio * group.valid_zero_mse,
-            "rollout_horizons": sorted(suite.rollout_horizons) if group.starts else [],
-            "residual": variant_train.residual, "input_noise": variant_train.input_noise,
-            "start_at_baseline": variant_train.start_at_baseline, "variant_train": dict(variant.train),
-            "seeds": seeds, "bootstrap": None, "rollout_bootstrap": None, "budget": None, "rows": []}
+    return {
+        "id": group.id,
+        "task": suite.task,
+        "history": group.history,
+        "bonds": variant.bonds,
+        "data": getattr(group.task.train, "source", None) or repr(group.task.train),
+        "sizes": {"train": len(group.task.train), "valid": len(group.task.valid), "test": len(group.task.test)},
+        "target_scale": rms(group.task.train.arrays()[K.TARGET_DISP]),
+        "zero_mse": group.zero_mse,
+        "target_valid_mse": suite.target_valid_ratio * group.valid_zero_mse,
+        "rollout_horizons": sorted(suite.rollout_horizons) if group.starts else [],
+        "residual": variant_train.residual,
+        "input_noise": variant_train.input_noise,
+        "start_at_baseline": variant_train.start_at_baseline,
+        "variant_train": dict(variant.train),
+        "seeds": seeds,
+        "bootstrap": None,
+        "rollout_bootstrap": None,
+        "budget": None,
+        "rows": [],
+    }
 
 
-def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bool = False,
-              models: Optional[List[str]] = None, extra_train: Optional[Dict[str, Any]] = None,
-              device: Optional[str] = None, log: Callable[[str], None] = print, report: bool = True,
-              seeds: Optional[List[int]] = None, shard: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
+def run_suite(
+    suite: Suite,
+    out: Path,
+    *,
+    data: str | None = None,
+    resume: bool = False,
+    models: list[str] | None = None,
+    extra_train: dict[str, Any] | None = None,
+    device: str | None = None,
+    log: Callable[[str], None] = print,
+    report: bool = True,
+    seeds: list[int] | None = None,
+    shard: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     """Run ``suite`` into folder ``out``; returns the results dict (also written as ``out/results.json``).
 
     ``seeds`` replaces the suite's seeds; a ``seed`` in ``extra_train`` means ``seeds=[seed]``.
@@ -445,8 +593,10 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
     :func:`~irrepnet.bench.shard.merge_shards` joins the parts.
     """
     if suite.data == "required" and data is None:
-        raise ValueError(f"suite {suite.name!r} needs its data file: pass --data PATH (for dmol, the dmol-book "
-                         "data/paths.npz; see the README's Data section)")
+        raise ValueError(
+            f"suite {suite.name!r} needs its data file: pass --data PATH (for dmol, the dmol-book "
+            "data/paths.npz; see the README's Data section)"
+        )
     if suite.data == "egnn-generator":  # a named draw of the simulated task, not a file
         if data not in (None, "egnn-generator"):
             raise ValueError(f"suite {suite.name!r} simulates its data from the EGNN generator's draws; drop --data")
@@ -467,16 +617,33 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
         started = json.loads(results_file.read_text()).get("started", started)
     description = suite.description
     if models or extra_train or seeds != suite.seeds:  # the suite file's description would misdescribe this run
-        parts = ([f"models {', '.join(names)}"] if models else []) + \
-            ([f"training {extra_train}"] if extra_train else []) + ([f"seeds {seeds}"] if seeds != suite.seeds else [])
+        parts = (
+            ([f"models {', '.join(names)}"] if models else [])
+            + ([f"training {extra_train}"] if extra_train else [])
+            + ([f"seeds {seeds}"] if seeds != suite.seeds else [])
+        )
         description += f" [run with overrides: {'; '.join(parts)}]"
-    results = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-               "suite": {"name": suite.name, "description": description, "file": suite.file, "models": names,
-                         "train": suite.train, "variants": [dataclasses.asdict(v) for v in suite.variants],
-                         "seeds": seeds, "tune": dataclasses.asdict(suite.tune),
-                         "bootstrap_block": suite.bootstrap_block, "bootstrap_resamples": suite.bootstrap_resamples,
-                         **({"sizes": suite.sizes} if suite.sizes else {})},
-               "provenance": provenance(str(dev)), "started": started, "finished": None, "groups": []}
+    results = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "suite": {
+            "name": suite.name,
+            "description": description,
+            "file": suite.file,
+            "models": names,
+            "train": suite.train,
+            "variants": [dataclasses.asdict(v) for v in suite.variants],
+            "seeds": seeds,
+            "tune": dataclasses.asdict(suite.tune),
+            "bootstrap_block": suite.bootstrap_block,
+            "bootstrap_resamples": suite.bootstrap_resamples,
+            **({"sizes": suite.sizes} if suite.sizes else {}),
+        },
+        "provenance": provenance(str(dev)),
+        "started": started,
+        "finished": None,
+        "groups": [],
+    }
     mine = None
     if shard is not None:
         from .shard import shard_units
@@ -488,19 +655,33 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
     for variant in suite.variants:
         valid_fraction = train_config({**suite.train, **variant.train, **extra_train}).valid_fraction
         group = prepare_group(suite, variant, data, valid_fraction)
-        source = E.data_description(group.task.train)["source"] if group.energy else \
-            getattr(group.task.train, "source", "simulated")
-        log(f"[{suite.name}] {suite.task} {variant.id}: {len(group.task.train)} train / {len(group.task.valid)} valid / "
-            f"{len(group.task.test)} test samples; {source}")
+        source = (
+            E.data_description(group.task.train)["source"]
+            if group.energy
+            else getattr(group.task.train, "source", "simulated")
+        )
+        log(
+            f"[{suite.name}] {suite.task} {variant.id}: {len(group.task.train)} train / {len(group.task.valid)} valid / "
+            f"{len(group.task.test)} test samples; {source}"
+        )
         variant_train = train_config({**suite.train, **variant.train, **extra_train})
-        entry = (E.group_entry(group, variant_train, seeds) if group.energy else
-                 _displacement_entry(suite, group, variant_train, seeds))
+        entry = (
+            E.group_entry(group, variant_train, seeds)
+            if group.energy
+            else _displacement_entry(suite, group, variant_train, seeds)
+        )
         results["groups"].append(entry)
         entry["rows"] = baseline_rows(group, suite, out)
         for row in entry["rows"]:
             m = row["metrics"]
-            log(f"  {row['name']}: " + (f"test MAE energy {m['energy_mae']:.4g} eV, forces {m['forces_mae']:.4g} eV/Å "
-                                        "(reference)" if group.energy else f"test MSE {m['test_mse']:.3e} (baseline)"))
+            log(
+                f"  {row['name']}: "
+                + (
+                    f"test MAE energy {m['energy_mae']:.4g} eV, forces {m['forces_mae']:.4g} eV/Å (reference)"
+                    if group.energy
+                    else f"test MSE {m['test_mse']:.3e} (baseline)"
+                )
+            )
         if _writes():
             finalize_group(entry, out, suite)
         write_json(results, results_file)
@@ -508,9 +689,20 @@ def run_suite(suite: Suite, out: Path, *, data: Optional[str] = None, resume: bo
             model_seeds = seeds if mine is None else [s for s in seeds if (variant.id, name, s) in mine]
             if not model_seeds:
                 continue  # another shard's
-            entry["rows"].append(run_model(name, group, suite, out, seeds=model_seeds, resume=resume,
-                                           extra_train=extra_train, device_name=device, log=log,
-                                           tune_seed=seeds[0]))
+            entry["rows"].append(
+                run_model(
+                    name,
+                    group,
+                    suite,
+                    out,
+                    seeds=model_seeds,
+                    resume=resume,
+                    extra_train=extra_train,
+                    device_name=device,
+                    log=log,
+                    tune_seed=seeds[0],
+                )
+            )
             entry["budget"] = _budget(entry)
             if _writes():  # the other ranks only train along (they read no predictions)
                 finalize_group(entry, out, suite)

@@ -126,7 +126,7 @@ are the figures (:func:`irrepnet.metrics.per_molecule_errors`).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any
 
 SCHEMA = "irrepnet.bench.results"
 SCHEMA_VERSION = 3
@@ -134,19 +134,72 @@ SCHEMA_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 
 TOP_KEYS = ("schema", "schema_version", "suite", "provenance", "started", "finished", "groups")
-GROUP_KEYS = ("id", "task", "history", "data", "sizes", "target_scale", "zero_mse", "target_valid_mse",
-              "rollout_horizons", "rows")
-ROW_KEYS = ("name", "kind", "status", "symmetry", "parameters", "config", "train", "metrics", "rollout",
-            "equivariance", "speed", "training", "artifacts")
+GROUP_KEYS = (
+    "id",
+    "task",
+    "history",
+    "data",
+    "sizes",
+    "target_scale",
+    "zero_mse",
+    "target_valid_mse",
+    "rollout_horizons",
+    "rows",
+)
+ROW_KEYS = (
+    "name",
+    "kind",
+    "status",
+    "symmetry",
+    "parameters",
+    "config",
+    "train",
+    "metrics",
+    "rollout",
+    "equivariance",
+    "speed",
+    "training",
+    "artifacts",
+)
 METRIC_KEYS = ("test_mse", "mse_vs_zero", "r2", "valid_mse", "correlations")
-SPEED_KEYS = ("train_step_ms", "epoch_s", "train_time_s", "infer_graphs_per_s", "infer_latency_ms",
-              "peak_memory_mb", "memory_kind", "time_to_target_s")
+SPEED_KEYS = (
+    "train_step_ms",
+    "epoch_s",
+    "train_time_s",
+    "infer_graphs_per_s",
+    "infer_latency_ms",
+    "peak_memory_mb",
+    "memory_kind",
+    "time_to_target_s",
+)
 GROUP_KEYS_V2 = GROUP_KEYS + ("residual", "input_noise", "seeds", "bootstrap", "budget")
 ROW_KEYS_V2 = ROW_KEYS + ("seeds", "intervals", "comparisons", "tuning")
-ENERGY_GROUP_KEYS = ("id", "task", "target", "history", "data", "sizes", "units", "force_rms", "loss_weights",
-                     "reference", "variant_train", "seeds", "bootstrap", "budget", "rows")
-ENERGY_METRIC_KEYS = ("energy_mae", "energy_rmse", "energy_per_atom_mae", "forces_mae", "forces_rmse",
-                      "valid_energy_mae", "valid_forces_mae")
+ENERGY_GROUP_KEYS = (
+    "id",
+    "task",
+    "target",
+    "history",
+    "data",
+    "sizes",
+    "units",
+    "force_rms",
+    "loss_weights",
+    "reference",
+    "variant_train",
+    "seeds",
+    "bootstrap",
+    "budget",
+    "rows",
+)
+ENERGY_METRIC_KEYS = (
+    "energy_mae",
+    "energy_rmse",
+    "energy_per_atom_mae",
+    "forces_mae",
+    "forces_rmse",
+    "valid_energy_mae",
+    "valid_forces_mae",
+)
 TARGETS = ("displacement", "energy")
 SEED_KEYS = ("seed", "metrics", "rollout", "equivariance", "speed", "training", "artifacts")
 KINDS = ("model", "baseline")
@@ -157,7 +210,7 @@ class SchemaError(ValueError):
     """``results.json`` does not follow the schema; the message names the path of the problem."""
 
 
-def _need(obj: Dict[str, Any], keys, where: str, errors: List[str]) -> None:
+def _need(obj: dict[str, Any], keys, where: str, errors: list[str]) -> None:
     if not isinstance(obj, dict):
         errors.append(f"{where}: expected an object, got {type(obj).__name__}")
         return
@@ -166,7 +219,7 @@ def _need(obj: Dict[str, Any], keys, where: str, errors: List[str]) -> None:
             errors.append(f"{where}: missing key {k!r}")
 
 
-def _group_target(group: Any, version: int, where: str, errors: List[str]) -> str:
+def _group_target(group: Any, version: int, where: str, errors: list[str]) -> str:
     """The group's ``target`` (absent: ``"displacement"``); energy groups need version 3."""
     target = group.get("target", "displacement") if isinstance(group, dict) else "displacement"
     if target not in TARGETS:
@@ -176,10 +229,10 @@ def _group_target(group: Any, version: int, where: str, errors: List[str]) -> st
     return target
 
 
-def validate(results: Dict[str, Any]) -> Dict[str, Any]:
+def validate(results: dict[str, Any]) -> dict[str, Any]:
     """Return ``results`` if it follows schema version 1, 2 or 3, else raise :class:`SchemaError` listing every
     problem."""
-    errors: List[str] = []
+    errors: list[str] = []
     _need(results, TOP_KEYS, "results", errors)
     if errors:
         raise SchemaError("; ".join(errors))
@@ -187,8 +240,10 @@ def validate(results: Dict[str, Any]) -> Dict[str, Any]:
         raise SchemaError(f"results: schema is {results['schema']!r}, expected {SCHEMA!r}")
     version = results["schema_version"]
     if version not in READABLE_VERSIONS:
-        raise SchemaError(f"results: schema_version {version!r} is not supported "
-                          f"(this irrepnet reads versions {READABLE_VERSIONS}); re-run the benchmark")
+        raise SchemaError(
+            f"results: schema_version {version!r} is not supported "
+            f"(this irrepnet reads versions {READABLE_VERSIONS}); re-run the benchmark"
+        )
     group_keys, row_keys = (GROUP_KEYS, ROW_KEYS) if version == 1 else (GROUP_KEYS_V2, ROW_KEYS_V2)
     ids = set()
     for gi, group in enumerate(results["groups"]):

@@ -25,17 +25,18 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any
 
 from .compare import finalize_group
 from .runner import _budget, _finite, _now, _row, aggregate_seeds, write_json
 from .schema import validate
 
-Unit = Tuple[str, str, int]
+Unit = tuple[str, str, int]
 
 
-def parse_shard(text: str) -> Tuple[int, int]:
+def parse_shard(text: str) -> tuple[int, int]:
     """``"I/N"`` -> ``(I, N)`` with ``1 <= I <= N``; anything else is a ``ValueError`` saying the form."""
     try:
         i, n = (int(x) for x in str(text).split("/"))
@@ -46,12 +47,12 @@ def parse_shard(text: str) -> Tuple[int, int]:
     return i, n
 
 
-def all_units(variants, names: Sequence[str], seeds: Sequence[int]) -> List[Unit]:
+def all_units(variants, names: Sequence[str], seeds: Sequence[int]) -> list[Unit]:
     """Every (variant id, model, seed) of a suite, in suite order."""
     return [(v.id, name, int(seed)) for v in variants for name in names for seed in seeds]
 
 
-def shard_units(variants, names: Sequence[str], seeds: Sequence[int], shard: Tuple[int, int]) -> List[Unit]:
+def shard_units(variants, names: Sequence[str], seeds: Sequence[int], shard: tuple[int, int]) -> list[Unit]:
     """The units of shard ``(i, n)``: every n-th unit, starting at the i-th."""
     i, n = shard
     return [u for k, u in enumerate(all_units(variants, names, seeds)) if k % n == i - 1]
@@ -60,13 +61,13 @@ def shard_units(variants, names: Sequence[str], seeds: Sequence[int], shard: Tup
 class _Settings:
     """What :func:`~irrepnet.bench.compare.finalize_group` reads of a suite, from a results file."""
 
-    def __init__(self, suite: Dict[str, Any], groups: List[Dict[str, Any]]):
+    def __init__(self, suite: dict[str, Any], groups: list[dict[str, Any]]):
         described = next((g["bootstrap"] for g in groups if g.get("bootstrap")), {}) or {}
         self.bootstrap_block = int(suite.get("bootstrap_block", described.get("block_length", 1)))
         self.bootstrap_resamples = int(suite.get("bootstrap_resamples", described.get("resamples", 2000)))
 
 
-def _load_shard(folder: Path) -> Dict[str, Any]:
+def _load_shard(folder: Path) -> dict[str, Any]:
     path = folder / "results.json" if folder.is_dir() else folder
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: give the output folders of 'irrepnet bench --shard I/N'")
@@ -74,12 +75,14 @@ def _load_shard(folder: Path) -> Dict[str, Any]:
     if "shard" not in results:
         raise ValueError(f"{path} is not a shard (it was run without --shard); merge only shards of one suite")
     if not results.get("finished"):
-        raise ValueError(f"{path}: shard {results['shard']['index']}/{results['shard']['count']} has not finished; "
-                         "continue it with irrepnet bench ... --resume before merging")
+        raise ValueError(
+            f"{path}: shard {results['shard']['index']}/{results['shard']['count']} has not finished; "
+            "continue it with irrepnet bench ... --resume before merging"
+        )
     return results
 
 
-def _check_together(shards: List[Tuple[Path, Dict[str, Any]]]) -> None:
+def _check_together(shards: list[tuple[Path, dict[str, Any]]]) -> None:
     (first_dir, first), problems = shards[0], []
     count = first["shard"]["count"]
     for folder, res in shards[1:]:
@@ -87,8 +90,10 @@ def _check_together(shards: List[Tuple[Path, Dict[str, Any]]]) -> None:
             problems.append(f"{folder} ran another suite or other options than {first_dir}")
         for key in ("commit", "dirty"):
             if res["provenance"].get(key) != first["provenance"].get(key):
-                problems.append(f"{folder} ran {key} {res['provenance'].get(key)!r}, {first_dir} ran "
-                                f"{first['provenance'].get(key)!r}")
+                problems.append(
+                    f"{folder} ran {key} {res['provenance'].get(key)!r}, {first_dir} ran "
+                    f"{first['provenance'].get(key)!r}"
+                )
         if res["shard"]["count"] != count:
             problems.append(f"{folder} is a shard of {res['shard']['count']} parts, {first_dir} of {count}")
     indices = sorted(res["shard"]["index"] for _, res in shards)
@@ -98,13 +103,13 @@ def _check_together(shards: List[Tuple[Path, Dict[str, Any]]]) -> None:
         raise ValueError("these shards do not belong together: " + "; ".join(problems))
 
 
-def _baseline_figure(row: Dict[str, Any]) -> Any:
+def _baseline_figure(row: dict[str, Any]) -> Any:
     """The number that tells two shards' baselines apart: the test MSE, or on energy tasks the energy MAE."""
     metrics = row["metrics"]
     return metrics["energy_mae"] if "energy_mae" in metrics else metrics["test_mse"]
 
 
-def merge_shards(out: Path, folders: Sequence[Path], *, report: bool = True) -> Dict[str, Any]:
+def merge_shards(out: Path, folders: Sequence[Path], *, report: bool = True) -> dict[str, Any]:
     """Merge finished shards into a new folder ``out``; returns the merged results (also ``out/results.json``)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -117,8 +122,16 @@ def merge_shards(out: Path, folders: Sequence[Path], *, report: bool = True) -> 
     first = shards[0][1]
     seeds = list(first["suite"]["seeds"])
     merged = copy.deepcopy({k: v for k, v in first.items() if k != "shard"})
-    merged["merged_from"] = [{"folder": str(f), "index": r["shard"]["index"], "provenance": r["provenance"],
-                              "started": r["started"], "finished": r["finished"]} for f, r in shards]
+    merged["merged_from"] = [
+        {
+            "folder": str(f),
+            "index": r["shard"]["index"],
+            "provenance": r["provenance"],
+            "started": r["started"],
+            "finished": r["finished"],
+        }
+        for f, r in shards
+    ]
     out.mkdir(parents=True, exist_ok=True)
     for folder, _ in shards:  # run folders of distinct units have distinct paths; shared ones are identical
         for item in folder.iterdir():
@@ -128,16 +141,25 @@ def merge_shards(out: Path, folders: Sequence[Path], *, report: bool = True) -> 
     for gi, group in enumerate(merged["groups"]):
         baselines = [r for r in group["rows"] if r.get("kind") == "baseline"]
         for folder, res in shards[1:]:
-            theirs = {r["name"]: _baseline_figure(r) for r in res["groups"][gi]["rows"]
-                      if r.get("kind") == "baseline" and r.get("metrics")}
+            theirs = {
+                r["name"]: _baseline_figure(r)
+                for r in res["groups"][gi]["rows"]
+                if r.get("kind") == "baseline" and r.get("metrics")
+            }
             ours = {r["name"]: _baseline_figure(r) for r in baselines if r.get("metrics")}
             if theirs != ours:
-                raise ValueError(f"{folder}: the baselines of group {group['id']!r} differ from shard 1's "
-                                 "(another data file?); these shards do not belong together")
+                raise ValueError(
+                    f"{folder}: the baselines of group {group['id']!r} differ from shard 1's "
+                    "(another data file?); these shards do not belong together"
+                )
         rows = list(baselines)
         for name in first["suite"]["models"]:
-            pieces = [r for _, res in shards for r in res["groups"][gi]["rows"]
-                      if r.get("kind") == "model" and r["name"] == name]
+            pieces = [
+                r
+                for _, res in shards
+                for r in res["groups"][gi]["rows"]
+                if r.get("kind") == "model" and r["name"] == name
+            ]
             if pieces:
                 rows.append(_merge_model_rows(name, pieces, seeds))
         group["rows"] = rows
@@ -154,7 +176,7 @@ def merge_shards(out: Path, folders: Sequence[Path], *, report: bool = True) -> 
     return on_disk
 
 
-def _merge_model_rows(name: str, pieces: List[Dict[str, Any]], seeds: List[int]) -> Dict[str, Any]:
+def _merge_model_rows(name: str, pieces: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
     """One model row from its shards' rows: an error or skip anywhere wins, else re-aggregated over all seeds."""
     for status in ("error", "skipped"):
         bad = [p for p in pieces if p.get("status") == status]

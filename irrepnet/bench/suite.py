@@ -61,7 +61,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from ..registry import ConfigError, get_model_entry, list_models
 from ..tasks import ENERGY_TASKS, PROPERTY_TASKS, TASKS
@@ -69,9 +69,24 @@ from ..train.config import TrainConfig, _check_keys, read_toml, train_config
 
 #: folders searched for ``--suite NAME``: the repository's benchmarks/ and ./benchmarks
 SUITE_DIRS = (Path(__file__).resolve().parents[2] / "benchmarks", Path("benchmarks"))
-SUITE_KEYS = ("name", "description", "task", "data", "models", "exclude", "rollout_horizons", "rollout_starts",
-              "target_valid_ratio", "audit_trials", "seeds", "bootstrap_block", "bootstrap_resamples",
-              "n_train", "n_valid", "n_test")
+SUITE_KEYS = (
+    "name",
+    "description",
+    "task",
+    "data",
+    "models",
+    "exclude",
+    "rollout_horizons",
+    "rollout_starts",
+    "target_valid_ratio",
+    "audit_trials",
+    "seeds",
+    "bootstrap_block",
+    "bootstrap_resamples",
+    "n_train",
+    "n_valid",
+    "n_test",
+)
 #: [suite] keys that only mean something on displacement tasks (trajectories)
 DISPLACEMENT_ONLY_KEYS = ("rollout_horizons", "rollout_starts", "target_valid_ratio")
 #: task-size keys and the tasks that take them (:func:`irrepnet.tasks.load_task`)
@@ -91,7 +106,7 @@ class Variant:
 
     id: str
     history: int = 0
-    train: Dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
     bonds: bool = False
 
 
@@ -99,12 +114,12 @@ class Variant:
 class Tune:
     """A small grid chosen on the validation split at a fixed step budget (``[tune]``)."""
 
-    lr: List[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
     steps: int = 200
-    seed: Optional[int] = None
-    configs: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
+    seed: int | None = None
+    configs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    def trials(self, name: str, base_lr: float) -> List[Dict[str, Any]]:
+    def trials(self, name: str, base_lr: float) -> list[dict[str, Any]]:
         """``[{"lr": x, "config": {...}}, ...]``: the grid of model ``name`` (lr x its size grid)."""
         lrs = list(self.lr) or [base_lr]
         configs = list(self.configs.get(name, [])) or [{}]
@@ -123,39 +138,45 @@ class Suite:
     task: str = "twelve_body"
     description: str = ""
     data: str = "reference"
-    models: List[str] = field(default_factory=lambda: ["*"])
-    exclude: List[str] = field(default_factory=list)
-    variants: List[Variant] = field(default_factory=lambda: [Variant("history-0", 0)])
-    train: Dict[str, Any] = field(default_factory=dict)
-    model_overrides: Dict[str, Dict[str, Dict[str, Any]]] = field(default_factory=dict)
-    rollout_horizons: List[int] = field(default_factory=lambda: [1, 5, 10, 25, 50, 100])
+    models: list[str] = field(default_factory=lambda: ["*"])
+    exclude: list[str] = field(default_factory=list)
+    variants: list[Variant] = field(default_factory=lambda: [Variant("history-0", 0)])
+    train: dict[str, Any] = field(default_factory=dict)
+    model_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    rollout_horizons: list[int] = field(default_factory=lambda: [1, 5, 10, 25, 50, 100])
     rollout_starts: int = 8
     target_valid_ratio: float = 0.1
     audit_trials: int = 2
-    seeds: List[int] = field(default_factory=list)  # empty: the [train] seed (default 0)
+    seeds: list[int] = field(default_factory=list)  # empty: the [train] seed (default 0)
     bootstrap_block: int = 20
     bootstrap_resamples: int = 2000
     tune: Tune = field(default_factory=Tune)
-    file: Optional[str] = None
-    n_train: Optional[int] = None  # None: the task's default size
-    n_valid: Optional[int] = None
-    n_test: Optional[int] = None
+    file: str | None = None
+    n_train: int | None = None  # None: the task's default size
+    n_valid: int | None = None
+    n_test: int | None = None
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ConfigError(f"suite {self.name!r}: unknown task {self.task!r}; known: {', '.join(TASKS)}")
         if self.task in PROPERTY_TASKS:  # results, reports and references are displacement or energy ones
-            raise ConfigError(f"suite {self.name!r}: the bench harness does not run property tasks such as "
-                              f"{self.task!r} yet; train one model with `irrepnet train --task {self.task}`")
+            raise ConfigError(
+                f"suite {self.name!r}: the bench harness does not run property tasks such as "
+                f"{self.task!r} yet; train one model with `irrepnet train --task {self.task}`"
+            )
         self._check_sizes()
         if self.data not in DATA_MODES:
             raise ConfigError(f"suite {self.name!r}: data must be one of {DATA_MODES}, got {self.data!r}")
         if self.data == "egnn-generator" and self.task != "nbody":
-            raise ConfigError(f"suite {self.name!r}: data = \"egnn-generator\" (the published EGNN generator's "
-                              f"draws) is an nbody option, not one of task {self.task!r}")
+            raise ConfigError(
+                f'suite {self.name!r}: data = "egnn-generator" (the published EGNN generator\'s '
+                f"draws) is an nbody option, not one of task {self.task!r}"
+            )
         if self.energy and self.data == "required":
-            raise ConfigError(f"suite {self.name!r}: task {self.task!r} generates its data (no --data file); "
-                              "set data = \"reference\" or drop the key")
+            raise ConfigError(
+                f"suite {self.name!r}: task {self.task!r} generates its data (no --data file); "
+                'set data = "reference" or drop the key'
+            )
         if not self.variants:
             raise ConfigError(f"suite {self.name!r}: needs at least one [[variant]]")
         if self.energy and self.variants == [Variant("history-0", 0)]:  # the default variant, named by its task
@@ -166,10 +187,14 @@ class Suite:
         if any((not isinstance(h, int)) or h < 1 for h in self.rollout_horizons):
             raise ConfigError(f"suite {self.name!r}: rollout_horizons must be integers >= 1")
         if self.rollout_starts < 1 or not self.target_valid_ratio > 0 or self.audit_trials < 1:
-            raise ConfigError(f"suite {self.name!r}: need rollout_starts >= 1, target_valid_ratio > 0, audit_trials >= 1")
+            raise ConfigError(
+                f"suite {self.name!r}: need rollout_starts >= 1, target_valid_ratio > 0, audit_trials >= 1"
+            )
         if not self.seeds:
             self.seeds = [int(self.train.get("seed", 0))]
-        if any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+        if any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds) or len(set(self.seeds)) != len(
+            self.seeds
+        ):
             raise ConfigError(f"suite {self.name!r}: seeds must be distinct integers, got {self.seeds}")
         if self.bootstrap_block < 1 or self.bootstrap_resamples < 100:
             raise ConfigError(f"suite {self.name!r}: need bootstrap_block >= 1 and bootstrap_resamples >= 100")
@@ -200,7 +225,7 @@ class Suite:
         return self.task in ENERGY_TASKS
 
     @property
-    def sizes(self) -> Dict[str, int]:
+    def sizes(self) -> dict[str, int]:
         """The task sizes the suite sets (``n_train``, ``n_valid``, ``n_test``), as keywords of ``load_task``."""
         return {k: getattr(self, k) for k in SIZE_KEYS if getattr(self, k) is not None}
 
@@ -210,8 +235,10 @@ class Suite:
             if value is None:
                 continue
             if self.task not in tasks:
-                raise ConfigError(f"suite {self.name!r}: {key} sets a size of the {' and '.join(tasks)} task(s); "
-                                  f"task {self.task!r} has fixed splits: drop {key}")
+                raise ConfigError(
+                    f"suite {self.name!r}: {key} sets a size of the {' and '.join(tasks)} task(s); "
+                    f"task {self.task!r} has fixed splits: drop {key}"
+                )
             least = 2 if key == "n_test" else 1  # the intervals resample test samples: at least two
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ConfigError(f"suite {self.name!r}: {key} must be an integer >= {least}, got {value!r}")
@@ -224,27 +251,34 @@ class Suite:
 
         refused = displacement_only_options(cfg)
         if refused:
-            raise ConfigError(f"suite {self.name!r} {where}: {', '.join(refused)} apply to displacement tasks, not "
-                              f"to the energy task {self.task!r}: remove them")
+            raise ConfigError(
+                f"suite {self.name!r} {where}: {', '.join(refused)} apply to displacement tasks, not "
+                f"to the energy task {self.task!r}: remove them"
+            )
 
     def _check_variant(self, v: Variant) -> None:
         if self.energy and (v.history or v.bonds):
-            raise ConfigError(f"suite {self.name!r} variant {v.id!r}: task {self.task!r} has static geometries; "
-                              "drop history and bonds from its [[variant]]")
+            raise ConfigError(
+                f"suite {self.name!r} variant {v.id!r}: task {self.task!r} has static geometries; "
+                "drop history and bonds from its [[variant]]"
+            )
         self._check_train(train_config({**self.train, **v.train}), f"variant {v.id!r} train")
 
-    def model_names(self) -> List[str]:
+    def model_names(self) -> list[str]:
         """The models to train, in order: ``"*"`` expands to every registered trainable irrepnet model
         (on an energy task: every registered energy model).
 
         Peers (:mod:`irrepnet.models.peers`) are never part of ``"*"``, installed or not:
         a suite that compares with them names them.
         """
-        names: List[str] = []
+        names: list[str] = []
         for name in self.models:
             if name == "*":
-                names += [n for n in list_models(peers=False) if n not in names and not is_parameter_free(n)
-                          and (get_model_entry(n).energy or not self.energy)]
+                names += [
+                    n
+                    for n in list_models(peers=False)
+                    if n not in names and not is_parameter_free(n) and (get_model_entry(n).energy or not self.energy)
+                ]
             else:
                 get_model_entry(name)  # unknown names fail here with suggestions
                 if name not in names:
@@ -252,16 +286,17 @@ class Suite:
         # the physical baselines are rows of every table already; they are never trained
         return [n for n in names if n not in self.exclude and not is_parameter_free(n)]
 
-    def train_config_for(self, name: str, extra: Optional[Dict[str, Any]] = None,
-                         variant: Optional[Variant] = None) -> TrainConfig:
+    def train_config_for(
+        self, name: str, extra: dict[str, Any] | None = None, variant: Variant | None = None
+    ) -> TrainConfig:
         """Suite ``[train]``, then the variant's, then the model's, then ``extra`` (command-line) options."""
         over = self.model_overrides.get(name, {}).get("train", {})
         return train_config({**self.train, **(variant.train if variant else {}), **over, **(extra or {})})
 
-    def model_config_for(self, name: str) -> Dict[str, Any]:
+    def model_config_for(self, name: str) -> dict[str, Any]:
         return dict(self.model_overrides.get(name, {}).get("config", {}))
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
@@ -285,8 +320,10 @@ def find_suite(name_or_path: str) -> Path:
         if candidate.is_file():
             return candidate
     known = sorted({f.stem for d in SUITE_DIRS if d.is_dir() for f in d.glob("*.toml")})
-    raise FileNotFoundError(f"no suite named {name_or_path!r}; known suites: {', '.join(known) or 'none found'}; "
-                            "or pass the path of a .toml file")
+    raise FileNotFoundError(
+        f"no suite named {name_or_path!r}; known suites: {', '.join(known) or 'none found'}; "
+        "or pass the path of a .toml file"
+    )
 
 
 def load_suite(name_or_path: str) -> Suite:
@@ -299,19 +336,21 @@ def load_suite(name_or_path: str) -> Suite:
     if head.get("task") in ENERGY_TASKS:
         given = [k for k in DISPLACEMENT_ONLY_KEYS if k in head]
         if given:
-            raise ConfigError(f"{path} [suite]: {', '.join(given)} apply to trajectory tasks; the energy task "
-                              f"{head['task']!r} has no rollouts and no time-to-target: remove them")
+            raise ConfigError(
+                f"{path} [suite]: {', '.join(given)} apply to trajectory tasks; the energy task "
+                f"{head['task']!r} has no rollouts and no time-to-target: remove them"
+            )
     variants = []
     for i, v in enumerate(doc.get("variant", [])):
         _check_keys(v, VARIANT_KEYS, f"{path} [[variant]] {i}")
         h = int(v.get("history", 0))
         if not isinstance(v.get("train", {}), dict):
-            raise ConfigError(f"{path} [[variant]] {i}: train must be a table, e.g. train = {{ residual = \"none\" }}")
+            raise ConfigError(f'{path} [[variant]] {i}: train must be a table, e.g. train = {{ residual = "none" }}')
         bonds = v.get("bonds", False)
         if not isinstance(bonds, bool):
             raise ConfigError(f"{path} [[variant]] {i}: bonds must be true or false, got {bonds!r}")
         if bonds and head.get("task") != "twelve_body":
-            raise ConfigError(f"{path} [[variant]] {i}: bonds = true needs task = \"twelve_body\" (a bonded chain)")
+            raise ConfigError(f'{path} [[variant]] {i}: bonds = true needs task = "twelve_body" (a bonded chain)')
         variants.append(Variant(str(v.get("id", f"history-{h}")), h, dict(v.get("train", {})), bonds))
     kwargs = {k: head[k] for k in SUITE_KEYS if k in head}
     kwargs.setdefault("name", path.stem)
@@ -321,17 +360,41 @@ def load_suite(name_or_path: str) -> Suite:
     if not isinstance(tune, dict):
         raise ConfigError(f"{path}: [tune] must be a table")
     _check_keys(tune, TUNE_KEYS, f"{path} [tune]")
-    kwargs["tune"] = Tune(lr=[float(x) for x in tune.get("lr", [])], steps=int(tune.get("steps", 200)),
-                          seed=tune.get("seed"), configs=dict(tune.get("configs", {})))
-    return Suite(**kwargs, train=dict(doc.get("train", {})), model_overrides=dict(doc.get("models", {})),
-                 file=str(path))
+    kwargs["tune"] = Tune(
+        lr=[float(x) for x in tune.get("lr", [])],
+        steps=int(tune.get("steps", 200)),
+        seed=tune.get("seed"),
+        configs=dict(tune.get("configs", {})),
+    )
+    return Suite(
+        **kwargs, train=dict(doc.get("train", {})), model_overrides=dict(doc.get("models", {})), file=str(path)
+    )
 
 
-def adhoc_suite(task: str, models: List[str], *, history: int = 0, train: Optional[Dict[str, Any]] = None,
-                data_required: bool = False, seeds: Optional[List[int]] = None, bonds: bool = False) -> Suite:
+def adhoc_suite(
+    task: str,
+    models: list[str],
+    *,
+    history: int = 0,
+    train: dict[str, Any] | None = None,
+    data_required: bool = False,
+    seeds: list[int] | None = None,
+    bonds: bool = False,
+) -> Suite:
     """The suite of ``irrepnet bench --task T --models a,b,c`` (no file)."""
-    variant = (Variant(task) if task in ENERGY_TASKS else  # static geometries: no history to name the variant by
-               Variant(f"history-{history}" + ("-bonds" if bonds else ""), history, bonds=bonds))
-    return Suite(name=f"{task}-adhoc", task=task, models=models, variants=[variant],
-                 train=dict(train or {}), data="required" if data_required else "reference", seeds=list(seeds or []),
-                 rollout_horizons=[1, 5, 10, 25, 50, 100] if task == "twelve_body" else [])
+    variant = (
+        Variant(task)
+        if task in ENERGY_TASKS
+        # static geometries: no history to name the variant by
+        else Variant(f"history-{history}" + ("-bonds" if bonds else ""), history, bonds=bonds)
+    )
+    return Suite(
+        name=f"{task}-adhoc",
+        task=task,
+        models=models,
+        variants=[variant],
+        train=dict(train or {}),
+        data="required" if data_required else "reference",
+        seeds=list(seeds or []),
+        rollout_horizons=[1, 5, 10, 25, 50, 100] if task == "twelve_body" else [],
+    )

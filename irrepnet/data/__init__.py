@@ -26,19 +26,9 @@ from .baselines import (
 from .cache import cache_path, cache_root, cached_arrays
 from .dataset import GraphArrayDataset
 from .molecules import MoleculeDataset, generate_molecules, molecule_names, molecules
-from .nbody_task import NBodyConfig, NBodyDataset, generate_nbody, nbody
 from .nbody_sim import coulomb_energy, coulomb_forces, simulate_charged
+from .nbody_task import NBodyConfig, NBodyDataset, generate_nbody, nbody
 from .polymer import DMOL_STATS, PolymerConfig, polymer_energy, polymer_forces, simulate_polymer, trajectory_stats
-from .trajectory import (
-    DMOL_SHA256,
-    check_trajectory,
-    file_sha256,
-    find_dmol_file,
-    is_dmol_file,
-    load_trajectory,
-    save_trajectory,
-    verify_dmol_file,
-)
 from .reference import (
     REFERENCE_BASELINES,
     REFERENCE_CONFIG,
@@ -50,6 +40,16 @@ from .reference import (
     reference_trajectory,
     verify_reference,
     write_reference,
+)
+from .trajectory import (
+    DMOL_SHA256,
+    check_trajectory,
+    file_sha256,
+    find_dmol_file,
+    is_dmol_file,
+    load_trajectory,
+    save_trajectory,
+    verify_dmol_file,
 )
 from .twelve_body_task import DEFAULT_SIMULATION, twelve_body, twelve_body_trajectory
 from .windows import TrajectoryDataset, split_frames, split_trajectory

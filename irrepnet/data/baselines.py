@@ -33,7 +33,7 @@ input: ``vel_history (n, 3h)``, ``vel (n, 3)``, ``target_disp (n, 3)``; output `
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -80,7 +80,7 @@ def constant_acceleration(data: Batch) -> torch.Tensor:
     return 2.0 * vh[:, 0:3] - vh[:, 3:6]
 
 
-def linear(data: Batch, delta_t: Optional[float] = None) -> torch.Tensor:
+def linear(data: Batch, delta_t: float | None = None) -> torch.Tensor:
     """EGNN's Linear model as a displacement: ``dx = v * delta_t``."""
     if K.VEL not in data:
         raise ValueError(f"baseline 'linear' needs the {K.VEL!r} field (physical velocities)")
@@ -92,9 +92,9 @@ def linear(data: Batch, delta_t: Optional[float] = None) -> torch.Tensor:
     return data[K.VEL] * delta_t
 
 
-def predict(name: str, data: Batch, *, delta_t: Optional[float] = None) -> torch.Tensor:
+def predict(name: str, data: Batch, *, delta_t: float | None = None) -> torch.Tensor:
     """Displacement ``(n, 3)`` predicted by baseline ``name`` (one of :data:`BASELINES`)."""
-    fns: Dict[str, Callable[[Batch], torch.Tensor]] = {
+    fns: dict[str, Callable[[Batch], torch.Tensor]] = {
         "zero": zero_displacement,
         "constant_velocity": constant_velocity,
         "constant_acceleration": constant_acceleration,
@@ -109,7 +109,7 @@ def _first(data) -> Batch:
     return data if isinstance(data, Mapping) else data[0]
 
 
-def applicable_baselines(data, *, delta_t: Optional[float] = None) -> List[str]:
+def applicable_baselines(data, *, delta_t: float | None = None) -> list[str]:
     """Baselines that the fields of ``data`` (a batch dict or a dataset) support.
 
     ``linear`` needs physical velocities and a ``delta_t`` (given, or the dataset's
@@ -140,11 +140,11 @@ def _batches(data, batch_size: int) -> Iterable[Batch]:
 
 def evaluate_baselines(
     data,
-    names: Optional[Sequence[str]] = None,
+    names: Sequence[str] | None = None,
     *,
-    delta_t: Optional[float] = None,
+    delta_t: float | None = None,
     batch_size: int = 4096,
-) -> Dict[str, float]:
+) -> dict[str, float]:
     """Mean squared error per coordinate of each baseline on ``data``.
 
     Parameters

@@ -21,8 +21,8 @@ import os
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Union
 
 import numpy as np
 
@@ -30,7 +30,7 @@ ENV_VAR = "IRREPNET_CACHE"
 _PARAMS_KEY = "__params__"
 
 
-def cache_root(cache_dir: Optional[Union[str, os.PathLike]] = None) -> Path:
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache directory: ``cache_dir``, else ``$IRREPNET_CACHE``, else ``~/.cache/irrepnet``."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
@@ -63,16 +63,16 @@ def cache_path(name: str, params: Mapping, cache_dir=None) -> Path:
     return cache_root(cache_dir) / f"{name}-{digest}.npz"
 
 
-def _read(path: Path, params_json: str) -> Optional[Dict[str, np.ndarray]]:
+def _read(path: Path, params_json: str) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as f:
             stored = str(f[_PARAMS_KEY]) if _PARAMS_KEY in f.files else None
             if stored != params_json:
-                warnings.warn(f"cache file {path} holds other parameters (hash collision?); regenerating")
+                warnings.warn(f"cache file {path} holds other parameters (hash collision?); regenerating", stacklevel=2)
                 return None
             return {k: f[k] for k in f.files if k != _PARAMS_KEY}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        warnings.warn(f"cache file {path} is unreadable ({type(e).__name__}: {e}); regenerating it")
+        warnings.warn(f"cache file {path} is unreadable ({type(e).__name__}: {e}); regenerating it", stacklevel=2)
         return None
 
 
@@ -96,7 +96,7 @@ def cached_arrays(
     *,
     cache_dir=None,
     use_cache: bool = True,
-) -> Dict[str, np.ndarray]:
+) -> dict[str, np.ndarray]:
     """Return ``generate()``, reading it from / writing it to the cache.
 
     Parameters

@@ -17,16 +17,15 @@ stored: every field ``(S, N, ...)``; ``S`` samples of ``N`` nodes.
 from __future__ import annotations
 
 import copy
-
-from typing import Dict, Iterator, Mapping, Optional, Sequence, Union
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .. import keys as K
 
-Sample = Dict[str, torch.Tensor]
-Index = Union[Sequence[int], np.ndarray, torch.Tensor, slice]
+Sample = dict[str, torch.Tensor]
+Index = Sequence[int] | np.ndarray | torch.Tensor | slice
 
 
 class GraphArrayDataset:
@@ -42,13 +41,13 @@ class GraphArrayDataset:
         targets (dmol ``dx`` has MSE ~1e-9 against good baselines) keep their digits.
     """
 
-    def __init__(self, fields: Mapping[str, Union[np.ndarray, torch.Tensor]], *, dtype: torch.dtype = torch.float64):
+    def __init__(self, fields: Mapping[str, np.ndarray | torch.Tensor], *, dtype: torch.dtype = torch.float64):
         if not fields:
             raise ValueError("a dataset needs at least one field")
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating dtype such as torch.float64 or torch.float32, got {dtype}")
         self.dtype = dtype
-        self._fields: Dict[str, torch.Tensor] = {}
+        self._fields: dict[str, torch.Tensor] = {}
         shape0 = None
         for name, value in fields.items():
             if K.field_kind(name) != K.NODE:
@@ -91,17 +90,20 @@ class GraphArrayDataset:
     def fields(self) -> Sequence[str]:
         return tuple(self._fields)
 
-    def arrays(self) -> Dict[str, torch.Tensor]:
+    def arrays(self) -> dict[str, torch.Tensor]:
         """The stored ``(S, N, ...)`` tensors (read-only by convention)."""
         return dict(self._fields)
 
-    def subset(self, indices: Index) -> "GraphArrayDataset":
+    def subset(self, indices: Index) -> GraphArrayDataset:
         """The samples ``indices`` as a dataset of the same type (a copy; attributes kept).
 
         Per-sample attributes (``frames`` of a trajectory dataset) are indexed too.
         """
-        idx = torch.arange(self.num_samples)[indices] if isinstance(indices, slice) else \
-            torch.as_tensor(np.asarray(indices)).long().reshape(-1)
+        idx = (
+            torch.arange(self.num_samples)[indices]
+            if isinstance(indices, slice)
+            else torch.as_tensor(np.asarray(indices)).long().reshape(-1)
+        )
         if idx.numel() == 0:
             raise ValueError("a subset needs at least one sample")
         if int(idx.max()) >= self.num_samples or int(idx.min()) < -self.num_samples:
@@ -114,7 +116,7 @@ class GraphArrayDataset:
             out.frames = frames[idx.numpy()]
         return out
 
-    def batch(self, indices: Optional[Index] = None) -> Sample:
+    def batch(self, indices: Index | None = None) -> Sample:
         """Samples ``indices`` (all if ``None``) collated into one batch.
 
         Equal to ``irrepnet.batch.collate([self[i] for i in indices])``.

@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import importlib
 import time
-from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ SPLIT_SIZES = {"train": 3000, "valid": 500, "test": 500}
 #: change the forces by about 40% of their RMS, small against bond lengths (~1 Å).
 DEFAULT_DISPLACEMENT = 0.05
 
-Index = Union[Sequence[int], np.ndarray, torch.Tensor, slice]
+Index = Sequence[int] | np.ndarray | torch.Tensor | slice
 
 
 def _import_ase():
@@ -63,12 +63,14 @@ def _import_ase():
         collections = importlib.import_module("ase.collections")
         emt = importlib.import_module("ase.calculators.emt")
     except ImportError as exc:
-        raise ImportError(f"the molecules task computes energies with ASE, which is not installed ({exc}); "
-                          "pip install ase   (or pip install 'irrepnet[molecules]')") from None
+        raise ImportError(
+            f"the molecules task computes energies with ASE, which is not installed ({exc}); "
+            "pip install ase   (or pip install 'irrepnet[molecules]')"
+        ) from None
     return collections, emt
 
 
-def molecule_names(species: Sequence[str] = DEFAULT_SPECIES) -> Tuple[str, ...]:
+def molecule_names(species: Sequence[str] = DEFAULT_SPECIES) -> tuple[str, ...]:
     """G2 molecules (two atoms or more) made only of ``species``, sorted by name."""
     collections, emt = _import_ase()
     unsupported = sorted(set(species) - set(emt.parameters))
@@ -82,8 +84,9 @@ def molecule_names(species: Sequence[str] = DEFAULT_SPECIES) -> Tuple[str, ...]:
     return tuple(names)
 
 
-def generate_molecules(n_samples: int, *, seed: int, displacement: float = DEFAULT_DISPLACEMENT,
-                       species: Sequence[str] = DEFAULT_SPECIES) -> Dict[str, np.ndarray]:
+def generate_molecules(
+    n_samples: int, *, seed: int, displacement: float = DEFAULT_DISPLACEMENT, species: Sequence[str] = DEFAULT_SPECIES
+) -> dict[str, np.ndarray]:
     """Displaced G2 geometries and their EMT labels (no cache).
 
     Returns ``pos, forces (n, 3)``, ``species (n,)`` (index into ``species``),
@@ -110,9 +113,14 @@ def generate_molecules(n_samples: int, *, seed: int, displacement: float = DEFAU
         kinds.append([index[z] for z in atoms.get_chemical_symbols()])
         counts.append(len(atoms))
         mol.append(m)
-    return {"pos": np.concatenate(pos), "forces": np.concatenate(forces),
-            "species": np.concatenate(kinds).astype(np.int64), "num_nodes": np.asarray(counts, dtype=np.int64),
-            "energy": np.asarray(energy, dtype=np.float64), "molecule": np.asarray(mol, dtype=np.int64)}
+    return {
+        "pos": np.concatenate(pos),
+        "forces": np.concatenate(forces),
+        "species": np.concatenate(kinds).astype(np.int64),
+        "num_nodes": np.asarray(counts, dtype=np.int64),
+        "energy": np.asarray(energy, dtype=np.float64),
+        "molecule": np.asarray(mol, dtype=np.int64),
+    }
 
 
 class MoleculeDataset:
@@ -134,9 +142,17 @@ class MoleculeDataset:
         floating dtype of the returned tensors.
     """
 
-    def __init__(self, arrays: Dict[str, np.ndarray], *, species: Sequence[str], names: Sequence[str],
-                 split: str = "", seed: Optional[int] = None, displacement: Optional[float] = None,
-                 dtype: torch.dtype = torch.float64):
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        *,
+        species: Sequence[str],
+        names: Sequence[str],
+        split: str = "",
+        seed: int | None = None,
+        displacement: float | None = None,
+        dtype: torch.dtype = torch.float64,
+    ):
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating dtype such as torch.float64, got {dtype}")
         self.dtype, self.species, self.names = dtype, tuple(species), tuple(names)
@@ -145,8 +161,10 @@ class MoleculeDataset:
         n = int(counts.sum())
         kinds = torch.as_tensor(np.asarray(arrays["species"])).long()
         if kinds.shape != (n,) or np.asarray(arrays["pos"]).shape != (n, 3):
-            raise ValueError(f"molecule arrays disagree: num_nodes sums to {n} atoms, but pos has shape "
-                             f"{np.asarray(arrays['pos']).shape} and species {tuple(kinds.shape)}")
+            raise ValueError(
+                f"molecule arrays disagree: num_nodes sums to {n} atoms, but pos has shape "
+                f"{np.asarray(arrays['pos']).shape} and species {tuple(kinds.shape)}"
+            )
         self._node = {
             K.POS: torch.as_tensor(np.asarray(arrays["pos"])).to(dtype),
             K.SPECIES_ONEHOT: torch.nn.functional.one_hot(kinds, len(self.species)).to(dtype),
@@ -161,7 +179,7 @@ class MoleculeDataset:
     def __len__(self) -> int:
         return int(self.counts.numel())
 
-    def __getitem__(self, i) -> Dict[str, torch.Tensor]:
+    def __getitem__(self, i) -> dict[str, torch.Tensor]:
         if not isinstance(i, (int, np.integer)) and not (isinstance(i, torch.Tensor) and i.dim() == 0):
             raise TypeError(f"index a dataset with one integer; use .batch(indices) for many, got {type(i).__name__}")
         i = int(i)
@@ -170,10 +188,10 @@ class MoleculeDataset:
         i %= len(self)
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         out = {k: v[a:b].clone() for k, v in self._node.items()}
-        out.update({k: v[i:i + 1].clone() for k, v in self._graph.items()})
+        out.update({k: v[i : i + 1].clone() for k, v in self._graph.items()})
         return out
 
-    def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for i in range(len(self)):
             yield self[i]
 
@@ -185,7 +203,7 @@ class MoleculeDataset:
     def num_atoms(self) -> int:
         return int(self.offsets[-1])
 
-    def _index(self, indices: Optional[Index]) -> torch.Tensor:
+    def _index(self, indices: Index | None) -> torch.Tensor:
         if indices is None:
             return torch.arange(len(self))
         if isinstance(indices, slice):
@@ -198,14 +216,14 @@ class MoleculeDataset:
             raise IndexError(f"indices out of range for a dataset of {len(self)} molecules")
         return idx % len(self)
 
-    def _atoms_of(self, idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _atoms_of(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(atom indices, atoms per molecule)`` of molecules ``idx``, in that order."""
         counts = self.counts[idx]
         starts = self.offsets[idx]
         local = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
         return torch.repeat_interleave(starts, counts) + local, counts
 
-    def batch(self, indices: Optional[Index] = None) -> Dict[str, torch.Tensor]:
+    def batch(self, indices: Index | None = None) -> dict[str, torch.Tensor]:
         """Molecules ``indices`` (all if ``None``) collated; equal to ``collate([self[i] for i in indices])``."""
         idx = self._index(indices)
         atoms, counts = self._atoms_of(idx)
@@ -215,14 +233,14 @@ class MoleculeDataset:
         out[K.BATCH] = torch.repeat_interleave(torch.arange(idx.numel()), counts)
         return out
 
-    def arrays(self) -> Dict[str, torch.Tensor]:
+    def arrays(self) -> dict[str, torch.Tensor]:
         """The whole dataset as one batch (node fields ``(n, ...)``, graph fields ``(S, ...)``); read-only."""
         out = {**self._node, **self._graph}
         out[K.NUM_NODES] = self.counts
         out[K.BATCH] = torch.repeat_interleave(torch.arange(len(self)), self.counts)
         return out
 
-    def subset(self, indices: Index) -> "MoleculeDataset":
+    def subset(self, indices: Index) -> MoleculeDataset:
         """Molecules ``indices`` as a new dataset (a copy)."""
         idx = self._index(indices)
         atoms, counts = self._atoms_of(idx)
@@ -235,16 +253,27 @@ class MoleculeDataset:
         return out
 
     def __repr__(self) -> str:
-        return (f"MoleculeDataset({self.split}: {len(self)} molecules, {self.num_atoms} atoms of "
-                f"{'/'.join(self.species)}, {len(set(self.molecule.tolist()))} distinct molecules, "
-                f"displacement {self.displacement} Å, seed={self.seed}, {self.dtype})")
+        return (
+            f"MoleculeDataset({self.split}: {len(self)} molecules, {self.num_atoms} atoms of "
+            f"{'/'.join(self.species)}, {len(set(self.molecule.tolist()))} distinct molecules, "
+            f"displacement {self.displacement} Å, seed={self.seed}, {self.dtype})"
+        )
 
 
-def molecules(split: str = "train", *, n_train: int = SPLIT_SIZES["train"], n_valid: int = SPLIT_SIZES["valid"],
-              n_test: int = SPLIT_SIZES["test"], seed: Optional[int] = None,
-              displacement: float = DEFAULT_DISPLACEMENT, species: Sequence[str] = DEFAULT_SPECIES,
-              cache_dir=None, use_cache: bool = True, dtype: torch.dtype = torch.float64,
-              verbose: bool = False) -> MoleculeDataset:
+def molecules(
+    split: str = "train",
+    *,
+    n_train: int = SPLIT_SIZES["train"],
+    n_valid: int = SPLIT_SIZES["valid"],
+    n_test: int = SPLIT_SIZES["test"],
+    seed: int | None = None,
+    displacement: float = DEFAULT_DISPLACEMENT,
+    species: Sequence[str] = DEFAULT_SPECIES,
+    cache_dir=None,
+    use_cache: bool = True,
+    dtype: torch.dtype = torch.float64,
+    verbose: bool = False,
+) -> MoleculeDataset:
     """One split of the offline molecules dataset (see the module docstring).
 
     Parameters
@@ -272,8 +301,15 @@ def molecules(split: str = "train", *, n_train: int = SPLIT_SIZES["train"], n_va
     species = tuple(species)
     names = molecule_names(species)  # also the clear error when ASE is missing
     ase = importlib.import_module("ase")
-    params = {"version": GENERATOR_VERSION, "n": int(n), "seed": seed, "displacement": float(displacement),
-              "species": list(species), "molecules": list(names), "ase": ase.__version__}
+    params = {
+        "version": GENERATOR_VERSION,
+        "n": int(n),
+        "seed": seed,
+        "displacement": float(displacement),
+        "species": list(species),
+        "molecules": list(names),
+        "ase": ase.__version__,
+    }
 
     def generate():
         t0 = time.perf_counter()
@@ -283,5 +319,6 @@ def molecules(split: str = "train", *, n_train: int = SPLIT_SIZES["train"], n_va
         return arrays
 
     arrays = cached_arrays("molecules-emt", params, generate, cache_dir=cache_dir, use_cache=use_cache)
-    return MoleculeDataset(arrays, species=species, names=names, split=split, seed=seed,
-                           displacement=float(displacement), dtype=dtype)
+    return MoleculeDataset(
+        arrays, species=species, names=names, split=split, seed=seed, displacement=float(displacement), dtype=dtype
+    )

@@ -48,7 +48,7 @@ Shapes
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -74,9 +74,16 @@ EGNN_GENERATOR_SEED = 43
 EGNN_GENERATOR_SPLITS = (("train", 10000), ("valid", 2000), ("test", 2000))
 
 
-def egnn_generator_draws(*, n_particles: int = 5, loc_std: float = 1.0, vel_norm: float = 0.5,
-                         n_steps: int = 5000, save_every: int = 100, box_size: float = 5.0,
-                         seed: int = EGNN_GENERATOR_SEED) -> Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def egnn_generator_draws(
+    *,
+    n_particles: int = 5,
+    loc_std: float = 1.0,
+    vel_norm: float = 0.5,
+    n_steps: int = 5000,
+    save_every: int = 100,
+    box_size: float = 5.0,
+    seed: int = EGNN_GENERATOR_SEED,
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The initial states that the published N-body generator draws, split by split.
 
     That generator seeds NumPy's legacy global ``RandomState`` once (``--seed 43`` for
@@ -110,7 +117,7 @@ def egnn_generator_draws(*, n_particles: int = 5, loc_std: float = 1.0, vel_norm
             charge[s] = rs.choice(types, size=(n_particles, 1), p=probs)
             x = rs.randn(3, n_particles) * spread
             g = rs.randn(3, n_particles)
-            v = g * vel_norm / np.sqrt((g ** 2).sum(axis=0, keepdims=True))
+            v = g * vel_norm / np.sqrt((g**2).sum(axis=0, keepdims=True))
             pos[s], vel[s] = _reflect_into_box(x, v, box_size)
             rs.randn(*noise_shape)  # position noise x 0
             rs.randn(*noise_shape)  # velocity noise x 0
@@ -118,7 +125,7 @@ def egnn_generator_draws(*, n_particles: int = 5, loc_std: float = 1.0, vel_norm
     return out
 
 
-def _reflect_into_box(x: np.ndarray, v: np.ndarray, box: float) -> Tuple[np.ndarray, np.ndarray]:
+def _reflect_into_box(x: np.ndarray, v: np.ndarray, box: float) -> tuple[np.ndarray, np.ndarray]:
     """``(3, n)`` positions beyond ``+-box`` mirrored back inside, their velocities pointed inwards; as ``(n, 3)``."""
     x, v = x.copy(), v.copy()
     over, under = x > box, x < -box
@@ -157,7 +164,7 @@ def simulate_charged(
     n_traj: int,
     *,
     n_particles: int = 5,
-    frames: Optional[Sequence[int]] = None,
+    frames: Sequence[int] | None = None,
     n_steps: int = 5000,
     dt: float = 0.001,
     save_every: int = 100,
@@ -167,8 +174,8 @@ def simulate_charged(
     strength: float = 1.0,
     charge_prob: float = 0.5,
     seed: int = 0,
-    initial: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None,
-) -> Dict[str, np.ndarray]:
+    initial: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """Simulate ``n_traj`` independent charged systems (see the module docstring).
 
     Parameters
@@ -217,16 +224,24 @@ def simulate_charged(
     else:
         charge, x0, v0 = (np.asarray(a, dtype=np.float64) for a in initial)
         if charge.shape != (n_traj, n_particles, 1) or x0.shape != v0.shape or x0.shape != (n_traj, n_particles, 3):
-            raise ValueError(f"initial states must be charge ({n_traj}, {n_particles}, 1) and pos, vel "
-                             f"({n_traj}, {n_particles}, 3); got {charge.shape}, {x0.shape}, {v0.shape}")
+            raise ValueError(
+                f"initial states must be charge ({n_traj}, {n_particles}, 1) and pos, vel "
+                f"({n_traj}, {n_particles}, 3); got {charge.shape}, {x0.shape}, {v0.shape}"
+            )
     pos = np.empty((n_traj, frames.size, n_particles, 3))
     vel = np.empty_like(pos)
     clipped = np.zeros(n_traj, dtype=bool)
     for lo in range(0, n_traj, _CHUNK):
         hi = min(lo + _CHUNK, n_traj)
         p, v, c = _leapfrog(
-            x0[lo:hi], v0[lo:hi], charge[lo:hi], frames, dt=dt, save_every=save_every,
-            max_force=max_force, strength=strength,
+            x0[lo:hi],
+            v0[lo:hi],
+            charge[lo:hi],
+            frames,
+            dt=dt,
+            save_every=save_every,
+            max_force=max_force,
+            strength=strength,
         )
         pos[lo:hi], vel[lo:hi], clipped[lo:hi] = p, v, c
     return {"pos": pos, "vel": vel, "charge": charge, "clipped": clipped}

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -105,8 +104,16 @@ class NBodyDataset(GraphArrayDataset):
     config, split, seed, draws
     """
 
-    def __init__(self, arrays: Dict[str, np.ndarray], *, config: NBodyConfig, split: str, seed: int,
-                 dtype: torch.dtype = torch.float64, draws: str = "irrepnet"):
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        *,
+        config: NBodyConfig,
+        split: str,
+        seed: int,
+        dtype: torch.dtype = torch.float64,
+        draws: str = "irrepnet",
+    ):
         pos, target = arrays["pos"], arrays["target_pos"]
         S, n, _ = pos.shape
         super().__init__(
@@ -130,11 +137,12 @@ class NBodyDataset(GraphArrayDataset):
         return (
             f"NBodyDataset({self.split}: {len(self)} samples x {self.num_nodes} particles, frames "
             f"{c.frame_input}->{c.frame_target}, delta_t={self.delta_t:g}, seed={self.seed}, "
-            + ("" if self.draws == "irrepnet" else f"draws={self.draws}, ") + f"{self.dtype})"
+            + ("" if self.draws == "irrepnet" else f"draws={self.draws}, ")
+            + f"{self.dtype})"
         )
 
 
-def generate_nbody(n_traj: int, config: NBodyConfig, seed: int, initial=None) -> Dict[str, np.ndarray]:
+def generate_nbody(n_traj: int, config: NBodyConfig, seed: int, initial=None) -> dict[str, np.ndarray]:
     """Simulate ``n_traj`` trajectories and keep the two frames of the task (no cache).
 
     ``initial``: given initial states (charge, pos, vel), else drawn from ``seed``.
@@ -142,9 +150,19 @@ def generate_nbody(n_traj: int, config: NBodyConfig, seed: int, initial=None) ->
     """
     c = config
     r = simulate_charged(
-        n_traj, n_particles=c.n_particles, frames=[c.frame_input, c.frame_target], n_steps=c.n_steps,
-        dt=c.dt, save_every=c.save_every, loc_std=c.loc_std, vel_norm=c.vel_norm, max_force=c.max_force,
-        strength=c.strength, charge_prob=c.charge_prob, seed=seed, initial=initial,
+        n_traj,
+        n_particles=c.n_particles,
+        frames=[c.frame_input, c.frame_target],
+        n_steps=c.n_steps,
+        dt=c.dt,
+        save_every=c.save_every,
+        loc_std=c.loc_std,
+        vel_norm=c.vel_norm,
+        max_force=c.max_force,
+        strength=c.strength,
+        charge_prob=c.charge_prob,
+        seed=seed,
+        initial=initial,
     )
     return {
         "pos": r["pos"][:, 0],
@@ -162,8 +180,8 @@ def nbody(
     n_pool: int = SPLIT_SIZES["train"],
     n_valid: int = SPLIT_SIZES["valid"],
     n_test: int = SPLIT_SIZES["test"],
-    seed: Optional[int] = None,
-    config: Optional[NBodyConfig] = None,
+    seed: int | None = None,
+    config: NBodyConfig | None = None,
     cache_dir=None,
     use_cache: bool = True,
     dtype: torch.dtype = torch.float64,
@@ -226,19 +244,31 @@ def _egnn_generator_source(split, n_pool, n_valid, n_test, seed, config):
     """``(config, seed, cache params, generate)`` of a split of the published generator's draws."""
     sizes = dict(EGNN_GENERATOR_SPLITS)
     if (n_pool, n_valid, n_test) != (sizes["train"], sizes["valid"], sizes["test"]) or seed is not None:
-        raise ValueError(f"draws='egnn-generator' replays the published generator: its splits are "
-                         f"{sizes['train']}/{sizes['valid']}/{sizes['test']} trajectories from seed "
-                         f"{EGNN_GENERATOR_SEED}; drop n_pool/n_valid/n_test/seed (got {n_pool}/{n_valid}/{n_test}, "
-                         f"seed {seed})")
+        raise ValueError(
+            f"draws='egnn-generator' replays the published generator: its splits are "
+            f"{sizes['train']}/{sizes['valid']}/{sizes['test']} trajectories from seed "
+            f"{EGNN_GENERATOR_SEED}; drop n_pool/n_valid/n_test/seed (got {n_pool}/{n_valid}/{n_test}, "
+            f"seed {seed})"
+        )
     # its frame f is the state after (f + 1) x save_every steps: its 30 -> 40 are 31 -> 41 here
     config = config or NBodyConfig(frame_input=31, frame_target=41)
-    params = {"version": GENERATOR_VERSION, "draws": "egnn-generator", "config": dataclasses.asdict(config),
-              "split": split, "seed": EGNN_GENERATOR_SEED}
+    params = {
+        "version": GENERATOR_VERSION,
+        "draws": "egnn-generator",
+        "config": dataclasses.asdict(config),
+        "split": split,
+        "seed": EGNN_GENERATOR_SEED,
+    }
 
     def generate():
         c = config
-        initial = egnn_generator_draws(n_particles=c.n_particles, loc_std=c.loc_std, vel_norm=c.vel_norm,
-                                       n_steps=c.n_steps, save_every=c.save_every)[split]
+        initial = egnn_generator_draws(
+            n_particles=c.n_particles,
+            loc_std=c.loc_std,
+            vel_norm=c.vel_norm,
+            n_steps=c.n_steps,
+            save_every=c.save_every,
+        )[split]
         return generate_nbody(len(initial[0]), config, EGNN_GENERATOR_SEED, initial=initial)
 
     return config, EGNN_GENERATOR_SEED, params, generate

@@ -74,7 +74,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Tuple, Union
 
 import numpy as np
 
@@ -137,7 +136,7 @@ def _lj_mask(n: int, exclude: int) -> np.ndarray:
     return np.abs(i[:, None] - i[None, :]) > exclude
 
 
-def polymer_forces(x: np.ndarray, cfg: PolymerConfig) -> Tuple[np.ndarray, float]:
+def polymer_forces(x: np.ndarray, cfg: PolymerConfig) -> tuple[np.ndarray, float]:
     """Forces and potential energy of one chain.
 
     Shapes
@@ -234,7 +233,7 @@ def _run(x, v, F, n_steps, gamma, cfg, rng, save_every=0, out_x=None, out_v=None
 
 def simulate_polymer(
     config: PolymerConfig = None, *, return_velocities: bool = False, **overrides
-) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Simulate one bead-spring chain (see the module docstring for the model).
 
     Parameters

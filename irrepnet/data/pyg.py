@@ -25,7 +25,7 @@ irrepnet: ``pos (n, 3)`` 1o, ``species_onehot (n, 5)`` 5x0e, ``batch (n,)``, ``n
 from __future__ import annotations
 
 import importlib
-from typing import Dict, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -36,9 +36,20 @@ from .qm9 import ATOMIC_NUMBERS, SPECIES, TARGETS, get_target, target_values
 #: PyG's Hartree-to-eV factor (``torch_geometric.datasets.qm9.HAR2EV``), undone before irrepnet's conversion
 PYG_HAR2EV = 27.2113825435
 #: column of each irrepnet target in PyG's QM9 ``y``, and PyG's factor from the CSV unit
-PYG_COLUMNS = {"mu": (0, 1.0), "alpha": (1, 1.0), "homo": (2, PYG_HAR2EV), "lumo": (3, PYG_HAR2EV),
-               "gap": (4, PYG_HAR2EV), "r2": (5, 1.0), "zpve": (6, PYG_HAR2EV), "U0": (7, PYG_HAR2EV),
-               "U": (8, PYG_HAR2EV), "H": (9, PYG_HAR2EV), "G": (10, PYG_HAR2EV), "Cv": (11, 1.0)}
+PYG_COLUMNS = {
+    "mu": (0, 1.0),
+    "alpha": (1, 1.0),
+    "homo": (2, PYG_HAR2EV),
+    "lumo": (3, PYG_HAR2EV),
+    "gap": (4, PYG_HAR2EV),
+    "r2": (5, 1.0),
+    "zpve": (6, PYG_HAR2EV),
+    "U0": (7, PYG_HAR2EV),
+    "U": (8, PYG_HAR2EV),
+    "H": (9, PYG_HAR2EV),
+    "G": (10, PYG_HAR2EV),
+    "Cv": (11, 1.0),
+}
 
 
 def _pyg_data():
@@ -46,12 +57,15 @@ def _pyg_data():
     try:
         return importlib.import_module("torch_geometric.data")
     except ImportError as exc:
-        raise ImportError(f"converting PyTorch Geometric batches needs torch_geometric, which is not installed "
-                          f"({exc}); pip install torch-geometric   (irrepnet itself does not need it)") from None
+        raise ImportError(
+            f"converting PyTorch Geometric batches needs torch_geometric, which is not installed "
+            f"({exc}); pip install torch-geometric   (irrepnet itself does not need it)"
+        ) from None
 
 
-def from_pyg(data, *, target: Optional[str] = None, species: Sequence[str] = SPECIES,
-             dtype: Optional[torch.dtype] = None) -> Dict[str, torch.Tensor]:
+def from_pyg(
+    data, *, target: str | None = None, species: Sequence[str] = SPECIES, dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
     """irrepnet's batch dict of a PyG ``Data`` (one graph) or ``Batch``.
 
     Parameters
@@ -70,8 +84,10 @@ def from_pyg(data, *, target: Optional[str] = None, species: Sequence[str] = SPE
     _pyg_data()
     z, pos = getattr(data, "z", None), getattr(data, "pos", None)
     if z is None or pos is None:
-        raise ValueError("from_pyg needs data.z (atomic numbers) and data.pos (positions); "
-                         f"this {type(data).__name__} has {sorted(data.keys()) if hasattr(data, 'keys') else '?'}")
+        raise ValueError(
+            "from_pyg needs data.z (atomic numbers) and data.pos (positions); "
+            f"this {type(data).__name__} has {sorted(data.keys()) if hasattr(data, 'keys') else '?'}"
+        )
     dtype = dtype or pos.dtype
     numbers = [ATOMIC_NUMBERS.get(s) for s in species]
     if None in numbers:
@@ -82,20 +98,27 @@ def from_pyg(data, *, target: Optional[str] = None, species: Sequence[str] = SPE
     kinds = lookup[z.clamp(0, len(lookup) - 1)]
     bad = (kinds < 0) | (z >= len(lookup))
     if bool(bad.any()):
-        raise ValueError(f"atomic number(s) {sorted(set(z[bad].tolist()))} are not among the species "
-                         f"{list(species)} (Z = {numbers})")
+        raise ValueError(
+            f"atomic number(s) {sorted(set(z[bad].tolist()))} are not among the species {list(species)} (Z = {numbers})"
+        )
     batch = getattr(data, "batch", None)
     batch = torch.zeros(z.numel(), dtype=torch.long) if batch is None else batch.long().reshape(-1)
     if batch.numel() and bool((batch[1:] < batch[:-1]).any()):
         raise ValueError("data.batch is not sorted: irrepnet's graphs are contiguous runs of nodes")
     n_graphs = int(getattr(data, "num_graphs", 0) or (int(batch.max()) + 1 if batch.numel() else 1))
-    out = {K.POS: pos.to(dtype), K.SPECIES_ONEHOT: torch.nn.functional.one_hot(kinds, len(species)).to(dtype),
-           K.BATCH: batch, K.NUM_NODES: torch.bincount(batch, minlength=n_graphs)}
+    out = {
+        K.POS: pos.to(dtype),
+        K.SPECIES_ONEHOT: torch.nn.functional.one_hot(kinds, len(species)).to(dtype),
+        K.BATCH: batch,
+        K.NUM_NODES: torch.bincount(batch, minlength=n_graphs),
+    }
     y = getattr(data, "y", None)
     if target is not None:
         if y is None or y.dim() != 2 or y.shape[1] < 12:
-            raise ValueError(f"target {target!r}: data.y must be torch_geometric.datasets.QM9's (G, 19) targets, "
-                             f"got {None if y is None else tuple(y.shape)}")
+            raise ValueError(
+                f"target {target!r}: data.y must be torch_geometric.datasets.QM9's (G, 19) targets, "
+                f"got {None if y is None else tuple(y.shape)}"
+            )
         t = get_target(target)
         if tuple(species) != SPECIES:
             raise ValueError(f"QM9 targets need QM9's species {SPECIES}, got {tuple(species)}")
@@ -109,7 +132,7 @@ def from_pyg(data, *, target: Optional[str] = None, species: Sequence[str] = SPE
     return out
 
 
-def to_pyg(batch: Dict[str, torch.Tensor], *, species: Sequence[str] = SPECIES):
+def to_pyg(batch: dict[str, torch.Tensor], *, species: Sequence[str] = SPECIES):
     """A PyG ``Batch`` of irrepnet's ``batch`` dict: ``z``, ``pos`` and ``y = target_property`` when present."""
     D = _pyg_data()
     for name in (K.POS, K.SPECIES_ONEHOT):
@@ -128,9 +151,9 @@ def to_pyg(batch: Dict[str, torch.Tensor], *, species: Sequence[str] = SPECIES):
     y = batch.get(K.TARGET_PROPERTY)
     graphs = []
     for g, (a, n) in enumerate(zip(starts.tolist(), counts.tolist())):
-        fields = {"z": z[a:a + n], "pos": batch[K.POS][a:a + n]}
+        fields = {"z": z[a : a + n], "pos": batch[K.POS][a : a + n]}
         if y is not None:
-            fields["y"] = y[g:g + 1]
+            fields["y"] = y[g : g + 1]
         graphs.append(D.Data(**fields))
     return D.Batch.from_data_list(graphs)
 

@@ -71,9 +71,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -122,30 +122,31 @@ class Target:
     unit: str
     factor: float
     description: str
-    reference: Optional[str] = None  # key of ATOM_REFERENCES subtracted per atom (atomization quantities)
+    reference: str | None = None  # key of ATOM_REFERENCES subtracted per atom (atomization quantities)
 
 
-TARGETS: Dict[str, Target] = {t.name: t for t in (
-    Target("mu", "mu", "D", "D", 1.0, "dipole moment"),
-    Target("alpha", "alpha", "bohr^3", "bohr^3", 1.0, "isotropic polarizability"),
-    Target("homo", "homo", "Ha", "meV", HARTREE_TO_MEV, "HOMO energy"),
-    Target("lumo", "lumo", "Ha", "meV", HARTREE_TO_MEV, "LUMO energy"),
-    Target("gap", "gap", "Ha", "meV", HARTREE_TO_MEV, "HOMO-LUMO gap"),
-    Target("r2", "r2", "bohr^2", "bohr^2", 1.0, "electronic spatial extent"),
-    Target("zpve", "zpve", "Ha", "meV", HARTREE_TO_MEV, "zero-point vibrational energy"),
-    Target("U0", "u0", "Ha", "meV", HARTREE_TO_MEV, "atomization internal energy at 0 K", "U0"),
-    Target("U", "u298", "Ha", "meV", HARTREE_TO_MEV, "atomization internal energy at 298.15 K", "U"),
-    Target("H", "h298", "Ha", "meV", HARTREE_TO_MEV, "atomization enthalpy at 298.15 K", "H"),
-    Target("G", "g298", "Ha", "meV", HARTREE_TO_MEV, "atomization free energy at 298.15 K", "G"),
-    Target("Cv", "cv", "cal/(mol K)", "cal/(mol K)", 1.0, "heat capacity at 298.15 K, minus 2.981 per atom",
-           "Cv"),
-)}
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("mu", "mu", "D", "D", 1.0, "dipole moment"),
+        Target("alpha", "alpha", "bohr^3", "bohr^3", 1.0, "isotropic polarizability"),
+        Target("homo", "homo", "Ha", "meV", HARTREE_TO_MEV, "HOMO energy"),
+        Target("lumo", "lumo", "Ha", "meV", HARTREE_TO_MEV, "LUMO energy"),
+        Target("gap", "gap", "Ha", "meV", HARTREE_TO_MEV, "HOMO-LUMO gap"),
+        Target("r2", "r2", "bohr^2", "bohr^2", 1.0, "electronic spatial extent"),
+        Target("zpve", "zpve", "Ha", "meV", HARTREE_TO_MEV, "zero-point vibrational energy"),
+        Target("U0", "u0", "Ha", "meV", HARTREE_TO_MEV, "atomization internal energy at 0 K", "U0"),
+        Target("U", "u298", "Ha", "meV", HARTREE_TO_MEV, "atomization internal energy at 298.15 K", "U"),
+        Target("H", "h298", "Ha", "meV", HARTREE_TO_MEV, "atomization enthalpy at 298.15 K", "H"),
+        Target("G", "g298", "Ha", "meV", HARTREE_TO_MEV, "atomization free energy at 298.15 K", "G"),
+        Target("Cv", "cv", "cal/(mol K)", "cal/(mol K)", 1.0, "heat capacity at 298.15 K, minus 2.981 per atom", "Cv"),
+    )
+}
 #: the EGNN paper's default target (its ``--property homo``)
 DEFAULT_TARGET = "homo"
 CSV_COLUMNS = ("mol_id",) + tuple(t.column for t in TARGETS.values())
 #: the header of PyG's (MoleculeNet's) gdb9.sdf.csv; the *_atom columns are in kcal/mol and unused here
-PYG_HEADER = ("mol_id,A,B,C,mu,alpha,homo,lumo,gap,r2,zpve,u0,u298,h298,g298,cv,"
-              "u0_atom,u298_atom,h298_atom,g298_atom")
+PYG_HEADER = "mol_id,A,B,C,mu,alpha,homo,lumo,gap,r2,zpve,u0,u298,h298,g298,cv,u0_atom,u298_atom,h298_atom,g298_atom"
 
 
 class QM9FormatError(ValueError):
@@ -161,8 +162,7 @@ def get_target(name: str) -> Target:
     by_lower = {k.lower(): t for k, t in TARGETS.items()}
     t = by_lower.get(str(name).lower())
     if t is None:
-        raise ValueError(f"unknown QM9 target {name!r}; the twelve targets of the EGNN paper are: "
-                         f"{', '.join(TARGETS)}")
+        raise ValueError(f"unknown QM9 target {name!r}; the twelve targets of the EGNN paper are: {', '.join(TARGETS)}")
     return t
 
 
@@ -178,12 +178,14 @@ def units_table() -> str:
 
 
 # --- reading the raw files ---------------------------------------------------------
-def raw_paths(folder) -> Dict[str, Path]:
+def raw_paths(folder) -> dict[str, Path]:
     """The three raw files in ``folder``; a FileNotFoundError saying which are missing and where to get them."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"QM9 folder {folder} does not exist (--data must be the folder holding "
-                                f"{', '.join(RAW_FILES)}). {HOW_TO_GET}")
+        raise FileNotFoundError(
+            f"QM9 folder {folder} does not exist (--data must be the folder holding "
+            f"{', '.join(RAW_FILES)}). {HOW_TO_GET}"
+        )
     paths = {name: folder / name for name in RAW_FILES}
     missing = [name for name, p in paths.items() if not p.is_file()]
     if missing:
@@ -192,7 +194,7 @@ def raw_paths(folder) -> Dict[str, Path]:
     return paths
 
 
-def read_sdf(path) -> Dict[str, object]:
+def read_sdf(path) -> dict[str, object]:
     """Titles, atom counts, atomic numbers and positions (Å) of every SDF V2000 block in ``path``."""
     lines = Path(path).read_text().split("\n")
     titles, counts, numbers, pos = [], [], [], []
@@ -202,28 +204,34 @@ def read_sdf(path) -> Dict[str, object]:
             break  # trailing blank lines
         start = i
         if i + 3 >= total:
-            raise QM9FormatError(f"{path}, line {i + 1}: the file ends inside molecule {len(titles) + 1} "
-                                 "(an SDF block has a title, two header lines and a counts line)")
+            raise QM9FormatError(
+                f"{path}, line {i + 1}: the file ends inside molecule {len(titles) + 1} "
+                "(an SDF block has a title, two header lines and a counts line)"
+            )
         head = lines[i + 3]
         try:
             if "V2000" not in head:
                 raise ValueError
             n_atoms, n_bonds = int(head[0:3]), int(head[3:6])
         except ValueError:
-            raise QM9FormatError(f"{path}, line {i + 4}: expected a V2000 counts line (atoms in columns 1-3, "
-                                 f"bonds in 4-6, 'V2000'), got {head.strip()!r}") from None
+            raise QM9FormatError(
+                f"{path}, line {i + 4}: expected a V2000 counts line (atoms in columns 1-3, "
+                f"bonds in 4-6, 'V2000'), got {head.strip()!r}"
+            ) from None
         for k in range(n_atoms):
             j = i + 4 + k
             parts = lines[j].split() if j < total else []
             try:
                 x, y, z, symbol = float(parts[0]), float(parts[1]), float(parts[2]), parts[3]
             except (ValueError, IndexError):
-                raise QM9FormatError(f"{path}, line {j + 1}: expected an atom line 'x y z symbol ...' "
-                                     f"(atom {k + 1} of {n_atoms}), got {lines[j] if j < total else '<end>'!r}"
-                                     ) from None
+                raise QM9FormatError(
+                    f"{path}, line {j + 1}: expected an atom line 'x y z symbol ...' "
+                    f"(atom {k + 1} of {n_atoms}), got {lines[j] if j < total else '<end>'!r}"
+                ) from None
             if symbol not in ATOMIC_NUMBERS:
-                raise QM9FormatError(f"{path}, line {j + 1}: element {symbol!r} is not one of QM9's "
-                                     f"{', '.join(SPECIES)}")
+                raise QM9FormatError(
+                    f"{path}, line {j + 1}: element {symbol!r} is not one of QM9's {', '.join(SPECIES)}"
+                )
             numbers.append(ATOMIC_NUMBERS[symbol])
             pos.append((x, y, z))
         i += 4 + n_atoms + n_bonds
@@ -236,18 +244,23 @@ def read_sdf(path) -> Dict[str, object]:
         counts.append(n_atoms)
     if not titles:
         raise QM9FormatError(f"{path}: no molecule found (expected SDF V2000 blocks ending in '$$$$')")
-    return {"titles": titles, "num_nodes": np.asarray(counts, dtype=np.int64),
-            "z": np.asarray(numbers, dtype=np.int64), "pos": np.asarray(pos, dtype=np.float64).reshape(-1, 3)}
+    return {
+        "titles": titles,
+        "num_nodes": np.asarray(counts, dtype=np.int64),
+        "z": np.asarray(numbers, dtype=np.int64),
+        "pos": np.asarray(pos, dtype=np.float64).reshape(-1, 3),
+    }
 
 
-def read_csv(path) -> Tuple[list, np.ndarray]:
+def read_csv(path) -> tuple[list, np.ndarray]:
     """``(mol_ids, values (M, 12))``: the target columns of :data:`TARGETS`, in its order, in CSV units."""
     lines = Path(path).read_text().split("\n")
     header = [h.strip() for h in lines[0].split(",")] if lines else []
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:
-        raise QM9FormatError(f"{path}, line 1: the header lacks column(s) {missing}; PyG's gdb9.sdf.csv header "
-                             f"is {PYG_HEADER}")
+        raise QM9FormatError(
+            f"{path}, line 1: the header lacks column(s) {missing}; PyG's gdb9.sdf.csv header is {PYG_HEADER}"
+        )
     cols = [header.index(c) for c in CSV_COLUMNS[1:]]
     id_col = header.index("mol_id")
     ids, values = [], []
@@ -279,13 +292,15 @@ def read_uncharacterized(path, n_molecules: int) -> np.ndarray:
             continue
         index = int(first)
         if not 1 <= index <= n_molecules:
-            raise QM9FormatError(f"{path}, line {n}: molecule index {index} is outside 1..{n_molecules} "
-                                 f"(the indices are 1-based rows of {SDF})")
+            raise QM9FormatError(
+                f"{path}, line {n}: molecule index {index} is outside 1..{n_molecules} "
+                f"(the indices are 1-based rows of {SDF})"
+            )
         out.append(index - 1)
     return np.unique(np.asarray(out, dtype=np.int64))
 
 
-def parse_raw(folder) -> Dict[str, np.ndarray]:
+def parse_raw(folder) -> dict[str, np.ndarray]:
     """All of ``folder``'s molecules: ``pos (n, 3)``, ``z (n,)``, ``num_nodes (M,)``, ``values (M, 12)`` (CSV
     units, :data:`TARGETS` order), ``excluded (M,)`` bool and ``gdb_index (M,)`` (1-based row)."""
     paths = raw_paths(folder)
@@ -293,19 +308,29 @@ def parse_raw(folder) -> Dict[str, np.ndarray]:
     ids, values = read_csv(paths[CSV])
     m = len(sdf["titles"])
     if len(ids) != m:
-        raise QM9FormatError(f"{paths[CSV]} has {len(ids)} molecules but {paths[SDF]} has {m}; both must list "
-                             "the same molecules in the same order (PyG's raw files)")
+        raise QM9FormatError(
+            f"{paths[CSV]} has {len(ids)} molecules but {paths[SDF]} has {m}; both must list "
+            "the same molecules in the same order (PyG's raw files)"
+        )
     for k, (title, mol_id) in enumerate(zip(sdf["titles"], ids)):
         if title and title != mol_id:
-            raise QM9FormatError(f"{paths[CSV]}, line {k + 2}: molecule {mol_id!r}, but molecule {k + 1} of "
-                                 f"{paths[SDF]} is {title!r}; the two files are not in the same order")
+            raise QM9FormatError(
+                f"{paths[CSV]}, line {k + 2}: molecule {mol_id!r}, but molecule {k + 1} of "
+                f"{paths[SDF]} is {title!r}; the two files are not in the same order"
+            )
     excluded = np.zeros(m, dtype=bool)
     excluded[read_uncharacterized(paths[UNCHARACTERIZED], m)] = True
-    return {"pos": sdf["pos"], "z": sdf["z"], "num_nodes": sdf["num_nodes"], "values": values,
-            "excluded": excluded, "gdb_index": np.arange(1, m + 1, dtype=np.int64)}
+    return {
+        "pos": sdf["pos"],
+        "z": sdf["z"],
+        "num_nodes": sdf["num_nodes"],
+        "values": values,
+        "excluded": excluded,
+        "gdb_index": np.arange(1, m + 1, dtype=np.int64),
+    }
 
 
-def cached_raw(folder, *, cache_dir=None, use_cache: bool = True) -> Dict[str, np.ndarray]:
+def cached_raw(folder, *, cache_dir=None, use_cache: bool = True) -> dict[str, np.ndarray]:
     """:func:`parse_raw`, cached (:mod:`irrepnet.data.cache`) under the files' paths, sizes and times."""
     paths = raw_paths(folder)
     stamp = {name: [str(p.resolve()), os.stat(p).st_size, os.stat(p).st_mtime_ns] for name, p in paths.items()}
@@ -313,7 +338,7 @@ def cached_raw(folder, *, cache_dir=None, use_cache: bool = True) -> Dict[str, n
     return cached_arrays("qm9-raw", params, lambda: parse_raw(folder), cache_dir=cache_dir, use_cache=use_cache)
 
 
-def target_values(raw: Dict[str, np.ndarray], target: str) -> np.ndarray:
+def target_values(raw: dict[str, np.ndarray], target: str) -> np.ndarray:
     """``(M,)`` float64: target ``target`` of every molecule of ``raw`` in irrepnet's unit (see the table)."""
     t = get_target(target)
     col = list(TARGETS).index(t.name)
@@ -328,7 +353,7 @@ def target_values(raw: Dict[str, np.ndarray], target: str) -> np.ndarray:
 
 
 # --- the split ---------------------------------------------------------------------------
-def split_sizes(n: int) -> Tuple[int, int, int]:
+def split_sizes(n: int) -> tuple[int, int, int]:
     """``(train, valid, test)`` sizes of ``n`` characterized molecules; (100000, 17748, 13083) on QM9."""
     if n < 3:
         raise ValueError(f"{n} characterized molecule(s): the split needs at least 3 (one train, valid, test)")
@@ -337,7 +362,7 @@ def split_sizes(n: int) -> Tuple[int, int, int]:
     return n_train, n - n_train - n_test, n_test
 
 
-def egnn_split(n: int, seed: int = SPLIT_SEED) -> Dict[str, np.ndarray]:
+def egnn_split(n: int, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
     """Positions (into the characterized molecules, in file order) of each split: the EGNN/Cormorant rule.
 
     ``numpy.random.RandomState(seed).permutation(n)`` (the same stream as their
@@ -349,16 +374,20 @@ def egnn_split(n: int, seed: int = SPLIT_SEED) -> Dict[str, np.ndarray]:
     return {name: np.sort(p) for name, p in zip(("train", "valid", "test"), parts)}
 
 
-def split_indices(raw: Dict[str, np.ndarray], seed: int = SPLIT_SEED, *, warn: bool = True) -> Dict[str, np.ndarray]:
+def split_indices(raw: dict[str, np.ndarray], seed: int = SPLIT_SEED, *, warn: bool = True) -> dict[str, np.ndarray]:
     """Rows of ``raw`` (0-based, uncharacterized molecules dropped) in each split; warns if not the full QM9."""
     kept = np.flatnonzero(~raw["excluded"])
     m, dropped = len(raw["excluded"]), int(raw["excluded"].sum())
     if warn and (m, dropped) != (QM9_MOLECULES, QM9_UNCHARACTERIZED):
         sizes = split_sizes(len(kept))
-        warnings.warn(f"this QM9 folder has {m} molecules, {dropped} of them uncharacterized (the full QM9 has "
-                      f"{QM9_MOLECULES} and {QM9_UNCHARACTERIZED}): the split is the EGNN rule scaled to "
-                      f"{len(kept)} molecules (train/valid/test {sizes[0]}/{sizes[1]}/{sizes[2]}), not the "
-                      "paper's split", QM9SplitWarning, stacklevel=3)
+        warnings.warn(
+            f"this QM9 folder has {m} molecules, {dropped} of them uncharacterized (the full QM9 has "
+            f"{QM9_MOLECULES} and {QM9_UNCHARACTERIZED}): the split is the EGNN rule scaled to "
+            f"{len(kept)} molecules (train/valid/test {sizes[0]}/{sizes[1]}/{sizes[2]}), not the "
+            "paper's split",
+            QM9SplitWarning,
+            stacklevel=3,
+        )
     return {name: kept[pos] for name, pos in egnn_split(len(kept), seed).items()}
 
 
@@ -371,8 +400,15 @@ class QM9Dataset(MoleculeDataset):
     is ``target_property``; ``molecule`` holds each molecule's 1-based QM9 index (``gdb_<i>``).
     """
 
-    def __init__(self, raw: Dict[str, np.ndarray], rows: Sequence[int], *, target: str = DEFAULT_TARGET,
-                 split: str = "", dtype: torch.dtype = torch.float64):
+    def __init__(
+        self,
+        raw: dict[str, np.ndarray],
+        rows: Sequence[int],
+        *,
+        target: str = DEFAULT_TARGET,
+        split: str = "",
+        dtype: torch.dtype = torch.float64,
+    ):
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating dtype such as torch.float64, got {dtype}")
         self.target = get_target(target)
@@ -385,8 +421,10 @@ class QM9Dataset(MoleculeDataset):
         offsets = np.concatenate([[0], np.cumsum(raw["num_nodes"])])
         atoms = np.concatenate([np.arange(offsets[r], offsets[r + 1]) for r in rows])
         kinds = np.searchsorted(np.asarray([ATOMIC_NUMBERS[e] for e in SPECIES]), raw["z"][atoms])
-        self._node = {K.POS: torch.as_tensor(raw["pos"][atoms]).to(dtype),
-                      K.SPECIES_ONEHOT: torch.nn.functional.one_hot(torch.as_tensor(kinds), len(SPECIES)).to(dtype)}
+        self._node = {
+            K.POS: torch.as_tensor(raw["pos"][atoms]).to(dtype),
+            K.SPECIES_ONEHOT: torch.nn.functional.one_hot(torch.as_tensor(kinds), len(SPECIES)).to(dtype),
+        }
         values = target_values(raw, self.target.name)[rows]
         self._graph = {K.TARGET_PROPERTY: torch.as_tensor(values).to(dtype).reshape(-1, 1)}
         self.counts = torch.as_tensor(raw["num_nodes"][rows]).long()
@@ -394,13 +432,24 @@ class QM9Dataset(MoleculeDataset):
         self.molecule = raw["gdb_index"][rows].astype(np.int64)
 
     def __repr__(self) -> str:
-        return (f"QM9Dataset({self.split}: {len(self)} molecules, {self.num_atoms} atoms, target "
-                f"{self.target.name} in {self.unit}, {self.dtype})")
+        return (
+            f"QM9Dataset({self.split}: {len(self)} molecules, {self.num_atoms} atoms, target "
+            f"{self.target.name} in {self.unit}, {self.dtype})"
+        )
 
 
-def load_qm9(data, *, target: str = DEFAULT_TARGET, seed: int = SPLIT_SEED, dtype: torch.dtype = torch.float64,
-             cache_dir=None, use_cache: bool = True, n_train: Optional[int] = None, n_valid: Optional[int] = None,
-             n_test: Optional[int] = None) -> Dict[str, QM9Dataset]:
+def load_qm9(
+    data,
+    *,
+    target: str = DEFAULT_TARGET,
+    seed: int = SPLIT_SEED,
+    dtype: torch.dtype = torch.float64,
+    cache_dir=None,
+    use_cache: bool = True,
+    n_train: int | None = None,
+    n_valid: int | None = None,
+    n_test: int | None = None,
+) -> dict[str, QM9Dataset]:
     """``{"train", "valid", "test"}`` datasets of the QM9 folder ``data`` for one ``target``.
 
     Parameters

@@ -46,7 +46,7 @@ ARRAY_KEY = "arr"
 DEFAULT_DMOL_LOCATION = Path(__file__).resolve().parents[3] / "shared" / "data" / "paths.npz"
 
 
-def find_dmol_file() -> "Path | None":
+def find_dmol_file() -> Path | None:
     """The dmol-book ``paths.npz`` if it can be found, else ``None`` (irrepnet never ships it).
 
     Looks at ``$IRREPNET_DMOL_FILE``, then :data:`DEFAULT_DMOL_LOCATION`. Only existence
@@ -126,9 +126,7 @@ def check_trajectory(arr: np.ndarray, name: str = "trajectory") -> np.ndarray:
         )
     T, N, D = arr.shape
     if D not in (2, 3):
-        raise ValueError(
-            f"{name} last dimension must be 2 (x, y) or 3 (x, y, z) coordinates, got shape {arr.shape}"
-        )
+        raise ValueError(f"{name} last dimension must be 2 (x, y) or 3 (x, y, z) coordinates, got shape {arr.shape}")
     if T < 2:
         raise ValueError(
             f"{name} has T={T} frame(s); at least 2 are needed (a sample at frame t needs frame t+1 as its target)"

@@ -27,8 +27,6 @@ samples as in :class:`~irrepnet.data.windows.TrajectoryDataset`: ``pos (12, 3)``
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import numpy as np
 import torch
 
@@ -42,11 +40,11 @@ DEFAULT_SIMULATION = REFERENCE_CONFIG
 
 
 def twelve_body_trajectory(
-    path: Optional[PathLike] = None,
+    path: PathLike | None = None,
     *,
     expect_dmol: bool = False,
-    simulation: Optional[PolymerConfig] = None,
-) -> Tuple[np.ndarray, str]:
+    simulation: PolymerConfig | None = None,
+) -> tuple[np.ndarray, str]:
     """The ``(T, N, 3)`` trajectory of the task and a one-line description of its source.
 
     Parameters
@@ -76,7 +74,7 @@ def twelve_body_trajectory(
 
 
 def twelve_body(
-    path: Optional[PathLike] = None,
+    path: PathLike | None = None,
     *,
     history: int = 0,
     split: str = "chronological",
@@ -84,8 +82,8 @@ def twelve_body(
     train_fraction: float = 0.8,
     dtype: torch.dtype = torch.float64,
     expect_dmol: bool = False,
-    simulation: Optional[PolymerConfig] = None,
-) -> Tuple[TrajectoryDataset, TrajectoryDataset]:
+    simulation: PolymerConfig | None = None,
+) -> tuple[TrajectoryDataset, TrajectoryDataset]:
     """Train and test datasets of the 12-body task.
 
     Parameters

@@ -34,7 +34,7 @@ trajectory ``(T, N, 3)``; sample: ``pos, target_disp, target_pos, vel (N, 3)``,
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -63,7 +63,7 @@ def split_frames(
     split: str = "chronological",
     train_fraction: float = 0.8,
     seed: int = 0,
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Split the target-bearing frames ``t = 0 .. T-2`` into train and test.
 
     Parameters
@@ -126,10 +126,10 @@ class TrajectoryDataset(GraphArrayDataset):
 
     def __init__(
         self,
-        trajectory: Union[np.ndarray, torch.Tensor],
+        trajectory: np.ndarray | torch.Tensor,
         *,
         history: int = 0,
-        frames: Optional[Sequence[int]] = None,
+        frames: Sequence[int] | None = None,
         dtype: torch.dtype = torch.float64,
     ):
         h = _check_history(history)
@@ -184,14 +184,14 @@ class TrajectoryDataset(GraphArrayDataset):
 
 
 def split_trajectory(
-    trajectory: Union[np.ndarray, torch.Tensor],
+    trajectory: np.ndarray | torch.Tensor,
     *,
     history: int = 0,
     split: str = "chronological",
     train_fraction: float = 0.8,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
-) -> Tuple[TrajectoryDataset, TrajectoryDataset]:
+) -> tuple[TrajectoryDataset, TrajectoryDataset]:
     """Train and test :class:`TrajectoryDataset` of one trajectory (see :func:`split_frames`).
 
     With ``history = h`` the training set of the chronological split loses its
@@ -239,9 +239,12 @@ def window_batch(window: torch.Tensor, history: int) -> dict:
     """
     B, _, N, _ = window.shape
     pos = window[:, -1]
-    data = {K.POS: pos.reshape(B * N, 3), K.NODE_INDEX: torch.arange(N, device=window.device).repeat(B),
-            K.NUM_NODES: torch.full((B,), N, dtype=torch.long, device=window.device),
-            K.BATCH: torch.arange(B, device=window.device).repeat_interleave(N)}
+    data = {
+        K.POS: pos.reshape(B * N, 3),
+        K.NODE_INDEX: torch.arange(N, device=window.device).repeat(B),
+        K.NUM_NODES: torch.full((B,), N, dtype=torch.long, device=window.device),
+        K.BATCH: torch.arange(B, device=window.device).repeat_interleave(N),
+    }
     if history >= 1:
         steps = [window[:, -1 - k] - window[:, -2 - k] for k in range(history)]  # newest first
         vh = torch.stack(steps, dim=2)  # (B, N, h, 3)

@@ -15,15 +15,13 @@ Shapes
 :func:`edge_vectors` adds ``edge_vec (E, 3)`` and ``edge_len (E,)``.
 """
 
-from typing import Dict, Tuple
-
 from ._api import knn_graph, radius_graph  # noqa: F401
 from ._build import build_graph, edge_vectors  # noqa: F401
 from ._common import KNN_BACKENDS, RADIUS_BACKENDS, available
 from ._dense import full_graph  # noqa: F401
 
 
-def available_backends() -> Dict[str, Tuple[str, ...]]:
+def available_backends() -> dict[str, tuple[str, ...]]:
     """Installed backends per search: ``{"radius": (...), "knn": (...)}``, ``"torch"`` first."""
     return {
         "radius": tuple(b for b in RADIUS_BACKENDS if b != "auto" and available(b)),
@@ -32,6 +30,10 @@ def available_backends() -> Dict[str, Tuple[str, ...]]:
 
 
 __all__ = [
-    "full_graph", "radius_graph", "knn_graph", "edge_vectors", "build_graph",
+    "full_graph",
+    "radius_graph",
+    "knn_graph",
+    "edge_vectors",
+    "build_graph",
     "available_backends",
 ]

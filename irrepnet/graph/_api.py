@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import operator
-from typing import Optional, Union
 
 import torch
 
 from . import _backends, _cell_list
 from ._common import (
-    KNN_BACKENDS, RADIUS_BACKENDS, as_float, available, canonical_edges, check_pos, check_radius,
-    empty_edges, require, resolve_batch, sq_dist,
+    KNN_BACKENDS,
+    RADIUS_BACKENDS,
+    as_float,
+    available,
+    canonical_edges,
+    check_pos,
+    check_radius,
+    empty_edges,
+    require,
+    resolve_batch,
+    sq_dist,
 )
 from ._dense import knn_pairs_torch
 
@@ -40,10 +48,10 @@ def _add_self_loops(edge_index: torch.Tensor, n: int) -> torch.Tensor:
 def radius_graph(
     pos: torch.Tensor,
     r: float,
-    batch: Optional[torch.Tensor] = None,
-    num_nodes: Union[torch.Tensor, int, None] = None,
+    batch: torch.Tensor | None = None,
+    num_nodes: torch.Tensor | int | None = None,
     backend: str = "auto",
-    max_num_neighbors: Optional[int] = None,
+    max_num_neighbors: int | None = None,
     loop: bool = False,
 ) -> torch.Tensor:
     r"""Edges between nodes of the same graph closer than ``r``.
@@ -122,8 +130,8 @@ def radius_graph(
 def knn_graph(
     pos: torch.Tensor,
     k: int,
-    batch: Optional[torch.Tensor] = None,
-    num_nodes: Union[torch.Tensor, int, None] = None,
+    batch: torch.Tensor | None = None,
+    num_nodes: torch.Tensor | int | None = None,
     backend: str = "auto",
     loop: bool = False,
 ) -> torch.Tensor:

@@ -10,13 +10,12 @@ searches ``r (1 + SEARCH_MARGIN)`` and the exact test is redone here); kNN retur
 from __future__ import annotations
 
 import math
-from typing import Tuple
 
 import torch
 
 from ._common import SEARCH_MARGIN, backend_module, sq_dist
 
-Pairs = Tuple[torch.Tensor, torch.Tensor]
+Pairs = tuple[torch.Tensor, torch.Tensor]
 
 
 def _sorted_by_graph(pos: torch.Tensor, batch: torch.Tensor):
@@ -34,7 +33,11 @@ def radius_pairs_torch_cluster(pos: torch.Tensor, r: float, batch: torch.Tensor,
     # torch-cluster keeps only max_num_neighbors per node (32 by default) without
     # saying so; the largest graph size makes the search exact
     edge_index = tc.radius_graph(
-        x, r * (1 + SEARCH_MARGIN), batch=b, loop=False, max_num_neighbors=largest,
+        x,
+        r * (1 + SEARCH_MARGIN),
+        batch=b,
+        loop=False,
+        max_num_neighbors=largest,
         num_workers=torch.get_num_threads(),
     )
     a, c = edge_index[0], edge_index[1]
@@ -45,7 +48,7 @@ def radius_pairs_torch_cluster(pos: torch.Tensor, r: float, batch: torch.Tensor,
     return (a, c) if perm is None else (perm[a], perm[c])
 
 
-def _slot_grid(num_graphs: int, slot: torch.Tensor) -> Tuple[int, int]:
+def _slot_grid(num_graphs: int, slot: torch.Tensor) -> tuple[int, int]:
     """Slots along x and y (z takes the rest) so that the whole layout is roughly cubic."""
     side = (num_graphs * float(slot.prod())) ** (1 / 3)
     return max(1, round(side / float(slot[0]))), max(1, round(side / float(slot[1])))

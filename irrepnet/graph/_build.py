@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Tuple
+from collections.abc import Mapping
 
 import torch
 
@@ -35,7 +35,7 @@ def edge_vectors(data: Mapping[str, torch.Tensor]) -> Batch:
     return out
 
 
-def edge_pairs(edge_index: torch.Tensor, num_nodes: int) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+def edge_pairs(edge_index: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(edge_pair, pair_edge)`` of a symmetric graph, ``None`` when some edge has no reverse.
 
     In a graph where ``j -> i`` is an edge exactly when ``i -> j`` is, each unordered
@@ -66,11 +66,11 @@ def build_graph(
     data: Mapping[str, torch.Tensor],
     kind: str = "radius",
     *,
-    r: Optional[float] = None,
-    k: Optional[int] = None,
+    r: float | None = None,
+    k: int | None = None,
     backend: str = "auto",
     loop: bool = False,
-    max_num_neighbors: Optional[int] = None,
+    max_num_neighbors: int | None = None,
 ) -> Batch:
     """Build edges over a batch and return a new batch with edge fields added.
 
@@ -95,8 +95,9 @@ def build_graph(
     ------
     ``pos (n, 3)`` -> adds ``edge_index (2, E)``, ``edge_vec (E, 3)``, ``edge_len (E,)``
     """
-    out, edge_index = build_edge_index(data, kind, r=r, k=k, backend=backend, loop=loop,
-                                       max_num_neighbors=max_num_neighbors)
+    out, edge_index = build_edge_index(
+        data, kind, r=r, k=k, backend=backend, loop=loop, max_num_neighbors=max_num_neighbors
+    )
     out[K.EDGE_INDEX] = edge_index
     return edge_vectors(out)
 
@@ -105,12 +106,12 @@ def build_edge_index(
     data: Mapping[str, torch.Tensor],
     kind: str = "radius",
     *,
-    r: Optional[float] = None,
-    k: Optional[int] = None,
+    r: float | None = None,
+    k: int | None = None,
     backend: str = "auto",
     loop: bool = False,
-    max_num_neighbors: Optional[int] = None,
-) -> Tuple[Batch, torch.Tensor]:
+    max_num_neighbors: int | None = None,
+) -> tuple[Batch, torch.Tensor]:
     """The topology half of :func:`build_graph`: ``(data with batch/num_nodes, edge_index)``.
 
     Its output size depends on the data (how many pairs are neighbours), so it runs

@@ -21,7 +21,6 @@ found with ``searchsorted``.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
 
 import torch
 
@@ -39,7 +38,7 @@ DENSE_MIN_CELLS = 1 << 21
 _MAX_CELL_COORD = 2.0**36
 
 
-def stencil(m: int) -> List[Tuple[int, int, int]]:
+def stencil(m: int) -> list[tuple[int, int, int]]:
     """Forward half of the neighbour stencil as columns ``(dx, dy, h)``: cells dz in [-h, h].
 
     A cell ``d`` cells away on an axis is at least ``(|d| - 1) s`` away on it, so cell
@@ -136,7 +135,7 @@ def _ranges_sparse(c, batch, m, cols):
     return order, lo, hi
 
 
-def radius_pairs(pos: torch.Tensor, r: float, batch: torch.Tensor, num_graphs: int, dense: Optional[bool] = None):
+def radius_pairs(pos: torch.Tensor, r: float, batch: torch.Tensor, num_graphs: int, dense: bool | None = None):
     """Every unordered pair of distinct nodes of one graph with ``sq_dist < r^2``, once.
 
     ``dense`` forces the table (``True``) or the searchsorted (``False``) lookup; by

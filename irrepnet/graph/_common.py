@@ -12,8 +12,9 @@ import functools
 import importlib
 import math
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import TypeVar
 
 import torch
 
@@ -35,7 +36,7 @@ _INSTALL = {
 SEARCH_MARGIN = 1e-4
 
 
-@functools.lru_cache(maxsize=None)  # a failed import is slow to retry on every call
+@functools.cache  # a failed import is slow to retry on every call
 def backend_module(name: str):
     """The module behind an optional backend, or ``None`` when it does not import."""
     try:
@@ -48,7 +49,7 @@ def available(name: str) -> bool:
     return name == "torch" or backend_module(name) is not None
 
 
-def require(name: str, choices: Tuple[str, ...], what: str) -> str:
+def require(name: str, choices: tuple[str, ...], what: str) -> str:
     """Check a backend name is known and installed; return it."""
     if name not in choices:
         raise ValueError(f"unknown {what} backend {name!r}; choose one of {', '.join(choices)}")
@@ -86,8 +87,8 @@ def check_radius(r: float) -> float:
 
 
 def resolve_batch(
-    n: int, batch: Optional[torch.Tensor], num_nodes: Union[torch.Tensor, int, None], device: torch.device
-) -> Tuple[torch.Tensor, int]:
+    n: int, batch: torch.Tensor | None, num_nodes: torch.Tensor | int | None, device: torch.device
+) -> tuple[torch.Tensor, int]:
     """Return ``(batch, G)`` for ``n`` nodes, checking ``batch`` and ``num_nodes`` agree.
 
     Neither given: one graph. Only ``num_nodes``: graphs are contiguous runs of nodes
@@ -220,7 +221,7 @@ def _one_intra_op_thread():
                 torch.set_num_threads(_threads_saved)
 
 
-def map_chunks(work: Callable[..., T], ranges: Sequence[tuple], device: torch.device) -> List[T]:
+def map_chunks(work: Callable[..., T], ranges: Sequence[tuple], device: torch.device) -> list[T]:
     """``[work(*r) for r in ranges]``, spread over the CPU cores as independent tasks.
 
     Each chunk is ~25 small tensor ops. Left to torch's intra-op threads, every op is
@@ -235,4 +236,3 @@ def map_chunks(work: Callable[..., T], ranges: Sequence[tuple], device: torch.de
     with _one_intra_op_thread() as cores:
         with ThreadPoolExecutor(cores) as pool:
             return list(pool.map(lambda r: work(*r), ranges))
-

@@ -6,8 +6,6 @@ Python and nodes of a graph need not be contiguous in the batch.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
-
 import torch
 
 from ._common import empty_edges, resolve_batch, segment_ids
@@ -30,8 +28,8 @@ def group_by_graph(batch: torch.Tensor, num_graphs: int):
 
 
 def full_graph(
-    num_nodes: Union[torch.Tensor, int],
-    batch: Optional[torch.Tensor] = None,
+    num_nodes: torch.Tensor | int,
+    batch: torch.Tensor | None = None,
     *,
     loop: bool = False,
 ) -> torch.Tensor:
@@ -95,7 +93,7 @@ def _k_smallest(d2: torch.Tensor, k: int) -> torch.Tensor:
 
 def knn_pairs_torch(
     pos: torch.Tensor, k: int, batch: torch.Tensor, num_graphs: int, loop: bool
-) -> Tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact kNN from padded ``(G, N_max, N_max)`` distance blocks, ties to the lower index.
 
     Cost is quadratic per graph and memory is padded to the largest graph, in steps

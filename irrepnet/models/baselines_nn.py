@@ -32,7 +32,6 @@ claim ``none`` says the model does not honour them).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
 
 import torch
 from torch import nn
@@ -40,16 +39,15 @@ from torch import nn
 from .. import keys as K
 from ..batch import ensure_batch
 from ..compile import checking
-from ..interface import IrrepsModel, Symmetry, TaskSpec
+from ..interface import IrrepsModel, Symmetry, TaskSpec, cast_inputs
 from ..nn.egnn import activation
 from ..nn.topology import CHAIN_CLASSES, chain_bonds, chain_separation_of
 from ..registry import ConfigError, register_model
 from ..scatter import segment_sum
-from ..interface import cast_inputs
 from .egnn import graph_layer, velocity_vectors
 
 
-def raw_node_fields(task: TaskSpec) -> List[str]:
+def raw_node_fields(task: TaskSpec) -> list[str]:
     """Positions, then velocity channels and charge when the task has them."""
     fields = [K.POS]
     vec = velocity_vectors(task)
@@ -60,9 +58,9 @@ def raw_node_fields(task: TaskSpec) -> List[str]:
     return fields
 
 
-def _mlp(dims: List[int], act: str) -> nn.Sequential:
+def _mlp(dims: list[int], act: str) -> nn.Sequential:
     """Linear layers through ``dims`` with ``act`` between them (none after the last)."""
-    mods: List[nn.Module] = []
+    mods: list[nn.Module] = []
     for i in range(len(dims) - 1):
         mods.append(nn.Linear(dims[i], dims[i + 1]))
         if i < len(dims) - 2:
@@ -103,9 +101,11 @@ class MLP(IrrepsModel):
         wrong = counts != self.num_nodes
         if checking() and bool(wrong.any()):  # a host read: eager only
             g = int(wrong.nonzero()[0])
-            raise ValueError(f"the mlp baseline was built for graphs of {self.num_nodes} nodes, but graph {g} of "
-                             f"the batch has {int(counts[g])} nodes; an MLP on flattened coordinates needs a fixed "
-                             "node count (use a graph model for other sizes)")
+            raise ValueError(
+                f"the mlp baseline was built for graphs of {self.num_nodes} nodes, but graph {g} of "
+                f"the batch has {int(counts[g])} nodes; an MLP on flattened coordinates needs a fixed "
+                "node count (use a graph model for other sizes)"
+            )
         x = torch.cat([data[f] for f in self.fields], dim=-1)  # [n, F]
         order = torch.argsort(batch, stable=True)  # graph by graph, batch order inside each graph
         y = self.mlp(x[order].reshape(counts.numel(), -1)).reshape(-1, 3)  # [n, 3] in sorted order
@@ -125,8 +125,9 @@ class MessagePassing(nn.Module):
 
     def __init__(self, hidden: int, edge_dim: int, act: str = "silu", residual: bool = True):
         super().__init__()
-        self.edge_mlp = nn.Sequential(nn.Linear(2 * hidden + edge_dim, hidden), activation(act),
-                                      nn.Linear(hidden, hidden), activation(act))
+        self.edge_mlp = nn.Sequential(
+            nn.Linear(2 * hidden + edge_dim, hidden), activation(act), nn.Linear(hidden, hidden), activation(act)
+        )
         self.node_mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), activation(act), nn.Linear(hidden, hidden))
         self.residual = residual
 
@@ -143,8 +144,15 @@ class GNN(IrrepsModel):
     symmetry = Symmetry.NONE
     permutation_equivariant = True
 
-    def __init__(self, task: TaskSpec, graph: nn.Module, hidden: int = 64, layers: int = 4, act: str = "silu",
-                 residual: bool = True):
+    def __init__(
+        self,
+        task: TaskSpec,
+        graph: nn.Module,
+        hidden: int = 64,
+        layers: int = 4,
+        act: str = "silu",
+        residual: bool = True,
+    ):
         fields = raw_node_fields(task)
         self.chain = chain_bonds(task)
         irreps_in = {f: task.inputs[f] for f in fields}
@@ -195,7 +203,7 @@ class GNNConfig:
     act: str = "silu"
     residual: bool = True
     graph: str = "full"  # "full" or "radius"
-    radius: Optional[float] = None
+    radius: float | None = None
 
 
 def _check_sizes(name: str, hidden: int, layers: int, act: str) -> None:
@@ -207,18 +215,22 @@ def _check_sizes(name: str, hidden: int, layers: int, act: str) -> None:
         raise ConfigError(f"{name}: {exc}") from None
 
 
-@register_model("mlp", config=MLPConfig,
-                description="baseline: MLP on flattened coordinates; fixed node count, no symmetry")
+@register_model(
+    "mlp", config=MLPConfig, description="baseline: MLP on flattened coordinates; fixed node count, no symmetry"
+)
 def build_mlp(config: MLPConfig, task: TaskSpec) -> IrrepsModel:
     if task.num_nodes is None:
-        raise ConfigError(f"mlp needs a fixed node count, but task {task.name!r} has graphs of varying size "
-                          "(num_nodes is None); use a graph model")
+        raise ConfigError(
+            f"mlp needs a fixed node count, but task {task.name!r} has graphs of varying size "
+            "(num_nodes is None); use a graph model"
+        )
     _check_sizes("mlp", config.hidden, config.layers, config.act)
     return MLP(task, task.num_nodes, config.hidden, config.layers, config.act)
 
 
-@register_model("gnn", config=GNNConfig,
-                description="baseline: message passing on raw coordinates; permutation equivariant only")
+@register_model(
+    "gnn", config=GNNConfig, description="baseline: message passing on raw coordinates; permutation equivariant only"
+)
 def build_gnn(config: GNNConfig, task: TaskSpec) -> IrrepsModel:
     _check_sizes("gnn", config.hidden, config.layers, config.act)
     return GNN(task, graph_layer(config), config.hidden, config.layers, config.act, config.residual)

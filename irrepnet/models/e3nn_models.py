@@ -43,7 +43,6 @@ import importlib
 import sys
 import types
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from e3nn import o3
@@ -52,14 +51,13 @@ from e3nn.math import soft_one_hot_linspace
 from .. import keys as K
 from ..batch import ensure_batch
 from ..graph import radius_graph
-from ..interface import IrrepsModel, IrrepsSequential, Symmetry, TaskSpec
+from ..interface import IrrepsModel, IrrepsSequential, Symmetry, TaskSpec, cast_inputs
 from ..irreps import refresh_wigner_3j
 from ..nn import GraphConstruction, NodeInputs
 from ..registry import ConfigError, register_model
 from ..scatter import segment_sum
-from ..interface import cast_inputs
-from .tfn import average_neighbors
 from .energy import EnergyModel, wants_energy
+from .tfn import average_neighbors
 
 _GATE_POINTS = "e3nn.nn.models.gate_points_2101"
 
@@ -68,10 +66,12 @@ def _stand_ins() -> dict:
     """Minimal ``torch_cluster``/``torch_scatter`` modules backed by irrepnet (for old e3nn)."""
     cluster = types.ModuleType("torch_cluster")
     cluster.radius_graph = lambda x, r, batch=None, loop=False, max_num_neighbors=32, **_: radius_graph(
-        x, r, batch, backend="torch", max_num_neighbors=max_num_neighbors, loop=loop)
+        x, r, batch, backend="torch", max_num_neighbors=max_num_neighbors, loop=loop
+    )
     scatter = types.ModuleType("torch_scatter")
     scatter.scatter = lambda src, index, dim=0, dim_size=None, reduce="sum", **_: segment_sum(
-        src, index, int(index.max()) + 1 if dim_size is None else dim_size, backend="torch")
+        src, index, int(index.max()) + 1 if dim_size is None else dim_size, backend="torch"
+    )
     return {"torch_cluster": cluster, "torch_scatter": scatter}
 
 
@@ -97,8 +97,6 @@ def load_gate_points():
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = module
-
-
 
 
 class _ExactConstants(IrrepsModel):
@@ -143,7 +141,7 @@ class E3nnReferenceConfig:
     number_of_basis: int = 10
     radial_layers: int = 1
     radial_neurons: int = 128
-    num_neighbors: Optional[float] = None
+    num_neighbors: float | None = None
     graph: str = "irrepnet"  # neighbour search: "irrepnet" (exact) or "e3nn" (its own cdist, see the module docstring)
 
 
@@ -167,11 +165,20 @@ class E3nnReference(_ExactConstants):
         self._init_args = ((task, config), {"output": output})
         num_neighbors = config.num_neighbors or average_neighbors(task, config.max_radius)
         self.network = load_gate_points().Network(
-            irreps_in=irreps_x, irreps_hidden=config.irreps_hidden, irreps_out=irreps_out, irreps_node_attr=None,
-            irreps_edge_attr=o3.Irreps.spherical_harmonics(config.lmax), layers=config.layers,
-            max_radius=config.max_radius, number_of_basis=config.number_of_basis,
-            radial_layers=config.radial_layers, radial_neurons=config.radial_neurons,
-            num_neighbors=num_neighbors, num_nodes=float(task.num_nodes or 1), reduce_output=False)
+            irreps_in=irreps_x,
+            irreps_hidden=config.irreps_hidden,
+            irreps_out=irreps_out,
+            irreps_node_attr=None,
+            irreps_edge_attr=o3.Irreps.spherical_harmonics(config.lmax),
+            layers=config.layers,
+            max_radius=config.max_radius,
+            number_of_basis=config.number_of_basis,
+            radial_layers=config.radial_layers,
+            radial_neurons=config.radial_neurons,
+            num_neighbors=num_neighbors,
+            num_nodes=float(task.num_nodes or 1),
+            reduce_output=False,
+        )
 
     def network_input(self, data) -> dict:
         """The dict ``gate_points_2101.Network`` takes: ``pos``, ``x`` (node inputs), ``batch``."""
@@ -209,8 +216,12 @@ class E3nnReference(_ExactConstants):
         return x
 
 
-@register_model("e3nn-reference", config=E3nnReferenceConfig, energy=True,
-                description="e3nn's gate_points_2101.Network as in the reference write-up (speed yardstick), E(3)")
+@register_model(
+    "e3nn-reference",
+    config=E3nnReferenceConfig,
+    energy=True,
+    description="e3nn's gate_points_2101.Network as in the reference write-up (speed yardstick), E(3)",
+)
 def build_e3nn_reference(config: E3nnReferenceConfig, task: TaskSpec) -> IrrepsModel:
     """e3nn's reference network."""
     if config.layers < 0 or config.lmax < 1 or config.max_radius <= 0:
@@ -230,7 +241,7 @@ class E3nnPolynomialConfig:
     hidden_irreps: str = "8x0e + 8x0o + 8x1e + 8x1o + 4x2e + 4x2o"  # output of the first tensor product
     graph: str = "full"  # "full" or "radius"
     r_max: float = 3.5  # radius graph only
-    avg_num_neighbors: Optional[float] = None  # None: measured / num_nodes - 1
+    avg_num_neighbors: float | None = None  # None: measured / num_nodes - 1
 
 
 class E3nnPolynomial(_ExactConstants):
@@ -242,28 +253,34 @@ class E3nnPolynomial(_ExactConstants):
         inputs = NodeInputs(task_inputs)
         self.sh_irreps = o3.Irreps.spherical_harmonics(lmax)
         self._degrees = list(range(lmax + 1))  # what the forward reads: ints, not Irreps (torch.compile)
-        chain = IrrepsSequential(inputs, GraphConstruction(graph, r=r_max if graph == "radius" else None),
-                                 irreps_in=task_inputs)
+        chain = IrrepsSequential(
+            inputs, GraphConstruction(graph, r=r_max if graph == "radius" else None), irreps_in=task_inputs
+        )
         super().__init__(chain.irreps_in, {K.DISPLACEMENT: "1o"})
         self.chain = chain
         self.irreps_f = inputs.irreps_out[K.NODE_FEATURES] + self.sh_irreps
         self.tp1 = o3.FullyConnectedTensorProduct(self.irreps_f, self.irreps_f, hidden_irreps)
         self.tp2 = o3.FullyConnectedTensorProduct(self.tp1.irreps_out, self.irreps_f, "1x1o")
         self.avg_num_neighbors = float(avg_num_neighbors)
-        self._init_args = ((task_inputs,), dict(lmax=lmax, hidden_irreps=hidden_irreps, graph=graph, r_max=r_max,
-                                                avg_num_neighbors=avg_num_neighbors))
+        self._init_args = (
+            (task_inputs,),
+            dict(lmax=lmax, hidden_irreps=hidden_irreps, graph=graph, r_max=r_max, avg_num_neighbors=avg_num_neighbors),
+        )
 
     def forward(self, data):
         d = self.chain(cast_inputs(self, data))
         # x_j - x_i = -edge_vec; normalize=False keeps Y_l a degree-l polynomial of it
         y = o3.spherical_harmonics(self._degrees, -d[K.EDGE_VEC], normalize=False, normalization="component")
-        summed = segment_sum(y, d[K.EDGE_INDEX][1], d[K.POS].shape[0]) / self.avg_num_neighbors ** 0.5
+        summed = segment_sum(y, d[K.EDGE_INDEX][1], d[K.POS].shape[0]) / self.avg_num_neighbors**0.5
         f = torch.cat([d[K.NODE_FEATURES], summed], dim=1)
         return {K.DISPLACEMENT: self.tp2(self.tp1(f, f), f)}
 
 
-@register_model("e3nn-polynomial", config=E3nnPolynomialConfig,
-                description="dmol-book polynomial model: tensor products of summed spherical harmonics, E(3)")
+@register_model(
+    "e3nn-polynomial",
+    config=E3nnPolynomialConfig,
+    description="dmol-book polynomial model: tensor products of summed spherical harmonics, E(3)",
+)
 def build_e3nn_polynomial(config: E3nnPolynomialConfig, task: TaskSpec) -> IrrepsModel:
     """Polynomial model without a learned radial part."""
     if config.lmax < 1:
@@ -276,7 +293,16 @@ def build_e3nn_polynomial(config: E3nnPolynomialConfig, task: TaskSpec) -> Irrep
         raise ConfigError(f"e3nn-polynomial: no tensor-product path from {hidden} x {f} to 1o")
     avg = config.avg_num_neighbors
     if avg is None:  # a full graph has num_nodes - 1 neighbours
-        avg = (average_neighbors(task, config.r_max) if config.graph == "radius"
-               else float(max((task.num_nodes or 2) - 1, 1)))
-    return E3nnPolynomial(task.inputs, lmax=config.lmax, hidden_irreps=hidden, graph=config.graph,
-                          r_max=config.r_max, avg_num_neighbors=avg)
+        avg = (
+            average_neighbors(task, config.r_max)
+            if config.graph == "radius"
+            else float(max((task.num_nodes or 2) - 1, 1))
+        )
+    return E3nnPolynomial(
+        task.inputs,
+        lmax=config.lmax,
+        hidden_irreps=hidden,
+        graph=config.graph,
+        r_max=config.r_max,
+        avg_num_neighbors=avg,
+    )

@@ -36,8 +36,8 @@ energy task (molecules) ``egnn`` reads its invariant features :math:`h^L` with a
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional
 
 import torch
 from e3nn import o3
@@ -91,9 +91,19 @@ class InvariantInputs(IrrepsModule):
     (if ``K > 0``), ``coord_shift (n, 3)`` ``1o``.
     """
 
-    def __init__(self, task_inputs: Mapping[str, object], *, constant: bool = True, vectors: Optional[str] = None,
-                 charge: bool = False, charge_product: bool = False, input_distance: bool = True,
-                 chain: bool = False, distance_power: int = 2, species: bool = False):
+    def __init__(
+        self,
+        task_inputs: Mapping[str, object],
+        *,
+        constant: bool = True,
+        vectors: str | None = None,
+        charge: bool = False,
+        charge_product: bool = False,
+        input_distance: bool = True,
+        chain: bool = False,
+        distance_power: int = 2,
+        species: bool = False,
+    ):
         if distance_power not in (1, 2):
             raise ValueError(f"distance_power must be 1 or 2, got {distance_power}")
         irreps_in = {K.POS: "1o", K.EDGE_INDEX: None, K.EDGE_LEN: None}
@@ -152,7 +162,6 @@ class InvariantInputs(IrrepsModule):
         return out
 
 
-
 class CoordinateModel(IrrepsModel):
     """A checked chain of layers that moves the nodes; the displacement is the total shift.
 
@@ -195,7 +204,7 @@ class EGNNConfig:
     coords_agg: str = "mean"  # "mean" (C = 1/(M-1)) or "sum"
     coords_weight: float = 1.0
     graph: str = "full"  # "full" or "radius"
-    radius: Optional[float] = None
+    radius: float | None = None
 
 
 @dataclass
@@ -213,7 +222,7 @@ class RadialFieldConfig:
     coords_agg: str = "mean"
     coords_weight: float = 1.0
     graph: str = "full"
-    radius: Optional[float] = None
+    radius: float | None = None
 
 
 def graph_layer(config) -> GraphConstruction:
@@ -238,7 +247,7 @@ def config_errors(model: str):
         raise ConfigError(f"{model}: {exc}") from exc
 
 
-def velocity_vectors(task: TaskSpec) -> Optional[str]:
+def velocity_vectors(task: TaskSpec) -> str | None:
     """The task's velocity channels: the history when given (its first block is ``vel``), else ``vel``."""
     for name in (K.VEL_HISTORY, K.VEL):
         if task.inputs.get(name) is not None:
@@ -249,11 +258,24 @@ def velocity_vectors(task: TaskSpec) -> Optional[str]:
 def _egnn_layers(config: EGNNConfig, edge_attr_dim: int, velocity: bool, energy: bool = False):
     if config.layers < 1:
         raise ConfigError(f"layers must be >= 1, got {config.layers}")
-    layers = [EGNNLayer(config.hidden, config.hidden, config.hidden, edge_attr_dim, act=config.act,
-                        residual=config.residual, attention=config.attention, normalize=config.normalize,
-                        tanh=config.tanh, coords_range=config.coords_range, coords_agg=config.coords_agg,
-                        coords_weight=config.coords_weight, velocity=velocity)
-              for _ in range(config.layers)]
+    layers = [
+        EGNNLayer(
+            config.hidden,
+            config.hidden,
+            config.hidden,
+            edge_attr_dim,
+            act=config.act,
+            residual=config.residual,
+            attention=config.attention,
+            normalize=config.normalize,
+            tanh=config.tanh,
+            coords_range=config.coords_range,
+            coords_agg=config.coords_agg,
+            coords_weight=config.coords_weight,
+            velocity=velocity,
+        )
+        for _ in range(config.layers)
+    ]
     # x^L depends on h^{L-1} only, so the last phi_h cannot reach the displacement and would
     # get no gradient. It stays, frozen, so that the layers keep the paper's layout and
     # parameter count. An energy head reads h^L instead: then the last phi_x is the one that
@@ -262,44 +284,65 @@ def _egnn_layers(config: EGNNConfig, edge_attr_dim: int, velocity: bool, energy:
     return layers
 
 
-@register_model("egnn", config=EGNNConfig, energy=True,
-                description="EGNN (Satorras et al. 2021): invariant messages, coordinate updates; E(3)")
+@register_model(
+    "egnn",
+    config=EGNNConfig,
+    energy=True,
+    description="EGNN (Satorras et al. 2021): invariant messages, coordinate updates; E(3)",
+)
 def build_egnn(config: EGNNConfig, task: TaskSpec) -> IrrepsModel:
     """EGNN; on an energy task the energy is a linear readout of the invariant features h^L, summed."""
     charge = task.inputs.get(K.CHARGE) is not None
     energy = wants_energy(task)
     with config_errors("egnn"):
         graph = graph_layer(config)
-        inputs = InvariantInputs(task.inputs, constant=True, vectors=velocity_vectors(task), charge=charge,
-                                 charge_product=charge, chain=chain_bonds(task),
-                                 species=task.inputs.get(K.SPECIES_ONEHOT) is not None)
+        inputs = InvariantInputs(
+            task.inputs,
+            constant=True,
+            vectors=velocity_vectors(task),
+            charge=charge,
+            charge_product=charge,
+            chain=chain_bonds(task),
+            species=task.inputs.get(K.SPECIES_ONEHOT) is not None,
+        )
         layers = _egnn_layers(config, inputs.edge_attr_dim, velocity=False, energy=energy)
         modules = (graph, inputs, ScalarEmbedding(inputs.num_features, config.hidden), *layers)
         if energy:
             head = ScalarHead(f"{config.hidden}x0e", per_graph=False)
-            return EnergyModel(SequentialModel(*modules, head, irreps_in=task.inputs, outputs=[K.NODE_ENERGY],
-                                               symmetry=Symmetry.E3), symmetry=Symmetry.E3)
+            return EnergyModel(
+                SequentialModel(*modules, head, irreps_in=task.inputs, outputs=[K.NODE_ENERGY], symmetry=Symmetry.E3),
+                symmetry=Symmetry.E3,
+            )
         return EGNN(task, *modules)
 
 
-@register_model("egnn-vel", config=EGNNVelConfig,
-                description="EGNN with velocity (Satorras et al. 2021, eq. 7, EGNN_vel); E(3)")
+@register_model(
+    "egnn-vel", config=EGNNVelConfig, description="EGNN with velocity (Satorras et al. 2021, eq. 7, EGNN_vel); E(3)"
+)
 def build_egnn_vel(config: EGNNVelConfig, task: TaskSpec) -> IrrepsModel:
     if task.inputs.get(K.VEL) is None:
-        raise ConfigError(f"egnn-vel needs a velocity input; task {task.name!r} has none "
-                          "(on twelve_body use a history length >= 1)")
+        raise ConfigError(
+            f"egnn-vel needs a velocity input; task {task.name!r} has none (on twelve_body use a history length >= 1)"
+        )
     charge = task.inputs.get(K.CHARGE) is not None
     with config_errors("egnn-vel"):
         graph = graph_layer(config)
         # h^0 = |v| alone and a_ij = [q_i q_j, |x_i^0 - x_j^0|^2], as in the paper's N-body code
-        inputs = InvariantInputs(task.inputs, constant=False, vectors=velocity_vectors(task), charge=False,
-                                 charge_product=charge, chain=chain_bonds(task))
+        inputs = InvariantInputs(
+            task.inputs,
+            constant=False,
+            vectors=velocity_vectors(task),
+            charge=False,
+            charge_product=charge,
+            chain=chain_bonds(task),
+        )
         layers = _egnn_layers(config, inputs.edge_attr_dim, velocity=True)
         return EGNN(task, graph, inputs, ScalarEmbedding(inputs.num_features, config.hidden), *layers)
 
 
-@register_model("radial-field", config=RadialFieldConfig,
-                description="radial field (Köhler et al. 2019; EGNN paper's RF_vel); E(3)")
+@register_model(
+    "radial-field", config=RadialFieldConfig, description="radial field (Köhler et al. 2019; EGNN paper's RF_vel); E(3)"
+)
 def build_radial_field(config: RadialFieldConfig, task: TaskSpec) -> IrrepsModel:
     charge = task.inputs.get(K.CHARGE) is not None
     velocity = task.inputs.get(K.VEL) is not None
@@ -308,7 +351,15 @@ def build_radial_field(config: RadialFieldConfig, task: TaskSpec) -> IrrepsModel
             raise ConfigError(f"layers must be >= 1, got {config.layers}")
         graph = graph_layer(config)
         inputs = InvariantInputs(task.inputs, constant=False, charge_product=charge, chain=chain_bonds(task))
-        layers = [RadialFieldLayer(inputs.edge_attr_dim, config.hidden, act=config.act, velocity=velocity,
-                                   coords_agg=config.coords_agg, coords_weight=config.coords_weight)
-                  for _ in range(config.layers)]
+        layers = [
+            RadialFieldLayer(
+                inputs.edge_attr_dim,
+                config.hidden,
+                act=config.act,
+                velocity=velocity,
+                coords_agg=config.coords_agg,
+                coords_weight=config.coords_weight,
+            )
+            for _ in range(config.layers)
+        ]
         return RadialField(task, graph, inputs, *layers)

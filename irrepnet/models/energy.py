@@ -45,8 +45,6 @@ reads what the backbone reads (at least ``pos 1o (n, 3)``); returns ``energy (G,
 
 from __future__ import annotations
 
-from typing import Dict
-
 import torch
 
 from .. import keys as K
@@ -59,8 +57,10 @@ def _check_node_energy(backbone: IrrepsModule) -> None:
     """The backbone must write ``node_energy`` as ``1x0e``: one invariant per node to sum or pool."""
     written = backbone.irreps_out.get(K.NODE_ENERGY)
     if written is None or str(written) != "1x0e":
-        raise ValueError(f"{type(backbone).__name__} must write {K.NODE_ENERGY!r} as 1x0e (one invariant per "
-                         f"node); it writes {dict(backbone.irreps_out)}")
+        raise ValueError(
+            f"{type(backbone).__name__} must write {K.NODE_ENERGY!r} as 1x0e (one invariant per "
+            f"node); it writes {dict(backbone.irreps_out)}"
+        )
 
 
 class EnergyModel(IrrepsModel):
@@ -78,13 +78,15 @@ class EnergyModel(IrrepsModel):
 
     def __init__(self, backbone: IrrepsModule, symmetry="E(3)"):
         if K.POS not in backbone.irreps_in:
-            raise ValueError(f"{type(backbone).__name__} does not read {K.POS!r}: forces are the gradient of the "
-                             "energy with respect to the positions, so the backbone must read them")
+            raise ValueError(
+                f"{type(backbone).__name__} does not read {K.POS!r}: forces are the gradient of the "
+                "energy with respect to the positions, so the backbone must read them"
+            )
         _check_node_energy(backbone)
         super().__init__(backbone.irreps_in, {K.ENERGY: "0e", K.FORCES: "1o"}, symmetry=symmetry)
         self.backbone = backbone
 
-    def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         data = ensure_batch(cast_inputs(self, data))
         outer_grad = torch.is_grad_enabled()
         pos = data[K.POS]
@@ -93,8 +95,9 @@ class EnergyModel(IrrepsModel):
         with torch.enable_grad():
             node_energy = self.backbone({**data, K.POS: pos})[K.NODE_ENERGY]
             energy = segment_sum(node_energy, data[K.BATCH], int(data[K.NUM_NODES].numel()))
-            (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=self.training and outer_grad,
-                                          allow_unused=True)
+            (grad,) = torch.autograd.grad(
+                energy.sum(), pos, create_graph=self.training and outer_grad, allow_unused=True
+            )
         forces = -grad if grad is not None else torch.zeros_like(pos)
         if not outer_grad:  # evaluation: hand back plain values, no graph kept alive
             energy, forces = energy.detach(), forces.detach()
@@ -124,7 +127,7 @@ class GraphPropertyModel(IrrepsModel):
         super().__init__(backbone.irreps_in, {K.PROPERTY: "0e"}, symmetry=symmetry)
         self.backbone, self.pooling = backbone, pooling
 
-    def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         data = ensure_batch(cast_inputs(self, data))
         node = self.backbone(data)[K.NODE_ENERGY]
         counts = data[K.NUM_NODES]
@@ -142,8 +145,10 @@ def as_property_model(model: IrrepsModel, pooling: str = "sum") -> IrrepsModel:
     if K.PROPERTY in model.irreps_out:
         return model
     if not isinstance(model, EnergyModel):
-        raise TypeError(f"{type(model).__name__} has no per-node scalar backbone to pool (an EnergyModel has one); "
-                        f"it writes {sorted(model.irreps_out)}")
+        raise TypeError(
+            f"{type(model).__name__} has no per-node scalar backbone to pool (an EnergyModel has one); "
+            f"it writes {sorted(model.irreps_out)}"
+        )
     return GraphPropertyModel(model.backbone, pooling=pooling, symmetry=model.symmetry)
 
 

@@ -59,7 +59,6 @@ import contextlib
 import functools
 import importlib
 from dataclasses import dataclass
-from typing import Dict, Optional
 
 import torch
 
@@ -78,8 +77,9 @@ def _import(model: str, module: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ConfigError(f"model {model!r} could not import {module} ({exc}): "
-                          f"{get_model_entry(model).install_command}") from exc
+        raise ConfigError(
+            f"model {model!r} could not import {module} ({exc}): {get_model_entry(model).install_command}"
+        ) from exc
 
 
 class Padding:
@@ -113,7 +113,7 @@ class Padding:
         return x[self.graph, self.slot]
 
 
-def node_scalars(data: Dict[str, torch.Tensor], vectors: Optional[str], charge: bool, norms: bool) -> torch.Tensor:
+def node_scalars(data: dict[str, torch.Tensor], vectors: str | None, charge: bool, norms: bool) -> torch.Tensor:
     """``[1, |v_1|, ..., |v_C|, q]`` per node: the norms only when ``norms``, each part only when present.
 
     Shapes/irreps
@@ -129,7 +129,7 @@ def node_scalars(data: Dict[str, torch.Tensor], vectors: Optional[str], charge: 
     return torch.cat(h, dim=-1)
 
 
-def node_scalars_width(task: TaskSpec, vectors: Optional[str], charge: bool, norms: bool) -> int:
+def node_scalars_width(task: TaskSpec, vectors: str | None, charge: bool, norms: bool) -> int:
     """Width ``F`` of :func:`node_scalars` for ``task``."""
     channels = task.inputs[vectors].count("1o") if (norms and vectors is not None) else 0
     return 1 + channels + int(charge)
@@ -148,6 +148,7 @@ def _task_fields(task: TaskSpec) -> tuple:
 
 
 # --- egnn-pytorch ---------------------------------------------------------------
+
 
 @dataclass
 class EGNNPytorchConfig:
@@ -176,8 +177,14 @@ class EGNNPytorch(IrrepsModel):
         edge_dim = int(self.charge) + int(config.input_distance)
         self.embed = torch.nn.Linear(num_features, config.dim)
         self.network = egnn_pytorch.EGNN_Network(
-            depth=config.depth, dim=config.dim, edge_dim=edge_dim, m_dim=config.m_dim,
-            num_nearest_neighbors=config.neighbors, m_pool_method=config.m_pool_method, norm_coors=config.norm_coors)
+            depth=config.depth,
+            dim=config.dim,
+            edge_dim=edge_dim,
+            m_dim=config.m_dim,
+            num_nearest_neighbors=config.neighbors,
+            m_pool_method=config.m_pool_method,
+            norm_coors=config.norm_coors,
+        )
         # The coordinates after the last layer do not depend on that layer's feature update
         # (LayerNorm and phi_h), which would get no gradient; frozen, as in irrepnet's egnn,
         # so that the package's layout and parameter count stay.
@@ -203,8 +210,14 @@ class EGNNPytorch(IrrepsModel):
         return {K.DISPLACEMENT: pad.unpad(x_out - x)}
 
 
-@register_model(EGNN_PYTORCH, config=EGNNPytorchConfig, requires=("egnn_pytorch",), extra="peers", peer=True,
-                description="peer: lucidrains' egnn-pytorch EGNN_Network (Satorras et al. 2021); E(3)")
+@register_model(
+    EGNN_PYTORCH,
+    config=EGNNPytorchConfig,
+    requires=("egnn_pytorch",),
+    extra="peers",
+    peer=True,
+    description="peer: lucidrains' egnn-pytorch EGNN_Network (Satorras et al. 2021); E(3)",
+)
 def build_egnn_pytorch(config: EGNNPytorchConfig, task: TaskSpec) -> IrrepsModel:
     if config.dim < 1 or config.depth < 1 or config.m_dim < 1 or config.neighbors < 0:
         raise ConfigError(f"{EGNN_PYTORCH}: need dim, depth, m_dim >= 1 and neighbors >= 0; got {config}")
@@ -214,6 +227,7 @@ def build_egnn_pytorch(config: EGNNPytorchConfig, task: TaskSpec) -> IrrepsModel
 
 
 # --- se3-transformer-pytorch ----------------------------------------------------
+
 
 @dataclass
 class SE3TransformerPytorchConfig:
@@ -229,13 +243,13 @@ class SE3TransformerPytorchConfig:
     heads: int = 4
     dim_head: int = 8
     num_degrees: int = 2  # hidden degrees 0 .. num_degrees - 1
-    radial_hidden: Optional[int] = None
+    radial_hidden: int | None = None
     tie_key_values: bool = False
     linear_proj_keys: bool = False
 
 
 @contextlib.contextmanager
-def _radial_width(module, width: Optional[int]):
+def _radial_width(module, width: int | None):
     """While building, the package's ``RadialFunc`` with ``mid_dim=width`` (an argument its
     convolutions do not pass on); the module attribute is restored afterwards."""
     if width is None:
@@ -263,10 +277,17 @@ class SE3TransformerPytorch(IrrepsModel):
         dim_in = (scalars, channels) if channels else scalars
         with _radial_width(package, config.radial_hidden):
             self.network = package.SE3Transformer(
-                dim=config.dim, depth=config.depth, heads=config.heads, dim_head=config.dim_head,
-                num_degrees=config.num_degrees, input_degrees=2 if channels else 1, dim_in=dim_in,
-                out_fiber_dict={1: 1}, tie_key_values=config.tie_key_values,
-                linear_proj_keys=config.linear_proj_keys)
+                dim=config.dim,
+                depth=config.depth,
+                heads=config.heads,
+                dim_head=config.dim_head,
+                num_degrees=config.num_degrees,
+                input_degrees=2 if channels else 1,
+                dim_in=dim_in,
+                out_fiber_dict={1: 1},
+                tie_key_values=config.tie_key_values,
+                linear_proj_keys=config.linear_proj_keys,
+            )
 
     def forward(self, data):
         data = ensure_batch(cast_inputs(self, data))
@@ -278,9 +299,14 @@ class SE3TransformerPytorch(IrrepsModel):
         return {K.DISPLACEMENT: pad.unpad(out[:, :, 0])}
 
 
-@register_model(SE3T_PYTORCH, config=SE3TransformerPytorchConfig, requires=("se3_transformer_pytorch",),
-                extra="peers", peer=True,
-                description="peer: lucidrains' se3-transformer-pytorch SE3Transformer (Fuchs et al. 2020); SE(3)")
+@register_model(
+    SE3T_PYTORCH,
+    config=SE3TransformerPytorchConfig,
+    requires=("se3_transformer_pytorch",),
+    extra="peers",
+    peer=True,
+    description="peer: lucidrains' se3-transformer-pytorch SE3Transformer (Fuchs et al. 2020); SE(3)",
+)
 def build_se3_transformer_pytorch(config: SE3TransformerPytorchConfig, task: TaskSpec) -> IrrepsModel:
     if min(config.dim, config.depth, config.heads, config.dim_head, config.num_degrees) < 1:
         raise ConfigError(f"{SE3T_PYTORCH}: dim, depth, heads, dim_head and num_degrees must be >= 1; got {config}")

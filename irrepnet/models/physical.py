@@ -61,22 +61,29 @@ def build_zero(config: NoConfig, task: TaskSpec) -> IrrepsModel:
     return PhysicalBaseline("zero", {K.POS: task.inputs.get(K.POS, "1o")})
 
 
-@register_model("constant-velocity", config=NoConfig,
-                description="physical baseline: x + v dt (the EGNN paper's Linear model on nbody)")
+@register_model(
+    "constant-velocity",
+    config=NoConfig,
+    description="physical baseline: x + v dt (the EGNN paper's Linear model on nbody)",
+)
 def build_constant_velocity(config: NoConfig, task: TaskSpec) -> IrrepsModel:
     if _history_length(task) >= 1:
         return PhysicalBaseline("constant_velocity", {K.VEL_HISTORY: task.inputs[K.VEL_HISTORY]})
     if K.VEL in task.inputs:  # physical velocities: the EGNN paper's Linear model
         return PhysicalBaseline("linear", {K.VEL: task.inputs[K.VEL]}, task.extras.get("delta_t", 1.0))
-    raise ConfigError(f"constant-velocity needs a velocity input; task {task.name!r} has none "
-                      "(use a history length >= 1)")
+    raise ConfigError(
+        f"constant-velocity needs a velocity input; task {task.name!r} has none (use a history length >= 1)"
+    )
 
 
-@register_model("constant-acceleration", config=NoConfig,
-                description="physical baseline: x + 2 v1 - v2 from the last three frames")
+@register_model(
+    "constant-acceleration", config=NoConfig, description="physical baseline: x + 2 v1 - v2 from the last three frames"
+)
 def build_constant_acceleration(config: NoConfig, task: TaskSpec) -> IrrepsModel:
     h = _history_length(task)
     if h < 2:
-        raise ConfigError(f"constant-acceleration needs a velocity history of at least 2 frames; task "
-                          f"{task.name!r} has {h} (use history >= 2)")
+        raise ConfigError(
+            f"constant-acceleration needs a velocity history of at least 2 frames; task "
+            f"{task.name!r} has {h} (use history >= 2)"
+        )
     return PhysicalBaseline("constant_acceleration", {K.VEL_HISTORY: task.inputs[K.VEL_HISTORY]})

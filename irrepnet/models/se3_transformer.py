@@ -68,22 +68,19 @@ out: ``displacement 1o (n, 3)``; on an energy task (molecules) ``energy 0e (G, 1
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from e3nn import o3
 
 from .. import keys as K
-from ..interface import IrrepsModel, IrrepsSequential, Symmetry, TaskSpec
+from ..interface import IrrepsModel, IrrepsSequential, Symmetry, TaskSpec, cast_inputs
 from ..nn import GraphConstruction, NodeInputs, RadialEmbedding, ScalarHead, SphericalHarmonicsEdgeAttrs, VectorHead
 from ..nn.attention import EquivariantAttention
 from ..nn.graph_layer import auto_graph_kind
+from ..nn.parametrization import PARAMETRIZATIONS, use_linear_parametrization
 from ..nn.topology import chain_bonds
 from ..nn.tp_conv import SKIPS
-from ..nn.parametrization import PARAMETRIZATIONS, use_linear_parametrization
 from ..registry import ConfigError, register_model
 from .energy import EnergyModel, wants_energy
-from ..interface import cast_inputs
-
 
 #: cutoff per task when the config leaves ``radius`` unset (the same as ``tfn``'s ``r_max``)
 DEFAULT_RADIUS = {"twelve_body": 3.5, "nbody": 10.0}
@@ -98,13 +95,13 @@ class SE3TransformerConfig:
     """
 
     hidden_irreps: str = "32x0e + 16x1o + 16x1e"
-    key_irreps: Optional[str] = None  # queries/keys; default: hidden_irreps
+    key_irreps: str | None = None  # queries/keys; default: hidden_irreps
     lmax: int = 2  # spherical harmonics of the edge directions
     heads: int = 4
     layers: int = 2
     # "radius", "full" (both fade edges out smoothly at `radius`) or "auto": full for small fixed-size systems
     graph: str = "auto"
-    radius: Optional[float] = None  # cutoff of graph, radial basis and attention; None: DEFAULT_RADIUS of the task
+    radius: float | None = None  # cutoff of graph, radial basis and attention; None: DEFAULT_RADIUS of the task
     skip: str = "linear"  # S in each block (irrepnet.nn.attention): "linear", "residual", "auto" or "none"
     basis: str = "bessel"
     n_basis: int = 8
@@ -112,7 +109,7 @@ class SE3TransformerConfig:
     # of the e3nn layers' weights (irrepnet.nn.parametrization): "linear" (stored as torch.nn.Linear's, as the
     # peer's) or "e3nn" (stored times sqrt(fan-in): Adam moves them 5-11x more slowly); see the module docstring
     parametrization: str = "linear"
-    edge_chunk: Optional[int] = None  # large graphs: edges per chunk of each attention block (activation checkpointing)
+    edge_chunk: int | None = None  # large graphs: edges per chunk of each attention block (activation checkpointing)
 
 
 def task_radius(config: SE3TransformerConfig, task: TaskSpec) -> float:
@@ -150,9 +147,18 @@ class SE3Transformer(IrrepsModel):
         modules = [inputs, graph, sh, radial]
         irreps = inputs.irreps_out[K.NODE_FEATURES]
         for _ in range(config.layers):
-            block = EquivariantAttention(irreps, hidden, sh.sh_irreps, radial.dim, radius, config.heads,
-                                         irreps_key=config.key_irreps, radial_hidden=config.radial_hidden,
-                                         edge_chunk=config.edge_chunk, skip=config.skip)
+            block = EquivariantAttention(
+                irreps,
+                hidden,
+                sh.sh_irreps,
+                radial.dim,
+                radius,
+                config.heads,
+                irreps_key=config.key_irreps,
+                radial_hidden=config.radial_hidden,
+                edge_chunk=config.edge_chunk,
+                skip=config.skip,
+            )
             modules.append(block)
             irreps = block.irreps_out[K.NODE_FEATURES]
         energy = output == K.NODE_ENERGY
@@ -170,15 +176,18 @@ class SE3Transformer(IrrepsModel):
 def _check(config: SE3TransformerConfig) -> None:
     """Turn bad options into one clear :class:`ConfigError` before any layer is built."""
     if config.layers < 1 or config.heads < 1 or config.lmax < 0:
-        raise ConfigError(f"se3-transformer needs layers >= 1, heads >= 1 and lmax >= 0; got layers={config.layers}, "
-                          f"heads={config.heads}, lmax={config.lmax}")
+        raise ConfigError(
+            f"se3-transformer needs layers >= 1, heads >= 1 and lmax >= 0; got layers={config.layers}, "
+            f"heads={config.heads}, lmax={config.lmax}"
+        )
     if config.graph not in ("radius", "full", "auto"):
         raise ConfigError(f"se3-transformer graph must be 'radius', 'full' or 'auto', got {config.graph!r}")
     if config.edge_chunk is not None and config.edge_chunk < 1:
         raise ConfigError(f"se3-transformer edge_chunk must be >= 1 edges, or None; got {config.edge_chunk}")
     if config.parametrization not in PARAMETRIZATIONS:
-        raise ConfigError(f"se3-transformer: parametrization must be one of {PARAMETRIZATIONS}, "
-                          f"got {config.parametrization!r}")
+        raise ConfigError(
+            f"se3-transformer: parametrization must be one of {PARAMETRIZATIONS}, got {config.parametrization!r}"
+        )
     if config.skip not in SKIPS:
         raise ConfigError(f"se3-transformer skip must be one of {SKIPS}, got {config.skip!r}")
     if config.radius is not None and config.radius <= 0:
@@ -189,15 +198,23 @@ def _check(config: SE3TransformerConfig) -> None:
             continue
         bad = [f"{mul}x{ir}" for mul, ir in o3.Irreps(value) if mul % config.heads]
         if bad:
-            raise ConfigError(f"se3-transformer {what}={value!r}: multiplicities of {', '.join(bad)} are not "
-                              f"divisible by heads={config.heads}; make every multiplicity a multiple of heads")
+            raise ConfigError(
+                f"se3-transformer {what}={value!r}: multiplicities of {', '.join(bad)} are not "
+                f"divisible by heads={config.heads}; make every multiplicity a multiple of heads"
+            )
     if o3.Irrep("1o") not in [ir for _, ir in o3.Irreps(config.hidden_irreps)]:
-        raise ConfigError(f"se3-transformer hidden_irreps={config.hidden_irreps!r} has no 1o channels; the "
-                          "displacement head needs them")
+        raise ConfigError(
+            f"se3-transformer hidden_irreps={config.hidden_irreps!r} has no 1o channels; the "
+            "displacement head needs them"
+        )
 
 
-@register_model("se3-transformer", config=SE3TransformerConfig, energy=True,
-                description="SE(3)-transformer (Fuchs et al. 2020): equivariant multi-head graph attention, gated")
+@register_model(
+    "se3-transformer",
+    config=SE3TransformerConfig,
+    energy=True,
+    description="SE(3)-transformer (Fuchs et al. 2020): equivariant multi-head graph attention, gated",
+)
 def build_se3_transformer(config: SE3TransformerConfig, task: TaskSpec) -> IrrepsModel:
     _check(config)
     if wants_energy(task):  # the 0e part of the last block's features, summed per graph, differentiated

@@ -50,7 +50,6 @@ differentiated: ``energy (G, 1)`` ``0e``, ``forces (n, 3)`` ``1o``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from e3nn import o3
@@ -64,11 +63,10 @@ from ..nn.parametrization import PARAMETRIZATIONS
 from ..nn.steerable import AGGREGATIONS, SEGNNLayer, SteerableGated, SteerableLinear, weight_balanced_irreps
 from ..nn.topology import chain_bonds
 from ..registry import ConfigError, register_model
-from .energy import EnergyModel, wants_energy
 from ..scatter import segment_mean
 from .egnn import InvariantInputs, config_errors, graph_layer, velocity_vectors
+from .energy import EnergyModel, wants_energy
 from .tfn import average_neighbors
-
 
 #: normalisations of the attributes' spherical harmonics (e3nn's names)
 ATTR_NORMALIZATIONS = ("component", "integral")
@@ -81,7 +79,7 @@ class SEGNNConfig:
     features: int = 64  # weight budget of the hidden irreps: a features x features linear layer
     lmax_hidden: int = 1  # hidden irreps l = 0..lmax_hidden, weight-balanced
     lmax_attr: int = 1  # spherical harmonics of the attributes, l = 0..lmax_attr
-    hidden_irreps: Optional[str] = None  # explicit hidden irreps instead of the weight-balanced ones
+    hidden_irreps: str | None = None  # explicit hidden irreps instead of the weight-balanced ones
     layers: int = 4
     # of messages: "sum" (the paper), "mean", "normalized" (sum / avg_num_neighbors) or "auto":
     # mean on the full graph, normalized on a radius graph (where a mean would jump as edges
@@ -89,7 +87,7 @@ class SEGNNConfig:
     # but summed messages grew the features' std about 10x per layer at initialisation
     # (twelve_body and nbody, 4 layers: outputs of order 1e4, against 1-30 with mean)
     aggregation: str = "auto"
-    avg_num_neighbors: Optional[float] = None  # "normalized": None takes the task's measured mean (as tfn)
+    avg_num_neighbors: float | None = None  # "normalized": None takes the task's measured mean (as tfn)
     center_positions: bool = True  # x_i - centroid as a node feature, as the paper's N-body inputs
     # of the attributes' spherical harmonics: "component" (entries of order 1; a_i is then halved when it
     # has the velocity term) or "integral" (the paper's code: Y^0 = 1/sqrt(4 pi), a_i = mean_j a_ij + Y(v_i))
@@ -107,7 +105,7 @@ class SEGNNConfig:
     # "linear" against 0.0351 at epoch 25 and 0.0125 at epoch 100 with "e3nn"
     parametrization: str = "linear"
     graph: str = "full"  # "full" (the paper) or "radius" (messages faded out by a cutoff envelope)
-    radius: Optional[float] = None
+    radius: float | None = None
 
 
 class SteerableInputs(IrrepsModule):
@@ -138,9 +136,18 @@ class SteerableInputs(IrrepsModule):
     ``Fx0e + Cx1o (+ 1x1o)`` and ``node_attrs (n, A.dim)``.
     """
 
-    def __init__(self, scalars: int, irreps_attr, *, vectors: Optional[str] = None, vector_irreps=None,
-                 center_positions: bool = True, r_max: Optional[float] = None,
-                 avg_num_neighbors: Optional[float] = None, attr_normalization: str = "component"):
+    def __init__(
+        self,
+        scalars: int,
+        irreps_attr,
+        *,
+        vectors: str | None = None,
+        vector_irreps=None,
+        center_positions: bool = True,
+        r_max: float | None = None,
+        avg_num_neighbors: float | None = None,
+        attr_normalization: str = "component",
+    ):
         irreps_attr = o3.Irreps(irreps_attr)
         self.attr_normalization = attr_normalization
         irreps_in = {K.NODE_FEATURES: f"{scalars}x0e", K.EDGE_SH: irreps_attr, K.EDGE_INDEX: None}
@@ -173,8 +180,9 @@ class SteerableInputs(IrrepsModule):
             v = data[self.vectors]
             h.append(v)
             # halved so that a_i^0 = 1 as for a_ij: a steerable layer then keeps the scale of its input
-            y_v = o3.spherical_harmonics(self.attr_degrees, v[:, :3], normalize=True,
-                                         normalization=self.attr_normalization)
+            y_v = o3.spherical_harmonics(
+                self.attr_degrees, v[:, :3], normalize=True, normalization=self.attr_normalization
+            )
             attrs = 0.5 * (attrs + y_v) if self.attr_normalization == "component" else attrs + y_v
         if self.center_positions:
             layout = ensure_batch(data)
@@ -208,30 +216,66 @@ class SEGNN(IrrepsModel):
 
     symmetry = Symmetry.E3
 
-    def __init__(self, task: TaskSpec, hidden: o3.Irreps, *, lmax_attr: int, layers: int, aggregation: str,
-                 center_positions: bool, graph, r_max: Optional[float], avg_num_neighbors: Optional[float] = None,
-                 readout_init_scale: float = 1.0, parametrization: str = "e3nn", node_charge: bool = True,
-                 attr_normalization: str = "component"):
+    def __init__(
+        self,
+        task: TaskSpec,
+        hidden: o3.Irreps,
+        *,
+        lmax_attr: int,
+        layers: int,
+        aggregation: str,
+        center_positions: bool,
+        graph,
+        r_max: float | None,
+        avg_num_neighbors: float | None = None,
+        readout_init_scale: float = 1.0,
+        parametrization: str = "e3nn",
+        node_charge: bool = True,
+        attr_normalization: str = "component",
+    ):
         charge = task.inputs.get(K.CHARGE) is not None
         output = K.NODE_ENERGY if wants_energy(task) else K.DISPLACEMENT
         vectors = velocity_vectors(task)
         # the distance itself, as the paper's code (its eq. 7 writes the square): on nbody the squared
         # distance has std 11 and grew the features to std 32 at initialisation, against 13 with r
-        invariants = InvariantInputs(task.inputs, constant=True, vectors=vectors, charge=charge and node_charge,
-                                     charge_product=charge, chain=chain_bonds(task), distance_power=1,
-                                     species=task.inputs.get(K.SPECIES_ONEHOT) is not None)
+        invariants = InvariantInputs(
+            task.inputs,
+            constant=True,
+            vectors=vectors,
+            charge=charge and node_charge,
+            charge_product=charge,
+            chain=chain_bonds(task),
+            distance_power=1,
+            species=task.inputs.get(K.SPECIES_ONEHOT) is not None,
+        )
         sh = SphericalHarmonicsEdgeAttrs(lmax_attr, normalization=attr_normalization)
         attr = sh.sh_irreps
-        inputs = SteerableInputs(invariants.num_features, attr, vectors=vectors,
-                                 vector_irreps=task.inputs.get(vectors) if vectors else None,
-                                 center_positions=center_positions, r_max=r_max,
-                                 avg_num_neighbors=avg_num_neighbors, attr_normalization=attr_normalization)
-        modules = [graph, invariants, sh, inputs,
-                   SteerableNodeMap(inputs.irreps_out[K.NODE_FEATURES], attr, hidden)]
-        modules += [SEGNNLayer(hidden, attr, invariants.edge_attr_dim, r_max=r_max, aggregation=aggregation,
-                               avg_num_neighbors=avg_num_neighbors) for _ in range(layers)]
-        modules += [SteerableNodeMap(hidden, attr, hidden, gated=True),
-                    SteerableNodeMap(hidden, attr, "1x0e" if output == K.NODE_ENERGY else "1x1o", out_field=output)]
+        inputs = SteerableInputs(
+            invariants.num_features,
+            attr,
+            vectors=vectors,
+            vector_irreps=task.inputs.get(vectors) if vectors else None,
+            center_positions=center_positions,
+            r_max=r_max,
+            avg_num_neighbors=avg_num_neighbors,
+            attr_normalization=attr_normalization,
+        )
+        modules = [graph, invariants, sh, inputs, SteerableNodeMap(inputs.irreps_out[K.NODE_FEATURES], attr, hidden)]
+        modules += [
+            SEGNNLayer(
+                hidden,
+                attr,
+                invariants.edge_attr_dim,
+                r_max=r_max,
+                aggregation=aggregation,
+                avg_num_neighbors=avg_num_neighbors,
+            )
+            for _ in range(layers)
+        ]
+        modules += [
+            SteerableNodeMap(hidden, attr, hidden, gated=True),
+            SteerableNodeMap(hidden, attr, "1x0e" if output == K.NODE_ENERGY else "1x1o", out_field=output),
+        ]
         if parametrization != "e3nn":
             for module in torch.nn.ModuleList(modules).modules():
                 if isinstance(module, SteerableLinear):
@@ -255,14 +299,20 @@ def hidden_irreps_of(config: SEGNNConfig) -> o3.Irreps:
     try:
         hidden = o3.Irreps(config.hidden_irreps)
     except (ValueError, AssertionError) as exc:
-        raise ConfigError(f"segnn: invalid hidden_irreps {config.hidden_irreps!r} ({exc}); write e.g. '32x0e + 32x1o'")
+        raise ConfigError(
+            f"segnn: invalid hidden_irreps {config.hidden_irreps!r} ({exc}); write e.g. '32x0e + 32x1o'"
+        ) from exc
     if hidden.count("0e") == 0:
         raise ConfigError(f"segnn: hidden_irreps {hidden} need 0e channels (the gates' scalars and the biases)")
     return hidden
 
 
-@register_model("segnn", config=SEGNNConfig, energy=True,
-                description="SEGNN (Brandstetter et al. 2022): steerable MLPs on attributes Y(x_ij), Y(v); E(3)")
+@register_model(
+    "segnn",
+    config=SEGNNConfig,
+    energy=True,
+    description="SEGNN (Brandstetter et al. 2022): steerable MLPs on attributes Y(x_ij), Y(v); E(3)",
+)
 def build_segnn(config: SEGNNConfig, task: TaskSpec) -> IrrepsModel:
     """Steerable E(3) equivariant graph neural network."""
     if config.layers < 1:
@@ -274,8 +324,9 @@ def build_segnn(config: SEGNNConfig, task: TaskSpec) -> IrrepsModel:
     if config.parametrization not in PARAMETRIZATIONS:
         raise ConfigError(f"segnn: parametrization must be one of {PARAMETRIZATIONS}, got {config.parametrization!r}")
     if config.attr_normalization not in ATTR_NORMALIZATIONS:
-        raise ConfigError(f"segnn: attr_normalization must be one of {ATTR_NORMALIZATIONS}, "
-                          f"got {config.attr_normalization!r}")
+        raise ConfigError(
+            f"segnn: attr_normalization must be one of {ATTR_NORMALIZATIONS}, got {config.attr_normalization!r}"
+        )
     if config.aggregation not in ("auto",) + AGGREGATIONS:
         raise ConfigError(f"segnn: aggregation must be one of {('auto',) + AGGREGATIONS}, got {config.aggregation!r}")
     with config_errors("segnn"):
@@ -288,8 +339,19 @@ def build_segnn(config: SEGNNConfig, task: TaskSpec) -> IrrepsModel:
         avg = None
         if r_max is not None:
             avg = config.avg_num_neighbors if config.avg_num_neighbors is not None else average_neighbors(task, r_max)
-        model = SEGNN(task, hidden, lmax_attr=config.lmax_attr, layers=config.layers, aggregation=aggregation,
-                      center_positions=config.center_positions, graph=graph, r_max=r_max, avg_num_neighbors=avg,
-                      readout_init_scale=config.readout_init_scale, parametrization=config.parametrization,
-                      node_charge=config.node_charge, attr_normalization=config.attr_normalization)
+        model = SEGNN(
+            task,
+            hidden,
+            lmax_attr=config.lmax_attr,
+            layers=config.layers,
+            aggregation=aggregation,
+            center_positions=config.center_positions,
+            graph=graph,
+            r_max=r_max,
+            avg_num_neighbors=avg,
+            readout_init_scale=config.readout_init_scale,
+            parametrization=config.parametrization,
+            node_charge=config.node_charge,
+            attr_normalization=config.attr_normalization,
+        )
         return EnergyModel(model, symmetry=model.symmetry) if wants_energy(task) else model

@@ -38,7 +38,6 @@ differentiated (:class:`~irrepnet.models.energy.EnergyModel`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from e3nn import o3
 
@@ -48,9 +47,9 @@ from ..nn import GraphConstruction, NodeInputs, RadialEmbedding, ScalarHead, Sph
 from ..nn.embedding import E3NN_BASES
 from ..nn.gate import Gate
 from ..nn.graph_layer import auto_graph_kind
+from ..nn.parametrization import PARAMETRIZATIONS, use_linear_parametrization
 from ..nn.topology import chain_bonds
 from ..nn.tp_conv import NORMALIZATIONS, SKIPS, TensorProductConv
-from ..nn.parametrization import PARAMETRIZATIONS, use_linear_parametrization
 from ..registry import ConfigError, register_model
 from .energy import EnergyModel, wants_energy
 
@@ -61,9 +60,14 @@ DEFAULT_R_MAX = {"twelve_body": 3.5, "nbody": 10.0}
 #: ``irrepnet.graph.build_graph(batch, "radius", r=r)``: built-in polymer simulator
 #: (2048 frames, every 7th training frame), the nbody training set (every 3rd sample) and
 #: the molecules training set (default sizes, every 3rd molecule; ASE 3.29's G2 and EMT).
-MEASURED_NEIGHBORS = {("twelve_body", 3.5): 11.0, ("nbody", 3.5): 1.91, ("nbody", 5.0): 3.08,
-                      ("nbody", 10.0): 3.99, ("molecules", 3.5): 6.61, ("molecules", 5.0): 7.56}
-
+MEASURED_NEIGHBORS = {
+    ("twelve_body", 3.5): 11.0,
+    ("nbody", 3.5): 1.91,
+    ("nbody", 5.0): 3.08,
+    ("nbody", 10.0): 3.99,
+    ("molecules", 3.5): 6.61,
+    ("molecules", 5.0): 7.56,
+}
 
 
 def average_neighbors(task: TaskSpec, r_max: float) -> float:
@@ -81,7 +85,7 @@ class TFNConfig:
     hidden_irreps: str = "16x0e + 16x0o + 8x1e + 8x1o + 4x2e + 4x2o"  # after each gate; needs 1o
     lmax: int = 2  # spherical harmonics of the edges, l = 0..lmax
     layers: int = 3  # TP convolution + gate blocks
-    r_max: Optional[float] = None  # cutoff of graph and radial basis; None: DEFAULT_R_MAX
+    r_max: float | None = None  # cutoff of graph and radial basis; None: DEFAULT_R_MAX
     graph: str = "auto"  # "radius" (r_max), "full", or "auto": full for small fixed-size systems (same function)
     n_basis: int = 8
     # e3nn's Gaussians (times the polynomial cutoff), as gate_points_2101; Bessel (NequIP) trained
@@ -90,11 +94,11 @@ class TFNConfig:
     radial_neurons: int = 64
     radial_layers: int = 1
     normalization: str = "sqrt_avg_neighbors"  # or "mean", "sum"
-    avg_num_neighbors: Optional[float] = None  # None: MEASURED_NEIGHBORS, else num_nodes - 1
+    avg_num_neighbors: float | None = None  # None: MEASURED_NEIGHBORS, else num_nodes - 1
     self_interaction: bool = True
     skip: str = "auto"
     head: str = "linear"  # "linear": VectorHead on the last features; "conv": a last TP convolution to 1x1o
-    edge_chunk: Optional[int] = None  # large graphs: edges per chunk of each convolution (activation checkpointing)
+    edge_chunk: int | None = None  # large graphs: edges per chunk of each convolution (activation checkpointing)
     # of the layers' weights (irrepnet.nn.parametrization): "linear" (stored as torch.nn.Linear's) or "e3nn"
     # (stored times sqrt(fan-in): Adam moves them several times more slowly); see the module docstring
     parametrization: str = "linear"
@@ -102,8 +106,14 @@ class TFNConfig:
 
 def reference_config(**overrides) -> TFNConfig:
     """``tfn`` at the size of ``e3nn-reference`` (hidden irreps, 3 layers, lmax 3, r 3.5, 10 basis, 128 neurons)."""
-    base = dict(hidden_irreps="8x0e + 8x0o + 16x1e + 16x1o + 8x2e + 8x2o", lmax=3, layers=3, r_max=3.5,
-                n_basis=10, radial_neurons=128)
+    base = dict(
+        hidden_irreps="8x0e + 8x0o + 16x1e + 16x1o + 8x2e + 8x2o",
+        lmax=3,
+        layers=3,
+        r_max=3.5,
+        n_basis=10,
+        radial_neurons=128,
+    )
     return TFNConfig(**{**base, **overrides})
 
 
@@ -112,10 +122,14 @@ def validate(config: TFNConfig) -> o3.Irreps:
     try:
         hidden = o3.Irreps(config.hidden_irreps)
     except (ValueError, AssertionError) as exc:
-        raise ConfigError(f"tfn: invalid hidden_irreps {config.hidden_irreps!r} ({exc}); write e.g. '8x0e + 8x1o'")
+        raise ConfigError(
+            f"tfn: invalid hidden_irreps {config.hidden_irreps!r} ({exc}); write e.g. '8x0e + 8x1o'"
+        ) from exc
     if o3.Irrep("1o") not in [ir for _, ir in hidden]:
-        raise ConfigError(f"tfn: hidden_irreps {hidden} has no 1o channel, but the displacement is a 1o vector "
-                          "and an equivariant linear head can only read 1o features; add e.g. '8x1o'")
+        raise ConfigError(
+            f"tfn: hidden_irreps {hidden} has no 1o channel, but the displacement is a 1o vector "
+            "and an equivariant linear head can only read 1o features; add e.g. '8x1o'"
+        )
     if config.lmax < 1:
         raise ConfigError(f"tfn: lmax must be >= 1 (edge directions are l=1), got {config.lmax}")
     if config.layers < 1:
@@ -156,13 +170,32 @@ class TensorFieldNetwork(IrrepsModel):
 
     symmetry = Symmetry.E3
 
-    def __init__(self, task_inputs, hidden_irreps, *, lmax: int, layers: int, r_max: float, graph: str,
-                 n_basis: int, basis: str, radial_neurons: int, radial_layers: int, normalization: str,
-                 avg_num_neighbors: float, self_interaction: bool, skip: str, head: str = "linear",
-                 chain: bool = False, edge_chunk: Optional[int] = None, output: str = K.DISPLACEMENT):
+    def __init__(
+        self,
+        task_inputs,
+        hidden_irreps,
+        *,
+        lmax: int,
+        layers: int,
+        r_max: float,
+        graph: str,
+        n_basis: int,
+        basis: str,
+        radial_neurons: int,
+        radial_layers: int,
+        normalization: str,
+        avg_num_neighbors: float,
+        self_interaction: bool,
+        skip: str,
+        head: str = "linear",
+        chain: bool = False,
+        edge_chunk: int | None = None,
+        output: str = K.DISPLACEMENT,
+    ):
         if output not in (K.DISPLACEMENT, K.NODE_ENERGY):
-            raise ValueError(f"TensorFieldNetwork output must be {K.DISPLACEMENT!r} or {K.NODE_ENERGY!r}, "
-                             f"got {output!r}")
+            raise ValueError(
+                f"TensorFieldNetwork output must be {K.DISPLACEMENT!r} or {K.NODE_ENERGY!r}, got {output!r}"
+            )
         energy = output == K.NODE_ENERGY
         inputs = NodeInputs(task_inputs)
         sh = SphericalHarmonicsEdgeAttrs(lmax)
@@ -172,18 +205,39 @@ class TensorFieldNetwork(IrrepsModel):
         irreps = inputs.irreps_out[K.NODE_FEATURES]
         for _ in range(layers):
             gate = Gate(hidden_irreps)
-            modules.append(TensorProductConv(
-                irreps, gate.irreps_in[K.NODE_FEATURES], sh.sh_irreps, n_basis, radial_neurons=radial_neurons,
-                radial_layers=radial_layers, normalization=normalization, avg_num_neighbors=avg_num_neighbors,
-                self_interaction=self_interaction, skip=skip, edge_chunk=edge_chunk))
+            modules.append(
+                TensorProductConv(
+                    irreps,
+                    gate.irreps_in[K.NODE_FEATURES],
+                    sh.sh_irreps,
+                    n_basis,
+                    radial_neurons=radial_neurons,
+                    radial_layers=radial_layers,
+                    normalization=normalization,
+                    avg_num_neighbors=avg_num_neighbors,
+                    self_interaction=self_interaction,
+                    skip=skip,
+                    edge_chunk=edge_chunk,
+                )
+            )
             modules.append(gate)
             irreps = gate.irreps_out[K.NODE_FEATURES]
         if head == "conv":  # one more message-passing step straight to the output, as gate_points_2101 ends
-            modules.append(TensorProductConv(
-                irreps, "1x0e" if energy else "1x1o", sh.sh_irreps, n_basis, radial_neurons=radial_neurons,
-                radial_layers=radial_layers,
-                normalization=normalization, avg_num_neighbors=avg_num_neighbors, self_interaction=self_interaction,
-                skip=skip, edge_chunk=edge_chunk))
+            modules.append(
+                TensorProductConv(
+                    irreps,
+                    "1x0e" if energy else "1x1o",
+                    sh.sh_irreps,
+                    n_basis,
+                    radial_neurons=radial_neurons,
+                    radial_layers=radial_layers,
+                    normalization=normalization,
+                    avg_num_neighbors=avg_num_neighbors,
+                    self_interaction=self_interaction,
+                    skip=skip,
+                    edge_chunk=edge_chunk,
+                )
+            )
             irreps = o3.Irreps("1x0e" if energy else "1x1o")
         modules.append(ScalarHead(irreps, per_graph=False) if energy else VectorHead(irreps, K.DISPLACEMENT))
         chain = IrrepsSequential(*modules, irreps_in=task_inputs)
@@ -205,18 +259,33 @@ def build_tfn_from_config(config: TFNConfig, task: TaskSpec) -> IrrepsModel:
     graph = auto_graph_kind(graph, task.num_nodes)
     energy = wants_energy(task)
     model = TensorFieldNetwork(
-        task.inputs, hidden, lmax=config.lmax, layers=config.layers, r_max=r_max, graph=graph,
-        n_basis=config.n_basis, basis=config.basis, radial_neurons=config.radial_neurons,
-        radial_layers=config.radial_layers, normalization=config.normalization, avg_num_neighbors=avg,
-        self_interaction=config.self_interaction, skip=config.skip, head=config.head, chain=chain_bonds(task),
-        edge_chunk=config.edge_chunk, output=K.NODE_ENERGY if energy else K.DISPLACEMENT)
+        task.inputs,
+        hidden,
+        lmax=config.lmax,
+        layers=config.layers,
+        r_max=r_max,
+        graph=graph,
+        n_basis=config.n_basis,
+        basis=config.basis,
+        radial_neurons=config.radial_neurons,
+        radial_layers=config.radial_layers,
+        normalization=config.normalization,
+        avg_num_neighbors=avg,
+        self_interaction=config.self_interaction,
+        skip=config.skip,
+        head=config.head,
+        chain=chain_bonds(task),
+        edge_chunk=config.edge_chunk,
+        output=K.NODE_ENERGY if energy else K.DISPLACEMENT,
+    )
     if config.parametrization == "linear":
         use_linear_parametrization(model)
     return EnergyModel(model, symmetry=model.symmetry) if energy else model
 
 
-@register_model("tfn", config=TFNConfig, energy=True,
-                description="tensor field network (TFN/NequIP): TP convolutions + gates, E(3)")
+@register_model(
+    "tfn", config=TFNConfig, energy=True, description="tensor field network (TFN/NequIP): TP convolutions + gates, E(3)"
+)
 def build_tfn(config: TFNConfig, task: TaskSpec) -> IrrepsModel:
     """Tensor field network with gated nonlinearities."""
     return build_tfn_from_config(config, task)

@@ -1,5 +1,6 @@
 """Reusable layers, each an :class:`~irrepnet.interface.IrrepsModule` with declared irreps."""
 
+from .attention import EquivariantAttention  # noqa: F401
 from .egnn import EGNNLayer, RadialFieldLayer, ScalarEmbedding  # noqa: F401
 from .embedding import RadialEmbedding, SphericalHarmonicsEdgeAttrs, polynomial_cutoff  # noqa: F401
 from .gate import Gate, GateIrreps, gate_irreps  # noqa: F401
@@ -7,4 +8,3 @@ from .graph_layer import GraphConstruction  # noqa: F401
 from .heads import ScalarHead, VectorHead  # noqa: F401
 from .inputs import NodeInputs  # noqa: F401
 from .tp_conv import EdgeTensorProduct, RadialMLP, TensorProductConv  # noqa: F401
-from .attention import EquivariantAttention  # noqa: F401

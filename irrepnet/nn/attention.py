@@ -97,22 +97,20 @@ reads ``node_features (n, I_in.dim)`` with irreps ``I_in``, ``edge_index (2, E)`
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
-from torch.utils.checkpoint import checkpoint
 from e3nn import o3
 from e3nn.nn import FullyConnectedNet
+from torch.utils.checkpoint import checkpoint
 
 from .. import keys as K
 from ..interface import IrrepsModule
-from ..scatter import segment_softmax, segment_sum
 from ..irreps import refresh_wigner_3j
+from ..scatter import segment_softmax, segment_sum
 from .embedding import polynomial_cutoff
 from .gate import Gate, gate_irreps
-from .tp_conv import SKIPS
 from .graph_layer import at_receivers, edge_chunks, edge_rows, per_pair, softmax_at_receivers, sum_at_receivers
-
+from .tp_conv import SKIPS
 
 _EPS = 1e-12  # added to squared norms of queries and keys (features are of order one)
 
@@ -128,9 +126,11 @@ def head_matrix(irreps: o3.Irreps, heads: int, what: str = "irreps") -> torch.Te
         raise ValueError(f"the number of heads must be >= 1, got {heads}")
     bad = [f"{mul}x{ir}" for mul, ir in irreps if mul % heads]
     if bad:
-        raise ValueError(f"{what} {irreps}: multiplicities of {', '.join(bad)} are not divisible by heads={heads}; "
-                         f"every multiplicity must be a multiple of the number of heads (each head takes an equal "
-                         f"share of the channels of every irrep)")
+        raise ValueError(
+            f"{what} {irreps}: multiplicities of {', '.join(bad)} are not divisible by heads={heads}; "
+            f"every multiplicity must be a multiple of the number of heads (each head takes an equal "
+            f"share of the channels of every irrep)"
+        )
     owner = []
     for mul, ir in irreps:  # construction time only: a loop over irreps blocks, not heads
         owner.append(torch.arange(mul).div(mul // heads, rounding_mode="floor").repeat_interleave(ir.dim))
@@ -156,8 +156,9 @@ def _edge_tensor_product(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, targets: o3
             blocks.append((mul, ir_out))
     if not blocks:
         raise ValueError(f"no tensor-product path from {irreps_in} x {irreps_sh} reaches any irrep of {targets}")
-    return o3.TensorProduct(irreps_in, irreps_sh, o3.Irreps(blocks), instructions,
-                            internal_weights=False, shared_weights=False)
+    return o3.TensorProduct(
+        irreps_in, irreps_sh, o3.Irreps(blocks), instructions, internal_weights=False, shared_weights=False
+    )
 
 
 class EquivariantAttention(IrrepsModule):
@@ -203,10 +204,23 @@ class EquivariantAttention(IrrepsModule):
     values ``(n, irreps_value.dim)``.
     """
 
-    def __init__(self, irreps_in, irreps_out, irreps_sh, n_basis: int, r_max: float, heads: int = 4,
-                 irreps_key=None, irreps_value=None, logit_scale: float = 2.0, radial_hidden: int = 32,
-                 radial_layers: int = 1, p: float = 6.0, edge_chunk: Optional[int] = None,
-                 skip: str = "none"):
+    def __init__(
+        self,
+        irreps_in,
+        irreps_out,
+        irreps_sh,
+        n_basis: int,
+        r_max: float,
+        heads: int = 4,
+        irreps_key=None,
+        irreps_value=None,
+        logit_scale: float = 2.0,
+        radial_hidden: int = 32,
+        radial_layers: int = 1,
+        p: float = 6.0,
+        edge_chunk: int | None = None,
+        skip: str = "none",
+    ):
         irreps_in, irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_sh)
         irreps_out = gate_irreps(irreps_out).irreps_out  # the gate's order: scalars first, simplified
         irreps_key = o3.Irreps(irreps_key if irreps_key is not None else irreps_out)
@@ -218,15 +232,23 @@ class EquivariantAttention(IrrepsModule):
         if skip not in SKIPS:
             raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
         if skip == "residual" and irreps_in != irreps_out:
-            raise ValueError(f"skip='residual' needs irreps_in == irreps_out, got {irreps_in} -> {irreps_out}; "
-                             "use skip='linear' or 'auto'")
+            raise ValueError(
+                f"skip='residual' needs irreps_in == irreps_out, got {irreps_in} -> {irreps_out}; "
+                "use skip='linear' or 'auto'"
+            )
         if skip == "auto":
             skip = "residual" if irreps_in == irreps_out else "linear"
         self.edge_chunk, self.skip = edge_chunk, skip
         super().__init__(
-            {K.NODE_FEATURES: irreps_in, K.EDGE_INDEX: None, K.EDGE_SH: irreps_sh,
-             K.EDGE_EMBEDDING: f"{n_basis}x0e", K.EDGE_LEN: None},
-            {K.NODE_FEATURES: irreps_out})
+            {
+                K.NODE_FEATURES: irreps_in,
+                K.EDGE_INDEX: None,
+                K.EDGE_SH: irreps_sh,
+                K.EDGE_EMBEDDING: f"{n_basis}x0e",
+                K.EDGE_LEN: None,
+            },
+            {K.NODE_FEATURES: irreps_out},
+        )
         key_heads = head_matrix(irreps_key, heads, "key irreps")
         value_heads = head_matrix(irreps_value, heads, "value irreps")
         self.heads, self.r_max, self.p = heads, float(r_max), float(p)
@@ -240,8 +262,9 @@ class EquivariantAttention(IrrepsModule):
 
         self.query = o3.Linear(irreps_in, irreps_key)
         self.kernel = _edge_tensor_product(irreps_in, irreps_sh, irreps_key + irreps_value)
-        self.radial = FullyConnectedNet([n_basis] + [radial_hidden] * radial_layers + [self.kernel.weight_numel],
-                                        torch.nn.functional.silu)
+        self.radial = FullyConnectedNet(
+            [n_basis] + [radial_hidden] * radial_layers + [self.kernel.weight_numel], torch.nn.functional.silu
+        )
         self.key_value = o3.Linear(self.kernel.irreps_out, irreps_key + irreps_value)
         self.gate = Gate(irreps_out)
         # the skip (f_i) enters the self-interaction, as in the paper's residual attention block
@@ -311,8 +334,9 @@ class EquivariantAttention(IrrepsModule):
         u = polynomial_cutoff(length.double(), self.r_max, self.p).to(length.dtype)  # [E]
         inside = u > 0
         # log(1) where u = 0 keeps the backward pass free of 0/0; those edges get -inf below.
-        log_u = torch.where(inside, torch.log(torch.where(inside, u, torch.ones_like(u))),
-                            torch.full_like(u, -math.inf))
+        log_u = torch.where(
+            inside, torch.log(torch.where(inside, u, torch.ones_like(u))), torch.full_like(u, -math.inf)
+        )
         return u, log_u
 
     def _key_value(self, x, sender, sh, emb):
@@ -339,11 +363,37 @@ class EquivariantAttention(IrrepsModule):
         sh, emb, n = data[K.EDGE_SH], data[K.EDGE_EMBEDDING], x.shape[0]
         query = self.query(x)
         u, log_u = self._cutoff(data[K.EDGE_LEN])
-        logits = torch.cat([checkpoint(self._chunk_logits, x, query, sender[a:b], receiver[a:b], sh[a:b],
-                                       emb[a:b], log_u[a:b], use_reentrant=False) for a, b in chunks])
+        logits = torch.cat(
+            [
+                checkpoint(
+                    self._chunk_logits,
+                    x,
+                    query,
+                    sender[a:b],
+                    receiver[a:b],
+                    sh[a:b],
+                    emb[a:b],
+                    log_u[a:b],
+                    use_reentrant=False,
+                )
+                for a, b in chunks
+            ]
+        )
         alpha = segment_softmax(logits, receiver, n)  # [E, H]
-        aggregated = sum(checkpoint(self._chunk_messages, x, sender[a:b], receiver[a:b], sh[a:b], emb[a:b],
-                                    alpha[a:b], u[a:b], use_reentrant=False) for a, b in chunks)
+        aggregated = sum(
+            checkpoint(
+                self._chunk_messages,
+                x,
+                sender[a:b],
+                receiver[a:b],
+                sh[a:b],
+                emb[a:b],
+                alpha[a:b],
+                u[a:b],
+                use_reentrant=False,
+            )
+            for a, b in chunks
+        )
         return alpha, aggregated
 
     def forward(self, data):

@@ -43,8 +43,6 @@ through one ``addmm``. Timings against the paper's own code: ``benchmarks/egnn_v
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
 import torch
 from torch import nn
 
@@ -57,12 +55,17 @@ EDGE_ATTRS = "edge_attrs"  # (E, K): fixed per-edge attributes; Kx0e in equivari
 K.register_field(COORD_SHIFT, K.NODE)  # translation invariant, so not a position field
 K.register_field(EDGE_ATTRS, K.EDGE)
 
-_ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh,
-                "leaky_relu": lambda: nn.LeakyReLU(0.2)}
+_ACTIVATIONS = {
+    "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+}
 COORDS_AGG = ("mean", "sum")
 
 
-def activation(act: Union[str, nn.Module]) -> nn.Module:
+def activation(act: str | nn.Module) -> nn.Module:
     """An activation module from its name (``"silu"``, ``"relu"``...) or the module itself."""
     if isinstance(act, nn.Module):
         return act
@@ -87,8 +90,9 @@ def _reset_all(module: nn.Module) -> None:
 def relative_positions(data, shift: torch.Tensor) -> torch.Tensor:
     """:math:`x^l_i - x^l_j = (x^0_i - x^0_j) + s^l_i - s^l_j` per edge, in the layout of :func:`edge_rows`."""
     sender = data[K.EDGE_INDEX][0]
-    return (edge_rows(data[K.EDGE_VEC], data) + at_receivers(shift, data)
-            - edge_rows(shift.index_select(0, sender), data))
+    return (
+        edge_rows(data[K.EDGE_VEC], data) + at_receivers(shift, data) - edge_rows(shift.index_select(0, sender), data)
+    )
 
 
 class EGNNLayer(IrrepsModule):
@@ -157,19 +161,37 @@ class EGNNLayer(IrrepsModule):
 
     symmetry = Symmetry.E3  # lets the audit judge the layer on its own
 
-    def __init__(self, in_features: int, out_features: Optional[int] = None, hidden: Optional[int] = None,
-                 edge_attr_dim: int = 0, *, act: Union[str, nn.Module] = "silu", residual: bool = True,
-                 attention: bool = False, normalize: bool = False, tanh: bool = False, coords_range: float = 1.0,
-                 coords_agg: str = "mean", coords_weight: float = 1.0, velocity: bool = False,
-                 velocity_field: str = K.VEL, eps: float = 1e-8):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int | None = None,
+        hidden: int | None = None,
+        edge_attr_dim: int = 0,
+        *,
+        act: str | nn.Module = "silu",
+        residual: bool = True,
+        attention: bool = False,
+        normalize: bool = False,
+        tanh: bool = False,
+        coords_range: float = 1.0,
+        coords_agg: str = "mean",
+        coords_weight: float = 1.0,
+        velocity: bool = False,
+        velocity_field: str = K.VEL,
+        eps: float = 1e-8,
+    ):
         out_features = in_features if out_features is None else out_features
         hidden = out_features if hidden is None else hidden
         if min(in_features, out_features, hidden) < 1 or edge_attr_dim < 0:
-            raise ValueError(f"EGNNLayer needs positive feature dims and edge_attr_dim >= 0, got in={in_features}, "
-                             f"out={out_features}, hidden={hidden}, edge_attr_dim={edge_attr_dim}")
+            raise ValueError(
+                f"EGNNLayer needs positive feature dims and edge_attr_dim >= 0, got in={in_features}, "
+                f"out={out_features}, hidden={hidden}, edge_attr_dim={edge_attr_dim}"
+            )
         if residual and in_features != out_features:
-            raise ValueError(f"a residual EGNNLayer needs in_features == out_features, got {in_features} -> "
-                             f"{out_features}; set residual=False")
+            raise ValueError(
+                f"a residual EGNNLayer needs in_features == out_features, got {in_features} -> "
+                f"{out_features}; set residual=False"
+            )
         if coords_agg not in COORDS_AGG:
             raise ValueError(f"coords_agg must be one of {COORDS_AGG}, got {coords_agg!r}")
         irreps_in = {K.NODE_FEATURES: f"{in_features}x0e", K.EDGE_INDEX: None, K.EDGE_VEC: "1o", COORD_SHIFT: "1o"}
@@ -178,20 +200,30 @@ class EGNNLayer(IrrepsModule):
         if velocity:
             irreps_in[velocity_field] = "1o"
         super().__init__(irreps_in, {K.NODE_FEATURES: f"{out_features}x0e", COORD_SHIFT: "1o"})
-        self.in_features, self.out_features, self.hidden, self.edge_attr_dim = (in_features, out_features, hidden,
-                                                                                edge_attr_dim)
+        self.in_features, self.out_features, self.hidden, self.edge_attr_dim = (
+            in_features,
+            out_features,
+            hidden,
+            edge_attr_dim,
+        )
         self.residual, self.normalize, self.tanh, self.coords_range = residual, normalize, tanh, float(coords_range)
         self.coords_agg, self.coords_weight, self.eps = coords_agg, float(coords_weight), float(eps)
         self.velocity_field = velocity_field if velocity else None
 
-        self.edge_mlp = nn.Sequential(nn.Linear(2 * in_features + 1 + edge_attr_dim, hidden), activation(act),
-                                      nn.Linear(hidden, hidden), activation(act))
+        self.edge_mlp = nn.Sequential(
+            nn.Linear(2 * in_features + 1 + edge_attr_dim, hidden),
+            activation(act),
+            nn.Linear(hidden, hidden),
+            activation(act),
+        )
         self.att_mlp = nn.Linear(hidden, 1) if attention else None
-        self.node_mlp = nn.Sequential(nn.Linear(in_features + hidden, hidden), activation(act),
-                                      nn.Linear(hidden, out_features))
+        self.node_mlp = nn.Sequential(
+            nn.Linear(in_features + hidden, hidden), activation(act), nn.Linear(hidden, out_features)
+        )
         self.coord_mlp = nn.Sequential(nn.Linear(hidden, hidden), activation(act), nn.Linear(hidden, 1, bias=False))
-        self.vel_mlp = (nn.Sequential(nn.Linear(in_features, hidden), activation(act), nn.Linear(hidden, 1))
-                        if velocity else None)
+        self.vel_mlp = (
+            nn.Sequential(nn.Linear(in_features, hidden), activation(act), nn.Linear(hidden, 1)) if velocity else None
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -243,20 +275,33 @@ class EGNNLayer(IrrepsModule):
         """
         lin, F = self.edge_mlp[0], self.in_features
         h_i = nn.functional.linear(h, lin.weight[:, :F], lin.bias)  # [n, H]: W_i h + b
-        h_j = nn.functional.linear(h, lin.weight[:, F:2 * F])  # [n, H]: W_j h
+        h_j = nn.functional.linear(h, lin.weight[:, F : 2 * F])  # [n, H]: W_j h
         pair = at_receivers(h_i, data) + edge_rows(h_j.index_select(0, send), data)  # [E, H] or [n, D, H]
         scalars = radial if not self.edge_attr_dim else torch.cat([radial, edge_rows(data[EDGE_ATTRS], data)], dim=-1)
         # pair + [r_ij, a_ij] W_e^T in one addmm: the sum is written once
-        pre = torch.addmm(pair.reshape(-1, pair.shape[-1]), scalars.reshape(-1, scalars.shape[-1]),
-                          lin.weight[:, 2 * F:].T)
+        pre = torch.addmm(
+            pair.reshape(-1, pair.shape[-1]), scalars.reshape(-1, scalars.shape[-1]), lin.weight[:, 2 * F :].T
+        )
         return pre.view(pair.shape)
 
     def extra_repr(self) -> str:
-        opts = [f"{self.in_features} -> {self.out_features}", f"hidden={self.hidden}",
-                f"edge_attr_dim={self.edge_attr_dim}", f"coords_agg={self.coords_agg!r}"]
-        opts += [name for name, on in (("residual", self.residual), ("attention", self.att_mlp is not None),
-                                       ("normalize", self.normalize), ("tanh", self.tanh),
-                                       ("velocity", self.vel_mlp is not None)) if on]
+        opts = [
+            f"{self.in_features} -> {self.out_features}",
+            f"hidden={self.hidden}",
+            f"edge_attr_dim={self.edge_attr_dim}",
+            f"coords_agg={self.coords_agg!r}",
+        ]
+        opts += [
+            name
+            for name, on in (
+                ("residual", self.residual),
+                ("attention", self.att_mlp is not None),
+                ("normalize", self.normalize),
+                ("tanh", self.tanh),
+                ("velocity", self.vel_mlp is not None),
+            )
+            if on
+        ]
         return ", ".join(opts) + f", {super().extra_repr()}"
 
 
@@ -295,12 +340,22 @@ class RadialFieldLayer(IrrepsModule):
 
     symmetry = Symmetry.E3
 
-    def __init__(self, edge_attr_dim: int = 0, hidden: int = 64, *, act: Union[str, nn.Module] = "silu",
-                 velocity: bool = False, velocity_field: str = K.VEL, coords_agg: str = "mean",
-                 coords_weight: float = 1.0):
+    def __init__(
+        self,
+        edge_attr_dim: int = 0,
+        hidden: int = 64,
+        *,
+        act: str | nn.Module = "silu",
+        velocity: bool = False,
+        velocity_field: str = K.VEL,
+        coords_agg: str = "mean",
+        coords_weight: float = 1.0,
+    ):
         if hidden < 1 or edge_attr_dim < 0:
-            raise ValueError(f"RadialFieldLayer needs hidden >= 1 and edge_attr_dim >= 0, "
-                             f"got hidden={hidden}, edge_attr_dim={edge_attr_dim}")
+            raise ValueError(
+                f"RadialFieldLayer needs hidden >= 1 and edge_attr_dim >= 0, "
+                f"got hidden={hidden}, edge_attr_dim={edge_attr_dim}"
+            )
         if coords_agg not in COORDS_AGG:
             raise ValueError(f"coords_agg must be one of {COORDS_AGG}, got {coords_agg!r}")
         irreps_in = {K.EDGE_INDEX: None, K.EDGE_VEC: "1o", COORD_SHIFT: "1o"}
@@ -312,8 +367,9 @@ class RadialFieldLayer(IrrepsModule):
         self.edge_attr_dim, self.hidden = edge_attr_dim, hidden
         self.coords_agg, self.coords_weight = coords_agg, float(coords_weight)
         self.velocity_field = velocity_field if velocity else None
-        self.phi = nn.Sequential(nn.Linear(1 + edge_attr_dim, hidden), activation(act), nn.Linear(hidden, 1, bias=False),
-                                 nn.Tanh())
+        self.phi = nn.Sequential(
+            nn.Linear(1 + edge_attr_dim, hidden), activation(act), nn.Linear(hidden, 1, bias=False), nn.Tanh()
+        )
         self.vel_mlp = nn.Sequential(nn.Linear(1, hidden), activation(act), nn.Linear(hidden, 1)) if velocity else None
         self.reset_parameters()
 
@@ -327,16 +383,20 @@ class RadialFieldLayer(IrrepsModule):
         phi_in = [torch.linalg.vector_norm(rel, dim=-1, keepdim=True)]
         if self.edge_attr_dim:
             phi_in.append(edge_rows(data[EDGE_ATTRS], data))
-        step = self.coords_weight * sum_at_receivers(rel * self.phi(torch.cat(phi_in, dim=-1)), data, shift.shape[0],
-                                                     mean=self.coords_agg == "mean")
+        step = self.coords_weight * sum_at_receivers(
+            rel * self.phi(torch.cat(phi_in, dim=-1)), data, shift.shape[0], mean=self.coords_agg == "mean"
+        )
         if self.vel_mlp is not None:
             v = data[self.velocity_field]
             step = step + self.vel_mlp(torch.linalg.vector_norm(v, dim=-1, keepdim=True)) * v
         return {**data, COORD_SHIFT: shift + step}
 
     def extra_repr(self) -> str:
-        return (f"edge_attr_dim={self.edge_attr_dim}, hidden={self.hidden}, coords_agg={self.coords_agg!r}"
-                + (", velocity" if self.vel_mlp is not None else "") + f", {super().extra_repr()}")
+        return (
+            f"edge_attr_dim={self.edge_attr_dim}, hidden={self.hidden}, coords_agg={self.coords_agg!r}"
+            + (", velocity" if self.vel_mlp is not None else "")
+            + f", {super().extra_repr()}"
+        )
 
 
 class ScalarEmbedding(IrrepsModule):

@@ -50,8 +50,12 @@ E3NN_BASES = ("gaussian", "cosine", "smooth_finite", "fourier", "bessel_e3nn")
 def polynomial_cutoff(x: torch.Tensor, r_max: float, p: float = 6.0) -> torch.Tensor:
     """DimeNet's envelope: 1 at 0, falls to 0 at ``r_max`` with ``p`` continuous derivatives."""
     d = x / r_max
-    u = (1.0 - (p + 1.0) * (p + 2.0) / 2.0 * d.pow(p) + p * (p + 2.0) * d.pow(p + 1.0)
-         - p * (p + 1.0) / 2.0 * d.pow(p + 2.0))
+    u = (
+        1.0
+        - (p + 1.0) * (p + 2.0) / 2.0 * d.pow(p)
+        + p * (p + 2.0) * d.pow(p + 1.0)
+        - p * (p + 1.0) / 2.0 * d.pow(p + 2.0)
+    )
     return u * (d < 1.0)
 
 
@@ -77,8 +81,7 @@ class SphericalHarmonicsEdgeAttrs(IrrepsModule):
 
     def forward(self, data):
         # normalize=True: the direction only; the length goes through the radial basis.
-        sh = o3.spherical_harmonics(self._degrees, data[K.EDGE_VEC], normalize=True,
-                                    normalization=self.normalization)
+        sh = o3.spherical_harmonics(self._degrees, data[K.EDGE_VEC], normalize=True, normalization=self.normalization)
         return {**data, K.EDGE_SH: sh}
 
 
@@ -106,8 +109,15 @@ class RadialEmbedding(IrrepsModule):
         width of the embedding: ``n_basis``, plus 3 with ``chain``.
     """
 
-    def __init__(self, n_basis: int = 8, r_max: float = 3.5, basis: str = "bessel", trainable: bool = False,
-                 p: float = 6.0, chain: bool = False):
+    def __init__(
+        self,
+        n_basis: int = 8,
+        r_max: float = 3.5,
+        basis: str = "bessel",
+        trainable: bool = False,
+        p: float = 6.0,
+        chain: bool = False,
+    ):
         if n_basis < 1 or r_max <= 0:
             raise ValueError(f"need n_basis >= 1 and r_max > 0, got n_basis={n_basis}, r_max={r_max}")
         if basis != "bessel" and basis not in E3NN_BASES:

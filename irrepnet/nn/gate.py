@@ -24,7 +24,8 @@ sorted and simplified); writes ``field (n, irreps_out.dim)``, ``irreps_out = S +
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from e3nn import nn as e3nn_nn
@@ -98,17 +99,29 @@ class Gate(IrrepsModule):
     ``field (n, irreps_in.dim)`` -> ``field (n, irreps_out.dim)``, see :func:`gate_irreps`.
     """
 
-    def __init__(self, hidden, field: str = K.NODE_FEATURES, gate: str = "0e",
-                 act_even: Optional[Callable] = None, act_odd: Optional[Callable] = None):
+    def __init__(
+        self,
+        hidden,
+        field: str = K.NODE_FEATURES,
+        gate: str = "0e",
+        act_even: Callable | None = None,
+        act_odd: Callable | None = None,
+    ):
         parts = gate_irreps(hidden, gate)
         acts = {1: act_even or SCALAR_ACTS[1], -1: act_odd or SCALAR_ACTS[-1]}
         super().__init__({field: parts.irreps_in}, {field: parts.irreps_out})
-        self.gate = e3nn_nn.Gate(parts.scalars, [acts[ir.p] for _, ir in parts.scalars],
-                                 parts.gates, [GATE_ACTS[ir.p] for _, ir in parts.gates], parts.gated)
+        self.gate = e3nn_nn.Gate(
+            parts.scalars,
+            [acts[ir.p] for _, ir in parts.scalars],
+            parts.gates,
+            [GATE_ACTS[ir.p] for _, ir in parts.gates],
+            parts.gated,
+        )
         # e3nn sorts its input; if the arithmetic above ever diverged from it, say so now
         if self.gate.irreps_in != parts.irreps_in or self.gate.irreps_out != parts.irreps_out:
-            raise RuntimeError(f"gate irreps disagree with e3nn: {parts} vs "
-                               f"{self.gate.irreps_in} -> {self.gate.irreps_out}")
+            raise RuntimeError(
+                f"gate irreps disagree with e3nn: {parts} vs {self.gate.irreps_in} -> {self.gate.irreps_out}"
+            )
         self.field, self.parts = field, parts
 
     def activate(self, x: torch.Tensor) -> torch.Tensor:

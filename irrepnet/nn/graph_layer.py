@@ -34,8 +34,6 @@ of floating-point additions) without index arithmetic.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 import torch
 
 from .. import keys as K
@@ -67,8 +65,15 @@ class GraphConstruction(IrrepsModule):
         wasted on a model with no radial embedding).
     """
 
-    def __init__(self, kind: str = "full", r: Optional[float] = None, k: Optional[int] = None, backend: str = "auto",
-                 regular: bool = True, pairs: bool = False):
+    def __init__(
+        self,
+        kind: str = "full",
+        r: float | None = None,
+        k: int | None = None,
+        backend: str = "auto",
+        regular: bool = True,
+        pairs: bool = False,
+    ):
         super().__init__({K.POS: "1o"}, {K.EDGE_INDEX: None, K.EDGE_VEC: "1o", K.EDGE_LEN: None})
         if kind not in ("full", "radius", "knn"):
             raise ValueError(f"unknown graph kind {kind!r}; choose 'full', 'radius' or 'knn'")
@@ -131,9 +136,14 @@ class GraphConstruction(IrrepsModule):
             return None
         batch, num_nodes, options, fields = cached
         new_batch, new_counts = data[K.BATCH], data[K.NUM_NODES]
-        if (options != (self.regular, self.pairs) or batch.device != new_batch.device
-                or batch.shape != new_batch.shape or num_nodes.shape != new_counts.shape
-                or not torch.equal(num_nodes, new_counts) or not torch.equal(batch, new_batch)):
+        if (
+            options != (self.regular, self.pairs)
+            or batch.device != new_batch.device
+            or batch.shape != new_batch.shape
+            or num_nodes.shape != new_counts.shape
+            or not torch.equal(num_nodes, new_counts)
+            or not torch.equal(batch, new_batch)
+        ):
             return None
         return fields
 
@@ -155,7 +165,6 @@ class GraphConstruction(IrrepsModule):
         return f"kind={self.kind!r}{extra}, {super().extra_repr()}"
 
 
-
 def per_pair(fn, data):
     """``fn(edge_embedding)``, evaluated once per unordered pair when the embedding says it may be.
 
@@ -175,7 +184,7 @@ def per_pair(fn, data):
     return fn(data[K.PAIR_EMBEDDING]).index_select(0, data[K.EDGE_PAIR])
 
 
-def regular_degree(receiver: torch.Tensor, num_nodes: int) -> Optional[int]:
+def regular_degree(receiver: torch.Tensor, num_nodes: int) -> int | None:
     """``D`` when each of the ``num_nodes`` nodes receives exactly ``D >= 1`` edges, else ``None``.
 
     Eager (reads values); ``receiver`` must be sorted, as every builder returns it.
@@ -183,8 +192,9 @@ def regular_degree(receiver: torch.Tensor, num_nodes: int) -> Optional[int]:
     if num_nodes == 0 or receiver.numel() % num_nodes:
         return None
     degree = receiver.numel() // num_nodes
-    if degree == 0 or not torch.equal(receiver.view(num_nodes, degree),
-                                      torch.arange(num_nodes, device=receiver.device)[:, None].expand(-1, degree)):
+    if degree == 0 or not torch.equal(
+        receiver.view(num_nodes, degree), torch.arange(num_nodes, device=receiver.device)[:, None].expand(-1, degree)
+    ):
         return None
     return degree
 
@@ -238,7 +248,7 @@ def softmax_at_receivers(logits: torch.Tensor, data, num_nodes: int) -> torch.Te
 FULL_GRAPH_MAX_NODES = 32
 
 
-def auto_graph_kind(kind: str, num_nodes: Optional[int]) -> str:
+def auto_graph_kind(kind: str, num_nodes: int | None) -> str:
     """Resolve ``kind="auto"`` for a model whose messages vanish smoothly at its cutoff.
 
     Such a model (bias-free radial MLP of an embedding that is exactly 0 beyond the
@@ -256,7 +266,7 @@ def auto_graph_kind(kind: str, num_nodes: Optional[int]) -> str:
     return "full" if num_nodes is not None and num_nodes <= FULL_GRAPH_MAX_NODES else "radius"
 
 
-def edge_chunks(num_edges: int, chunk: Optional[int], data) -> Optional[List[Tuple[int, int]]]:
+def edge_chunks(num_edges: int, chunk: int | None, data) -> list[tuple[int, int]] | None:
     """``[(start, stop), ...]`` ranges of at most ``chunk`` edges, or ``None`` to take all edges at once.
 
     Layers that hold per-edge tensors much wider than their inputs (tensor-product weights,

@@ -37,8 +37,10 @@ class VectorHead(IrrepsModule):
     def __init__(self, irreps_features, out_field: str = K.DISPLACEMENT):
         irreps_features = o3.Irreps(irreps_features)
         if not any(ir == o3.Irrep("1o") for _, ir in irreps_features):
-            raise ValueError(f"VectorHead needs 1o features to predict a vector, got {irreps_features}; "
-                             "add 1o channels to the last layer (a 1e pseudovector cannot be a displacement)")
+            raise ValueError(
+                f"VectorHead needs 1o features to predict a vector, got {irreps_features}; "
+                "add 1o channels to the last layer (a 1e pseudovector cannot be a displacement)"
+            )
         irreps_in = {K.NODE_FEATURES: irreps_features}
         if out_field == K.NEXT_POS:
             irreps_in[K.POS] = o3.Irreps("1o")

@@ -14,7 +14,7 @@ with irreps ``1x0e + I_f1 + I_f2 + ...`` and ``node_attrs (n, 1)`` ones, ``1x0e`
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from e3nn import o3
@@ -38,7 +38,7 @@ class NodeInputs(IrrepsModule):
         task has. ``vel`` is skipped when ``vel_history`` is used (it is its first block).
     """
 
-    def __init__(self, task_inputs: Mapping[str, object], fields: Optional[Sequence[str]] = None):
+    def __init__(self, task_inputs: Mapping[str, object], fields: Sequence[str] | None = None):
         super().__init__()
         if fields is None:
             fields = [f for f in DEFAULT_FEATURE_FIELDS if f in task_inputs]
@@ -46,8 +46,9 @@ class NodeInputs(IrrepsModule):
                 fields.remove(K.VEL)
         missing = [f for f in fields if f not in task_inputs or task_inputs[f] is None]
         if missing:
-            raise ValueError(f"NodeInputs: fields {missing} are not geometric inputs of this task "
-                             f"(inputs: {dict(task_inputs)})")
+            raise ValueError(
+                f"NodeInputs: fields {missing} are not geometric inputs of this task (inputs: {dict(task_inputs)})"
+            )
         irreps_in = {f: o3.Irreps(task_inputs[f]) for f in fields}
         features = o3.Irreps("1x0e")
         for f in fields:

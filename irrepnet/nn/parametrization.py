@@ -27,7 +27,6 @@ Shapes/irreps: no layer changes its shapes or irreps; only the stored parameters
 from __future__ import annotations
 
 from functools import partial
-from typing import Dict
 
 import torch
 from e3nn import o3
@@ -52,7 +51,7 @@ class _Scaled(torch.nn.Module):
         return weight / self.scale
 
 
-def applied_scales(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+def applied_scales(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     r"""The factors :math:`1/\sqrt{\text{fan-in}}` that ``module``'s forward applies to its own stored weights.
 
     ``{name: tensor shaped like the weight}``: ``weight`` of an ``o3.Linear`` with internal
@@ -64,8 +63,11 @@ def applied_scales(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
         if not module.internal_weights or module.weight_numel == 0 or module.weight.dim() != 1:
             return {}
         # the flat weight lists the instructions' (mul_in, mul_out) blocks in order; biases are apart
-        parts = [torch.full((ins.path_shape[0] * ins.path_shape[1],), float(ins.path_weight))
-                 for ins in module.instructions if ins.i_in != -1]
+        parts = [
+            torch.full((ins.path_shape[0] * ins.path_shape[1],), float(ins.path_weight))
+            for ins in module.instructions
+            if ins.i_in != -1
+        ]
         return {"weight": torch.cat(parts).to(module.weight)}
     if isinstance(module, _FullyConnectedLayer):
         # the forward's own factor, without the activation's variance terms (both 1 by default)

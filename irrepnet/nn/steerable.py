@@ -48,7 +48,6 @@ Shapes/irreps
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from e3nn import o3
@@ -107,12 +106,15 @@ class SteerableLinear(torch.nn.Module):
         super().__init__()
         self.irreps_in, self.irreps_attr = o3.Irreps(irreps_in), o3.Irreps(irreps_attr)
         self.irreps_out = o3.Irreps(irreps_out)
-        if any(mul != 1 for mul, _ in self.irreps_attr) or len({ir.l for _, ir in self.irreps_attr}) != len(self.irreps_attr):
+        if any(mul != 1 for mul, _ in self.irreps_attr) or len({ir.l for _, ir in self.irreps_attr}) != len(
+            self.irreps_attr
+        ):
             raise ValueError(f"irreps_attr must hold each degree once with multiplicity 1, got {self.irreps_attr}")
         outs = [ir for _, ir in self.irreps_out]
         if len(set(outs)) != len(outs):
-            raise ValueError(f"irreps_out must hold each irrep once, got {self.irreps_out}; "
-                             "use irreps.sort().irreps.simplify()")
+            raise ValueError(
+                f"irreps_out must hold each irrep once, got {self.irreps_out}; use irreps.sort().irreps.simplify()"
+            )
         attr_offsets = [s.start for s in self.irreps_attr.slices()]
 
         # input columns of each irrep type, as (channel u, component) in e3nn's layout
@@ -129,17 +131,23 @@ class SteerableLinear(torch.nn.Module):
         reached = {o for _, _, o in paths}
         missing = [str(ir) for o, (_, ir) in enumerate(self.irreps_out) if o not in reached]
         if missing:
-            raise ValueError(f"no tensor-product path from {self.irreps_in} x {self.irreps_attr} reaches "
-                             f"{' + '.join(missing)} of {self.irreps_out}; add attribute degrees or input "
-                             "irreps that couple to it")
+            raise ValueError(
+                f"no tensor-product path from {self.irreps_in} x {self.irreps_attr} reaches "
+                f"{' + '.join(missing)} of {self.irreps_out}; add attribute degrees or input "
+                "irreps that couple to it"
+            )
         self.in_types = [(ir.l, ir.p) for ir in in_types]
         used = sorted({i for i, _, _ in paths})
         mul_in = {i: sum(mul for mul, ir in self.irreps_in if ir == in_types[i]) for i in used}
         fan_in = {o: sum(mul_in[i] for i, _, oo in paths if oo == o) for o in reached}
         self.in_mul = mul_in
         for i in used:
-            cols = [c for (mul, ir), sl in zip(self.irreps_in, self.irreps_in.slices()) if ir == in_types[i]
-                    for c in range(sl.start, sl.stop)]
+            cols = [
+                c
+                for (mul, ir), sl in zip(self.irreps_in, self.irreps_in.slices())
+                if ir == in_types[i]
+                for c in range(sl.start, sl.stop)
+            ]
             self.register_buffer(f"_cols_{i}", torch.tensor(cols, dtype=torch.long), persistent=False)
 
         def degrees(path):
@@ -152,17 +160,24 @@ class SteerableLinear(torch.nn.Module):
         self.mix_groups, self.couple_groups = [], []  # (i, [(j, o, width)]) / (o, [(i, j)])
         self.weights_mix, self.weights_couple = torch.nn.ParameterList(), torch.nn.ParameterList()
         for i in used:
-            mine = [(j, o, self.irreps_out[o].mul) for ii, j, o in paths
-                    if ii == i and (degrees((ii, j, o))[1] == 0 or degrees((ii, j, o))[0] <= degrees((ii, j, o))[2])]
+            mine = [
+                (j, o, self.irreps_out[o].mul)
+                for ii, j, o in paths
+                if ii == i and (degrees((ii, j, o))[1] == 0 or degrees((ii, j, o))[0] <= degrees((ii, j, o))[2])
+            ]
             if mine:
                 self.mix_groups.append((i, mine))
                 self.weights_mix.append(torch.nn.Parameter(torch.randn(mul_in[i], sum(w for _, _, w in mine))))
                 scale = torch.cat([torch.full((w,), fan_in[o] ** -0.5) for _, o, w in mine])
-                self.register_buffer(f"_scale_mix_{len(self.mix_groups) - 1}", scale.to(torch.get_default_dtype()),
-                                     persistent=False)
+                self.register_buffer(
+                    f"_scale_mix_{len(self.mix_groups) - 1}", scale.to(torch.get_default_dtype()), persistent=False
+                )
         for o in sorted(reached):
-            theirs = [(i, j) for i, j, oo in paths if oo == o and (i, j, o) not in
-                      {(ii, jj, oo2) for ii, g in self.mix_groups for jj, oo2, _ in g}]
+            theirs = [
+                (i, j)
+                for i, j, oo in paths
+                if oo == o and (i, j, o) not in {(ii, jj, oo2) for ii, g in self.mix_groups for jj, oo2, _ in g}
+            ]
             if theirs:
                 self.couple_groups.append((o, theirs))
                 width = sum(mul_in[i] for i, _ in theirs)
@@ -180,8 +195,11 @@ class SteerableLinear(torch.nn.Module):
         self.out_dims = [(mul, ir.l) for mul, ir in self.irreps_out]
         self.scalar_out = [o for o, (_, ir) in enumerate(self.irreps_out) if ir == o3.Irrep("0e")]
         # a bias on the 0e outputs only (an invariant constant); none at all without them
-        self.bias = (torch.nn.Parameter(torch.zeros(sum(self.irreps_out[o].mul for o in self.scalar_out)))
-                     if self.scalar_out else None)
+        self.bias = (
+            torch.nn.Parameter(torch.zeros(sum(self.irreps_out[o].mul for o in self.scalar_out)))
+            if self.scalar_out
+            else None
+        )
         self.weight_numel = sum(w.numel() for w in self.weights_mix) + sum(w.numel() for w in self.weights_couple)
 
     @torch.no_grad()
@@ -240,27 +258,28 @@ class SteerableLinear(torch.nn.Module):
             w = self.weights_mix[g] * getattr(self, f"_scale_mix_{g}")
             start = 0
             for j, o, width in mine:
-                out[(i, j, o)], start = w[:, start:start + width], start + width
+                out[(i, j, o)], start = w[:, start : start + width], start + width
         for g, (o, theirs) in enumerate(self.couple_groups):
             w = self.weights_couple[g] * self._couple_scale[o]
             start = 0
             for i, j in theirs:
                 u = self.in_mul[i]
-                out[(i, j, o)], start = w[start:start + u], start + u
+                out[(i, j, o)], start = w[start : start + u], start + u
         return out
 
     def _coupling(self, attr: torch.Tensor, path) -> torch.Tensor:
         """The attribute contracted with the path's coefficients: ``(rows, 2l1+1, 2l3+1)``."""
         off, d2 = self.attr_slices[path[1]]
-        return torch.einsum("rb,abc->rac", attr[:, off:off + d2], self._cg[path])
+        return torch.einsum("rb,abc->rac", attr[:, off : off + d2], self._cg[path])
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         rows = x.shape[0]
         inputs = {}  # per input type: [rows, U, 2l1+1], e3nn's layout
         for i in self.in_mul:  # every input type some path starts from
             # explicit sizes, no -1: a graph without edges has rows = 0
-            inputs[i] = x.index_select(1, getattr(self, f"_cols_{i}")).view(rows, self.in_mul[i],
-                                                                             2 * self.in_types[i][0] + 1)
+            inputs[i] = x.index_select(1, getattr(self, f"_cols_{i}")).view(
+                rows, self.in_mul[i], 2 * self.in_types[i][0] + 1
+            )
         out = [None] * len(self.out_dims)
 
         def add(o, y):
@@ -272,10 +291,10 @@ class SteerableLinear(torch.nn.Module):
             z = (inputs[i].transpose(1, 2).reshape(rows * d1, self.in_mul[i]) @ w).view(rows, d1, w.shape[1])
             start = 0
             for j, o, width in mine:
-                zp, start = z[:, :, start:start + width], start + width  # [rows, d1, W]
+                zp, start = z[:, :, start : start + width], start + width  # [rows, d1, W]
                 if self.attr_slices[j][1] == 1:  # l2 = 0: the coefficients are the identity
                     off = self.attr_slices[j][0]
-                    add(o, attr[:, off:off + 1, None] * zp)
+                    add(o, attr[:, off : off + 1, None] * zp)
                 elif d1 == 1:  # an outer product with the coupled attribute
                     add(o, self._coupling(attr, (i, j, o))[:, 0, :, None] * zp)
                 else:
@@ -368,24 +387,40 @@ class SEGNNLayer(IrrepsModule):
         for ``"normalized"``.
     """
 
-    def __init__(self, irreps_hidden, irreps_attr, edge_scalars: int = 0, *, r_max: Optional[float] = None,
-                 aggregation: str = "sum", avg_num_neighbors: Optional[float] = None):
+    def __init__(
+        self,
+        irreps_hidden,
+        irreps_attr,
+        edge_scalars: int = 0,
+        *,
+        r_max: float | None = None,
+        aggregation: str = "sum",
+        avg_num_neighbors: float | None = None,
+    ):
         irreps_hidden, irreps_attr = o3.Irreps(irreps_hidden), o3.Irreps(irreps_attr)
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
         if aggregation == "mean" and r_max is not None:
-            raise ValueError("aggregation='mean' divides by the degree, which jumps when an edge crosses the "
-                             "cutoff; on a radius graph use 'normalized' (sum / avg_num_neighbors) or 'sum'")
+            raise ValueError(
+                "aggregation='mean' divides by the degree, which jumps when an edge crosses the "
+                "cutoff; on a radius graph use 'normalized' (sum / avg_num_neighbors) or 'sum'"
+            )
         if aggregation == "normalized" and not (avg_num_neighbors and avg_num_neighbors > 0):
             raise ValueError(f"aggregation='normalized' needs avg_num_neighbors > 0, got {avg_num_neighbors!r}")
-        irreps_in = {K.NODE_FEATURES: irreps_hidden, K.NODE_ATTRS: irreps_attr, K.EDGE_INDEX: None,
-                     K.EDGE_SH: irreps_attr}
+        irreps_in = {
+            K.NODE_FEATURES: irreps_hidden,
+            K.NODE_ATTRS: irreps_attr,
+            K.EDGE_INDEX: None,
+            K.EDGE_SH: irreps_attr,
+        }
         if edge_scalars:
             irreps_in[EDGE_SCALARS] = f"{edge_scalars}x0e"
         if r_max is not None:
             irreps_in[K.EDGE_LEN] = None
         super().__init__(irreps_in, {K.NODE_FEATURES: irreps_hidden})
-        message_in = irreps_hidden + irreps_hidden + (o3.Irreps(f"{edge_scalars}x0e") if edge_scalars else o3.Irreps(""))
+        message_in = (
+            irreps_hidden + irreps_hidden + (o3.Irreps(f"{edge_scalars}x0e") if edge_scalars else o3.Irreps(""))
+        )
         self.message_1 = SteerableGated(message_in, irreps_attr, irreps_hidden)
         self.message_2 = SteerableGated(irreps_hidden, irreps_attr, irreps_hidden)
         self.update_1 = SteerableGated(irreps_hidden + irreps_hidden, irreps_attr, irreps_hidden)

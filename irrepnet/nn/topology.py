@@ -44,15 +44,21 @@ def chain_bonds(task) -> bool:
     return task.extras.get("bonds") == "chain"
 
 
-def chain_separation(node_index: torch.Tensor, edge_index: torch.Tensor, *, classes: int = CHAIN_CLASSES,
-                     dtype: torch.dtype = torch.get_default_dtype()) -> torch.Tensor:
+def chain_separation(
+    node_index: torch.Tensor,
+    edge_index: torch.Tensor,
+    *,
+    classes: int = CHAIN_CLASSES,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     r"""One-hot ``(E, classes)`` of :math:`\min(|k_i - k_j|, classes) - 1` for each edge.
 
-    Edges join distinct nodes of one graph, so the separation is at least 1.
+    Edges join distinct nodes of one graph, so the separation is at least 1. ``dtype`` defaults to
+    torch's default dtype at the time of the call (not at import).
     """
     sep = (node_index.index_select(0, edge_index[1]) - node_index.index_select(0, edge_index[0])).abs()
     sep = sep.clamp(1, classes) - 1
-    return torch.nn.functional.one_hot(sep, classes).to(dtype)
+    return torch.nn.functional.one_hot(sep, classes).to(dtype or torch.get_default_dtype())
 
 
 def chain_separation_of(data, edge_index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -44,16 +44,14 @@ writes ``node_features (n, irreps_out.dim)``.
 from __future__ import annotations
 
 import math
-from typing import List, Optional
 
 import torch
 from e3nn import o3
 from e3nn.math import normalize2mom
+from torch.utils.checkpoint import checkpoint
 
 from .. import keys as K
 from ..interface import IrrepsModule
-from torch.utils.checkpoint import checkpoint
-
 from ..scatter import segment_count, segment_sum
 from .graph_layer import edge_chunks, edge_rows, per_pair, sum_at_receivers
 
@@ -156,17 +154,20 @@ class EdgeTensorProduct(torch.nn.Module):
 
         # groups (l1, l3) with their paths l2; B maps sh to every group's (n_paths * d3, d1)
         # coupling matrix at once, and each group is then one batched matmul
-        self.degrees: List[int] = []  # input degrees with at least one path
-        self.groups: List[List[tuple]] = []  # per degree: (l3, U, n_paths) for each of its groups
+        self.degrees: list[int] = []  # input degrees with at least one path
+        self.groups: list[list[tuple]] = []  # per degree: (l3, U, n_paths) for each of its groups
         self.t_sizes, self.k_sizes, self.w_sizes = [], [], []  # per group: T columns, rows k, weights
         blocks, channels, flat = [], [], 0  # channels: (irrep, its 2l3+1 columns in the group layout)
         for l1 in parities:
             U, d1 = len(parities[l1]), 2 * l1 + 1
             per_l3 = []
             for l3 in sorted({ir.l for ir in allowed}):
-                l2s = [j for j, (_, ir2) in enumerate(self.irreps_sh)
-                       if abs(l1 - ir2.l) <= l3 <= l1 + ir2.l
-                       and any(o3.Irrep(l3, p * ir2.p) in allowed for p in set(parities[l1]))]
+                l2s = [
+                    j
+                    for j, (_, ir2) in enumerate(self.irreps_sh)
+                    if abs(l1 - ir2.l) <= l3 <= l1 + ir2.l
+                    and any(o3.Irrep(l3, p * ir2.p) in allowed for p in set(parities[l1]))
+                ]
                 if l2s:
                     per_l3.append((l3, l2s))
             if not per_l3:
@@ -186,7 +187,7 @@ class EdgeTensorProduct(torch.nn.Module):
                     rows = slice(sh_offsets[j], sh_offsets[j] + 2 * l2 + 1)
                     # column off + k * n + a: component-major, so a weight per (path, channel) is
                     # one contiguous row of n * U numbers repeated over the d3 components
-                    B[rows, off + a:off + n * d3:n, :] = math.sqrt(alpha) * w3j.permute(1, 2, 0)
+                    B[rows, off + a : off + n * d3 : n, :] = math.sqrt(alpha) * w3j.permute(1, 2, 0)
                 off += n * d3
                 self.groups[-1].append((l3, U, n))
                 self.k_sizes.append(n * d3)
@@ -197,11 +198,14 @@ class EdgeTensorProduct(torch.nn.Module):
                         channels.append((ir, [flat + (k * n + a) * U + u for k in range(d3)]))
                 flat += U * n * d3
             # (sh, K, d1) -> column blocks per group (sh, k_g * d1), so that T splits by group
-            blocks += list(B.split(self.k_sizes[-len(per_l3):], dim=1))
-            self.t_sizes += [k * d1 for k in self.k_sizes[-len(per_l3):]]
+            blocks += list(B.split(self.k_sizes[-len(per_l3) :], dim=1))
+            self.t_sizes += [k * d1 for k in self.k_sizes[-len(per_l3) :]]
         self.weight_numel, self.flat_dim = sum(self.w_sizes), flat
-        B = (torch.cat([b.reshape(self.irreps_sh.dim, -1) for b in blocks], dim=1) if blocks
-             else torch.zeros(self.irreps_sh.dim, 0, dtype=torch.float64))
+        B = (
+            torch.cat([b.reshape(self.irreps_sh.dim, -1) for b in blocks], dim=1)
+            if blocks
+            else torch.zeros(self.irreps_sh.dim, 0, dtype=torch.float64)
+        )
         # a float64 master copy: casting a float32 model to float64 must not keep float32-rounded
         # coefficients (they would break equivariance at the 1e-9 level of a float64 audit)
         self._cg_sh_exact = B
@@ -222,12 +226,17 @@ class EdgeTensorProduct(torch.nn.Module):
         self.cg_sh = self._cg_sh_exact.to(dtype=self.cg_sh.dtype, device=self.cg_sh.device)
         return out
 
-    def split_by_degree(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def split_by_degree(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``(rows, irreps_in.dim)`` -> per degree ``l1`` a contiguous ``(rows, 2l1+1, U_l1)``, channels last."""
-        return [x.index_select(1, getattr(self, f"_cols_{l1}")).view(x.shape[0], -1, 2 * l1 + 1)
-                .transpose(1, 2).contiguous() for l1 in self.degrees]
+        return [
+            x.index_select(1, getattr(self, f"_cols_{l1}"))
+            .view(x.shape[0], -1, 2 * l1 + 1)
+            .transpose(1, 2)
+            .contiguous()
+            for l1 in self.degrees
+        ]
 
-    def forward(self, x_by_degree: List[torch.Tensor], sh: torch.Tensor, weight: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x_by_degree: list[torch.Tensor], sh: torch.Tensor, weight: torch.Tensor) -> list[torch.Tensor]:
         E = sh.shape[0]
         # all paths' CG . Y in one matmul; split (not sliced) so that backward is one cat
         # rather than a zero-filled full-size gradient per slice
@@ -302,25 +311,43 @@ class TensorProductConv(IrrepsModule):
     ``(E, flat_dim)`` messages and ``(n, irreps_mid.dim)`` aggregated features.
     """
 
-    def __init__(self, irreps_in, irreps_out, irreps_sh, n_basis: int, *, radial_neurons: int = 64,
-                 radial_layers: int = 1, normalization: str = "sqrt_avg_neighbors",
-                 avg_num_neighbors: Optional[float] = None, self_interaction: bool = True, skip: str = "auto",
-                 irrep_normalization: str = "component", edge_chunk: Optional[int] = None):
+    def __init__(
+        self,
+        irreps_in,
+        irreps_out,
+        irreps_sh,
+        n_basis: int,
+        *,
+        radial_neurons: int = 64,
+        radial_layers: int = 1,
+        normalization: str = "sqrt_avg_neighbors",
+        avg_num_neighbors: float | None = None,
+        self_interaction: bool = True,
+        skip: str = "auto",
+        irrep_normalization: str = "component",
+        edge_chunk: int | None = None,
+    ):
         irreps_in, irreps_out, irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_out), o3.Irreps(irreps_sh)
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         if normalization == "sqrt_avg_neighbors" and not (avg_num_neighbors and avg_num_neighbors > 0):
-            raise ValueError("normalization='sqrt_avg_neighbors' needs avg_num_neighbors > 0, "
-                             f"got {avg_num_neighbors!r}; or use normalization='mean' or 'sum'")
+            raise ValueError(
+                "normalization='sqrt_avg_neighbors' needs avg_num_neighbors > 0, "
+                f"got {avg_num_neighbors!r}; or use normalization='mean' or 'sum'"
+            )
         if skip not in SKIPS:
             raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
         if edge_chunk is not None and edge_chunk < 1:
             raise ValueError(f"edge_chunk must be >= 1 edges (or None), got {edge_chunk}")
         if skip == "residual" and irreps_in != irreps_out:
-            raise ValueError(f"skip='residual' needs irreps_in == irreps_out, got {irreps_in} -> {irreps_out}; "
-                             "use skip='linear' or 'auto'")
-        super().__init__({K.NODE_FEATURES: irreps_in, K.EDGE_INDEX: None, K.EDGE_SH: irreps_sh,
-                          K.EDGE_EMBEDDING: f"{n_basis}x0e"}, {K.NODE_FEATURES: irreps_out})
+            raise ValueError(
+                f"skip='residual' needs irreps_in == irreps_out, got {irreps_in} -> {irreps_out}; "
+                "use skip='linear' or 'auto'"
+            )
+        super().__init__(
+            {K.NODE_FEATURES: irreps_in, K.EDGE_INDEX: None, K.EDGE_SH: irreps_sh, K.EDGE_EMBEDDING: f"{n_basis}x0e"},
+            {K.NODE_FEATURES: irreps_out},
+        )
         self.normalization, self.avg_num_neighbors = normalization, avg_num_neighbors
         self.edge_chunk = edge_chunk
         self.lin_in = o3.Linear(irreps_in, irreps_in) if self_interaction else None
@@ -345,8 +372,10 @@ class TensorProductConv(IrrepsModule):
         chunks = edge_chunks(sender.shape[0], self.edge_chunk, data)
         if chunks is not None:  # a large graph: the (E, weight_numel) weights a chunk at a time
             sh, emb = data[K.EDGE_SH], data[K.EDGE_EMBEDDING]
-            mid = sum(checkpoint(self._summed_messages, h, sender[a:b], receiver[a:b], sh[a:b], emb[a:b],
-                                 use_reentrant=False) for a, b in chunks)
+            mid = sum(
+                checkpoint(self._summed_messages, h, sender[a:b], receiver[a:b], sh[a:b], emb[a:b], use_reentrant=False)
+                for a, b in chunks
+            )
         else:
             # gather per degree on edges: (E, 2l1+1, U_l1) each, channels last
             h_edges = [t.index_select(0, sender) for t in self.tp.split_by_degree(h)]
@@ -372,6 +401,8 @@ class TensorProductConv(IrrepsModule):
         return torch.cat([segment_sum(m, receiver, h.shape[0]) for m in msgs], dim=1)
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, normalization={self.normalization!r}"
-                + (f" ({self.avg_num_neighbors})" if self.normalization == "sqrt_avg_neighbors" else "")
-                + f", skip={self.skip!r}, self_interaction={self.lin_in is not None}")
+        return (
+            f"{super().extra_repr()}, normalization={self.normalization!r}"
+            + (f" ({self.avg_num_neighbors})" if self.normalization == "sqrt_avg_neighbors" else "")
+            + f", skip={self.skip!r}, self_interaction={self.lin_in is not None}"
+        )

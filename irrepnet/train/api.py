@@ -9,7 +9,7 @@ units, ready for metrics or the audit.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Any
 
 import torch
 
@@ -21,10 +21,15 @@ from .loop import Trainer, TrainResult, torch_dtype
 from .normalization import NormalizedModel, model_task_spec
 
 
-def task_meta(spec) -> Dict[str, Any]:
+def task_meta(spec) -> dict[str, Any]:
     """Plain values that rebuild ``spec`` with :func:`irrepnet.tasks.task_spec`."""
-    meta = {"name": spec.name, "history": int(spec.extras.get("history", 0)), "num_nodes": spec.num_nodes,
-            "delta_t": float(spec.extras.get("delta_t", 1.0)), "bonds": spec.extras.get("bonds") == "chain"}
+    meta = {
+        "name": spec.name,
+        "history": int(spec.extras.get("history", 0)),
+        "num_nodes": spec.num_nodes,
+        "delta_t": float(spec.extras.get("delta_t", 1.0)),
+        "bonds": spec.extras.get("bonds") == "chain",
+    }
     if "species" in spec.extras:  # molecules: the elements of the one-hot, in order
         meta["species"] = list(spec.extras["species"])
     if "target" in spec.extras:  # qm9: the property and how the node outputs are pooled
@@ -32,17 +37,29 @@ def task_meta(spec) -> Dict[str, Any]:
     return meta
 
 
-def spec_from_meta(meta: Dict[str, Any]):
+def spec_from_meta(meta: dict[str, Any]):
     if meta["name"] == "molecules":
         return task_spec(meta["name"], species=meta.get("species"))
     if meta["name"] == "qm9":
         return task_spec(meta["name"], target=meta.get("target"), pooling=meta.get("pooling", "sum"))
-    return task_spec(meta["name"], history=meta["history"], num_nodes=meta["num_nodes"], delta_t=meta["delta_t"],
-                     bonds=bool(meta.get("bonds", False)))  # checkpoints before bonds existed have none
+    return task_spec(
+        meta["name"],
+        history=meta["history"],
+        num_nodes=meta["num_nodes"],
+        delta_t=meta["delta_t"],
+        bonds=bool(meta.get("bonds", False)),
+    )  # checkpoints before bonds existed have none
 
 
-def make_trainer(model_name: str, task: Task, config: Optional[TrainConfig] = None,
-                 model_config: Optional[Dict[str, Any]] = None, *, out_dir=None, callback=None) -> Trainer:
+def make_trainer(
+    model_name: str,
+    task: Task,
+    config: TrainConfig | None = None,
+    model_config: dict[str, Any] | None = None,
+    *,
+    out_dir=None,
+    callback=None,
+) -> Trainer:
     """Seed with ``config.seed``, build ``model_name`` for ``task`` and return its :class:`Trainer`."""
     config = config or TrainConfig()
     entry = get_model_entry(model_name)
@@ -54,16 +71,33 @@ def make_trainer(model_name: str, task: Task, config: Optional[TrainConfig] = No
     except ConfigError as exc:
         if spec is task.spec:
             raise
-        raise ConfigError(f"residual {config.residual!r} builds the model as a force field of the positions alone, "
-                          f"and {model_name!r} cannot be one: {exc}") from exc
+        raise ConfigError(
+            f"residual {config.residual!r} builds the model as a force field of the positions alone, "
+            f"and {model_name!r} cannot be one: {exc}"
+        ) from exc
     meta = {"model": model_name, "model_config": dataclasses.asdict(cfg), "task": task_meta(task.spec)}
-    return Trainer(model, task.train, task.valid, config=config, output=task.spec.target, out_dir=out_dir,
-                   meta=meta, callback=callback)
+    return Trainer(
+        model,
+        task.train,
+        task.valid,
+        config=config,
+        output=task.spec.target,
+        out_dir=out_dir,
+        meta=meta,
+        callback=callback,
+    )
 
 
-def train_registered(model_name: str, task: Task, config: Optional[TrainConfig] = None,
-                     model_config: Optional[Dict[str, Any]] = None, *, out_dir=None, resume: bool = False,
-                     callback=None) -> TrainResult:
+def train_registered(
+    model_name: str,
+    task: Task,
+    config: TrainConfig | None = None,
+    model_config: dict[str, Any] | None = None,
+    *,
+    out_dir=None,
+    resume: bool = False,
+    callback=None,
+) -> TrainResult:
     """Build and train ``model_name`` on ``task``; see :class:`~.loop.Trainer` for what is written to ``out_dir``."""
     trainer = make_trainer(model_name, task, config, model_config, out_dir=out_dir, callback=callback)
     return trainer.fit(resume=resume)
@@ -79,9 +113,13 @@ def load_trained(path, device: str = "cpu"):
     cfg = get_model_entry(meta["model"]).make_config(meta.get("model_config"))
     tc = ck["train_config"]
     residual = tc.get("residual", "none")
-    model = NormalizedModel(build_model(meta["model"], model_task_spec(spec, residual), cfg), ck["scales"], residual=residual,
-                            start_at_baseline=bool(tc.get("start_at_baseline", False)),
-                            history=int(meta["task"].get("history", 0)))
+    model = NormalizedModel(
+        build_model(meta["model"], model_task_spec(spec, residual), cfg),
+        ck["scales"],
+        residual=residual,
+        start_at_baseline=bool(tc.get("start_at_baseline", False)),
+        history=int(meta["task"].get("history", 0)),
+    )
     model = model.to(dtype=torch_dtype(ck["train_config"]["dtype"]))
     model.load_state_dict(ck["model_state"])
     return model.to(device).eval(), ck

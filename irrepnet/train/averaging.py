@@ -30,8 +30,8 @@ the shadow copies have the shapes, dtypes and devices of the parameters they fol
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Tuple
 
 import torch
 
@@ -50,7 +50,7 @@ class ExponentialMovingAverage:
     def __init__(self, named_parameters, decay: float):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {decay!r} (0.99 averages over about 100 steps)")
-        pairs: List[Tuple[str, torch.nn.Parameter]] = list(named_parameters)
+        pairs: list[tuple[str, torch.nn.Parameter]] = list(named_parameters)
         if not pairs:
             raise ValueError("no parameters to average")
         self.decay = float(decay)
@@ -87,19 +87,24 @@ class ExponentialMovingAverage:
             for p, s in zip(self.params, saved):
                 p.copy_(s)
 
-    def state_dict(self) -> Dict[str, object]:
-        return {"decay": self.decay, "updates": self.updates,
-                "shadow": {n: s.detach().clone() for n, s in zip(self.names, self.shadow)}}
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "decay": self.decay,
+            "updates": self.updates,
+            "shadow": {n: s.detach().clone() for n, s in zip(self.names, self.shadow)},
+        }
 
     @torch.no_grad()
-    def load_state_dict(self, state: Dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, object]) -> None:
         """Restore :meth:`state_dict`'s output; the parameter names must be the same."""
         shadow = state["shadow"]
         if sorted(shadow) != sorted(self.names):
             missing = sorted(set(self.names) - set(shadow))
             extra = sorted(set(shadow) - set(self.names))
-            raise ValueError(f"the weight average was saved for other parameters (missing {missing[:3]}, "
-                             f"unexpected {extra[:3]}); resume with the same model")
+            raise ValueError(
+                f"the weight average was saved for other parameters (missing {missing[:3]}, "
+                f"unexpected {extra[:3]}); resume with the same model"
+            )
         for name, s in zip(self.names, self.shadow):
             s.copy_(shadow[name])
         self.updates = int(state["updates"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import torch
 
@@ -23,7 +23,7 @@ class CheckpointError(ValueError):
     """A file that is not a readable irrepnet checkpoint."""
 
 
-def save_atomic(obj: Dict[str, Any], path) -> Path:
+def save_atomic(obj: dict[str, Any], path) -> Path:
     """Write ``obj`` (tensors and plain values) to ``path`` atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,7 +40,7 @@ def save_atomic(obj: Dict[str, Any], path) -> Path:
     return path
 
 
-def load_checkpoint(path, map_location="cpu") -> Dict[str, Any]:
+def load_checkpoint(path, map_location="cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_atomic` (``weights_only=True``: no code is run)."""
     path = Path(path)
     if not path.is_file():

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any
 
 from ..registry import ConfigError
 from .normalization import RESIDUALS as _RESIDUAL_BASELINES
@@ -77,8 +78,8 @@ class TrainConfig:
     """
 
     epochs: int = 20
-    max_steps: Optional[int] = None  # stop after this many optimiser steps in all
-    steps_per_epoch: Optional[int] = None  # None: one pass over the training set
+    max_steps: int | None = None  # stop after this many optimiser steps in all
+    steps_per_epoch: int | None = None  # None: one pass over the training set
     batch_size: int = 32
     eval_batch_size: int = 256
     optimizer: str = "adam"
@@ -89,8 +90,8 @@ class TrainConfig:
     min_lr: float = 0.0
     plateau_factor: float = 0.5
     plateau_patience: int = 5
-    clip_grad_norm: Optional[float] = 10.0  # None: no clipping
-    patience: Optional[int] = None
+    clip_grad_norm: float | None = 10.0  # None: no clipping
+    patience: int | None = None
     seed: int = 0
     dtype: str = "float32"
     device: str = "auto"  # "auto": cuda, then mps, then cpu
@@ -106,7 +107,7 @@ class TrainConfig:
     compile: bool = False  # training steps through irrepnet.compile.compile_model (evaluation stays eager)
     energy_weight: float = 1.0  # energy tasks: weight of the per-atom energy MSE in the loss
     force_weight: float = 1.0  # energy tasks: weight of the force MSE in the loss
-    ema_decay: Optional[float] = None  # e.g. 0.99: evaluate and keep an exponential moving average of the weights
+    ema_decay: float | None = None  # e.g. 0.99: evaluate and keep an exponential moving average of the weights
 
     def __post_init__(self):
         problems = []
@@ -124,8 +125,9 @@ class TrainConfig:
         if self.dtype not in DTYPES:
             problems.append(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not self.lr > 0 or self.min_lr < 0 or self.weight_decay < 0:
-            problems.append(f"need lr > 0, min_lr >= 0, weight_decay >= 0 (got {self.lr}, {self.min_lr}, "
-                            f"{self.weight_decay})")
+            problems.append(
+                f"need lr > 0, min_lr >= 0, weight_decay >= 0 (got {self.lr}, {self.min_lr}, {self.weight_decay})"
+            )
         if self.warmup_steps < 0 or self.plateau_patience < 1 or not 0 < self.plateau_factor < 1:
             problems.append("need warmup_steps >= 0, plateau_patience >= 1 and 0 < plateau_factor < 1")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
@@ -139,7 +141,9 @@ class TrainConfig:
         if not isinstance(self.unroll_steps, int) or self.unroll_steps < 1:
             problems.append(f"unroll_steps must be an integer >= 1, got {self.unroll_steps!r}")
         if self.select_significant and not self.start_at_baseline:
-            problems.append("select_significant compares checkpoints with the baseline: it needs start_at_baseline = true")
+            problems.append(
+                "select_significant compares checkpoints with the baseline: it needs start_at_baseline = true"
+            )
         if not isinstance(self.selection_block, int) or self.selection_block < 1:
             problems.append(f"selection_block must be an integer >= 1, got {self.selection_block!r}")
         for name in ("energy_weight", "force_weight"):
@@ -148,15 +152,19 @@ class TrainConfig:
                 problems.append(f"{name} must be a number >= 0, got {v!r}")
         if not problems and not self.energy_weight + self.force_weight > 0:
             problems.append("energy_weight and force_weight are both 0: nothing would be trained; make one > 0")
-        if self.ema_decay is not None and (isinstance(self.ema_decay, bool)
-                                           or not isinstance(self.ema_decay, (int, float))
-                                           or not 0 < self.ema_decay < 1):
-            problems.append(f"ema_decay must be a number in (0, 1) or unset, got {self.ema_decay!r} "
-                            "(0.99 averages the weights over about 100 steps)")
+        if self.ema_decay is not None and (
+            isinstance(self.ema_decay, bool)
+            or not isinstance(self.ema_decay, (int, float))
+            or not 0 < self.ema_decay < 1
+        ):
+            problems.append(
+                f"ema_decay must be a number in (0, 1) or unset, got {self.ema_decay!r} "
+                "(0.99 averages the weights over about 100 steps)"
+            )
         if problems:
             raise ConfigError("training config: " + "; ".join(problems))
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
@@ -170,7 +178,7 @@ def _check_keys(given: Mapping[str, Any], known, where: str) -> None:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(hints)}; known keys: {', '.join(sorted(known))}")
 
 
-def train_config(overrides: Optional[Mapping[str, Any]] = None, base: Optional[TrainConfig] = None) -> TrainConfig:
+def train_config(overrides: Mapping[str, Any] | None = None, base: TrainConfig | None = None) -> TrainConfig:
     """``base`` (default :class:`TrainConfig`) with ``overrides``; unknown keys raise :class:`ConfigError`."""
     overrides = dict(overrides or {})
     _check_keys(overrides, [f.name for f in dataclasses.fields(TrainConfig)], "[train]")
@@ -180,7 +188,7 @@ def train_config(overrides: Optional[Mapping[str, Any]] = None, base: Optional[T
         raise ConfigError(f"[train]: {exc}") from None
 
 
-def read_toml(path) -> Dict[str, Any]:
+def read_toml(path) -> dict[str, Any]:
     """The TOML file at ``path`` as a dict, with one-line errors for a missing or malformed file."""
     p = Path(path)
     if not p.is_file():
@@ -195,7 +203,7 @@ def read_toml(path) -> Dict[str, Any]:
 RUN_TABLES = ("train", "model")
 
 
-def read_run_config(path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def read_run_config(path) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(train_overrides, model_overrides)`` from an ``irrepnet train --config`` TOML file.
 
     The file may hold a ``[train]`` table (keys of :class:`TrainConfig`) and a

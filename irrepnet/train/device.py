@@ -10,7 +10,6 @@ from __future__ import annotations
 import resource
 import sys
 from pathlib import Path
-from typing import Optional, Tuple
 
 import torch
 
@@ -35,7 +34,7 @@ def pick_device(name: str = "auto") -> torch.device:
     return dev
 
 
-def _vm_hwm_mb() -> Optional[float]:
+def _vm_hwm_mb() -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -56,7 +55,7 @@ def reset_peak_memory(device: torch.device) -> None:
         pass
 
 
-def peak_memory_mb(device: torch.device) -> Tuple[float, str]:
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
     """``(megabytes, kind)``: CUDA allocator peak (``"cuda"``) or process peak RSS (``"rss"``)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda"

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -147,7 +146,7 @@ def data_parallel(model: torch.nn.Module, runner, device: torch.device):
     return torch.nn.parallel.DistributedDataParallel(TrainingForward(model, runner), device_ids=ids)
 
 
-def local_part(idx: torch.Tensor, ctx: Optional[DistributedContext] = None) -> torch.Tensor:
+def local_part(idx: torch.Tensor, ctx: DistributedContext | None = None) -> torch.Tensor:
     """This rank's contiguous part of a global batch of sample indices (parts differ by at most one)."""
     ctx = ctx or current()
     if not ctx.active:

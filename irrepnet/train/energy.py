@@ -31,8 +31,8 @@ Shapes/irreps
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ class LossTerm:
     loss: str = "mse"
 
 
-def energy_loss_terms(energy_weight: float, force_weight: float) -> List[LossTerm]:
+def energy_loss_terms(energy_weight: float, force_weight: float) -> list[LossTerm]:
     """The terms of the energy-and-force loss (see the module docstring); zero weights are left out."""
     terms = []
     if energy_weight > 0:
@@ -67,14 +67,18 @@ def energy_loss_terms(energy_weight: float, force_weight: float) -> List[LossTer
     return terms
 
 
-def displacement_only_options(config) -> List[str]:
+def displacement_only_options(config) -> list[str]:
     """Names of the options of ``config`` (a TrainConfig) that are set but only apply to displacement tasks.
 
     An energy model has no physical baseline to correct or start from, and noisy or
     fed-back positions would not match the forces labelled at the true ones.
     """
-    on = (("residual", config.residual != "none"), ("start_at_baseline", config.start_at_baseline),
-          ("input_noise", config.input_noise > 0), ("unroll_steps", config.unroll_steps > 1))
+    on = (
+        ("residual", config.residual != "none"),
+        ("start_at_baseline", config.start_at_baseline),
+        ("input_noise", config.input_noise > 0),
+        ("unroll_steps", config.unroll_steps > 1),
+    )
     return [name for name, is_set in on if is_set]
 
 
@@ -89,20 +93,21 @@ def energy_shift(data: Mapping[str, torch.Tensor], atom_energies: Sequence[float
     onehot = data[K.SPECIES_ONEHOT]
     mu = torch.as_tensor(list(atom_energies), dtype=onehot.dtype, device=onehot.device)
     if mu.numel() != onehot.shape[-1]:
-        raise ValueError(f"{len(mu)} atom energies for a one-hot of {onehot.shape[-1]} species; "
-                         "the model was normalised on another species list")
+        raise ValueError(
+            f"{len(mu)} atom energies for a one-hot of {onehot.shape[-1]} species; "
+            "the model was normalised on another species list"
+        )
     return species_counts(data) @ mu[:, None]
 
 
-def fit_energy_scales(arrays: Mapping[str, torch.Tensor]) -> Dict[str, object]:
+def fit_energy_scales(arrays: Mapping[str, torch.Tensor]) -> dict[str, object]:
     """``{"inputs": {}, "outputs": {energy: s, forces: s}, "atom_energies": [mu_1..mu_k]}`` from the training set.
 
     ``arrays`` is the whole training set as one batch (``MoleculeDataset.arrays()``).
     """
     for name in (K.TARGET_ENERGY, K.SPECIES_ONEHOT):
         if name not in arrays:
-            raise ValueError(f"energy training needs the field {name!r} in the training set; "
-                             f"it has {sorted(arrays)}")
+            raise ValueError(f"energy training needs the field {name!r} in the training set; it has {sorted(arrays)}")
     counts = species_counts(arrays).double().cpu().numpy()
     energy = arrays[K.TARGET_ENERGY].double().cpu().numpy().reshape(-1)
     mu, *_ = np.linalg.lstsq(counts, energy, rcond=None)  # minimum norm for species never seen
@@ -111,5 +116,5 @@ def fit_energy_scales(arrays: Mapping[str, torch.Tensor]) -> Dict[str, object]:
         s = float(forces.double().pow(2).mean().sqrt())
     else:  # no forces: the scale of the per-atom energy residual
         resid = (energy - counts @ mu) / np.maximum(counts.sum(1), 1)
-        s = float(np.sqrt(np.mean(resid ** 2))) or 1.0
+        s = float(np.sqrt(np.mean(resid**2))) or 1.0
     return {"inputs": {}, "outputs": {K.ENERGY: s, K.FORCES: s}, "atom_energies": [float(m) for m in mu]}

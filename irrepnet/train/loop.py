@@ -39,33 +39,39 @@ import math
 import statistics
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 import torch
 
 from .. import keys as K
+from ..compile import compile_model
 from ..interface import IrrepsModel
 from ..stats import Bootstrap
+from . import distributed
 from .averaging import ExponentialMovingAverage
 from .checkpoint import load_checkpoint, save_atomic
 from .config import TrainConfig
 from .device import pick_device, synchronize
-from . import distributed
-from ..compile import compile_model
-from .noise import add_input_noise
-from .optim import make_optimizer
-from .normalization import NormalizedModel, check_residual, fit_scales, rms
 from .energy import LossTerm, displacement_only_options, energy_loss_terms
+from .noise import add_input_noise
+from .normalization import NormalizedModel, check_residual, fit_scales, rms
+from .optim import make_optimizer
 from .property import accumulate_abs_errors, property_loss_terms
-from .unroll import unroll_trajectory, unrolled_loss
 from .runtime import _progress_bar, _StopRequests, move, split_validation, torch_dtype  # noqa: F401 (re-exported: loop.move etc. predate runtime.py)
+from .unroll import unroll_trajectory, unrolled_loss
 
 #: dataset field holding the truth for each model output
-TARGET_FIELDS = {K.DISPLACEMENT: K.TARGET_DISP, K.NEXT_POS: K.TARGET_POS, K.ENERGY: K.TARGET_ENERGY,
-                 K.FORCES: K.TARGET_FORCES, K.PROPERTY: K.TARGET_PROPERTY}
+TARGET_FIELDS = {
+    K.DISPLACEMENT: K.TARGET_DISP,
+    K.NEXT_POS: K.TARGET_POS,
+    K.ENERGY: K.TARGET_ENERGY,
+    K.FORCES: K.TARGET_FORCES,
+    K.PROPERTY: K.TARGET_PROPERTY,
+}
 #: steps excluded from the step-time median (allocator and kernel warm-up)
 WARMUP_STEPS_UNTIMED = 5
 #: config keys that may differ between a run and its resumption
@@ -84,7 +90,9 @@ def target_field(output: str) -> str:
     try:
         return TARGET_FIELDS[output]
     except KeyError:
-        raise ValueError(f"no dataset field holds the truth for output {output!r}; known: {sorted(TARGET_FIELDS)}") from None
+        raise ValueError(
+            f"no dataset field holds the truth for output {output!r}; known: {sorted(TARGET_FIELDS)}"
+        ) from None
 
 
 #: family-wise level of ``select_significant``: the chance that noise replaces the baseline in a run
@@ -96,21 +104,21 @@ class TrainResult:
     """What :meth:`Trainer.fit` returns. ``model`` holds the best weights, in physical units."""
 
     model: NormalizedModel
-    history: List[Dict[str, Any]]
+    history: list[dict[str, Any]]
     best_epoch: int
     best_valid_loss: float
     steps: int
     stopped: str
     train_time_s: float
-    step_times: List[float] = field(default_factory=list)
-    epoch_times: List[float] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)
+    epoch_times: list[float] = field(default_factory=list)
 
     @property
-    def train_step_ms(self) -> Optional[float]:
+    def train_step_ms(self) -> float | None:
         return 1e3 * statistics.median(self.step_times) if self.step_times else None
 
     @property
-    def epoch_s(self) -> Optional[float]:
+    def epoch_s(self) -> float | None:
         return statistics.median(self.epoch_times) if self.epoch_times else None
 
 
@@ -135,9 +143,18 @@ class Trainer:
         ``callback(trainer)`` after every optimiser step (tests use it to interrupt).
     """
 
-    def __init__(self, model: IrrepsModel, train_set, valid_set=None, *, config: Optional[TrainConfig] = None,
-                 output: str = K.DISPLACEMENT, out_dir=None, meta: Optional[Dict[str, Any]] = None,
-                 callback: Optional[Callable[["Trainer"], None]] = None):
+    def __init__(
+        self,
+        model: IrrepsModel,
+        train_set,
+        valid_set=None,
+        *,
+        config: TrainConfig | None = None,
+        output: str = K.DISPLACEMENT,
+        out_dir=None,
+        meta: dict[str, Any] | None = None,
+        callback: Callable[[Trainer], None] | None = None,
+    ):
         self.config = config or TrainConfig()
         if not [p for p in model.parameters() if p.requires_grad]:
             raise ValueError(f"{type(model).__name__} has no trainable parameters; evaluate it without training")
@@ -153,17 +170,28 @@ class Trainer:
             from ..registry import ConfigError
 
             # DistributedDataParallel expects one forward per backward; the unroll makes k of them
-            raise ConfigError(f"unroll_steps = {self.config.unroll_steps} is not supported under torchrun: "
-                              "train the unrolled loss in one process, or use unroll_steps = 1")
+            raise ConfigError(
+                f"unroll_steps = {self.config.unroll_steps} is not supported under torchrun: "
+                "train the unrolled loss in one process, or use unroll_steps = 1"
+            )
         self.device = distributed.local_device(pick_device(self.config.device))
         self.dtype = torch_dtype(self.config.dtype)
         arrays = train_set.arrays()
         history = arrays[K.VEL_HISTORY].shape[-1] // 3 if K.VEL_HISTORY in arrays else 0
         check_residual(self.config.residual, history, output)
-        scales = (fit_scales(model, arrays, output, arrays[self.target], self.config.residual)
-                  if self.config.normalize else {"inputs": {}, "outputs": {}})
-        self.model = NormalizedModel(model, scales, residual=self.config.residual, output=output, history=history,
-                                     start_at_baseline=self.config.start_at_baseline)
+        scales = (
+            fit_scales(model, arrays, output, arrays[self.target], self.config.residual)
+            if self.config.normalize
+            else {"inputs": {}, "outputs": {}}
+        )
+        self.model = NormalizedModel(
+            model,
+            scales,
+            residual=self.config.residual,
+            output=output,
+            history=history,
+            start_at_baseline=self.config.start_at_baseline,
+        )
         self.model = self.model.to(device=self.device, dtype=self.dtype)
         # training steps only: evaluation batches vary in size and would each cost a compilation
         self._train_runner = compile_model(self.model.model) if self.config.compile else None
@@ -172,17 +200,24 @@ class Trainer:
         self.target_scale = scales["outputs"].get(output, 1.0)
         # the unit of input_noise: the RMS of the whole target, whatever the residual
         self.noise_std = self.config.input_noise * rms(arrays[self.target])
-        self._unroll_frames = (unroll_trajectory(train_set, output, self.config.unroll_steps, self.device, self.dtype)
-                               if self.config.unroll_steps > 1 else None)
+        self._unroll_frames = (
+            unroll_trajectory(train_set, output, self.config.unroll_steps, self.device, self.dtype)
+            if self.config.unroll_steps > 1
+            else None
+        )
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.meta = dict(meta or {})
         self.callback = callback
         self.stop = _StopRequests()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(params, self.config.optimizer, self.config.lr, self.config.weight_decay)
-        self.ema = (ExponentialMovingAverage(((n, p) for n, p in self.model.named_parameters() if p.requires_grad),
-                                             self.config.ema_decay)
-                    if self.config.ema_decay is not None else None)
+        self.ema = (
+            ExponentialMovingAverage(
+                ((n, p) for n, p in self.model.named_parameters() if p.requires_grad), self.config.ema_decay
+            )
+            if self.config.ema_decay is not None
+            else None
+        )
         n = len(train_set)
         bs = self.config.batch_size
         self.batches_per_epoch = min(math.ceil(n / bs), self.config.steps_per_epoch or math.inf)
@@ -192,20 +227,42 @@ class Trainer:
         self._recent = deque(maxlen=500)
 
     # --- state ------------------------------------------------------------------
-    def _initial_state(self) -> Dict[str, Any]:
+    def _initial_state(self) -> dict[str, Any]:
         gen = torch.Generator().manual_seed(self.config.seed)
-        return {"epoch": 0, "step": 0, "batch": 0, "perm": None, "epoch_loss": 0.0, "epoch_count": 0,
-                "epoch_time": 0.0, "train_time": 0.0, "best_valid": math.inf, "best_epoch": -1,
-                "bad_epochs": 0, "lr_scale": 1.0, "plateau_best": math.inf, "plateau_bad": 0, "history": [],
-                "step_times": [], "epoch_times": [], "generator": gen.get_state(), "stopped": None}
+        return {
+            "epoch": 0,
+            "step": 0,
+            "batch": 0,
+            "perm": None,
+            "epoch_loss": 0.0,
+            "epoch_count": 0,
+            "epoch_time": 0.0,
+            "train_time": 0.0,
+            "best_valid": math.inf,
+            "best_epoch": -1,
+            "bad_epochs": 0,
+            "lr_scale": 1.0,
+            "plateau_best": math.inf,
+            "plateau_bad": 0,
+            "history": [],
+            "step_times": [],
+            "epoch_times": [],
+            "generator": gen.get_state(),
+            "stopped": None,
+        }
 
-    def _checkpoint(self) -> Dict[str, Any]:
+    def _checkpoint(self) -> dict[str, Any]:
         st = dict(self.state)
         st["torch_rng"] = torch.get_rng_state()
         st["step_times"] = list(self._recent)  # the live deque, copied only when saved
-        ck = {"model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
-              "trainer_state": st, "train_config": self.config.to_dict(), "scales": self.model.scales,
-              "meta": self.meta}
+        ck = {
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "trainer_state": st,
+            "train_config": self.config.to_dict(),
+            "scales": self.model.scales,
+            "meta": self.meta,
+        }
         if self.ema is not None:
             ck["ema_state"] = self.ema.state_dict()
         return ck
@@ -214,7 +271,7 @@ class Trainer:
         """The weights that are validated and kept: the moving average with ``ema_decay``, else the trained ones."""
         return self.ema.applied() if self.ema is not None else nullcontext()
 
-    def _save(self, name: str) -> Optional[Path]:
+    def _save(self, name: str) -> Path | None:
         if self.out_dir is None:
             return None
         if not self.dist.is_main:  # rank 0 writes for all ranks
@@ -230,28 +287,35 @@ class Trainer:
         ck = load_checkpoint(path)
         old = ck["train_config"]
         defaults = TrainConfig().to_dict()  # a key the interrupted run's version did not have took its default
-        changed = sorted(k for k, v in self.config.to_dict().items()
-                         if old.get(k, defaults[k]) != v and k not in RESUMABLE_CHANGES)
+        changed = sorted(
+            k for k, v in self.config.to_dict().items() if old.get(k, defaults[k]) != v and k not in RESUMABLE_CHANGES
+        )
         if changed:
-            raise ValueError(f"cannot resume {path}: training option(s) {changed} differ from the interrupted run "
-                             f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); use the same options")
+            raise ValueError(
+                f"cannot resume {path}: training option(s) {changed} differ from the interrupted run "
+                f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); use the same options"
+            )
         for key in ("model", "model_config", "task"):
             if key in self.meta and key in ck["meta"] and ck["meta"][key] != self.meta[key]:
-                raise ValueError(f"cannot resume {path}: it was trained with {key} {ck['meta'][key]!r}, "
-                                 f"not {self.meta[key]!r}")
+                raise ValueError(
+                    f"cannot resume {path}: it was trained with {key} {ck['meta'][key]!r}, not {self.meta[key]!r}"
+                )
         self.model.load_state_dict(ck["model_state"])
         self.optimizer.load_state_dict(ck["optimizer_state"])
         if self.ema is not None:
             if "ema_state" not in ck:
-                raise ValueError(f"cannot resume {path}: it holds no weight average (ema_decay); "
-                                 "resume with the interrupted run's options")
+                raise ValueError(
+                    f"cannot resume {path}: it holds no weight average (ema_decay); "
+                    "resume with the interrupted run's options"
+                )
             self.ema.load_state_dict(ck["ema_state"])
         st = ck["trainer_state"]
         torch.set_rng_state(st.pop("torch_rng"))
         # a finished run resumed with more epochs/steps or a longer patience goes on
         if st["stopped"] in ("epochs", "max_steps") or (
-                st["stopped"] == "early_stopping" and (self.config.patience is None
-                                                       or st["bad_epochs"] < self.config.patience)):
+            st["stopped"] == "early_stopping"
+            and (self.config.patience is None or st["bad_epochs"] < self.config.patience)
+        ):
             st["stopped"] = None
         self.state = st
         self._rewrite_log()
@@ -280,7 +344,7 @@ class Trainer:
             st["plateau_bad"] = 0
 
     # --- loss -------------------------------------------------------------------
-    def _loss_terms(self, model: IrrepsModel, train_set) -> List[LossTerm]:
+    def _loss_terms(self, model: IrrepsModel, train_set) -> list[LossTerm]:
         """The loss terms: the target alone, or on an energy task the energy and the forces."""
         if self.output not in (K.ENERGY, K.PROPERTY):
             return [LossTerm(self.output, self.target)]
@@ -289,19 +353,25 @@ class Trainer:
         c = self.config
         refused = displacement_only_options(c)
         if refused:
-            raise ConfigError(f"training option(s) {refused} apply to displacement tasks; an energy model has "
-                              "no baseline, and noisy positions would not match their forces: leave them at "
-                              "their defaults")
+            raise ConfigError(
+                f"training option(s) {refused} apply to displacement tasks; an energy model has "
+                "no baseline, and noisy positions would not match their forces: leave them at "
+                "their defaults"
+            )
         if self.output == K.PROPERTY:  # mean/MAD-normalised target, L1 loss (irrepnet.train.property)
             return property_loss_terms()
         terms = energy_loss_terms(c.energy_weight, c.force_weight)
         if c.force_weight > 0:
             if K.FORCES not in model.irreps_out:
-                raise ConfigError(f"force_weight = {c.force_weight} but the model has no {K.FORCES!r} output; "
-                                  "build an energy model (irrepnet.models.energy.EnergyModel) or set force_weight = 0")
+                raise ConfigError(
+                    f"force_weight = {c.force_weight} but the model has no {K.FORCES!r} output; "
+                    "build an energy model (irrepnet.models.energy.EnergyModel) or set force_weight = 0"
+                )
             if K.TARGET_FORCES not in train_set.arrays():
-                raise ConfigError(f"force_weight = {c.force_weight} but the training set has no {K.TARGET_FORCES!r}; "
-                                  "set force_weight = 0 to train on energies alone")
+                raise ConfigError(
+                    f"force_weight = {c.force_weight} but the training set has no {K.TARGET_FORCES!r}; "
+                    "set force_weight = 0 to train on energies alone"
+                )
         return terms
 
     def _term_error(self, term: LossTerm, batch, pred) -> torch.Tensor:
@@ -311,13 +381,13 @@ class Trainer:
             err = err / batch[K.NUM_NODES].to(err.dtype)[:, None]
         return err.abs() if term.loss == "l1" else err.pow(2)
 
-    def _forward_train(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def _forward_train(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Normalised outputs of a training step: through DistributedDataParallel when distributed."""
         if self._ddp is not None:
             return self._ddp(batch)
         return self.model.forward_normalized(batch, self._train_runner)
 
-    def loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pred = self._forward_train(batch)
         if len(self.terms) == 1 and self.terms[0].weight == 1.0:  # the one-target tasks, as they always were
             return self._term_error(self.terms[0], batch, pred).mean()
@@ -347,8 +417,11 @@ class Trainer:
                     counts[t].append(torch.full((len(idx),), float(err.shape[1]), dtype=torch.float64))
                     continue
                 graph = batch[K.BATCH]
-                sums[t].append(torch.zeros(len(idx), dtype=torch.float64, device=err.device)
-                               .index_add_(0, graph, err.sum(dim=1)).cpu())
+                sums[t].append(
+                    torch.zeros(len(idx), dtype=torch.float64, device=err.device)
+                    .index_add_(0, graph, err.sum(dim=1))
+                    .cpu()
+                )
                 counts[t].append((torch.bincount(graph, minlength=len(idx)) * err.shape[1]).double().cpu())
             if self.output in (K.ENERGY, K.PROPERTY):
                 accumulate_abs_errors(abs_errors, batch, self.model.to_physical(batch, pred))
@@ -381,8 +454,13 @@ class Trainer:
         confidence = 1.0 - SELECTION_ALPHA / self.planned_epochs
         # enough resamples that the interval's tail, (1 - confidence) / 2, holds >= 20 of them
         resamples = int(min(20000, max(1000, math.ceil(40.0 / (1.0 - confidence)))))
-        boot = Bootstrap(n, block_length=max(1, min(self.config.selection_block, n // 2)), resamples=resamples,
-                         confidence=confidence, seed=0)
+        boot = Bootstrap(
+            n,
+            block_length=max(1, min(self.config.selection_block, n // 2)),
+            resamples=resamples,
+            confidence=confidence,
+            seed=0,
+        )
         return boot.compare(errs, base.numpy())["verdict"] == "lower"
 
     @property
@@ -391,7 +469,7 @@ class Trainer:
         return max(1, min(self.config.epochs, math.ceil(self.total_steps / max(1, self.batches_per_epoch))))
 
     # --- the loop ---------------------------------------------------------------
-    def _log_line(self, record: Dict[str, Any]) -> None:
+    def _log_line(self, record: dict[str, Any]) -> None:
         if self.out_dir is None or not self.dist.is_main:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -432,8 +510,10 @@ class Trainer:
         if self.dist.active:
             loss = loss * self.dist.share(units if counts else 0)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {float(loss)} at step {self.state['step']}; "
-                                     "lower the learning rate or enable clip_grad_norm")
+            raise FloatingPointError(
+                f"training loss is {float(loss)} at step {self.state['step']}; "
+                "lower the learning rate or enable clip_grad_norm"
+            )
         loss.backward()
         if self.config.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
@@ -471,7 +551,7 @@ class Trainer:
                     st.update(batch=0, epoch_loss=0.0, epoch_count=0, epoch_time=0.0)
                 while st["batch"] < self.batches_per_epoch and not (c.max_steps and st["step"] >= c.max_steps):
                     b = st["batch"]
-                    idx = st["perm"][b * c.batch_size:(b + 1) * c.batch_size]
+                    idx = st["perm"][b * c.batch_size : (b + 1) * c.batch_size]
                     synchronize(self.device)
                     t0 = time.perf_counter()
                     loss = self._train_step(idx)
@@ -503,9 +583,17 @@ class Trainer:
         """Epoch 0: the untrained model (the baseline, with ``start_at_baseline``) scored and kept as best."""
         st = self.state
         valid = self.evaluate_loss(self.valid_set)
-        record = {"epoch": 0, "step": 0, "train_loss": None, "valid_loss": valid,
-                  "valid_mse": self._valid_mse(valid), "lr": 0.0, "time_s": 0.0, "epoch_s": 0.0,
-                  **self._valid_mae_fields()}
+        record = {
+            "epoch": 0,
+            "step": 0,
+            "train_loss": None,
+            "valid_loss": valid,
+            "valid_mse": self._valid_mse(valid),
+            "lr": 0.0,
+            "time_s": 0.0,
+            "epoch_s": 0.0,
+            **self._valid_mae_fields(),
+        }
         st["history"].append(record)
         st["best_valid"], st["best_epoch"] = valid, 0
         if self.config.select_significant:
@@ -514,11 +602,11 @@ class Trainer:
         self._save("best.pt")
         self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
-    def _valid_mse(self, valid: float) -> Optional[float]:
+    def _valid_mse(self, valid: float) -> float | None:
         """The validation loss as an MSE in physical units; ``None`` under an L1 loss (the MAE is logged)."""
-        return None if any(t.loss == "l1" for t in self.terms) else valid * self.target_scale ** 2
+        return None if any(t.loss == "l1" for t in self.terms) else valid * self.target_scale**2
 
-    def _valid_mae_fields(self) -> Dict[str, float]:
+    def _valid_mae_fields(self) -> dict[str, float]:
         """``valid_energy_mae``... of the last evaluation (energy tasks; empty otherwise)."""
         return {f"valid_{k}": v for k, v in getattr(self, "_last_valid_mae", {}).items()}
 
@@ -529,14 +617,21 @@ class Trainer:
         bar.update(1)
         bar.set_postfix(train=f"{record['train_loss']:.3g}", valid=f"{record['valid_loss']:.3g}")
 
-    def _score_epoch(self) -> Dict[str, Any]:
+    def _score_epoch(self) -> dict[str, Any]:
         """Validate the end of an epoch, log it, and keep the weights as ``best.pt`` if they improved."""
         c, st = self.config, self.state
         valid = self.evaluate_loss(self.valid_set)
-        record = {"epoch": st["epoch"] + 1, "step": st["step"],
-                  "train_loss": st["epoch_loss"] / max(1, st["epoch_count"]), "valid_loss": valid,
-                  "valid_mse": self._valid_mse(valid), "lr": self.lr_at(max(0, st["step"] - 1)),
-                  "time_s": st["train_time"], "epoch_s": st["epoch_time"], **self._valid_mae_fields()}
+        record = {
+            "epoch": st["epoch"] + 1,
+            "step": st["step"],
+            "train_loss": st["epoch_loss"] / max(1, st["epoch_count"]),
+            "valid_loss": valid,
+            "valid_mse": self._valid_mse(valid),
+            "lr": self.lr_at(max(0, st["step"] - 1)),
+            "time_s": st["train_time"],
+            "epoch_s": st["epoch_time"],
+            **self._valid_mae_fields(),
+        }
         st["history"].append(record)
         st["epoch_times"].append(st["epoch_time"])
         st["epoch"] += 1
@@ -568,7 +663,14 @@ class Trainer:
         if best is not None:
             self.model.load_state_dict(best)
         self.model.eval()
-        return TrainResult(model=self.model, history=list(st["history"]), best_epoch=st["best_epoch"],
-                           best_valid_loss=st["best_valid"], steps=st["step"], stopped=st["stopped"],
-                           train_time_s=st["train_time"], step_times=list(st["step_times"]),
-                           epoch_times=list(st["epoch_times"]))
+        return TrainResult(
+            model=self.model,
+            history=list(st["history"]),
+            best_epoch=st["best_epoch"],
+            best_valid_loss=st["best_valid"],
+            steps=st["step"],
+            stopped=st["stopped"],
+            train_time_s=st["train_time"],
+            step_times=list(st["step_times"]),
+            epoch_times=list(st["epoch_times"]),
+        )

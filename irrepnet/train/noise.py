@@ -35,15 +35,16 @@ Shapes
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional
+from collections.abc import Mapping
 
 import torch
 
 from .. import keys as K
 
 
-def window_noise(shape, std: float, *, dtype=torch.float64, device=None,
-                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def window_noise(
+    shape, std: float, *, dtype=torch.float64, device=None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Random-walk offsets ``(B, h+1, N, 3)`` for a window of positions ``x(t-h) .. x(t)`` (newest last).
 
     The oldest frame is not moved; the newest frame step gets noise of standard
@@ -55,13 +56,14 @@ def window_noise(shape, std: float, *, dtype=torch.float64, device=None,
     h = hp1 - 1
     if h == 0:
         return std * torch.randn(B, 1, N, 3, generator=generator, dtype=dtype).to(device)
-    steps = std / h ** 0.5 * torch.randn(B, h, N, 3, generator=generator, dtype=dtype)
+    steps = std / h**0.5 * torch.randn(B, h, N, 3, generator=generator, dtype=dtype)
     offsets = steps.cumsum(dim=1).cumsum(dim=1)  # positions: sums of the velocity random walk
     return torch.cat([torch.zeros(B, 1, N, 3, dtype=dtype), offsets], dim=1).to(device)
 
 
-def add_input_noise(batch: Mapping[str, torch.Tensor], std: float,
-                    generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
+def add_input_noise(
+    batch: Mapping[str, torch.Tensor], std: float, generator: torch.Generator | None = None
+) -> dict[str, torch.Tensor]:
     """``batch`` with random-walk input noise of last-step standard deviation ``std`` (see the module docstring)."""
     out = dict(batch)
     if std <= 0:
@@ -76,7 +78,7 @@ def add_input_noise(batch: Mapping[str, torch.Tensor], std: float,
         out[K.POS] = pos + std * normal(*pos.shape)
         return out
     n, h = vh.shape[0], vh.shape[1] // 3
-    steps = std / h ** 0.5 * normal(n, h, 3)  # epsilon_1..epsilon_h, oldest first
+    steps = std / h**0.5 * normal(n, h, 3)  # epsilon_1..epsilon_h, oldest first
     vel_noise = steps.cumsum(dim=1)  # u_1..u_h: noise of the frame steps, oldest first
     out[K.POS] = pos + vel_noise.sum(dim=1)  # n_t = sum of all u
     # vel_history block k (newest first) is the step x(t-k) - x(t-k-1): it gets u_{h-k}

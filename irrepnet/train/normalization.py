@@ -72,7 +72,7 @@ needs it) and ``irreps_out``; scales and the gate are scalars.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional
+from collections.abc import Mapping
 
 import torch
 
@@ -83,9 +83,12 @@ from .energy import energy_shift, fit_energy_scales
 from .property import fit_property_scales
 
 #: ``residual`` values: the baseline of :mod:`irrepnet.data.baselines` each one adds, and the history it needs.
-RESIDUALS = {"none": (None, 0), "constant_velocity": ("constant_velocity", 1),
-             "constant_acceleration": ("constant_acceleration", 2),
-             "force_difference": ("constant_acceleration", 2)}
+RESIDUALS = {
+    "none": (None, 0),
+    "constant_velocity": ("constant_velocity", 1),
+    "constant_acceleration": ("constant_acceleration", 2),
+    "force_difference": ("constant_acceleration", 2),
+}
 #: residuals whose network is a force field of the positions, run on two frames
 FORCE_RESIDUALS = ("force_difference",)
 
@@ -99,7 +102,7 @@ def model_task_spec(spec, residual: str):
     return task_spec(spec.name, history=0, num_nodes=spec.num_nodes, bonds=spec.extras.get("bonds") == "chain")
 
 
-def previous_frame(data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def previous_frame(data: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``data`` moved one frame back: ``pos - v_1``; other fields as they are (a force model reads none)."""
     out = dict(data)
     out[K.POS] = data[K.POS] - data[K.VEL_HISTORY][..., :3]
@@ -120,12 +123,14 @@ def check_residual(residual: str, history: int, output: str = K.DISPLACEMENT) ->
     if need and output != K.DISPLACEMENT:
         raise ConfigError(f"residual {residual!r} corrects a displacement; the model is trained on {output!r}")
     if history < need:
-        raise ConfigError(f"residual {residual!r} needs a velocity history of at least {need} frame(s) "
-                          f"({K.VEL_HISTORY!r}); the task has history {history}: use --history {need} or more, "
-                          "or residual = \"none\"")
+        raise ConfigError(
+            f"residual {residual!r} needs a velocity history of at least {need} frame(s) "
+            f"({K.VEL_HISTORY!r}); the task has history {history}: use --history {need} or more, "
+            'or residual = "none"'
+        )
 
 
-def baseline_displacement(residual: str, data: Mapping[str, torch.Tensor]) -> Optional[torch.Tensor]:
+def baseline_displacement(residual: str, data: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
     """The physical extrapolation ``b(data)`` ``(n, 3)`` of ``residual``, or ``None`` for ``"none"``.
 
     ``data`` may hold node fields of shape ``(n, ...)`` or stacked arrays ``(S, N, ...)``.
@@ -151,8 +156,13 @@ def scaled_input_fields(model: IrrepsModel) -> list:
     return fields
 
 
-def fit_scales(model: IrrepsModel, arrays: Mapping[str, torch.Tensor], target: str,
-               target_array: torch.Tensor, residual: str = "none") -> Dict[str, Dict[str, float]]:
+def fit_scales(
+    model: IrrepsModel,
+    arrays: Mapping[str, torch.Tensor],
+    target: str,
+    target_array: torch.Tensor,
+    residual: str = "none",
+) -> dict[str, dict[str, float]]:
     """``{"inputs": {field: rms}, "outputs": {target: rms}}`` from the training arrays.
 
     With a residual the output scale is the RMS of the correction ``target - b(data)``.
@@ -200,8 +210,16 @@ class NormalizedModel(IrrepsModel):
         residual reads it (default: the fewest frames the residual needs).
     """
 
-    def __init__(self, model: IrrepsModel, scales: Mapping[str, Mapping[str, float]], *, residual: str = "none",
-                 start_at_baseline: bool = False, output: str = K.DISPLACEMENT, history: Optional[int] = None):
+    def __init__(
+        self,
+        model: IrrepsModel,
+        scales: Mapping[str, Mapping[str, float]],
+        *,
+        residual: str = "none",
+        start_at_baseline: bool = False,
+        output: str = K.DISPLACEMENT,
+        history: int | None = None,
+    ):
         if residual not in RESIDUALS:
             raise ConfigError(f"residual must be one of {sorted(RESIDUALS)}, got {residual!r}")
         irreps_in = dict(model.irreps_in)
@@ -212,9 +230,11 @@ class NormalizedModel(IrrepsModel):
         if residual in FORCE_RESIDUALS:
             velocities = [f for f in (K.VEL, K.VEL_HISTORY) if f in model.irreps_in]
             if velocities:
-                raise ConfigError(f"residual {residual!r} runs the model as a force field of the positions on two "
-                                  f"frames, but it reads {velocities}; build it for the task without history "
-                                  "(irrepnet.train.normalization.model_task_spec)")
+                raise ConfigError(
+                    f"residual {residual!r} runs the model as a force field of the positions on two "
+                    f"frames, but it reads {velocities}; build it for the task without history "
+                    "(irrepnet.train.normalization.model_task_spec)"
+                )
             if not scales.get("acceleration", 0) > 0:
                 raise ValueError(f"residual {residual!r} needs scales['acceleration'] > 0 (fit_scales makes it)")
             self.acceleration_scale = float(scales["acceleration"])
@@ -233,11 +253,13 @@ class NormalizedModel(IrrepsModel):
         atom_energies = scales.get("atom_energies")
         self.atom_energies = [float(m) for m in atom_energies] if atom_energies is not None else None
         if self.atom_energies is not None and K.SPECIES_ONEHOT not in irreps_in:
-            raise ValueError(f"scales['atom_energies'] shift the energy by element, but the model does not read "
-                             f"{K.SPECIES_ONEHOT!r}; fit the scales of this model with fit_scales")
+            raise ValueError(
+                f"scales['atom_energies'] shift the energy by element, but the model does not read "
+                f"{K.SPECIES_ONEHOT!r}; fit the scales of this model with fit_scales"
+            )
 
     @property
-    def scales(self) -> Dict[str, Dict[str, float]]:
+    def scales(self) -> dict[str, dict[str, float]]:
         out = {"inputs": dict(self.input_scales), "outputs": dict(self.output_scales)}
         if self.acceleration_scale is not None:
             out["acceleration"] = self.acceleration_scale
@@ -247,14 +269,14 @@ class NormalizedModel(IrrepsModel):
             out["shifts"] = dict(self.output_shifts)
         return out
 
-    def normalize_inputs(self, data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def normalize_inputs(self, data: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = dict(data)
         for name, s in self.input_scales.items():
             if name in out:
                 out[name] = out[name] / s
         return out
 
-    def forward_normalized(self, data: Mapping[str, torch.Tensor], runner=None) -> Dict[str, torch.Tensor]:
+    def forward_normalized(self, data: Mapping[str, torch.Tensor], runner=None) -> dict[str, torch.Tensor]:
         """Normalised outputs; ``runner`` (e.g. the compiled :attr:`model`) runs instead of :attr:`model`."""
         run = runner or self.model
         out = run(self.normalize_inputs(data))
@@ -267,8 +289,9 @@ class NormalizedModel(IrrepsModel):
             out[self.output] = self.gate * out[self.output]
         return out
 
-    def normalized_target(self, data: Mapping[str, torch.Tensor], truth: torch.Tensor,
-                          output: Optional[str] = None) -> torch.Tensor:
+    def normalized_target(
+        self, data: Mapping[str, torch.Tensor], truth: torch.Tensor, output: str | None = None
+    ) -> torch.Tensor:
         """What :meth:`forward_normalized` should output for ``output`` (default: the trained one).
 
         ``(truth - b(data)) / s``.
@@ -284,7 +307,7 @@ class NormalizedModel(IrrepsModel):
             corr = corr - self.output_shifts[output]
         return corr / self.output_scales.get(output, 1.0)
 
-    def to_physical(self, data: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def to_physical(self, data: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Normalised outputs (of :meth:`forward_normalized` on ``data``) in physical units, baseline added."""
         out = {k: (v * self.output_scales[k] if k in self.output_scales else v) for k, v in out.items()}
         out.update({k: out[k] + s for k, s in self.output_shifts.items() if k in out})
@@ -295,7 +318,7 @@ class NormalizedModel(IrrepsModel):
             out[K.ENERGY] = out[K.ENERGY] + energy_shift(data, self.atom_energies).to(out[K.ENERGY].dtype)
         return out
 
-    def forward(self, data: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def forward(self, data: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.to_physical(data, self.forward_normalized(data))
 
     def extra_repr(self) -> str:
@@ -303,12 +326,23 @@ class NormalizedModel(IrrepsModel):
         return f"scales={self.scales}, residual={self.residual!r}{gate}"
 
 
-def with_residual(model: IrrepsModel, residual: str, correction_scale: float = 1.0, *,
-                  start_at_baseline: bool = False, history: Optional[int] = None) -> NormalizedModel:
+def with_residual(
+    model: IrrepsModel,
+    residual: str,
+    correction_scale: float = 1.0,
+    *,
+    start_at_baseline: bool = False,
+    history: int | None = None,
+) -> NormalizedModel:
     """``model`` as a correction to the physical extrapolation ``residual`` (no input scaling).
 
     The library form of what ``irrepnet train --residual`` does: the output is
     ``b(data) + correction_scale * model(data)`` (times the gate with ``start_at_baseline``).
     """
-    return NormalizedModel(model, {"outputs": {K.DISPLACEMENT: correction_scale}}, residual=residual,
-                           start_at_baseline=start_at_baseline, history=history)
+    return NormalizedModel(
+        model,
+        {"outputs": {K.DISPLACEMENT: correction_scale}},
+        residual=residual,
+        start_at_baseline=start_at_baseline,
+        history=history,
+    )

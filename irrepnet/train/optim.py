@@ -9,13 +9,14 @@ algorithm (Kingma & Ba 2015; AdamW: Loshchilov & Hutter 2019), up to rounding.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], name: str = "adam", lr: float = 1e-3,
-                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter], name: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
     """Adam (``name="adam"``) or AdamW (``"adamw"``) over ``params``, fused when the tensors allow it.
 
     ``fused=True`` needs floating-point tensors on a device with a fused kernel (CPU

@@ -27,7 +27,7 @@ Shapes/irreps
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping
+from collections.abc import Mapping
 
 import torch
 
@@ -38,12 +38,12 @@ from .energy import LossTerm
 PROPERTY_LOSS = "l1"
 
 
-def property_loss_terms() -> List[LossTerm]:
+def property_loss_terms() -> list[LossTerm]:
     """The one loss term of a property task: L1 of ``property`` against ``target_property`` (normalised)."""
     return [LossTerm(K.PROPERTY, K.TARGET_PROPERTY, 1.0, loss=PROPERTY_LOSS)]
 
 
-def mean_mad(values: torch.Tensor) -> Dict[str, float]:
+def mean_mad(values: torch.Tensor) -> dict[str, float]:
     """``{"mean": mu, "mad": MAD}`` of ``values`` (float64), MAD about the mean; 1.0 for a constant target."""
     v = values.detach().double().reshape(-1)
     if v.numel() == 0:
@@ -53,16 +53,17 @@ def mean_mad(values: torch.Tensor) -> Dict[str, float]:
     return {"mean": mu, "mad": mad if mad > 0 else 1.0}
 
 
-def fit_property_scales(arrays: Mapping[str, torch.Tensor]) -> Dict[str, Dict[str, float]]:
+def fit_property_scales(arrays: Mapping[str, torch.Tensor]) -> dict[str, dict[str, float]]:
     """``{"inputs": {}, "outputs": {property: MAD}, "shifts": {property: mu}}`` of the training set's target."""
     if K.TARGET_PROPERTY not in arrays:
-        raise ValueError(f"property training needs the field {K.TARGET_PROPERTY!r} in the training set; "
-                         f"it has {sorted(arrays)}")
+        raise ValueError(
+            f"property training needs the field {K.TARGET_PROPERTY!r} in the training set; it has {sorted(arrays)}"
+        )
     stats = mean_mad(arrays[K.TARGET_PROPERTY])
     return {"inputs": {}, "outputs": {K.PROPERTY: stats["mad"]}, "shifts": {K.PROPERTY: stats["mean"]}}
 
 
-def accumulate_abs_errors(acc: Dict[str, tuple], batch, phys) -> None:
+def accumulate_abs_errors(acc: dict[str, tuple], batch, phys) -> None:
     """Add one batch's absolute errors, in physical units, to ``acc`` (``name: (sum, count)``).
 
     Energy tasks: energy per molecule and per atom, forces; property tasks: the property.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import Dict
 
 import torch
 
@@ -20,7 +19,7 @@ def torch_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
-def move(batch: Dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
+def move(batch: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Batch on ``device`` with floating fields in ``dtype`` (targets too: the loss is taken in ``dtype``)."""
     return {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()}
 
@@ -83,8 +82,12 @@ class _StopRequests:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
-        print(f"\nirrepnet: {signal.Signals(signum).name} received; saving a checkpoint after this step "
-              "(Ctrl-C again to abort at once)", file=sys.stderr, flush=True)
+        print(
+            f"\nirrepnet: {signal.Signals(signum).name} received; saving a checkpoint after this step "
+            "(Ctrl-C again to abort at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():

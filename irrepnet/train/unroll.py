@@ -34,8 +34,11 @@ def unroll_trajectory(train_set, output: str, k: int, device, dtype) -> torch.Te
     """The training trajectory (on ``device``) to unroll on; refuses datasets that are not one trajectory."""
     from ..registry import ConfigError
 
-    if output != K.DISPLACEMENT or getattr(train_set, "trajectory", None) is None \
-            or getattr(train_set, "frames", None) is None:
+    if (
+        output != K.DISPLACEMENT
+        or getattr(train_set, "trajectory", None) is None
+        or getattr(train_set, "frames", None) is None
+    ):
         raise ConfigError("unroll_steps > 1 needs a trajectory task (twelve_body) and a displacement output")
     if not (train_set.frames + k - 1 <= train_set.frames.max()).any():
         raise ConfigError(f"unroll_steps = {k} is longer than the training split ({len(train_set)} frames)")
@@ -50,7 +53,7 @@ def unrolled_loss(trainer, idx: torch.Tensor) -> torch.Tensor:
     if frames.size == 0:  # a batch made only of the split's last frames: the one-step loss
         return trainer.loss(move(ds.batch(idx), trainer.device, trainer.dtype))
     h = ds.history
-    window = torch.stack([traj[t - h:t + 1] for t in frames])  # (B, h+1, N, 3)
+    window = torch.stack([traj[t - h : t + 1] for t in frames])  # (B, h+1, N, 3)
     if trainer.noise_std > 0:
         window = window + window_noise(window.shape, trainer.noise_std, dtype=window.dtype, device=window.device)
     B, N = window.shape[0], window.shape[2]

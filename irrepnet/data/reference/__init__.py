@@ -52,8 +52,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -76,14 +76,14 @@ REFERENCE_HISTORY = 2
 
 #: test-split (chronological, frames 1637..2046) MSE per coordinate of the physical
 #: baselines on the shipped file with ``history = 2``, from :func:`reference_baselines`.
-REFERENCE_BASELINES: Dict[str, float] = {
+REFERENCE_BASELINES: dict[str, float] = {
     "zero": 2.3693206386765332e-05,
     "constant_velocity": 2.5353594909126817e-07,
     "constant_acceleration": 4.5673426219318745e-08,
 }
 
 #: :func:`reference_stats` of the shipped file.
-REFERENCE_STATS: Dict[str, float] = {
+REFERENCE_STATS: dict[str, float] = {
     "mean_abs_dx": 0.00741687770271126,
     "bond_mean": 0.36600143656839185,
     "bond_std": 0.09731829663485256,
@@ -108,7 +108,7 @@ REFERENCE_STATS: Dict[str, float] = {
 #: largest. Not compared: ``turn_cos_mean`` and ``rg`` (slow shape variables: up to
 #: 0.063 and 0.13 off). Seeds 1-5 are other chains, not other CPUs: the equilibration
 #: leaves each at its own energy (mean_abs_dx 0.87x .. 1.03x of seed 0).
-REFERENCE_TOLERANCES: Dict[str, float] = {
+REFERENCE_TOLERANCES: dict[str, float] = {
     "mean_abs_dx": 0.04,
     "bond_mean": 0.04,
     "bond_std": 0.10,
@@ -122,7 +122,7 @@ REFERENCE_TOLERANCES: Dict[str, float] = {
 ENERGY_DRIFT_LIMIT = 0.05
 
 
-def reference_stats(x: np.ndarray) -> Dict[str, float]:
+def reference_stats(x: np.ndarray) -> dict[str, float]:
     """Statistics that a fresh run of the reference chain must reproduce.
 
     :func:`~irrepnet.data.polymer.trajectory_stats` (``mean_abs_dx``, ``bond_mean``,
@@ -176,7 +176,7 @@ def energy_drift(x: np.ndarray, v: np.ndarray, cfg: PolymerConfig = REFERENCE_CO
     return float(np.abs(E - E[0]).max() / kinetic)
 
 
-def reference_baselines(x: np.ndarray, history: int = REFERENCE_HISTORY) -> Dict[str, float]:
+def reference_baselines(x: np.ndarray, history: int = REFERENCE_HISTORY) -> dict[str, float]:
     """Test-split baseline MSEs of trajectory ``x`` (chronological 80/20 split, float64).
 
     Shapes
@@ -196,7 +196,7 @@ def _message(path: Path, problem: str) -> str:
     )
 
 
-def verify_reference(path: Optional[PathLike] = None) -> str:
+def verify_reference(path: PathLike | None = None) -> str:
     """Check that the shipped file is present and unaltered; return its sha256.
 
     Parameters
@@ -239,10 +239,12 @@ def reference_trajectory() -> np.ndarray:
 
 def reference_source() -> str:
     """One-line description of the shipped file, as datasets carry it in ``.source``."""
-    return f"irrepnet reference polymer (irrepnet/data/reference/{REFERENCE_FILE.name}, sha256 {REFERENCE_SHA256[:12]}...)"
+    return (
+        f"irrepnet reference polymer (irrepnet/data/reference/{REFERENCE_FILE.name}, sha256 {REFERENCE_SHA256[:12]}...)"
+    )
 
 
-def write_reference(path: Optional[PathLike] = None, overwrite: bool = False) -> Path:
+def write_reference(path: PathLike | None = None, overwrite: bool = False) -> Path:
     """Simulate :data:`REFERENCE_CONFIG` and write it in the dmol format (how the file was made).
 
     The 2-D positions are stored (the all-zero ``z`` column dropped) with
@@ -273,7 +275,7 @@ def write_reference(path: Optional[PathLike] = None, overwrite: bool = False) ->
     return save_trajectory(p, np.ascontiguousarray(x, dtype=np.float64), overwrite=overwrite, compressed=True)
 
 
-def _stats_table(shipped: Dict[str, float], fresh: Dict[str, float]) -> str:
+def _stats_table(shipped: dict[str, float], fresh: dict[str, float]) -> str:
     lines = [f"{'statistic':18s} {'shipped':>12s} {'fresh':>12s} {'rel diff':>9s} {'tolerance':>9s}"]
     for key, ref in shipped.items():
         new = fresh[key]
@@ -285,7 +287,7 @@ def _stats_table(shipped: Dict[str, float], fresh: Dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m irrepnet.data.reference [--write [--overwrite] [--out PATH]] [--check]``."""
     ap = argparse.ArgumentParser(
         prog="python -m irrepnet.data.reference",
@@ -295,8 +297,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--write", action="store_true", help="simulate REFERENCE_CONFIG and write the file")
     ap.add_argument("--overwrite", action="store_true", help="with --write: replace an existing file")
     ap.add_argument("--out", help=f"with --write: where to write (default {REFERENCE_FILE})")
-    ap.add_argument("--check", action="store_true",
-                    help="simulate afresh on this machine and print its statistics next to the shipped ones")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="simulate afresh on this machine and print its statistics next to the shipped ones",
+    )
     args = ap.parse_args(argv)
     if args.write:
         try:
@@ -318,28 +323,38 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"test-split baselines (history {REFERENCE_HISTORY}): "
-          + ", ".join(f"{k} {v:.4g}" for k, v in REFERENCE_BASELINES.items()))
+    print(
+        f"test-split baselines (history {REFERENCE_HISTORY}): "
+        + ", ".join(f"{k} {v:.4g}" for k, v in REFERENCE_BASELINES.items())
+    )
     if args.check:
         fresh, vel = simulate_polymer(REFERENCE_CONFIG, return_velocities=True)
         same = np.array_equal(fresh, shipped)
         drift = energy_drift(fresh, vel)
-        print(f"fresh simulate_polymer({REFERENCE_CONFIG}) on this machine: "
-              + ("bit-identical to the shipped file" if same else "differs from the shipped file (expected "
-                 "on another machine: the chain is chaotic)")
-              + f"; energy drift {drift:.2g} of the mean kinetic energy (limit {ENERGY_DRIFT_LIMIT})")
+        print(
+            f"fresh simulate_polymer({REFERENCE_CONFIG}) on this machine: "
+            + (
+                "bit-identical to the shipped file"
+                if same
+                else "differs from the shipped file (expected on another machine: the chain is chaotic)"
+            )
+            + f"; energy drift {drift:.2g} of the mean kinetic energy (limit {ENERGY_DRIFT_LIMIT})"
+        )
         fresh_stats = reference_stats(fresh)
         print(_stats_table(REFERENCE_STATS, fresh_stats))
-        print("fresh test-split baselines (not comparable across machines, heavy-tailed): "
-              + ", ".join(f"{k} {v:.4g}" for k, v in reference_baselines(fresh).items()))
+        print(
+            "fresh test-split baselines (not comparable across machines, heavy-tailed): "
+            + ", ".join(f"{k} {v:.4g}" for k, v in reference_baselines(fresh).items())
+        )
         if drift > ENERGY_DRIFT_LIMIT:
-            print("the fresh run did not conserve energy (an integrator failure, see energy_drift); "
-                  "its statistics are not comparable", file=sys.stderr)
+            print(
+                "the fresh run did not conserve energy (an integrator failure, see energy_drift); "
+                "its statistics are not comparable",
+                file=sys.stderr,
+            )
             return 1
-        outside = [k for k, tol in REFERENCE_TOLERANCES.items()
-                   if abs(fresh_stats[k] / REFERENCE_STATS[k] - 1.0) > tol]
+        outside = [k for k, tol in REFERENCE_TOLERANCES.items() if abs(fresh_stats[k] / REFERENCE_STATS[k] - 1.0) > tol]
         if outside:
             print(f"OUTSIDE tolerance: {outside}", file=sys.stderr)
             return 1
     return 0
-
