@@ -34,14 +34,7 @@ from dataclasses import dataclass
 
 from . import keys as K
 from .interface import TaskSpec
-
-TASKS = ("twelve_body", "nbody", "molecules", "qm9")
-#: ``data`` value of the nbody task that replays the published generator's draws
-NBODY_EGNN_GENERATOR = "egnn-generator"
-#: tasks whose target is a graph energy with forces as its negative gradient
-ENERGY_TASKS = ("molecules",)
-#: tasks whose target is a graph-level invariant property (no forces)
-PROPERTY_TASKS = ("qm9",)
+from .task_names import ENERGY_TASKS, NBODY_EGNN_GENERATOR, PROPERTY_TASKS, TASKS  # noqa: F401  (re-exported)
 
 
 @dataclass
