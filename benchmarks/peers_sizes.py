@@ -17,11 +17,11 @@ family and its peer (``egnn`` / ``egnn-pytorch``, ``se3-transformer`` /
    duration from them (:func:`estimate_seconds`). ``--threads 1`` (the default) times
    one core.
 
-The suites ``benchmarks/peers.toml`` and ``benchmarks/peers-nbody.toml`` carry the
+The suites ``irrepnet/suites/peers.toml`` and ``irrepnet/suites/peers-nbody.toml`` carry the
 matched configs and, in their comments, the figures this script printed.
 
 Run: ``python benchmarks/peers_sizes.py [--tolerance 0.1] [--threads 1] [--json OUT]``, then
-``python benchmarks/peers_sizes.py --time benchmarks/peers.toml benchmarks/peers-nbody.toml
+``python benchmarks/peers_sizes.py --time peers peers-nbody
 [--repeats 5] [--warmup 2]``
 """
 

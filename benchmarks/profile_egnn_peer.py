@@ -1,7 +1,7 @@
 r"""Training-step time of irrepnet's ``egnn`` against ``egnn-pytorch`` as the peers suites run them, and a profile.
 
-For each suite (default ``benchmarks/peers.toml``, twelve_body with history 2, batch 32;
-and ``benchmarks/peers-nbody.toml``, nbody, batch 100) both models are built by the
+For each suite (default ``peers``, the packaged ``irrepnet/suites/peers.toml``, twelve_body with history 2, batch 32;
+and ``peers-nbody``, nbody, batch 100) both models are built by the
 harness (:func:`irrepnet.train.api.make_trainer`, the suite's ``[train]`` and model
 configs: egnn-pytorch at its matched size, depth 4, dim 44, m_dim 16) on the suite's
 task and splits, and two steps are timed:
@@ -33,7 +33,7 @@ compared by another, so that an optimisation is shown not to change the math (re
 error per tensor against its largest entry, tolerance ``--tol`` = 1e-12); the state_dict
 keys must match too.
 
-Run: ``python benchmarks/profile_egnn_peer.py [--suites benchmarks/peers.toml ...]
+Run: ``python benchmarks/profile_egnn_peer.py [--suites peers FILE.toml ...]
 [--repeats 15] [--warmup 3] [--rounds 3] [--no-profile] [--json OUT]``
 """
 
@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import make_steps, profile_step
 
 OWN, PEER = "egnn", "egnn-pytorch"
-SUITES = ["benchmarks/peers.toml", "benchmarks/peers-nbody.toml"]
+SUITES = ["peers", "peers-nbody"]  # packaged suites (irrepnet/suites), found by name
 
 
 def suite_steps(path: str) -> dict[str, object]:

@@ -464,6 +464,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.list_suites:  # before the heavy imports below: listing reads TOML only
+        from .suites import format_suites, list_suites
+
+        print(format_suites(list_suites()))
+        return 0
     from .bench import adhoc_suite, load_suite, run_suite
     from .train import TrainingInterrupted
 
@@ -634,7 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="train and compare models: results.json/csv, report.md, plots")
     _add_import_arg(p)
-    p.add_argument("--suite", help="quick, dmol, nbody, molecules (benchmarks/*.toml) or the path of a suite file")
+    p.add_argument("--suite", help="quick, dmol, nbody, molecules (see --list-suites) or the path of a suite file")
+    p.add_argument("--list-suites", action="store_true", help="list the packaged suites, their descriptions and folder")
     p.add_argument("--models", help="comma-separated models (default: the suite's)")
     _add_task_args(p, default_history=2)
     p.add_argument("--out", help="output folder (default: a new runs/bench-SUITE)")

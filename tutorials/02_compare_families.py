@@ -168,7 +168,7 @@ for name in MODELS:
 
 # %% [markdown]
 # The harness reads a **suite**: which models, on which task variants, trained how. The
-# `quick` suite (`benchmarks/quick.toml`) is the one behind `irrepnet bench --suite quick`:
+# `quick` suite (`irrepnet/suites/quick.toml`) is the one behind `irrepnet bench --suite quick`:
 # the twelve-body task with `history = 2`, Adam at learning rate $3 \times 10^{-3}$ with a
 # 20-step warm-up and a cosine decay, batches of 32 frames, 8 epochs of 25 steps. Here it
 # runs our four models only, and by default with half the epochs (`extra_train` overrides the

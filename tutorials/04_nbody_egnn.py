@@ -120,7 +120,7 @@ print(f"\nthe paper's Linear: 0.0819 (learned dt); ours with the fitted dt: {bas
 #
 # ## 3. Training EGNN with the paper's settings
 #
-# The `nbody` benchmark suite (`benchmarks/nbody.toml`) records the protocol as training
+# The `nbody` benchmark suite (`irrepnet/suites/nbody.toml`) records the protocol as training
 # options; we read it from there, so that this notebook and `irrepnet bench --suite nbody`
 # cannot drift apart, and change only the number of epochs. One option deserves a word:
 # **`normalize = false`**. On the twelve-body task the trainer divides targets and vector

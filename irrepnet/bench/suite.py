@@ -1,6 +1,7 @@
 """Benchmark suites: which models, on which task variants, trained how. Read from TOML.
 
-A suite file (``benchmarks/quick.toml``, ``dmol.toml``, ``nbody.toml``) has::
+A suite file (``irrepnet/suites/quick.toml``, ``dmol.toml``, ``nbody.toml``: package data,
+found by name by :func:`irrepnet.suites.find_suite`; or any file given by its path) has::
 
     [suite]
     name = "quick"
@@ -60,15 +61,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..registry import ConfigError, get_model_entry, list_models
+from ..suites import SUITE_DIRS, find_suite  # noqa: F401  (re-exported: where suites are found)
 from ..tasks import ENERGY_TASKS, PROPERTY_TASKS, TASKS
 from ..train.config import TrainConfig, _check_keys, read_toml, train_config
 
-#: folders searched for ``--suite NAME``: the repository's benchmarks/ and ./benchmarks
-SUITE_DIRS = (Path(__file__).resolve().parents[2] / "benchmarks", Path("benchmarks"))
 SUITE_KEYS = (
     "name",
     "description",
@@ -306,24 +305,6 @@ PARAMETER_FREE = ("zero-displacement", "constant-velocity", "constant-accelerati
 def is_parameter_free(name: str) -> bool:
     """The physical baselines: scored as baseline rows, never trained."""
     return name in PARAMETER_FREE
-
-
-def find_suite(name_or_path: str) -> Path:
-    """Path of a suite given as a file or a name (``quick`` -> ``benchmarks/quick.toml``)."""
-    p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
-        if not p.is_file():
-            raise FileNotFoundError(f"suite file {p} not found")
-        return p
-    for folder in SUITE_DIRS:
-        candidate = folder / f"{name_or_path}.toml"
-        if candidate.is_file():
-            return candidate
-    known = sorted({f.stem for d in SUITE_DIRS if d.is_dir() for f in d.glob("*.toml")})
-    raise FileNotFoundError(
-        f"no suite named {name_or_path!r}; known suites: {', '.join(known) or 'none found'}; "
-        "or pass the path of a .toml file"
-    )
 
 
 def load_suite(name_or_path: str) -> Suite:

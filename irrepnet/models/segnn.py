@@ -33,7 +33,7 @@ Adam this learns several times faster (see :class:`SEGNNConfig`). The paper code
 scales are ``attr_normalization="integral"`` (:math:`Y^0 = 1/\sqrt{4\pi}`,
 :math:`a_i = \frac{1}{|N(i)|}\sum_j a_{ij} + Y(v_i)`, not halved), ``node_charge=False``
 (:math:`q_i` only in :math:`q_i q_j`), ``aggregation="sum"`` and ``readout_init_scale=1``
-(``benchmarks/nbody-segnn-paper.toml``). Every operation is
+(``irrepnet/suites/nbody-segnn-paper.toml``). Every operation is
 O(3) equivariant and reads positions only through differences and the centroid, so the
 model claims E(3).
 
