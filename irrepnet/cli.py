@@ -11,8 +11,17 @@ Subcommands
 ``report``     re-render a bench folder's report, CSV and plots from its results.json.
 ``demo``       simulate, score the baselines, audit every model (no training).
 
-Errors in what the user gave (a missing file, an unknown model, bad options) end
-with a one-line ``irrepnet: error: ...`` and exit status 2, not a traceback.
+Errors in what the user gave (a missing file, an unknown model, bad options, a missing
+optional package) end with a one-line ``irrepnet: error: ...`` and exit status 2, not a
+traceback.
+
+Progress goes through :mod:`logging` (loggers under ``irrepnet.``): the CLI puts one
+handler on the ``irrepnet`` logger, INFO to stderr by default, ``-v`` DEBUG, ``-q``
+WARNING only. Results stay on stdout and errors on stderr whatever the level.
+
+Starting is cheap: torch, e3nn and the heavy modules are imported inside the commands
+that need them, so ``irrepnet --help``, ``irrepnet CMD --help`` and ``--version`` answer
+at once. Keep it so: import nothing heavy at the top of this file (a test checks).
 """
 
 from __future__ import annotations
@@ -22,17 +31,12 @@ import json
 import sys
 from pathlib import Path
 
-import torch
+from . import __version__, cli_logging
+from .optional import MissingDependencyError
+from .task_names import ENERGY_TASKS, PROPERTY_TASKS, TASKS
 
-from . import keys as K
-from .batch import check_batch
-from .equivariance import audit_all
-from .registry import ConfigError, UnknownModelError, build_model, get_model_entry, list_models
-from .tasks import ENERGY_TASKS, PROPERTY_TASKS, TASKS, load_task, task_spec
-from .train.config import RESIDUALS
-
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ConfigError, UnknownModelError)
-# (CheckpointError and SchemaError are ValueErrors)
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, MissingDependencyError)
+# (ConfigError, CheckpointError and SchemaError are ValueErrors, UnknownModelError a KeyError)
 
 
 def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None:
@@ -98,7 +102,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", choices=("float32", "float64"))
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     g.add_argument(
-        "--residual", choices=RESIDUALS, help="learn a correction to this physical extrapolation (default none)"
+        "--residual",
+        metavar="NAME",
+        # checked by the training config (irrepnet.train.config.RESIDUALS), not by choices=:
+        # that list lives beside torch code; a test keeps this help in step with it
+        help="learn a correction to this physical extrapolation: constant_velocity, constant_acceleration "
+        "or force_difference (default none)",
     )
     g.add_argument(
         "--start-at-baseline",
@@ -171,19 +180,25 @@ def _qm9_args(args) -> dict:
 
 
 def _spec_for(args) -> object:
+    from .tasks import task_spec
+
     return task_spec(args.task, history=_history(args), bonds=args.bonds, **_qm9_args(args))
 
 
 def _load_task(args):
     """The task of ``--task``, ``--data``, ``--history``, ``--bonds`` (and qm9's ``--target``, ``--pooling``)."""
+    from .tasks import load_task
+
     return load_task(args.task, data=args.data, history=_history(args), bonds=args.bonds, **_qm9_args(args))
 
 
-def _count_params(model: torch.nn.Module) -> int:
+def _count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
 def cmd_models(args) -> int:
+    from .registry import ConfigError, build_model, get_model_entry, list_models
+
     spec = _spec_for(args)
     print(f"models for task {spec.name} (inputs: {', '.join(f'{k} {v}' for k, v in spec.inputs.items())})")
     print(f"{'name':<24} {'symmetry':<9} {'params':>8}  irreps in -> out")
@@ -203,7 +218,7 @@ def cmd_models(args) -> int:
         ins = ", ".join(f"{k}: {v}" for k, v in m.irreps_in.items())
         outs = ", ".join(f"{k}: {v}" for k, v in m.irreps_out.items())
         print(f"{name:<24} {m.symmetry.value:<9} {_count_params(m):>8}  {ins} -> {outs}")
-        if args.verbose:
+        if args.verbosity > 0:
             print(f"{'':<24} {entry.description}")
     if peers:
         print(f"peers (other projects' implementations, for comparison): {', '.join(peers)}")
@@ -268,12 +283,17 @@ def cmd_baselines(args) -> int:
 
 def _audit_batch(task, n_graphs: int = 4):
     n = min(n_graphs, len(task.test))
+    from .batch import check_batch
+
     data = task.test.batch(list(range(n)))
     check_batch(data)
     return data
 
 
 def cmd_audit(args) -> int:
+    from .equivariance import audit_all
+    from .registry import build_model
+
     if args.checkpoint:
         from .train import load_trained
 
@@ -335,6 +355,8 @@ def _set_threads(args) -> None:
     if getattr(args, "threads", None) is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
         torch.set_num_threads(args.threads)
 
 
@@ -354,6 +376,7 @@ def _train_overrides(args) -> dict:
         "input_noise",
         "unroll_steps",
         "compile",
+        "tensorboard",  # train only: bench has no such flag, its runs would share the folder
     ):
         value = getattr(args, key, None)
         if value is not None:
@@ -396,7 +419,9 @@ def _prepare_out(path: Path, *, resume: bool, overwrite: bool, what: str) -> Pat
 
 
 def cmd_train(args) -> int:
+    from . import keys as K
     from . import metrics as M
+    from .registry import get_model_entry
     from .train import TrainingInterrupted, distributed, read_run_config, train_config, train_registered
 
     _set_threads(args)
@@ -470,6 +495,7 @@ def cmd_bench(args) -> int:
         print(format_suites(list_suites()))
         return 0
     from .bench import adhoc_suite, load_suite, run_suite
+    from .registry import get_model_entry
     from .train import TrainingInterrupted
 
     _set_threads(args)
@@ -560,6 +586,9 @@ def cmd_report(args) -> int:
 
 def cmd_demo(args) -> int:
     from . import data as D
+    from .equivariance import audit_all
+    from .registry import ConfigError, build_model, list_models
+    from .tasks import load_task
 
     out = _fresh_dir(Path(args.out))
     out.mkdir(parents=True, exist_ok=True)
@@ -591,14 +620,42 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _add_verbosity_args(p: argparse.ArgumentParser) -> None:
+    """``-v``/``-q``, before or after the subcommand (``irrepnet -q train ...`` = ``irrepnet train ... -q``).
+
+    SUPPRESS as default: a subcommand's parser that does not see the flag must not reset
+    what the main parser read.
+    """
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="store_const",
+        const=1,
+        default=argparse.SUPPRESS,
+        help="debug messages too (models: each model's description)",
+    )
+    g.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const=-1,
+        default=argparse.SUPPRESS,
+        help="warnings and errors only; results are still printed",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="irrepnet", description="E(3)-equivariant networks: build, audit, compare")
+    parser.add_argument("--version", action="version", version=f"irrepnet {__version__}")
+    _add_verbosity_args(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list registered models")
     _add_import_arg(p)
     _add_task_args(p, default_history=2)
-    p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("simulate", help="write a dataset with a built-in simulator")
@@ -635,11 +692,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_resume_args(p, "run")
     _add_train_args(p)
     p.add_argument("--model-set", action="append", metavar="KEY=VALUE", help="a model config option (repeatable)")
+    p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="write TensorBoard scalars (loss, learning rate, validation) to DIR (needs: pip install tensorboard)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="train and compare models: results.json/csv, report.md, plots")
     _add_import_arg(p)
-    p.add_argument("--suite", help="quick, dmol, nbody, molecules (see --list-suites) or the path of a suite file")
+    p.add_argument(
+        "--suite", help="quick, dmol, nbody, molecules (see --list-suites) or the path of a suite file"
+    )
     p.add_argument("--list-suites", action="store_true", help="list the packaged suites, their descriptions and folder")
     p.add_argument("--models", help="comma-separated models (default: the suite's)")
     _add_task_args(p, default_history=2)
@@ -675,6 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help="comma-separated models to audit (default: every registered model)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+    for p in sub.choices.values():
+        _add_verbosity_args(p)
     return parser
 
 
@@ -682,6 +748,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.task_given = any(a == "--task" or a.startswith("--task=") for a in argv)
+    args.verbosity = getattr(args, "verbosity", 0)
+    cli_logging.configure(args.verbosity)
     try:
         _import_plugins(args)
         return args.func(args)
@@ -690,9 +758,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"irrepnet: error: {msg}", file=sys.stderr)
         return 2
     finally:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():  # joined under torchrun: leave it cleanly
+        dist = sys.modules.get("torch.distributed")  # only a command that imported it can have joined
+        if dist is not None and dist.is_available() and dist.is_initialized():  # under torchrun: leave cleanly
             dist.destroy_process_group()
 
 
