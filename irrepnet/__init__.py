@@ -8,17 +8,17 @@ The public API is re-exported here; submodules hold one concern each
 __version__ = "0.1.0"
 
 import logging
-
-# Messages go through `logging`, one logger per module under "irrepnet"; handlers are the
-# application's (the CLI's -v/-q). The null handler is the library convention: without
-# one, Python's last-resort handler would print irrepnet's warnings on every import.
-logging.getLogger(__name__).addHandler(logging.NullHandler())
-
 from importlib import import_module as _import_module
 from importlib.util import find_spec as _find_spec
 from typing import TYPE_CHECKING
 
 from . import keys  # noqa: F401  (light: names only)
+
+# Messages go through `logging`, one logger per module under "irrepnet"; the handlers are
+# the application's (the CLI's -v/-q, or logging.basicConfig). A library adds only this null
+# handler: without it, Python's last-resort handler would print irrepnet's warnings to
+# stderr in programs that chose not to configure logging.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # The API below is imported on first use (PEP 562), not with the package: ``import
 # irrepnet`` and the CLI's ``--help`` then start without torch and e3nn (seconds).

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import logging
 import time
 from collections.abc import Iterator, Sequence
 
@@ -42,6 +43,8 @@ import torch
 
 from .. import keys as K
 from .cache import cached_arrays
+
+logger = logging.getLogger(__name__)
 
 #: bump when the generator changes in a way that changes its output.
 GENERATOR_VERSION = 1
@@ -290,7 +293,8 @@ def molecules(
     cache_dir, use_cache
         as in :func:`irrepnet.data.cache.cached_arrays`.
     verbose : bool
-        print the generation time on a cache miss.
+        ignored (kept so that old calls still run): the generation time on a cache miss is
+        logged at INFO on the logger ``irrepnet.data.molecules``.
     """
     if split not in SPLIT_SEEDS:
         raise ValueError(f"split must be one of {tuple(SPLIT_SEEDS)}, got {split!r}")
@@ -314,8 +318,9 @@ def molecules(
     def generate():
         t0 = time.perf_counter()
         arrays = generate_molecules(int(n), seed=seed, displacement=displacement, species=species)
-        if verbose:
-            print(f"generated {n} {split} molecules ({len(arrays['pos'])} atoms) in {time.perf_counter() - t0:.1f} s")
+        logger.info(
+            "generated %d %s molecules (%d atoms) in %.1f s", n, split, len(arrays["pos"]), time.perf_counter() - t0
+        )
         return arrays
 
     arrays = cached_arrays("molecules-emt", params, generate, cache_dir=cache_dir, use_cache=use_cache)
