@@ -4,7 +4,8 @@ Accessors that read a row of ``results.json`` (:mod:`irrepnet.bench.schema`) wit
 failing on missing or null levels, the order of rows in a table, and the number
 formats: MSEs with 3 significant digits (``2.43e-05``), intervals with 2 (``[4.1e-09,
 7.3e-09]``), ratios near 1 with enough decimals to tell 0.9996 from 1; a missing value
-prints as ``–``.
+prints as ``–``; and the markdown table that :mod:`irrepnet.bench.report`,
+:mod:`irrepnet.bench.report_energy` and :mod:`irrepnet.bench.summary` all print.
 """
 
 from __future__ import annotations
@@ -195,3 +196,15 @@ def seed_budget_facts(group: dict[str, Any], steps_text) -> list[str]:
             + ", ".join(f"{n} {steps_text(p.get('steps'))}" for n, p in budget["per_model"].items())
         )
     return facts
+
+
+def md_cell(text: Any) -> str:
+    """Table-safe text: a ``|`` would split the cell, a newline would end the row."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str]) -> list[str]:
+    """The lines of a markdown table; ``align`` has ``"l"`` (left) or anything else (right) per column."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    lines += ["| " + " | ".join(md_cell(c) for c in r) + " |" for r in rows]
+    return lines

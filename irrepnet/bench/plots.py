@@ -26,56 +26,33 @@ only (schema 3 ``target``): a plot that does not apply to a group is not drawn.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import warnings
-import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+# the readers stay importable from here (they were defined here before plots_energy shared them)
+from .artifacts import artifact_path, load_predictions, ok_rows, read_log  # noqa: F401
+from .plot_style import baseline_style, figure, finite_positive, legend, legend_outside, log_ticks, save
 
 Results = dict[str, Any]
 PathLike = Any
 
-#: resolution of every PNG; with the figure sizes below files stay around 20-80 KB.
-DPI = 90
 #: at most this many points per parity panel (a scatter of 10^5 points is slow and big).
 MAX_PARITY_POINTS = 3000
 #: at most this many panels in the parity and trajectory figures.
 MAX_PARITY_PANELS = 8
 MAX_TRAJECTORY_PANELS = 4
 
-# Baselines are drawn in greys with their own line styles so they read as reference
-# lines, not as competitors; models get the tab10/tab20 colours, one per name in the
-# whole file so a model keeps its colour across groups and plot kinds.
-_BASELINE_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
-_BASELINE_GREYS = ("0.15", "0.4", "0.55", "0.3", "0.65")
 _COMPONENTS = ("x", "y", "z")
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _figure(width: float, height: float) -> Figure:
-    """A figure with its own Agg canvas (no pyplot, no global backend switch)."""
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
-    return path
-
-
-def _finite_positive(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 def _metric(row: dict[str, Any], key: str) -> float | None:
@@ -87,11 +64,6 @@ def _sort_key(row: dict[str, Any]) -> tuple[int, float]:
     """Best (lowest finite test MSE) first; rows without a usable MSE last."""
     mse = _metric(row, "test_mse")
     return (0, mse) if mse is not None and math.isfinite(mse) else (1, 0.0)
-
-
-def ok_rows(group: dict[str, Any], kind: str | None = None) -> list[dict[str, Any]]:
-    """Rows of ``group`` with status ``ok`` (and of ``kind`` if given), in file order."""
-    return [r for r in group.get("rows", []) if r.get("status") == "ok" and (kind is None or r.get("kind") == kind)]
 
 
 def group_stems(results: Results) -> dict[str, str]:
@@ -118,54 +90,6 @@ def model_colors(results: Results) -> dict[str, Any]:
                 names.append(row.get("name"))
     cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
     return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
-
-
-def _baseline_style(i: int) -> dict[str, Any]:
-    return {
-        "color": _BASELINE_GREYS[i % len(_BASELINE_GREYS)],
-        "linestyle": _BASELINE_STYLES[i % len(_BASELINE_STYLES)],
-        "linewidth": 1.2,
-    }
-
-
-def artifact_path(results_dir: PathLike, row: dict[str, Any], key: str) -> Path | None:
-    """The existing file named by ``row["artifacts"][key]``, or ``None`` (not written, or gone)."""
-    rel = (row.get("artifacts") or {}).get(key)
-    if not rel:
-        return None
-    path = Path(results_dir) / rel
-    return path if path.is_file() else None
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """Records of a ``log.jsonl``; blank or truncated lines (a run killed mid-write) are skipped."""
-    records = []
-    with open(path) as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                records.append(rec)
-    return records
-
-
-def load_predictions(results_dir: PathLike, row: dict[str, Any]) -> dict[str, np.ndarray] | None:
-    """The arrays of the row's ``predictions.npz`` as a dict, or ``None`` if it was not written."""
-    path = artifact_path(results_dir, row, "predictions")
-    if path is None:
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: np.asarray(data[k]) for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        # a truncated file (run killed while writing) counts as not written
-        warnings.warn(f"cannot read {path}: {exc}", RuntimeWarning, stacklevel=2)
-        return None
 
 
 def _group_title(group: dict[str, Any]) -> str:
@@ -199,7 +123,7 @@ def _per_group(
         try:
             fig = draw(group, Path(results_dir))
             if fig is not None:
-                paths[gid] = _save(fig, out / f"{kind}-{stems[gid]}.png")
+                paths[gid] = save(fig, out / f"{kind}-{stems[gid]}.png")
         except Exception as exc:  # noqa: BLE001 - see the docstring
             warnings.warn(
                 f"plot {kind!r} of group {gid!r} failed: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2
@@ -211,23 +135,13 @@ def _baseline_hlines(ax, baselines: Sequence[dict[str, Any]]) -> None:
     """Each baseline's test MSE as a labelled horizontal reference line."""
     for i, row in enumerate(baselines):
         mse = _metric(row, "test_mse")
-        if _finite_positive(mse):
-            ax.axhline(mse, label=f"{row.get('name')} (baseline)", **_baseline_style(i))
+        if finite_positive(mse):
+            ax.axhline(mse, label=f"{row.get('name')} (baseline)", **baseline_style(i))
 
 
 def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
     cols = min(n, max_cols)
     return int(math.ceil(n / cols)), cols
-
-
-def _legend(ax, **kw) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, frameon=False, **kw)
-
-
-def _legend_outside(ax) -> None:
-    """Legend to the right of the axes: with many models an inside legend hides curves."""
-    _legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def _finish(fig: Figure, ax, group: dict[str, Any], title: str, xlabel: str, ylabel: str) -> Figure:
@@ -236,29 +150,9 @@ def _finish(fig: Figure, ax, group: dict[str, Any], title: str, xlabel: str, yla
     ax.set_ylabel(ylabel)
     ax.set_title(f"{title}, {_group_title(group)}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
-    _legend_outside(ax)
+    legend_outside(ax)
     fig.tight_layout()
     return fig
-
-
-def _log_ticks(axis, lo: float, hi: float) -> None:
-    """Plain 1-2-5 ticks on a log axis spanning less than ~3 decades (the default labels overlap there)."""
-    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
-
-    if not (lo > 0 and hi > lo) or hi / lo > 1e3:
-        return
-    ticks = [
-        m * 10.0**e
-        for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
-        for m in (1, 2, 5)
-        if lo <= m * 10.0**e <= hi
-    ]
-    if len(ticks) < 2:
-        return
-    axis.set_major_locator(FixedLocator(ticks))
-    axis.set_major_formatter(lambda v, _: f"{v:g}")
-    axis.set_minor_locator(NullLocator())
-    axis.set_minor_formatter(NullFormatter())
 
 
 # ---------------------------------------------------------------------------- plots
@@ -274,7 +168,7 @@ def plot_loss_curves(results: Results, results_dir: PathLike, out_dir: PathLike 
     colors = model_colors(results)
 
     def draw(group, rdir):
-        fig = _figure(7.5, 3.8)
+        fig = figure(7.5, 3.8)
         ax = fig.add_subplot()
         drawn = 0
         for row in sorted(ok_rows(group, "model"), key=_sort_key):
@@ -288,7 +182,7 @@ def plot_loss_curves(results: Results, results_dir: PathLike, out_dir: PathLike 
                 pts = [
                     (r["epoch"], r["valid_mse"])
                     for r in read_log(path)
-                    if isinstance(r.get("epoch"), (int, float)) and _finite_positive(r.get("valid_mse"))
+                    if isinstance(r.get("epoch"), (int, float)) and finite_positive(r.get("valid_mse"))
                 ]
                 if not pts:
                     continue
@@ -308,7 +202,7 @@ def plot_loss_curves(results: Results, results_dir: PathLike, out_dir: PathLike 
             return None
         _baseline_hlines(ax, ok_rows(group, "baseline"))
         target = group.get("target_valid_mse")
-        if _finite_positive(target):
+        if finite_positive(target):
             ax.axhline(target, color="tab:red", linewidth=0.8, alpha=0.6, label="target valid MSE")
         ax.set_yscale("log")
         return _finish(fig, ax, group, "Validation loss", "epoch", "validation MSE per coordinate")
@@ -350,7 +244,7 @@ def plot_parity(results: Results, results_dir: PathLike, out_dir: PathLike | Non
         if not panels:
             return None
         nr, nc = _grid(len(panels))
-        fig = _figure(max(2.4 * nc + 0.3, 4.5), 2.4 * nr + 0.5)
+        fig = figure(max(2.4 * nc + 0.3, 4.5), 2.4 * nr + 0.5)
         rng = np.random.default_rng(0)  # same subsample every time the report is rebuilt
         for i, (row, arrays) in enumerate(panels):
             ax = fig.add_subplot(nr, nc, i + 1)
@@ -376,7 +270,7 @@ def plot_parity(results: Results, results_dir: PathLike, out_dir: PathLike | Non
             if i >= (nr - 1) * nc:
                 ax.set_xlabel("true displacement", fontsize=8)
             if i == 0:
-                _legend(ax, loc="upper left", markerscale=4)
+                legend(ax, loc="upper left", markerscale=4)
         fig.suptitle(f"Parity of test displacements, {_group_title(group)}", fontsize=10)
         fig.tight_layout()
         return fig
@@ -422,7 +316,7 @@ def plot_trajectory(results: Results, results_dir: PathLike, out_dir: PathLike |
         if not panels:
             return None
         nr, nc = _grid(len(panels), max_cols=2)
-        fig = _figure(3.3 * nc + 0.3, 3.1 * nr + 0.5)
+        fig = figure(3.3 * nc + 0.3, 3.1 * nr + 0.5)
         for i, (row, arrays) in enumerate(panels):
             ax = fig.add_subplot(nr, nc, i + 1)
             true, pred = arrays["rollout_true"], arrays["rollout_pred"]
@@ -463,7 +357,7 @@ def _rollout_points(row: dict[str, Any]) -> tuple[list[float], list[float]] | No
     pts = [
         (h, m)
         for h, m in zip(roll.get("horizons") or [], roll.get("mse") or [])
-        if _finite_positive(h) and _finite_positive(m)
+        if finite_positive(h) and finite_positive(m)
     ]
     return tuple(map(list, zip(*pts))) if pts else None
 
@@ -474,7 +368,7 @@ def _rollout_band(row: dict[str, Any]) -> tuple[list[float], list[float], list[f
     pts = [
         (float(h), v.get("lo"), v.get("hi"))
         for h, v in iv.items()
-        if isinstance(v, dict) and _finite_positive(v.get("lo")) and _finite_positive(v.get("hi"))
+        if isinstance(v, dict) and finite_positive(v.get("lo")) and finite_positive(v.get("hi"))
     ]
     if len(pts) < 2:
         return None
@@ -490,13 +384,13 @@ def plot_rollout_error(results: Results, results_dir: PathLike, out_dir: PathLik
     colors = model_colors(results)
 
     def draw(group, rdir):
-        fig = _figure(7.5, 3.8)
+        fig = figure(7.5, 3.8)
         ax = fig.add_subplot()
         drawn = 0
         for i, row in enumerate(ok_rows(group, "baseline")):
             pts = _rollout_points(row)
             if pts:
-                ax.plot(*pts, marker=".", label=f"{row.get('name')} (baseline)", **_baseline_style(i))
+                ax.plot(*pts, marker=".", label=f"{row.get('name')} (baseline)", **baseline_style(i))
                 drawn += 1
         for row in sorted(ok_rows(group, "model"), key=_sort_key):
             pts = _rollout_points(row)
@@ -528,18 +422,18 @@ def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: Path
         pts = []
         for row in ok_rows(group, "model"):
             mse, t = _metric(row, "test_mse"), (row.get("speed") or {}).get("train_time_s")
-            if _finite_positive(mse) and _finite_positive(t):
+            if finite_positive(mse) and finite_positive(t):
                 pts.append((row.get("name"), float(t), mse))
         if not pts:
             return None
-        fig = _figure(7.5, 3.8)
+        fig = figure(7.5, 3.8)
         ax = fig.add_subplot()
         rows = {r.get("name"): r for r in ok_rows(group, "model")}
         for name, t, mse in pts:
             row = rows[name]
             ax.scatter([t], [mse], s=25, color=colors.get(name), zorder=3)
             iv = (row.get("intervals") or {}).get("test_mse") or {}
-            if _finite_positive(iv.get("lo")) and _finite_positive(iv.get("hi")):  # 95% interval over test frames
+            if finite_positive(iv.get("lo")) and finite_positive(iv.get("hi")):  # 95% interval over test frames
                 ax.errorbar(
                     [t],
                     [mse],
@@ -550,7 +444,7 @@ def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: Path
                     zorder=2,
                 )
             seed_mse = [_metric(rec, "test_mse") for rec in row.get("seeds") or []]
-            seed_mse = [m for m in seed_mse if _finite_positive(m)]
+            seed_mse = [m for m in seed_mse if finite_positive(m)]
             if len(seed_mse) > 1:  # each seed as a small hollow marker: the spread over seeds
                 ax.scatter(
                     [t] * len(seed_mse),
@@ -571,7 +465,7 @@ def plot_accuracy_vs_time(results: Results, results_dir: PathLike, out_dir: Path
         if hi / lo < 4:
             lo, hi = min(ts) / 2, max(ts) * 2
         ax.set_xlim(lo, hi)
-        _log_ticks(ax.xaxis, lo, hi)
+        log_ticks(ax.xaxis, lo, hi)
         return _finish(fig, ax, group, "Accuracy vs training time", "training time (s)", "test MSE per coordinate")
 
     return _per_group(results, results_dir, out_dir, "accuracy_time", draw)

@@ -14,16 +14,8 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .plots import (
-    _baseline_style,
-    _figure,
-    _finite_positive,
-    _legend_outside,
-    _log_ticks,
-    artifact_path,
-    ok_rows,
-    read_log,
-)
+from .artifacts import artifact_path, ok_rows, read_log
+from .plot_style import baseline_style, figure, finite_positive, legend_outside, log_ticks
 
 #: (log key, reference metric, axis label) of the two panels
 PANELS = (
@@ -42,7 +34,7 @@ def _curves(row: dict[str, Any], rdir: Path, key: str) -> list[tuple[list[float]
         pts = [
             (r["epoch"], r[key])
             for r in read_log(path)
-            if isinstance(r.get("epoch"), (int, float)) and r["epoch"] > 0 and _finite_positive(r.get(key))
+            if isinstance(r.get("epoch"), (int, float)) and r["epoch"] > 0 and finite_positive(r.get(key))
         ]
         if pts:
             curves.append(tuple(map(list, zip(*pts))))
@@ -51,12 +43,12 @@ def _curves(row: dict[str, Any], rdir: Path, key: str) -> list[tuple[list[float]
 
 def _rank(row: dict[str, Any]) -> float:
     value = (row.get("metrics") or {}).get("energy_mae")
-    return float(value) if _finite_positive(value) else float("inf")
+    return float(value) if finite_positive(value) else float("inf")
 
 
 def draw_curves(group: dict[str, Any], rdir: Path, colors: dict[str, Any]) -> Figure | None:
     """The figure of one energy group, or ``None`` when no model left a log with validation MAEs."""
-    fig = _figure(9.5, 3.6)
+    fig = figure(9.5, 3.6)
     axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
     drawn = 0
     for row in sorted(ok_rows(group, "model"), key=_rank):
@@ -79,17 +71,17 @@ def draw_curves(group: dict[str, Any], rdir: Path, colors: dict[str, Any]) -> Fi
     for i, row in enumerate(ok_rows(group, "baseline")):
         for ax, (_, ref_key, _) in zip(axes, PANELS):
             value = (row.get("metrics") or {}).get(ref_key)
-            if _finite_positive(value):
-                ax.axhline(value, label=f"{row.get('name')} (reference)", **_baseline_style(i))
+            if finite_positive(value):
+                ax.axhline(value, label=f"{row.get('name')} (reference)", **baseline_style(i))
     for ax, (_, _, label) in zip(axes, PANELS):
         ax.set_yscale("log")
-        _log_ticks(ax.yaxis, *ax.get_ylim())  # plain 1-2-5 labels: the MAEs span less than a decade or two
+        log_ticks(ax.yaxis, *ax.get_ylim())  # plain 1-2-5 labels: the MAEs span less than a decade or two
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(True, which="major", alpha=0.3)
     axes[0].set_title(f"Validation energy MAE, {group.get('id')}", fontsize=9)
     axes[1].set_title("Validation forces MAE", fontsize=9)
-    _legend_outside(axes[1])
+    legend_outside(axes[1])
     fig.tight_layout()
     return fig

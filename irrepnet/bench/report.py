@@ -42,6 +42,8 @@ from .formatting import (  # noqa: F401  (re-exported: the report's public helpe
     fmt_vs_zero,
     interval,
     is_energy_group,
+    md_cell,
+    md_table,
     ordered_rows,
     rollout_cell,
     rollout_mse,
@@ -201,20 +203,9 @@ def write_csv(results: Results, path: PathLike) -> Path:
 # ---------------------------------------------------------------------------- markdown
 
 
-def _cell(text: Any) -> str:
-    """Table-safe text: a ``|`` would split the cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
-    return lines
-
-
 def _name(row: Row) -> str:
     """Model names plain, baselines in italics and marked, so they read as reference rows."""
-    name = _cell(row.get("name"))
+    name = md_cell(row.get("name"))
     return f"*{name}* (baseline)" if row.get("kind") == "baseline" else name
 
 
@@ -319,7 +310,7 @@ def _main_table(group: dict[str, Any]) -> list[str]:
         )
     if not rows:
         return ["No row finished in this group.", ""]
-    return _md_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)) + [""]
+    return md_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2)) + [""]
 
 
 def _steps_cell(steps: Any) -> str:
@@ -418,7 +409,7 @@ def _tuning_table(group: dict[str, Any]) -> list[str]:
             f"{rows[0]['tuning'].get('seed')}):",
             "",
         ]
-        + _md_table(["model", "chosen", "trial steps", "trials (validation MSE)"], body, ["l", "l", "r", "l"])
+        + md_table(["model", "chosen", "trial steps", "trials (validation MSE)"], body, ["l", "l", "r", "l"])
         + [""]
     )
 
@@ -486,7 +477,7 @@ def _not_run(group: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     lines = ["Not in the table:", ""]
-    lines += [f"- {_name(r)}: **{r.get('status')}**: {_cell(r.get('reason') or 'no reason given')}" for r in rows]
+    lines += [f"- {_name(r)}: **{r.get('status')}**: {md_cell(r.get('reason') or 'no reason given')}" for r in rows]
     return lines + [""]
 
 
@@ -502,7 +493,7 @@ def _correlation_table(group: dict[str, Any]) -> list[str]:
             "checks of the centre of mass, particle 0, the x of particle 6 and the y of the last particle):",
             "",
         ]
-        + _md_table(header, body, ["l"] + ["r"] * len(CORRELATIONS))
+        + md_table(header, body, ["l"] + ["r"] * len(CORRELATIONS))
         + [""]
     )
 

@@ -25,6 +25,7 @@ from .formatting import (
     fmt_sig,
     interval,
     is_energy_group,
+    md_table,
     seed_budget_facts,
     with_ci,
 )
@@ -227,11 +228,9 @@ def units_note() -> list[str]:
 
 def group_lines(group: dict[str, Any]) -> list[str]:
     """The heading, protocol, table and comparisons of an energy group in report.md."""
-    from .report import _md_table
-
     header, body, align = table(group)
     lines = heading(group) + protocol(group)
-    lines += (_md_table(header, body, align) + [""]) if body else ["No row finished in this group.", ""]
+    lines += (md_table(header, body, align) + [""]) if body else ["No row finished in this group.", ""]
     return lines + comparison_sentences(group)
 
 

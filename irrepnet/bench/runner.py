@@ -24,10 +24,8 @@ The file formats are in :mod:`irrepnet.bench.schema`.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 import math
-import statistics
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -44,46 +42,18 @@ from ..provenance import provenance
 from ..registry import ConfigError, build_model, get_model_entry
 from ..stats import per_unit_mse
 from ..tasks import Task, load_task
-from ..train import TrainingInterrupted, distributed, make_trainer, split_validation
+from ..train import TrainingInterrupted, make_trainer, split_validation
 from ..train.config import train_config
 from ..train.device import peak_memory_mb, pick_device, reset_peak_memory
 from ..train.normalization import model_task_spec, rms
 from . import energy as E
 from .compare import finalize_group
+from .records import aggregate_seeds, budget, finite, new_row, now, write_json, writes
 from .schema import SCHEMA, SCHEMA_VERSION, validate
-from .suite import BUDGET_KEYS, PARAMETER_FREE, Suite, Variant, is_parameter_free
+from .shard import shard_units
+from .suite import PARAMETER_FREE, Suite, Variant, is_parameter_free
 
 AUDIT_GRAPHS = 4
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _finite(x):
-    """JSON has no NaN/Inf: they become null."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
-
-
-def _writes() -> bool:
-    """Whether this process writes files: always, except the ranks other than 0 under torchrun."""
-    return distributed.current().is_main
-
-
-def write_json(obj: Any, path: Path) -> None:
-    """Atomic JSON write (temporary file, then rename); rank 0 alone writes under torchrun."""
-    if not _writes():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_finite(obj), indent=2) + "\n")
-    tmp.replace(path)
 
 
 # --- one group (task variant) ------------------------------------------------------
@@ -153,7 +123,7 @@ def _evaluate(
     epoch's validation MAEs).
     """
     if group.energy:
-        result = E.evaluate_model(model, group.task, valid or {}, run_dir, device, dtype, write=_writes())
+        result = E.evaluate_model(model, group.task, valid or {}, run_dir, device, dtype, write=writes())
         return {**result, "equivariance": _audit_dict(model, _audit_batch(group), suite.audit_trials)}
     pred, true = M.predict(model, group.task.test, device=device, dtype=dtype)
     metrics = M.accuracy(pred, true, zero_mse=group.zero_mse)
@@ -180,7 +150,7 @@ def _evaluate(
         "rollout": roll,
         "equivariance": _audit_dict(model, _audit_batch(group), suite.audit_trials),
     }
-    if _writes():
+    if writes():
         run_dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(run_dir / "predictions.npz", **arrays)
     return result
@@ -189,30 +159,6 @@ def _evaluate(
 def _audit_batch(group: Group):
     """The first :data:`AUDIT_GRAPHS` test samples as one batch: what the equivariance audit runs on."""
     return group.task.test.batch(range(min(AUDIT_GRAPHS, len(group.task.test))))
-
-
-def _row(name: str, kind: str, **fields) -> dict[str, Any]:
-    row = {
-        "name": name,
-        "kind": kind,
-        "status": "ok",
-        "symmetry": None,
-        "parameters": 0,
-        "config": None,
-        "train": None,
-        "metrics": None,
-        "rollout": None,
-        "equivariance": None,
-        "speed": None,
-        "training": None,
-        "artifacts": {},
-        "seeds": [],
-        "tuning": None,
-        "intervals": {},
-        "comparisons": {},
-    }
-    row.update(fields)
-    return row
 
 
 def baseline_rows(group: Group, suite: Suite, out: Path) -> list[dict[str, Any]]:
@@ -237,7 +183,7 @@ def baseline_rows(group: Group, suite: Suite, out: Path) -> list[dict[str, Any]]
         run_dir = out / group.id / _slug(name)
         ev = _evaluate(model.double(), group, suite, run_dir, torch.device("cpu"), torch.float64)
         rows.append(
-            _row(
+            new_row(
                 name,
                 "baseline",
                 symmetry=model.symmetry.value,
@@ -251,8 +197,8 @@ def baseline_rows(group: Group, suite: Suite, out: Path) -> list[dict[str, Any]]
 def reference_row(group: Group, out: Path) -> dict[str, Any]:
     """The atom-energy reference of an energy group (fitted on the training split; no audit, no speed)."""
     run_dir = out / group.id / _slug(E.REFERENCE)
-    ev = E.evaluate_reference(group.task, group.atom_energies, run_dir, write=_writes())
-    return _row(
+    ev = E.evaluate_reference(group.task, group.atom_energies, run_dir, write=writes())
+    return new_row(
         E.REFERENCE,
         "baseline",
         symmetry="E(3)",
@@ -374,87 +320,7 @@ def run_seed(
     log(
         f"{head}, {result.steps} steps in {result.train_time_s:.1f} s, best epoch {result.best_epoch}; audit {verdicts}"
     )
-    return json.loads(json.dumps(_finite(record)))
-
-
-def _mean(values):
-    vals = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if len(vals) != len(values) or not vals:
-        return None
-    return float(np.mean(vals))
-
-
-def aggregate_seeds(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """A row's ``metrics``, ``rollout``, ``equivariance``, ``speed``, ``training`` and ``artifacts`` over its seeds.
-
-    Accuracy: the mean over seeds (``metrics_std`` has the standard deviation). Rollout:
-    the mean per horizon, ``null`` (diverged) if any seed diverged. Equivariance: the
-    worst seed per check. Speed: the median over seeds. Artifacts: the first seed's.
-    """
-    ms = [r["metrics"] for r in records]
-    if "energy_mae" in ms[0]:  # an energy task: its own figures (irrepnet.bench.energy)
-        agg = E.aggregate_metrics(ms)
-        metrics, std = agg["metrics"], agg["metrics_std"]
-    else:
-        metrics, std = _displacement_metrics(ms)
-    rollout = None
-    if all(r.get("rollout") for r in records):
-        first = records[0]["rollout"]
-        per_h = list(zip(*[r["rollout"]["mse"] for r in records]))
-        rollout = {
-            "horizons": first["horizons"],
-            "starts": first["starts"],
-            "mse": [None if any(v is None for v in vals) else float(np.mean(vals)) for vals in per_h],
-        }
-    equivariance = {}
-    for dtype in records[0].get("equivariance") or {}:
-        checks = {}
-        for check in records[0]["equivariance"][dtype]["checks"]:
-            per = [r["equivariance"][dtype]["checks"][check] for r in records]
-            worst = max(per, key=lambda c: c.get("rel_error") if c.get("rel_error") is not None else math.inf)
-            checks[check] = {**worst, "passed": all(c.get("passed") is not False for c in per)}
-        equivariance[dtype] = {"passed": all(r["equivariance"][dtype]["passed"] for r in records), "checks": checks}
-    speed = {}
-    for key in records[0]["speed"]:
-        vals = [r["speed"].get(key) for r in records]
-        nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        speed[key] = (
-            statistics.median(nums)
-            if len(nums) == len(vals) and nums
-            else (vals[0] if isinstance(vals[0], str) else None)
-        )
-    steps = [r["training"]["steps"] for r in records]
-    training = {
-        "epochs": records[0]["training"]["epochs"],
-        "steps": steps[0] if len(set(steps)) == 1 else steps,
-        "best_epoch": [r["training"]["best_epoch"] for r in records],
-        "stopped": records[0]["training"]["stopped"],
-    }
-    return {
-        "metrics": metrics,
-        "metrics_std": std,
-        "rollout": rollout,
-        "equivariance": equivariance or None,
-        "speed": speed,
-        "training": training,
-        "artifacts": dict(records[0]["artifacts"]),
-    }
-
-
-def _displacement_metrics(ms: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(metrics, metrics_std)`` of a displacement row: seed means, and the std of two of them."""
-    metrics = {k: _mean([m.get(k) for m in ms]) for k in ("test_mse", "mse_vs_zero", "r2", "valid_mse")}
-    corr = [m.get("correlations") for m in ms]
-    metrics["correlations"] = (
-        {k: _mean([c.get(k) for c in corr]) for k in corr[0]} if all(isinstance(c, dict) for c in corr) else None
-    )
-    std = {
-        k: (
-            float(np.std([m[k] for m in ms], ddof=1)) if len(ms) > 1 and all(m.get(k) is not None for m in ms) else None
-        )
-        for k in ("test_mse", "mse_vs_zero")
-    }
-    return metrics, std
+    return json.loads(json.dumps(finite(record)))
 
 
 def run_model(
@@ -489,7 +355,7 @@ def run_model(
         trainer = make_trainer(name, group.task, base_cfg, model_cfg)  # checks model, task and residual
     except ConfigError as exc:
         log(f"  {name}: skipped ({exc})")
-        return _row(name, "model", status="skipped", reason=str(exc))
+        return new_row(name, "model", status="skipped", reason=str(exc))
     inner = trainer.model.model
     base = dict(symmetry=inner.symmetry.value, train=base_cfg.to_dict())
     del trainer
@@ -517,32 +383,14 @@ def run_model(
         raise
     except Exception as exc:  # one broken model must not take the others' results with it
         err = model_dir / "error.txt"
-        if _writes():
+        if writes():
             err.parent.mkdir(parents=True, exist_ok=True)
             err.write_text(traceback.format_exc())
         log(f"  {name}: ERROR {type(exc).__name__}: {exc} (traceback in {err})")
-        return _row(name, "model", status="error", reason=f"{type(exc).__name__}: {exc}", seeds=records, **base)
-    row = _row(name, "model", **base, **aggregate_seeds(records), seeds=records)
+        return new_row(name, "model", status="error", reason=f"{type(exc).__name__}: {exc}", seeds=records, **base)
+    row = new_row(name, "model", **base, **aggregate_seeds(records), seeds=records)
     write_json(row, row_file)
-    return json.loads(json.dumps(_finite(row)))
-
-
-def _budget(entry: dict[str, Any]) -> dict[str, Any]:
-    """Optimiser steps and training options that set the budget, per model row, and whether they are equal."""
-    per = {}
-    for row in entry["rows"]:
-        if row.get("kind") == "model" and row.get("status") == "ok":
-            per[row["name"]] = {
-                "steps": (row.get("training") or {}).get("steps"),
-                **{k: (row.get("train") or {}).get(k) for k in BUDGET_KEYS},
-                "lr": (row.get("train") or {}).get("lr"),
-            }
-    steps = {json.dumps(p["steps"]) for p in per.values()}
-    return {
-        "per_model": per,
-        "equal_steps": len(steps) <= 1,
-        "steps": (next(iter(per.values()))["steps"] if len(steps) == 1 else None),
-    }
+    return json.loads(json.dumps(finite(row)))
 
 
 def _displacement_entry(suite: Suite, group: Group, variant_train, seeds: list[int]) -> dict[str, Any]:
@@ -612,7 +460,7 @@ def run_suite(
     seeds = list(seeds or suite.seeds)
     dev = pick_device(device or extra_train.get("device") or suite.train.get("device", "auto"))
     results_file = out / "results.json"
-    started = _now()
+    started = now()
     if resume and results_file.exists():
         started = json.loads(results_file.read_text()).get("started", started)
     description = suite.description
@@ -646,8 +494,6 @@ def run_suite(
     }
     mine = None
     if shard is not None:
-        from .shard import shard_units
-
         mine = shard_units(suite.variants, names, seeds, shard)
         results["shard"] = {"index": shard[0], "count": shard[1], "units": [list(u) for u in mine]}
         mine = set(mine)
@@ -682,7 +528,7 @@ def run_suite(
                     else f"test MSE {m['test_mse']:.3e} (baseline)"
                 )
             )
-        if _writes():
+        if writes():
             finalize_group(entry, out, suite)
         write_json(results, results_file)
         for name in names:
@@ -703,14 +549,14 @@ def run_suite(
                     tune_seed=seeds[0],
                 )
             )
-            entry["budget"] = _budget(entry)
-            if _writes():  # the other ranks only train along (they read no predictions)
+            entry["budget"] = budget(entry)
+            if writes():  # the other ranks only train along (they read no predictions)
                 finalize_group(entry, out, suite)
             write_json(results, results_file)
-    results["finished"] = _now()
-    if not _writes():
+    results["finished"] = now()
+    if not writes():
         return results  # under torchrun, rank 0's results.json is the benchmark's
-    validate(json.loads(json.dumps(_finite(results))))
+    validate(json.loads(json.dumps(finite(results))))
     write_json(results, results_file)
     on_disk = json.loads(results_file.read_text())  # as written: non-finite numbers are null there too
     if report:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare import finalize_group
-from .runner import _budget, _finite, _now, _row, aggregate_seeds, write_json
+from .records import aggregate_seeds, budget, finite, new_row, now, write_json
 from .schema import validate
 
 Unit = tuple[str, str, int]
@@ -163,10 +163,10 @@ def merge_shards(out: Path, folders: Sequence[Path], *, report: bool = True) -> 
             if pieces:
                 rows.append(_merge_model_rows(name, pieces, seeds))
         group["rows"] = rows
-        group["budget"] = _budget(group)
+        group["budget"] = budget(group)
         finalize_group(group, out, settings)
-    merged["finished"] = max(r["finished"] for _, r in shards) or _now()
-    validate(json.loads(json.dumps(_finite(merged))))
+    merged["finished"] = max(r["finished"] for _, r in shards) or now()
+    validate(json.loads(json.dumps(finite(merged))))
     write_json(merged, out / "results.json")
     on_disk = json.loads((out / "results.json").read_text())
     if report:
@@ -184,4 +184,4 @@ def _merge_model_rows(name: str, pieces: list[dict[str, Any]], seeds: list[int])
             return bad[0]
     records = sorted((rec for p in pieces for rec in p["seeds"]), key=lambda rec: seeds.index(rec["seed"]))
     base = {k: pieces[0].get(k) for k in ("symmetry", "train", "parameters", "config", "tuning")}
-    return _row(name, "model", **base, **aggregate_seeds(records), seeds=records)
+    return new_row(name, "model", **base, **aggregate_seeds(records), seeds=records)

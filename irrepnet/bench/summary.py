@@ -24,11 +24,12 @@ from .formatting import (
     fmt_vs_zero,
     interval,
     is_energy_group,
+    md_table,
     ordered_rows,
     rollout_cell,
     with_ci,
 )
-from .report import _md_table, _name, _steps_cell, load_results
+from .report import _name, _steps_cell, load_results
 
 
 def _group_line(results: dict, group: dict) -> str:
@@ -65,7 +66,7 @@ def _energy_group_line(results: dict, group: dict) -> str:
 
 def _energy_lines(results: dict, group: dict) -> list[str]:
     header, body, align = report_energy.table(group, report_energy.SUMMARY_COLUMNS)
-    return [_energy_group_line(results, group), ""] + _md_table(header, body, align) + [""]
+    return [_energy_group_line(results, group), ""] + md_table(header, body, align) + [""]
 
 
 def summary_markdown(results: dict) -> str:
@@ -111,7 +112,7 @@ def summary_markdown(results: dict) -> str:
             )
         lines.append(_group_line(results, group))
         lines.append("")
-        lines += _md_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2))
+        lines += md_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2))
         lines.append("")
     lines.append(
         f"Commit `{commit}`, {prov.get('machine')}, {prov.get('device')}, {prov.get('torch_threads')} torch "
