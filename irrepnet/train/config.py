@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -75,6 +76,12 @@ class TrainConfig:
     On an energy task (molecules) the loss is ``energy_weight`` x the MSE of the energy
     per atom plus ``force_weight`` x the MSE of the force components, both in units of
     the training force RMS (:mod:`irrepnet.train.energy`); other tasks ignore the two weights.
+
+    ``tensorboard = "DIR"`` writes the run's scalars (loss, learning rate, step time every
+    step; validation metrics every epoch) as TensorBoard event files in ``DIR``
+    (:mod:`irrepnet.train.tensorboard_log`; needs ``pip install tensorboard``). ``progress``
+    draws a bar on a terminal and logs a line per epoch (and every 30 s) elsewhere
+    (:mod:`irrepnet.train.progress`).
     """
 
     epochs: int = 20
@@ -97,7 +104,7 @@ class TrainConfig:
     device: str = "auto"  # "auto": cuda, then mps, then cpu
     normalize: bool = True  # divide target and vector inputs by their training RMS
     valid_fraction: float = 0.1  # tasks without a validation split: the last part of train
-    progress: bool = True  # tqdm bar (only when writing to a terminal)
+    progress: bool = True  # tqdm bar on a terminal, else INFO log lines (irrepnet.train.progress)
     residual: str = "none"  # "none", "constant_velocity", "constant_acceleration" or "force_difference"
     start_at_baseline: bool = False  # correction x learnable gate initialised at 0
     input_noise: float = 0.0  # random-walk input noise, in units of the target RMS
@@ -108,9 +115,14 @@ class TrainConfig:
     energy_weight: float = 1.0  # energy tasks: weight of the per-atom energy MSE in the loss
     force_weight: float = 1.0  # energy tasks: weight of the force MSE in the loss
     ema_decay: float | None = None  # e.g. 0.99: evaluate and keep an exponential moving average of the weights
+    tensorboard: str | None = None  # a folder: TensorBoard scalars of the run (irrepnet.train.tensorboard_log)
 
     def __post_init__(self):
         problems = []
+        if isinstance(self.tensorboard, os.PathLike):  # a plain string: checkpoints hold the config as plain values
+            self.tensorboard = os.fspath(self.tensorboard)
+        if self.tensorboard is not None and (not isinstance(self.tensorboard, str) or not self.tensorboard):
+            problems.append(f"tensorboard must be a folder name or unset, got {self.tensorboard!r}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 problems.append(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")

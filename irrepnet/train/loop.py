@@ -60,8 +60,10 @@ from .energy import LossTerm, displacement_only_options, energy_loss_terms
 from .noise import add_input_noise
 from .normalization import NormalizedModel, check_residual, fit_scales, rms
 from .optim import make_optimizer
+from .progress import progress_reporter
 from .property import accumulate_abs_errors, property_loss_terms
-from .runtime import _progress_bar, _StopRequests, move, split_validation, torch_dtype  # noqa: F401 (re-exported: loop.move etc. predate runtime.py)
+from .runtime import _StopRequests, move, split_validation, torch_dtype  # noqa: F401 (re-exported: loop.move etc. predate runtime.py)
+from .tensorboard_log import TensorBoardLog, summary_writer_class
 from .unroll import unroll_trajectory, unrolled_loss
 
 #: dataset field holding the truth for each model output
@@ -75,7 +77,7 @@ TARGET_FIELDS = {
 #: steps excluded from the step-time median (allocator and kernel warm-up)
 WARMUP_STEPS_UNTIMED = 5
 #: config keys that may differ between a run and its resumption
-RESUMABLE_CHANGES = {"epochs", "max_steps", "patience", "progress", "device", "eval_batch_size"}
+RESUMABLE_CHANGES = {"epochs", "max_steps", "patience", "progress", "device", "eval_batch_size", "tensorboard"}
 
 
 class TrainingInterrupted(RuntimeError):
@@ -225,6 +227,9 @@ class Trainer:
         self.total_steps = min(per_epoch_total, self.config.max_steps or per_epoch_total)
         self.state = self._initial_state()
         self._recent = deque(maxlen=500)
+        self._board = TensorBoardLog(None)  # fit() opens the configured one
+        if self.config.tensorboard is not None:
+            summary_writer_class(self.config.tensorboard)  # a missing package fails here, before any training
 
     # --- state ------------------------------------------------------------------
     def _initial_state(self) -> dict[str, Any]:
@@ -470,6 +475,8 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------
     def _log_line(self, record: dict[str, Any]) -> None:
+        """One epoch's record to ``log.jsonl`` and, with ``tensorboard``, to TensorBoard."""
+        self._board.epoch(record)
         if self.out_dir is None or not self.dist.is_main:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -530,50 +537,58 @@ class Trainer:
             raise FileExistsError(f"{self.out_dir} already holds a training run; resume it or choose a new folder")
         self.dist.barrier()  # every rank has looked at out_dir before rank 0 writes to it
         c, st = self.config, self.state
-        if c.start_at_baseline and not st["history"]:
-            self._baseline_epoch()
-        gen = torch.Generator()
-        gen.set_state(st["generator"])
-        self._recent = recent = deque(st["step_times"], maxlen=500)
-        n = len(self.train_set)
-        bar = _progress_bar(c.progress, total=c.epochs, initial=st["epoch"])
-        with self.stop, bar:
-            while st["stopped"] is None:
-                if st["epoch"] >= c.epochs:
-                    st["stopped"] = "epochs"
-                    break
-                if c.max_steps is not None and st["step"] >= c.max_steps:
-                    st["stopped"] = "max_steps"
-                    break
-                if st["perm"] is None:
-                    st["perm"] = torch.randperm(n, generator=gen)
-                    st["generator"] = gen.get_state()
-                    st.update(batch=0, epoch_loss=0.0, epoch_count=0, epoch_time=0.0)
-                while st["batch"] < self.batches_per_epoch and not (c.max_steps and st["step"] >= c.max_steps):
-                    b = st["batch"]
-                    idx = st["perm"][b * c.batch_size : (b + 1) * c.batch_size]
-                    synchronize(self.device)
-                    t0 = time.perf_counter()
-                    loss = self._train_step(idx)
-                    synchronize(self.device)
-                    dt = time.perf_counter() - t0
-                    if st["step"] >= WARMUP_STEPS_UNTIMED:
-                        recent.append(dt)
-                    st["epoch_time"] += dt
-                    st["train_time"] += dt
-                    st["epoch_loss"] += loss * idx.numel()
-                    st["epoch_count"] += idx.numel()
-                    st["step"] += 1
-                    st["batch"] += 1
-                    if self.callback is not None:
-                        self.callback(self)
-                    if self.dist.any(self.stop.requested):  # every rank stops after the same step
-                        path = self._save("last.pt")
-                        self.dist.barrier()
-                        if path is None:
-                            raise KeyboardInterrupt("training interrupted (no out_dir: nothing saved)")
-                        raise TrainingInterrupted(path)
-                self._end_epoch(bar)
+        # rank 0 alone reports, as it alone writes; a resumed run hides the events after its checkpoint
+        board = TensorBoardLog(c.tensorboard if self.dist.is_main else None, purge_step=st["step"] if resume else None)
+        progress = progress_reporter(
+            c.progress and self.dist.is_main, total_epochs=self.planned_epochs, total_steps=self.total_steps, state=st
+        )
+        with board:  # closed, so flushed, however training ends
+            self._board = board
+            if c.start_at_baseline and not st["history"]:
+                self._baseline_epoch()
+            gen = torch.Generator()
+            gen.set_state(st["generator"])
+            self._recent = recent = deque(st["step_times"], maxlen=500)
+            n = len(self.train_set)
+            with self.stop, progress:
+                while st["stopped"] is None:
+                    if st["epoch"] >= c.epochs:
+                        st["stopped"] = "epochs"
+                        break
+                    if c.max_steps is not None and st["step"] >= c.max_steps:
+                        st["stopped"] = "max_steps"
+                        break
+                    if st["perm"] is None:
+                        st["perm"] = torch.randperm(n, generator=gen)
+                        st["generator"] = gen.get_state()
+                        st.update(batch=0, epoch_loss=0.0, epoch_count=0, epoch_time=0.0)
+                    while st["batch"] < self.batches_per_epoch and not (c.max_steps and st["step"] >= c.max_steps):
+                        b = st["batch"]
+                        idx = st["perm"][b * c.batch_size : (b + 1) * c.batch_size]
+                        synchronize(self.device)
+                        t0 = time.perf_counter()
+                        loss = self._train_step(idx)
+                        synchronize(self.device)
+                        dt = time.perf_counter() - t0
+                        if st["step"] >= WARMUP_STEPS_UNTIMED:
+                            recent.append(dt)
+                        st["epoch_time"] += dt
+                        st["train_time"] += dt
+                        st["epoch_loss"] += loss * idx.numel()
+                        st["epoch_count"] += idx.numel()
+                        st["step"] += 1
+                        st["batch"] += 1
+                        progress.step(st)
+                        board.step(st["step"], loss, self.lr_at(st["step"] - 1), dt)
+                        if self.callback is not None:
+                            self.callback(self)
+                        if self.dist.any(self.stop.requested):  # every rank stops after the same step
+                            path = self._save("last.pt")
+                            self.dist.barrier()
+                            if path is None:
+                                raise KeyboardInterrupt("training interrupted (no out_dir: nothing saved)")
+                            raise TrainingInterrupted(path)
+                    self._end_epoch(progress)
         self.state["step_times"] = list(recent)
         self._save("last.pt")
         self.dist.barrier()  # rank 0's files are complete before any rank goes on
@@ -610,12 +625,11 @@ class Trainer:
         """``valid_energy_mae``... of the last evaluation (energy tasks; empty otherwise)."""
         return {f"valid_{k}": v for k, v in getattr(self, "_last_valid_mae", {}).items()}
 
-    def _end_epoch(self, bar) -> None:
+    def _end_epoch(self, progress) -> None:
         with self._evaluated_weights():
             record = self._score_epoch()
         self._save("last.pt")  # the trained weights (and the average beside them): what a resumed run continues
-        bar.update(1)
-        bar.set_postfix(train=f"{record['train_loss']:.3g}", valid=f"{record['valid_loss']:.3g}")
+        progress.epoch(record, self.state)
 
     def _score_epoch(self) -> dict[str, Any]:
         """Validate the end of an epoch, log it, and keep the weights as ``best.pt`` if they improved."""

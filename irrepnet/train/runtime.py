@@ -1,5 +1,6 @@
 """Run-time helpers of the training loop: dtypes and devices of batches, the validation
-hold-out, the progress bar and the stop signals (SIGINT/SIGTERM -> checkpoint after the step).
+hold-out and the stop signals (SIGINT/SIGTERM -> checkpoint after the step). The progress
+bar and lines are in :mod:`irrepnet.train.progress`.
 
 Shapes/irreps
 -------------
@@ -8,11 +9,13 @@ batches are dicts of tensors; :func:`move` keeps each field's shape and irreps.
 
 from __future__ import annotations
 
+import logging
 import signal
-import sys
 import threading
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -37,30 +40,6 @@ def split_validation(train_set, fraction: float):
     return train_set.subset(range(n - n_valid)), train_set.subset(range(n - n_valid, n))
 
 
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n=1):
-        pass
-
-    def set_postfix(self, **kw):
-        pass
-
-
-def _progress_bar(enabled: bool, **kwargs):
-    """A tqdm bar when asked for and writing to a terminal; tqdm is not even imported otherwise
-    (its notebook flavour warns when ipywidgets is missing)."""
-    if not (enabled and sys.stderr.isatty()):
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(unit="epoch", leave=False, **kwargs)
-
-
 class _StopRequests:
     """SIGINT/SIGTERM handlers that ask the loop to stop after the current step.
 
@@ -82,11 +61,10 @@ class _StopRequests:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
-        print(
-            f"\nirrepnet: {signal.Signals(signum).name} received; saving a checkpoint after this step "
-            "(Ctrl-C again to abort at once)",
-            file=sys.stderr,
-            flush=True,
+        # a warning, so that it shows at the CLI's default level and under -q
+        logger.warning(
+            "%s received; saving a checkpoint after this step (Ctrl-C again to abort at once)",
+            signal.Signals(signum).name,
         )
 
     def __exit__(self, *exc):
