@@ -240,7 +240,7 @@ def audit(
     y = run(x)
     results = []
     for check in checks:
-        worst = None
+        worst: tuple | None = None
         for trial in range(trials):
             if check in ("rotation", "reflection"):
                 if rotations is not None:
@@ -261,6 +261,7 @@ def audit(
             err = _error(got, want, outs)
             if worst is None or err[1] > worst[1]:
                 worst = err
+        assert worst is not None  # trials >= 1 (checked above)
         claimed = claims[check]
         passed = (worst[1] <= tol) if claimed else None
         results.append(CheckResult(check, claimed, worst[0], worst[1], tol, passed, worst[2]))

@@ -199,7 +199,7 @@ class TaskSpec:
         self.inputs = as_irreps_dict(self.inputs)
 
 
-def cast_inputs(model: torch.nn.Module, data: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def cast_inputs(model: IrrepsModule, data: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``data`` with the floating fields ``model`` reads cast to the dtype of its parameters.
 
     Batches often come in float64 (the numpy simulators) while models train in

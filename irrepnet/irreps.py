@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TypeAlias
 
 import torch
 from e3nn import o3
 
-IrrepsLike = str | o3.Irreps | o3.Irrep | None
-IrrepsDict = dict[str, o3.Irreps | None]
+IrrepsLike: TypeAlias = str | o3.Irreps | o3.Irrep | None
+IrrepsDict: TypeAlias = dict[str, o3.Irreps | None]
 
 
 def as_irreps(irreps: IrrepsLike) -> o3.Irreps | None:
@@ -111,6 +112,8 @@ def wigner_D(l: int, R: torch.Tensor, parity: int | None = None) -> torch.Tensor
 def irreps_D(irreps: IrrepsLike, R: torch.Tensor) -> torch.Tensor:
     """Block-diagonal representation of ``irreps`` at ``R`` (float64)."""
     irreps = as_irreps(irreps)
+    if irreps is None:
+        raise ValueError("irreps_D needs irreps, not None (a non-geometric field has no representation)")
     cache: dict[tuple, torch.Tensor] = {}
     blocks = []
     for mul, ir in irreps:

@@ -226,7 +226,7 @@ def build_model(name: str, task: TaskSpec, config=None, **overrides) -> IrrepsMo
     if property_task:  # the energy model's backbone, pooled, without forces
         from .models.energy import as_property_model
 
-        model = as_property_model(model, task.extras.get("pooling", "sum"))
+        model = as_property_model(model, str(task.extras.get("pooling", "sum")))
     if energy_task and not {K.ENERGY, K.FORCES} <= set(model.irreps_out):
         raise TypeError(
             f"builder of {name!r} is registered with energy=True but returned a model with outputs "

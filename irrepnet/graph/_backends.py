@@ -15,6 +15,10 @@ import torch
 
 from ._common import SEARCH_MARGIN, backend_module, sq_dist
 
+# math.cbrt is Python 3.11+; on 3.10 the power is within an ulp of it, which can move the
+# truncated cell count only for inputs exactly at a cube of an integer
+_cbrt = getattr(math, "cbrt", lambda x: x ** (1.0 / 3.0))
+
 Pairs = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -65,7 +69,7 @@ def vesin_cells(spans) -> list:
     n = [max(1.0, float(math.trunc(s))) for s in spans]
     if n[0] * n[1] * n[2] > 1e5:
         xy, yz = n[0] / n[1], n[1] / n[2]
-        n[2] = float(math.trunc(math.cbrt(1e5 / (xy * yz * yz))))
+        n[2] = float(math.trunc(_cbrt(1e5 / (xy * yz * yz))))
         n[1] = float(math.trunc(yz * n[2]))
         n[0] = float(math.trunc(xy * n[1]))
     return n

@@ -133,7 +133,9 @@ def build_edge_index(
     if kind == "full":
         edge_index = full_graph(num_nodes, batch, loop=loop)
     elif kind == "radius":
+        assert r is not None  # checked above: radius graphs require r
         edge_index = radius_graph(pos, r, batch, num_nodes, backend, max_num_neighbors, loop)
     else:
+        assert k is not None  # checked above: kNN graphs require k
         edge_index = knn_graph(pos, k, batch, num_nodes, backend, loop)
     return out, edge_index.to(pos.device)

@@ -159,9 +159,9 @@ def radius_pairs(pos: torch.Tensor, r: float, batch: torch.Tensor, num_graphs: i
     total = int(per_point[-1])
     n_chunks = max(1, total // CHUNK)
     bounds = torch.searchsorted(per_point, torch.arange(1, n_chunks, device=pos.device) * (total // n_chunks))
-    bounds = [0] + bounds.tolist() + [n]
+    edges = [0] + bounds.tolist() + [n]
     ps = pos[order]
-    ranges = [(a0, a1) for a0, a1 in zip(bounds[:-1], bounds[1:]) if a0 < a1]
+    ranges = [(a0, a1) for a0, a1 in zip(edges[:-1], edges[1:]) if a0 < a1]
     parts = map_chunks(lambda a0, a1: _chunk_pairs(ps, r * r, order, lo[a0:a1], count[a0:a1], a0), ranges, pos.device)
     return torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
 

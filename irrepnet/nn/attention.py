@@ -131,10 +131,10 @@ def head_matrix(irreps: o3.Irreps, heads: int, what: str = "irreps") -> torch.Te
             f"every multiplicity must be a multiple of the number of heads (each head takes an equal "
             f"share of the channels of every irrep)"
         )
-    owner = []
+    parts = []
     for mul, ir in irreps:  # construction time only: a loop over irreps blocks, not heads
-        owner.append(torch.arange(mul).div(mul // heads, rounding_mode="floor").repeat_interleave(ir.dim))
-    owner = torch.cat(owner) if owner else torch.zeros(0, dtype=torch.long)
+        parts.append(torch.arange(mul).div(mul // heads, rounding_mode="floor").repeat_interleave(ir.dim))
+    owner = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
     return torch.nn.functional.one_hot(owner, heads).to(torch.get_default_dtype())
 
 
@@ -148,7 +148,8 @@ def _edge_tensor_product(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, targets: o3
     irreps that appear in ``targets`` are made.
     """
     wanted = {ir for _, ir in targets}
-    blocks, instructions = [], []
+    blocks: list[tuple[int, o3.Irrep]] = []
+    instructions: list[tuple] = []
     for i1, (mul, ir1) in enumerate(irreps_in):
         for ir_out in sorted({ir for _, ir2 in irreps_sh for ir in ir1 * ir2} & wanted):
             paths = [i2 for i2, (_, ir2) in enumerate(irreps_sh) if ir_out in ir1 * ir2]

@@ -43,6 +43,8 @@ through one ``addmm``. Timings against the paper's own code: ``benchmarks/egnn_v
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -55,7 +57,7 @@ EDGE_ATTRS = "edge_attrs"  # (E, K): fixed per-edge attributes; Kx0e in equivari
 K.register_field(COORD_SHIFT, K.NODE)  # translation invariant, so not a position field
 K.register_field(EDGE_ATTRS, K.EDGE)
 
-_ACTIVATIONS = {
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "silu": nn.SiLU,
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -75,9 +77,10 @@ def activation(act: str | nn.Module) -> nn.Module:
         raise ValueError(f"unknown activation {act!r}; choose one of {sorted(_ACTIVATIONS)}") from None
 
 
-def _init_small(layer: nn.Linear) -> None:
+def _init_small(layer: nn.Module) -> None:
     # Tiny initial coordinate weights (xavier, gain 1e-3, as in the EGNN paper's code): an
     # untrained stack then barely moves the nodes, which keeps the first steps stable.
+    assert isinstance(layer, nn.Linear), layer
     nn.init.xavier_uniform_(layer.weight, gain=0.001)
 
 

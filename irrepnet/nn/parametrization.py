@@ -40,6 +40,8 @@ PARAMETRIZATIONS = ("e3nn", "linear")
 class _Scaled(torch.nn.Module):
     """``weight = scale * raw`` (and ``raw = weight / scale``, so registering keeps the function)."""
 
+    scale: torch.Tensor  # a buffer: follows the module's device and dtype, not saved
+
     def __init__(self, scale: torch.Tensor):
         super().__init__()
         self.register_buffer("scale", scale, persistent=False)
@@ -73,7 +75,7 @@ def applied_scales(module: torch.nn.Module) -> dict[str, torch.Tensor]:
         # the forward's own factor, without the activation's variance terms (both 1 by default)
         return {"weight": torch.full_like(module.weight, float(module.h_in) ** -0.5)}
     if hasattr(module, "fan_in_scales"):
-        return dict(module.fan_in_scales())
+        return dict(module.fan_in_scales())  # type: ignore[operator]  # duck-typed protocol
     return {}
 
 

@@ -280,7 +280,7 @@ class SteerableLinear(torch.nn.Module):
             inputs[i] = x.index_select(1, getattr(self, f"_cols_{i}")).view(
                 rows, self.in_mul[i], 2 * self.in_types[i][0] + 1
             )
-        out = [None] * len(self.out_dims)
+        out: list[torch.Tensor | None] = [None] * len(self.out_dims)
 
         def add(o, y):
             out[o] = y if out[o] is None else out[o] + y
@@ -311,10 +311,11 @@ class SteerableLinear(torch.nn.Module):
             c = torch.cat(coupled, dim=2) if len(coupled) > 1 else coupled[0]  # [rows, d3, sum U]
             w = self.weights_couple[g] * self._couple_scale[o]
             add(o, (c.reshape(rows * d3, w.shape[0]) @ w).view(rows, d3, w.shape[1]))
-        blocks = []
+        blocks: list[torch.Tensor] = []
         bias = self.bias.split([self.out_dims[o][0] for o in self.scalar_out]) if self.scalar_out else []
         for o, (mul, l3) in enumerate(self.out_dims):
             y = out[o]
+            assert y is not None  # every output irrep has at least one path (checked at construction)
             if o in self.scalar_out:
                 y = y + bias[self.scalar_out.index(o)].view(1, 1, mul)
             blocks.append(y.transpose(1, 2).reshape(rows, mul * (2 * l3 + 1)))  # e3nn layout: (channel, component)

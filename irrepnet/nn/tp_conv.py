@@ -131,6 +131,8 @@ class EdgeTensorProduct(torch.nn.Module):
     :attr:`groups`; concatenated they are the ``flat_dim`` columns :meth:`sort_channels` reads.
     """
 
+    mid_index: torch.Tensor  # buffer: group layout -> irreps_mid columns
+
     def __init__(self, irreps_in, irreps_sh, irreps_out, irrep_normalization: str = "component"):
         super().__init__()
         self.irreps_in, self.irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_sh)
@@ -213,11 +215,12 @@ class EdgeTensorProduct(torch.nn.Module):
 
         # node-level permutation from the group layout to irreps_mid (sorted, simplified);
         # channels whose irrep is not wanted downstream are dropped here
-        order, mid = [], []
+        order: list[int] = []
+        mid: list[tuple[int, o3.Irrep]] = []
         for ir in sorted({c[0] for c in channels if c[0] in allowed}):
-            cols = [c for c_ir, c in channels if c_ir == ir]
-            order += [i for c in cols for i in c]
-            mid.append((len(cols), ir))
+            blocks_of_ir = [c for c_ir, c in channels if c_ir == ir]
+            order += [i for c in blocks_of_ir for i in c]
+            mid.append((len(blocks_of_ir), ir))
         self.irreps_mid = o3.Irreps(mid)
         self.register_buffer("mid_index", torch.tensor(order, dtype=torch.long), persistent=False)
 
@@ -242,7 +245,7 @@ class EdgeTensorProduct(torch.nn.Module):
         # rather than a zero-filled full-size gradient per slice
         T = (sh @ self.cg_sh).split(self.t_sizes, dim=1)
         weights = weight.split(self.w_sizes, dim=1)
-        outs = []
+        outs: list[torch.Tensor] = []
         # one bmm per (l1, l3) group: one per input degree for all its groups was as fast
         # eagerly and 15% slower compiled (tfn at the reference size, interleaved A/B)
         for xe, groups in zip(x_by_degree, self.groups):  # xe: (E, d1, U)
@@ -360,7 +363,7 @@ class TensorProductConv(IrrepsModule):
             skip = "residual" if irreps_in == irreps_out else "linear"
         self.skip = skip
         self.sc = o3.Linear(irreps_in, irreps_out) if skip == "linear" else None
-        if skip == "linear":
+        if self.sc is not None:
             c_x = torch.where(self.sc.output_mask.bool(), torch.tensor(math.cos(math.pi / 8)), torch.tensor(1.0))
             self.register_buffer("c_x", c_x.to(torch.get_default_dtype()), persistent=False)
 
