@@ -38,6 +38,8 @@ import os
 
 import torch
 
+from .optional import MissingDependencyError
+
 BACKENDS = ("auto", "torch", "torch_scatter")
 ENV_VAR = "IRREPNET_SCATTER_BACKEND"
 _INSTALL_HINT = (
@@ -92,8 +94,10 @@ def resolve_backend(backend: str | None = None, device: torch.device | None = No
         on_cpu = device is None or torch.device(device).type == "cpu"
         return "torch" if on_cpu or _torch_scatter() is None else "torch_scatter"
     if name == "torch_scatter" and _torch_scatter() is None:
-        raise ImportError(
-            f"scatter backend 'torch_scatter' was requested but torch_scatter is not importable; {_INSTALL_HINT}"
+        raise MissingDependencyError(
+            f"scatter backend 'torch_scatter' was requested but torch_scatter is not importable; {_INSTALL_HINT}",
+            package="torch-scatter",
+            install="pip install --no-build-isolation torch-scatter",
         )
     return name
 

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from .. import keys as K
+from ..optional import MissingDependencyError
 from .cache import cached_arrays
 
 logger = logging.getLogger(__name__)
@@ -61,14 +62,16 @@ Index = Sequence[int] | np.ndarray | torch.Tensor | slice
 
 
 def _import_ase():
-    """ASE's modules, or an ImportError that says how to install them."""
+    """ASE's modules, or a :class:`~irrepnet.optional.MissingDependencyError` (an ImportError) with the install."""
     try:
         collections = importlib.import_module("ase.collections")
         emt = importlib.import_module("ase.calculators.emt")
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             f"the molecules task computes energies with ASE, which is not installed ({exc}); "
-            "pip install ase   (or pip install 'irrepnet[molecules]')"
+            "pip install ase   (or pip install 'irrepnet[molecules]')",
+            package="ase",
+            install="pip install ase",
         ) from None
     return collections, emt
 

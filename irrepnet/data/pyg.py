@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .. import keys as K
+from ..optional import MissingDependencyError
 from .qm9 import ATOMIC_NUMBERS, SPECIES, TARGETS, get_target, target_values
 
 #: PyG's Hartree-to-eV factor (``torch_geometric.datasets.qm9.HAR2EV``), undone before irrepnet's conversion
@@ -53,13 +54,15 @@ PYG_COLUMNS = {
 
 
 def _pyg_data():
-    """``torch_geometric.data``, or an ImportError that says how to install it."""
+    """``torch_geometric.data``, or a :class:`~irrepnet.optional.MissingDependencyError` with the install."""
     try:
         return importlib.import_module("torch_geometric.data")
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             f"converting PyTorch Geometric batches needs torch_geometric, which is not installed "
-            f"({exc}); pip install torch-geometric   (irrepnet itself does not need it)"
+            f"({exc}); pip install torch-geometric   (irrepnet itself does not need it)",
+            package="torch-geometric",
+            install="pip install torch-geometric",
         ) from None
 
 

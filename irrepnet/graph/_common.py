@@ -19,6 +19,7 @@ from typing import TypeVar
 import torch
 
 from ..batch import batch_from_counts
+from ..optional import MissingDependencyError
 
 RADIUS_BACKENDS = ("auto", "torch", "torch_cluster", "vesin")
 KNN_BACKENDS = ("auto", "torch", "torch_cluster")
@@ -54,9 +55,11 @@ def require(name: str, choices: tuple[str, ...], what: str) -> str:
     if name not in choices:
         raise ValueError(f"unknown {what} backend {name!r}; choose one of {', '.join(choices)}")
     if name not in ("auto", "torch") and backend_module(name) is None:
-        raise ImportError(
+        raise MissingDependencyError(
             f"{what} backend {name!r} was requested but {_MODULES[name]} is not importable; "
-            f"install it with {_INSTALL[name]}"
+            f"install it with {_INSTALL[name]}",
+            package=_MODULES[name].replace("_", "-"),
+            install=_INSTALL[name].split("`")[1],  # the first command of the hint
         )
     return name
 
