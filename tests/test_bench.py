@@ -295,6 +295,7 @@ def test_v2_csv_has_intervals_and_verdicts(tiny_v2):
     assert mlp["vs_best_baseline"] == "constant-acceleration" and mlp["vs_best_baseline_verdict"] == "higher"
 
 
+@pytest.mark.repo
 def test_frame_error_breakdown_script(tiny_v2):
     """benchmarks/frame_errors.py reads the per-frame errors a bench run leaves behind."""
     import importlib.util
@@ -313,6 +314,7 @@ def test_frame_error_breakdown_script(tiny_v2):
     assert module.main([str(out), "--group", "nope"]) == 2
 
 
+@pytest.mark.repo
 def test_training_options_script(tiny_run, tmp_path):
     """benchmarks/training_options.py: runs that differ in training options, paired on the same test frames."""
     import importlib.util

@@ -156,6 +156,7 @@ def test_command_line(capsys, tmp_path):
     assert "already exists" in capsys.readouterr().err
 
 
+@pytest.mark.repo
 def test_committed_quick_table_has_the_reference_baselines():
     """`make run` on any machine prints the committed quick table's baseline rows: same file, same numbers."""
     import json

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.repo  # the script under test is benchmarks/egnn_vs_paper.py
 
 # A stand-in for the paper's n_body_system/model.py: EGNN_vel with the paper's constructor
 # signature and forward call, importing models.gcl like the real one. One flat parameter

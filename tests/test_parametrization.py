@@ -127,6 +127,7 @@ def test_an_unknown_parametrization_is_a_config_error(name):
         build_model(name, task_spec("twelve_body", history=2), parametrization="xavier")
 
 
+@pytest.mark.repo
 def test_speed_benchmark_builds_the_e3nn_weight_variant():
     """benchmarks/speed.py's NAME@e3nn-weights: the same model without the parametrisation, to time its cost."""
     import importlib.util

@@ -28,6 +28,7 @@ def test_readme_example_runs(i, capsys):
 SUMMARIES = re.findall(r"<!-- summary:(\S+) -->\n(.*?)<!-- /summary -->", README.read_text(), flags=re.S)
 
 
+@pytest.mark.repo
 @pytest.mark.parametrize("name, block", SUMMARIES, ids=[n for n, _ in SUMMARIES])
 def test_readme_results_tables_match_the_committed_results(name, block):
     """Every results table in the README is the summary of a committed results.json, unedited."""
