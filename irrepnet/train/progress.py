@@ -130,6 +130,8 @@ class ProgressBar:
 
 
 class NoProgress:
+    """Silence: ``progress = false`` (the benchmark's tuning trials), and ranks other than 0."""
+
     def __enter__(self):
         return self
 
