@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -360,6 +361,18 @@ def _set_threads(args) -> None:
         torch.set_num_threads(args.threads)
 
 
+def _check_scatter_backend() -> None:
+    """A scatter backend named in ``$IRREPNET_SCATTER_BACKEND`` must be known and import.
+
+    Checked before any data is loaded: otherwise a missing torch-scatter surfaces only at
+    the first message passing of an irregular graph, after minutes of data generation.
+    """
+    if os.environ.get("IRREPNET_SCATTER_BACKEND"):  # irrepnet.scatter.ENV_VAR, read without importing torch
+        from .scatter import resolve_backend
+
+        resolve_backend()  # MissingDependencyError (one line, exit 2) for a named backend that does not import
+
+
 def _train_overrides(args) -> dict:
     over = _parse_sets(getattr(args, "set", None))
     for key in (
@@ -429,7 +442,13 @@ def cmd_train(args) -> int:
     cfg = train_config({**file_train, **_train_overrides(args)})
     model_cfg = {**file_model, **_parse_sets(args.model_set)}
     get_model_entry(args.model).make_config(model_cfg)  # fail before loading data
+    if cfg.tensorboard is not None:  # likewise a missing tensorboard package
+        from .train.tensorboard_log import summary_writer_class
+
+        summary_writer_class(cfg.tensorboard)
     ctx = distributed.init_from_env(cfg.device)  # under torchrun: join its process group (DDP training)
+    if not ctx.is_main:  # the other ranks' progress would repeat rank 0's
+        cli_logging.quiet_below_warning()
     say = print if ctx.is_main else (lambda *a, **k: None)
     task = _load_task(args)
     out = _prepare_out(Path(args.out), resume=args.resume, overwrite=args.overwrite, what="training run")
@@ -527,6 +546,8 @@ def cmd_bench(args) -> int:
     from .train import distributed
 
     ctx = distributed.init_from_env(args.device or "auto")  # under torchrun: every training is data-parallel
+    if not ctx.is_main:  # the other ranks' progress would repeat rank 0's
+        cli_logging.quiet_below_warning()
     if ctx.active and not args.out:
         raise ValueError("under torchrun give --out: every rank must use the same folder")
     out = Path(args.out) if args.out else _fresh_dir(Path("runs") / f"bench-{suite.name}")
@@ -701,9 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="train and compare models: results.json/csv, report.md, plots")
     _add_import_arg(p)
-    p.add_argument(
-        "--suite", help="quick, dmol, nbody, molecules (see --list-suites) or the path of a suite file"
-    )
+    p.add_argument("--suite", help="quick, dmol, nbody, molecules (see --list-suites) or the path of a suite file")
     p.add_argument("--list-suites", action="store_true", help="list the packaged suites, their descriptions and folder")
     p.add_argument("--models", help="comma-separated models (default: the suite's)")
     _add_task_args(p, default_history=2)
@@ -752,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     cli_logging.configure(args.verbosity)
     try:
         _import_plugins(args)
+        _check_scatter_backend()
         return args.func(args)
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
