@@ -237,3 +237,19 @@ def test_models_registered_in_user_code_are_usable_with_import(tmp_path, capsys)
         unregister_model("my-rf")
     code, _, err = run(capsys, "models", "--import", str(tmp_path / "missing.py"))
     assert code == 2 and "not found" in err
+
+
+def test_train_tensorboard_and_the_log_level(tmp_path, capsys):
+    """--tensorboard reaches the training config; the library's INFO lines reach stderr unless -q."""
+    pytest.importorskip("tensorboard")
+    tb = tmp_path / "tb"
+    argv = ["train", "--model", "mlp", "--out", str(tmp_path / "o"), "--tensorboard", str(tb), *TINY]
+    code, text, err = run(capsys, *argv)
+    assert code == 0, err
+    assert list(tb.glob("events.out.tfevents.*")), list(tmp_path.rglob("*"))
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["steps"] == 2
+    assert f"TensorBoard scalars in {tb}" in err  # logged at INFO by irrepnet.train.tensorboard_log
+    assert "done:" in text
+    code, text, err = run(capsys, "-q", *argv[:4], str(tmp_path / "q"), *argv[5:])
+    assert code == 0, err
+    assert "TensorBoard scalars" not in err and "done:" in text  # -q: the progress goes, the result stays
