@@ -3,7 +3,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: setup run test test-all
+.PHONY: setup run test test-all docs
 
 setup:
 	bash scripts/setup.sh
@@ -21,3 +21,8 @@ test: setup
 # CI's second pass runs them.
 test-all: setup
 	$(PYTHON) -m pytest -q -m "slow or not slow"
+
+# The documentation site (docs/) into docs/_build/html; warnings are errors, as in CI.
+docs: setup
+	$(PYTHON) -m pip install --disable-pip-version-check --quiet -e ".[docs]"
+	$(PYTHON) -m sphinx -W --keep-going -b html docs docs/_build/html
