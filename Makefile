@@ -3,7 +3,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: setup run test test-all docs
+.PHONY: setup run test test-all lint docs
 
 setup:
 	bash scripts/setup.sh
@@ -26,3 +26,11 @@ test-all: setup
 docs: setup
 	$(PYTHON) -m pip install --disable-pip-version-check --quiet -e ".[docs]"
 	$(PYTHON) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+# Lint, format and types, as CI runs them (ruff and mypy pinned in the `lint` extra, so that
+# a new release's rules do not turn CI red overnight). `ruff format .` applies the format.
+lint:
+	IRREPNET_EXTRAS=lint bash scripts/setup.sh
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy

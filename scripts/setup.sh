@@ -10,6 +10,7 @@
 #   and torch-cluster build from source (about 15 minutes, then pip's cache keeps them).
 #   IRREPNET_EXTRAS=...,peers installs the peer implementations (egnn-pytorch,
 #   se3-transformer-pytorch; wheels, nothing to compile) that tests/test_peers.py and the peers suites use.
+#   IRREPNET_EXTRAS=...,lint installs ruff and mypy (`make lint`).
 # - It is idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,9 @@ if [[ ",$extras," == *",pyg,"* ]]; then
 fi
 if [[ ",$extras," == *",vesin,"* ]]; then
     "${PIP[@]}" "vesin-torch>=0.6"
+fi
+if [[ ",$extras," == *",lint,"* ]]; then
+    "${PIP[@]}" -e ".[lint]"
 fi
 if [[ ",$extras," == *",peers,"* ]]; then
     "${PIP[@]}" -e ".[peers]"
