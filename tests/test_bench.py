@@ -1,6 +1,7 @@
 """The benchmark harness end to end on a tiny suite: results, resume, report, errors."""
 
 import json
+import logging
 
 import pytest
 
@@ -91,11 +92,12 @@ def test_report_csv_and_plots_are_written(tiny_run):
     assert list((out / "plots").glob("*.png"))
 
 
-def test_resume_keeps_finished_rows(tiny_run):
+def test_resume_keeps_finished_rows(tiny_run, caplog):
     out, results, _ = tiny_run
-    lines = []
-    again = run_suite(load_suite(str(out.parent / "tiny.toml")), out, resume=True, log=lines.append, report=False)
-    assert any("finished earlier, kept" in ln for ln in lines)
+    with caplog.at_level(logging.INFO, logger="irrepnet.bench"):
+        again = run_suite(load_suite(str(out.parent / "tiny.toml")), out, resume=True, report=False)
+    kept = [r for r in caplog.records if "finished earlier, kept" in r.getMessage()]
+    assert kept and all(r.name == "irrepnet.bench.runner" for r in kept)  # progress goes through logging
     first = {r["name"]: r["metrics"]["test_mse"] for r in results["groups"][0]["rows"]}
     second = {r["name"]: r["metrics"]["test_mse"] for r in again["groups"][0]["rows"]}
     assert first == second
@@ -254,12 +256,14 @@ def test_v2_report_says_how_sure_it_is(tiny_v2):
     assert "[95% CI]" in summary_markdown(results)
 
 
-def test_v2_resume_keeps_every_seed(tiny_v2):
+def test_v2_resume_keeps_every_seed(tiny_v2, caplog):
     out, results = tiny_v2
-    lines = []
     suite = load_suite(str(out.parent / "tiny2.toml"))
-    again = run_suite(suite, out, resume=True, log=lines.append, report=False)
-    assert sum("finished earlier, kept" in ln for ln in lines) == 4  # 2 models x 2 variants
+    with caplog.at_level(logging.INFO, logger="irrepnet.bench"):
+        again = run_suite(suite, out, resume=True, report=False)
+    kept = [r.getMessage() for r in caplog.records if "finished earlier, kept" in r.getMessage()]
+    assert len(kept) == 4  # 2 models x 2 variants
+    assert kept[0] == "[1-2/8] radial-field: finished earlier, kept"  # both seeds of the row, counted as units
     models = lambda res: [r for r in res["groups"][0]["rows"] if r["kind"] == "model"]  # noqa: E731
     assert models(again) == models(results)  # kept as they were, seeds, intervals and comparisons included
 

@@ -210,10 +210,10 @@ def aggregate_metrics(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     return {"metrics": {k: mean(k) for k in ENERGY_METRIC_KEYS}, "metrics_std": {k: std(k) for k in COMPARED}}
 
 
-def log_line(name: str, seed: int, metrics: dict[str, Any]) -> str:
-    """The runner's one-line summary of a finished seed."""
+def result_text(metrics: dict[str, Any]) -> str:
+    """The figures of a finished seed in the runner's progress line."""
     return (
-        f"  {name} seed {seed}: test MAE energy {metrics['energy_mae']:.4g} eV "
+        f"test MAE energy {metrics['energy_mae']:.4g} eV "
         f"({metrics['energy_per_atom_mae']:.3g} eV/atom), forces {metrics['forces_mae']:.4g} eV/Å"
     )
 

@@ -477,7 +477,12 @@ def _not_run(group: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     lines = ["Not in the table:", ""]
-    lines += [f"- {_name(r)}: **{r.get('status')}**: {md_cell(r.get('reason') or 'no reason given')}" for r in rows]
+    # "failed" rather than the status word "error": the reader should see at once that it did not run through
+    status = {"error": "failed"}
+    lines += [
+        f"- {_name(r)}: **{status.get(r.get('status'), r.get('status'))}**: {md_cell(r.get('reason') or 'no reason given')}"
+        for r in rows
+    ]
     return lines + [""]
 
 

@@ -18,6 +18,14 @@ Layout of ``OUT``: ``<variant>/<model>/tune.json`` (the grid and its choice),
 what it finished and ``--resume`` picks up where it stopped: finished seeds are
 kept, an interrupted training continues from its ``last.pt``.
 
+A unit (variant x model x seed) that raises does not end the run: its row becomes
+``status = "error"``, the traceback goes to ``error.txt`` in the unit's folder, the
+other units go on, and the run ends with :class:`~irrepnet.bench.failures.RowsFailed`
+(``N of M rows failed ...``) once everything is written; ``--resume`` re-runs only
+the failed and unfinished units (:mod:`irrepnet.bench.failures`). Progress, one line
+when a unit starts and one when it ends with its result, time and the ETA of the run,
+goes to the logger ``irrepnet.bench.runner`` (:mod:`irrepnet.bench.progress`).
+
 The file formats are in :mod:`irrepnet.bench.schema`.
 """
 
@@ -25,192 +33,39 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
-import traceback
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from .. import keys as K
 from .. import metrics as M
-from ..equivariance import audit
-from ..models.physical import PhysicalBaseline
 from ..provenance import provenance
 from ..registry import ConfigError, build_model, get_model_entry
-from ..stats import per_unit_mse
-from ..tasks import Task, load_task
-from ..train import TrainingInterrupted, make_trainer, split_validation
+from ..train import TrainingInterrupted, make_trainer
 from ..train.config import train_config
 from ..train.device import peak_memory_mb, pick_device, reset_peak_memory
 from ..train.normalization import model_task_spec, rms
 from . import energy as E
 from .compare import finalize_group
+from .failures import Phase, RowsFailed, clear_failure, failed_rows, final_line, record_failure
+from .failures import reason as failure_reason
+from .groups import Group, audit_batch, audit_dict, baseline_rows, prepare_group, reference_row, score, slug  # noqa: F401
+from .progress import UnitProgress, forwarded_to
 from .records import aggregate_seeds, budget, finite, new_row, now, write_json, writes
 from .schema import SCHEMA, SCHEMA_VERSION, validate
 from .shard import shard_units
-from .suite import PARAMETER_FREE, Suite, Variant, is_parameter_free
+from .suite import Suite, is_parameter_free
 
-AUDIT_GRAPHS = 4
-
-
-# --- one group (task variant) ------------------------------------------------------
-@dataclasses.dataclass
-class Group:
-    """A task variant with its held-out validation split and the numbers every row is compared to."""
-
-    id: str
-    task: Task
-    history: int
-    zero_mse: float
-    valid_zero_mse: float
-    starts: list[int]
-    variant: Variant = dataclasses.field(default_factory=lambda: Variant("default"))
-    atom_energies: list[float] | None = None  # energy tasks: the reference's fitted per-element energies
-
-    @property
-    def spec(self):
-        return self.task.spec
-
-    @property
-    def energy(self) -> bool:
-        """An energy task: no displacement, no zero baseline, no rollout (``zero_mse`` etc. are ``None``)."""
-        return self.atom_energies is not None
+logger = logging.getLogger(__name__)
 
 
-def prepare_group(suite: Suite, variant, data: str | None, valid_fraction: float) -> Group:
-    if suite.energy:  # generated splits of their own sizes; the reference is fitted on the training split
-        task = load_task(suite.task, **suite.sizes)
-        return Group(variant.id, task, 0, None, None, [], variant, atom_energies=E.fit_reference(task.train))
-    task = load_task(suite.task, data=data, history=variant.history, bonds=variant.bonds, **suite.sizes)
-    if task.valid is None:  # twelve_body: hold out the end of the training frames
-        train, valid = split_validation(task.train, valid_fraction)
-        task = Task(task.spec, train, task.test, valid)
-    zero = float(task.test.arrays()[K.TARGET_DISP].double().pow(2).mean())
-    valid_zero = float(task.valid.arrays()[K.TARGET_DISP].double().pow(2).mean())
-    starts: list[int] = []
-    if suite.task == "twelve_body" and suite.rollout_horizons:
-        starts = M.rollout_starts(
-            task.test.frames, max(suite.rollout_horizons), variant.history, count=suite.rollout_starts
-        )
-    return Group(variant.id, task, variant.history, zero, valid_zero, starts, variant)
-
-
-def _audit_dict(model, batch, trials: int) -> dict[str, Any]:
-    out = {}
-    for dtype in (torch.float32, torch.float64):
-        rep = audit(model, batch, dtype=dtype, trials=trials)
-        out[str(dtype).replace("torch.", "")] = {
-            "passed": rep.passed,
-            "checks": {
-                c.check: {"rel_error": c.rel_error, "abs_error": c.abs_error, "claimed": c.claimed, "passed": c.passed}
-                for c in rep.checks
-            },
-        }
-    return out
-
-
-def _evaluate(
-    model, group: Group, suite: Suite, run_dir: Path, device, dtype, valid: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Metrics, rollout and audit of a model in physical units; writes ``predictions.npz``.
-
-    ``predictions.npz`` keeps the per-test-frame MSE (``frame_mse``, float64), which the
-    block bootstrap of :mod:`irrepnet.bench.compare` resamples; on an energy task the
-    per-molecule errors instead (:mod:`irrepnet.bench.energy`; ``valid``: the kept
-    epoch's validation MAEs).
-    """
-    if group.energy:
-        result = E.evaluate_model(model, group.task, valid or {}, run_dir, device, dtype, write=writes())
-        return {**result, "equivariance": _audit_dict(model, _audit_batch(group), suite.audit_trials)}
-    pred, true = M.predict(model, group.task.test, device=device, dtype=dtype)
-    metrics = M.accuracy(pred, true, zero_mse=group.zero_mse)
-    vpred, vtrue = M.predict(model, group.task.valid, device=device, dtype=dtype)
-    metrics["valid_mse"] = M.mse(vpred, vtrue)
-    arrays = {"pred": pred.astype(np.float32), "true": true.astype(np.float32), "frame_mse": per_unit_mse(pred, true)}
-    roll = None
-    if group.starts:
-        horizons = sorted(suite.rollout_horizons)
-        traj = group.task.test.trajectory
-        positions = M.rollout(model, traj, group.starts, horizons[-1], group.history, device=device, dtype=dtype)
-        per_start = M.rollout_errors_per_start(positions, traj, group.starts, horizons)
-        roll = {
-            "horizons": horizons,
-            "mse": [float(np.mean(per_start[:, j])) for j in range(len(horizons))],
-            "starts": group.starts,
-            "mse_per_start": per_start.tolist(),
-        }
-        t0 = group.starts[0]
-        arrays["rollout_pred"] = positions[0].astype(np.float32)
-        arrays["rollout_true"] = traj[t0 : t0 + positions.shape[1]].astype(np.float32)
-    result = {
-        "metrics": metrics,
-        "rollout": roll,
-        "equivariance": _audit_dict(model, _audit_batch(group), suite.audit_trials),
-    }
+def _log(level: int, message: str) -> None:
+    """Log on rank 0 alone under torchrun (the other ranks train along and would repeat every line)."""
     if writes():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(run_dir / "predictions.npz", **arrays)
-    return result
-
-
-def _audit_batch(group: Group):
-    """The first :data:`AUDIT_GRAPHS` test samples as one batch: what the equivariance audit runs on."""
-    return group.task.test.batch(range(min(AUDIT_GRAPHS, len(group.task.test))))
-
-
-def baseline_rows(group: Group, suite: Suite, out: Path) -> list[dict[str, Any]]:
-    """The physical baselines that the variant supports, plus EGNN's Linear with a fitted time step on nbody."""
-    from ..data import fit_linear_delta_t
-
-    if group.energy:
-        return [reference_row(group, out)]
-    rows = []
-    models = []
-    for name in PARAMETER_FREE:
-        try:
-            models.append((name, build_model(name, group.spec)))
-        except ConfigError:
-            continue  # e.g. constant acceleration without a velocity history
-    if K.VEL in group.spec.inputs and group.spec.name == "nbody":
-        dt = fit_linear_delta_t(group.task.train)
-        models.append(
-            (f"linear (fitted dt={dt:.4f})", PhysicalBaseline("linear", {K.VEL: group.spec.inputs[K.VEL]}, dt))
-        )
-    for name, model in models:
-        run_dir = out / group.id / _slug(name)
-        ev = _evaluate(model.double(), group, suite, run_dir, torch.device("cpu"), torch.float64)
-        rows.append(
-            new_row(
-                name,
-                "baseline",
-                symmetry=model.symmetry.value,
-                **ev,
-                artifacts={"predictions": str((run_dir / "predictions.npz").relative_to(out))},
-            )
-        )
-    return rows
-
-
-def reference_row(group: Group, out: Path) -> dict[str, Any]:
-    """The atom-energy reference of an energy group (fitted on the training split; no audit, no speed)."""
-    run_dir = out / group.id / _slug(E.REFERENCE)
-    ev = E.evaluate_reference(group.task, group.atom_energies, run_dir, write=writes())
-    return new_row(
-        E.REFERENCE,
-        "baseline",
-        symmetry="E(3)",
-        parameters=len(group.atom_energies),
-        config=E.reference_config(group.task.train.species, group.atom_energies),
-        **ev,
-        artifacts={"predictions": str((run_dir / "predictions.npz").relative_to(out))},
-    )
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_")
+        logger.log(level, message)
 
 
 # --- tuning ------------------------------------------------------------------------
@@ -224,7 +79,6 @@ def tune_model(
     seed: int,
     *,
     resume: bool,
-    log: Callable[[str], None],
 ) -> dict[str, Any] | None:
     """Train each point of the suite's grid for ``[tune] steps`` steps; pick the lowest validation MSE.
 
@@ -233,7 +87,7 @@ def tune_model(
     """
     if not suite.tune.active:
         return None
-    path = out / group.id / _slug(name) / "tune.json"
+    path = out / group.id / slug(name) / "tune.json"
     if resume and path.exists():
         return json.loads(path.read_text())
     trials = []
@@ -247,7 +101,7 @@ def tune_model(
         except FloatingPointError:  # a learning rate that diverges is a bad choice, not an error
             best = math.inf
         trials.append({**trial, "valid_mse": best})
-        log(f"  {name}: tune lr {trial['lr']:g} {trial['config'] or ''} -> valid MSE {best:.3e}")
+        _log(logging.INFO, f"  {name}: tune lr {trial['lr']:g} {trial['config'] or ''} -> valid MSE {best:.3e}")
     chosen = min(trials, key=lambda t: (not math.isfinite(t["valid_mse"]), t["valid_mse"]))
     tuning = {
         "steps": suite.tune.steps,
@@ -260,6 +114,10 @@ def tune_model(
 
 
 # --- one model -----------------------------------------------------------------------
+def _seed_dir(out: Path, group: Group, name: str, seed: int) -> Path:
+    return out / group.id / slug(name) / f"seed-{seed}"
+
+
 def run_seed(
     name: str,
     group: Group,
@@ -269,21 +127,33 @@ def run_seed(
     model_cfg: dict[str, Any],
     *,
     resume: bool,
-    log: Callable[[str], None],
-) -> dict[str, Any]:
-    """Train and evaluate one seed; returns the seed record (also ``seed.json``)."""
-    run_dir = out / group.id / _slug(name) / f"seed-{cfg.seed}"
-    record_file = run_dir / "seed.json"
-    if resume and record_file.exists():
-        log(f"  {name} seed {cfg.seed}: finished earlier, kept")
-        return json.loads(record_file.read_text())
+    phase: Phase | None = None,
+) -> tuple[dict[str, Any], str]:
+    """Train, score, audit and time one seed; returns its record (also ``seed.json``) and a one-line summary.
+
+    ``phase`` follows the unit through ``build``, ``train``, ``score``, ``audit`` and
+    ``speed``, so that the caller can say where an exception came from. With ``resume``
+    a training that saved ``last.pt`` continues from it; a seed folder without one (a
+    unit that failed before its first checkpoint) holds nothing to continue and starts afresh.
+    """
+    phase = phase or Phase()
+    run_dir = _seed_dir(out, group, name, cfg.seed)
+    can_continue = (run_dir / "last.pt").exists()
+    if resume and not can_continue and run_dir.exists() and writes():
+        shutil.rmtree(run_dir)  # e.g. a log.jsonl of a failed first epoch would refuse a fresh training
+    phase.name = "build"
     trainer = make_trainer(name, group.task, cfg, model_cfg, out_dir=run_dir)
     device = trainer.device
     reset_peak_memory(device)
-    result = trainer.fit(resume=resume and (run_dir / "last.pt").exists())
+    phase.name = "train"
+    result = trainer.fit(resume=resume and can_continue)
     peak, kind = peak_memory_mb(device)
+    phase.name = "score"
     valid = E.best_valid_figures(result.history, result.best_epoch) if group.energy else None
-    ev = _evaluate(result.model, group, suite, run_dir, device, trainer.dtype, valid)
+    ev = score(result.model, group, suite, run_dir, device, trainer.dtype, valid)
+    phase.name = "audit"
+    ev["equivariance"] = audit_dict(result.model, audit_batch(group), suite.audit_trials)
+    phase.name = "speed"
     speed = M.inference_speed(result.model, group.task.test, device=device, dtype=trainer.dtype)
     target = None if group.energy else suite.target_valid_ratio * group.valid_zero_mse  # no zero baseline
     speed.update(
@@ -307,20 +177,16 @@ def run_seed(
         },
         "artifacts": {"log": rel("log.jsonl"), "checkpoint": rel("best.pt"), "predictions": rel("predictions.npz")},
     }
-    write_json(record, record_file)
+    write_json(record, run_dir / "seed.json")
+    if writes():
+        clear_failure(run_dir)
     m = record["metrics"]
     verdicts = ", ".join(
         f"{d} {'pass' if v['passed'] is not False else 'FAIL'}" for d, v in record["equivariance"].items()
     )
-    head = (
-        E.log_line(name, cfg.seed, m)
-        if group.energy
-        else f"  {name} seed {cfg.seed}: test MSE {m['test_mse']:.3e} ({m['mse_vs_zero']:.3g} x zero)"
-    )
-    log(
-        f"{head}, {result.steps} steps in {result.train_time_s:.1f} s, best epoch {result.best_epoch}; audit {verdicts}"
-    )
-    return json.loads(json.dumps(finite(record)))
+    figures = E.result_text(m) if group.energy else f"test MSE {m['test_mse']:.3e} ({m['mse_vs_zero']:.3g} x zero)"
+    summary = f"{figures}, {result.steps} steps, best epoch {result.best_epoch}; audit {verdicts}"
+    return json.loads(json.dumps(finite(record))), summary
 
 
 def run_model(
@@ -333,61 +199,87 @@ def run_model(
     resume: bool,
     extra_train: dict[str, Any],
     device_name: str | None,
-    log: Callable[[str], None],
     tune_seed: int | None = None,
+    progress: UnitProgress | None = None,
 ) -> dict[str, Any]:
     """Tune (on ``suite.tune.seed``, else ``tune_seed``, else the first of ``seeds``), train every seed, one row.
 
     A shard passes the suite's first seed as ``tune_seed``, so that every shard of a model
-    makes the same choice as an unsharded run.
+    makes the same choice as an unsharded run. An exception while the row is built or
+    tuned makes it a row in error at once; one in a seed is noted, and the other seeds
+    still run (:mod:`irrepnet.bench.failures`). ``progress`` counts each seed as a unit.
     """
-    model_dir = out / group.id / _slug(name)
+    progress = progress or UnitProgress(len(seeds))
+    model_dir = out / group.id / slug(name)
     row_file = model_dir / "row.json"
     if resume and row_file.exists():
-        log(f"  {name}: finished earlier, kept")
+        _log(logging.INFO, progress.skip(name, len(seeds)))
         return json.loads(row_file.read_text())
     extra = dict(extra_train)
     if device_name:
         extra["device"] = device_name
-    base_cfg = suite.train_config_for(name, extra, group.variant)
-    model_cfg = suite.model_config_for(name)
+    phase = Phase("build")
+    base: dict[str, Any] = {}
     try:
-        trainer = make_trainer(name, group.task, base_cfg, model_cfg)  # checks model, task and residual
-    except ConfigError as exc:
-        log(f"  {name}: skipped ({exc})")
-        return new_row(name, "model", status="skipped", reason=str(exc))
-    inner = trainer.model.model
-    base = dict(symmetry=inner.symmetry.value, train=base_cfg.to_dict())
-    del trainer
-    records: list[dict[str, Any]] = []
-    try:
+        base_cfg = suite.train_config_for(name, extra, group.variant)
+        model_cfg = suite.model_config_for(name)
+        try:
+            trainer = make_trainer(name, group.task, base_cfg, model_cfg)  # checks model, task and residual
+        except ConfigError as exc:
+            _log(logging.INFO, progress.skip(name, len(seeds), f"skipped ({exc})"))
+            return new_row(name, "model", status="skipped", reason=str(exc))
+        base.update(symmetry=trainer.model.model.symmetry.value, train=base_cfg.to_dict())
+        del trainer
+        phase.name = "tune"
         chosen_seed = (
             suite.tune.seed if suite.tune.seed is not None else (tune_seed if tune_seed is not None else seeds[0])
         )
-        tuning = tune_model(name, group, suite, out, base_cfg, model_cfg, chosen_seed, resume=resume, log=log)
+        tuning = tune_model(name, group, suite, out, base_cfg, model_cfg, chosen_seed, resume=resume)
         if tuning is not None:
             base_cfg = dataclasses.replace(base_cfg, lr=tuning["chosen"]["lr"])
             model_cfg = {**model_cfg, **tuning["chosen"]["config"]}
             base["train"] = base_cfg.to_dict()
+        phase.name = "build"
         full_cfg = get_model_entry(name).make_config(model_cfg)
         spec = model_task_spec(group.spec, base_cfg.residual)
         params = sum(p.numel() for p in build_model(name, spec, full_cfg).parameters())
         base.update(parameters=params, config=dataclasses.asdict(full_cfg), tuning=tuning)
-        for seed in seeds:
-            records.append(
-                run_seed(
-                    name, group, suite, out, dataclasses.replace(base_cfg, seed=seed), model_cfg, resume=resume, log=log
-                )
-            )
     except (TrainingInterrupted, KeyboardInterrupt):
         raise
-    except Exception as exc:  # one broken model must not take the others' results with it
-        err = model_dir / "error.txt"
-        if writes():
-            err.parent.mkdir(parents=True, exist_ok=True)
-            err.write_text(traceback.format_exc())
-        log(f"  {name}: ERROR {type(exc).__name__}: {exc} (traceback in {err})")
-        return new_row(name, "model", status="error", reason=f"{type(exc).__name__}: {exc}", seeds=records, **base)
+    except Exception as exc:  # noqa: BLE001 - one broken model must not take the others' results with it
+        note = record_failure(exc, phase.name, model_dir, out, write=writes())
+        _log(logging.ERROR, progress.skip(name, len(seeds), f"FAILED while in {phase.name}: {note['error']}"))
+        return new_row(name, "model", status="error", reason=failure_reason([note]), errors=[note], **base)
+    records: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for seed in seeds:
+        label = f"{name} seed {seed}"
+        if resume and (_seed_dir(out, group, name, seed) / "seed.json").exists():
+            _log(logging.INFO, progress.skip(label))
+            records.append(json.loads((_seed_dir(out, group, name, seed) / "seed.json").read_text()))
+            continue
+        _log(logging.INFO, progress.start(label))
+        unit = Phase()
+        try:
+            record, summary = run_seed(
+                name, group, suite, out, dataclasses.replace(base_cfg, seed=seed), model_cfg, resume=resume, phase=unit
+            )
+        except (TrainingInterrupted, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the other seeds and models still run
+            folder = _seed_dir(out, group, name, seed)
+            failures.append(record_failure(exc, unit.name, folder, out, write=writes(), seed=seed))
+            where = f"traceback in {folder / 'error.txt'}"
+            _log(logging.ERROR, progress.finish(f"FAILED while in {unit.name}: {failures[-1]['error']} ({where})"))
+            continue
+        records.append(record)
+        _log(logging.INFO, progress.finish(summary))
+    if failures:
+        return new_row(
+            name, "model", status="error", reason=failure_reason(failures), errors=failures, seeds=records, **base
+        )
+    if writes():
+        clear_failure(model_dir)
     row = new_row(name, "model", **base, **aggregate_seeds(records), seeds=records)
     write_json(row, row_file)
     return json.loads(json.dumps(finite(row)))
@@ -428,7 +320,7 @@ def run_suite(
     models: list[str] | None = None,
     extra_train: dict[str, Any] | None = None,
     device: str | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
     report: bool = True,
     seeds: list[int] | None = None,
     shard: tuple[int, int] | None = None,
@@ -439,7 +331,46 @@ def run_suite(
     ``shard=(i, n)`` runs only the i-th of n deterministic parts of the (variant, model,
     seed) units (:mod:`irrepnet.bench.shard`; every shard scores the baselines);
     :func:`~irrepnet.bench.shard.merge_shards` joins the parts.
+
+    Progress goes to the logger ``irrepnet.bench.runner`` (INFO: each unit's start, and
+    its result, time and the ETA; ERROR: failures); ``log``, a callable, receives the
+    same lines as well (:func:`irrepnet.bench.progress.forwarded_to`).
+
+    Raises
+    ------
+    irrepnet.bench.failures.RowsFailed
+        after ``results.json`` and the report are written, when any row is in error
+        (its ``results`` attribute holds them); the message is the run's last line,
+        ``N of M rows failed ...``. ``--resume`` re-runs only the failed units.
     """
+    with forwarded_to(log):
+        return _run_suite(
+            suite,
+            Path(out),
+            data=data,
+            resume=resume,
+            models=models,
+            extra_train=extra_train,
+            device=device,
+            report=report,
+            seeds=seeds,
+            shard=shard,
+        )
+
+
+def _run_suite(
+    suite: Suite,
+    out: Path,
+    *,
+    data: str | None,
+    resume: bool,
+    models: list[str] | None,
+    extra_train: dict[str, Any] | None,
+    device: str | None,
+    report: bool,
+    seeds: list[int] | None,
+    shard: tuple[int, int] | None,
+) -> dict[str, Any]:
     if suite.data == "required" and data is None:
         raise ValueError(
             f"suite {suite.name!r} needs its data file: pass --data PATH (for dmol, the dmol-book "
@@ -449,7 +380,6 @@ def run_suite(
         if data not in (None, "egnn-generator"):
             raise ValueError(f"suite {suite.name!r} simulates its data from the EGNN generator's draws; drop --data")
         data = "egnn-generator"
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for n in models or []:
         get_model_entry(n)
@@ -497,7 +427,12 @@ def run_suite(
         mine = shard_units(suite.variants, names, seeds, shard)
         results["shard"] = {"index": shard[0], "count": shard[1], "units": [list(u) for u in mine]}
         mine = set(mine)
-        log(f"[{suite.name}] shard {shard[0]}/{shard[1]}: {len(mine)} (variant, model, seed) units")
+        _log(logging.INFO, f"[{suite.name}] shard {shard[0]}/{shard[1]}: {len(mine)} (variant, model, seed) units")
+
+    def seeds_of(variant_id: str, name: str) -> list[int]:
+        return seeds if mine is None else [s for s in seeds if (variant_id, name, s) in mine]
+
+    progress = UnitProgress(sum(len(seeds_of(v.id, n)) for v in suite.variants for n in names))
     for variant in suite.variants:
         valid_fraction = train_config({**suite.train, **variant.train, **extra_train}).valid_fraction
         group = prepare_group(suite, variant, data, valid_fraction)
@@ -506,9 +441,10 @@ def run_suite(
             if group.energy
             else getattr(group.task.train, "source", "simulated")
         )
-        log(
+        _log(
+            logging.INFO,
             f"[{suite.name}] {suite.task} {variant.id}: {len(group.task.train)} train / {len(group.task.valid)} valid / "
-            f"{len(group.task.test)} test samples; {source}"
+            f"{len(group.task.test)} test samples; {source}",
         )
         variant_train = train_config({**suite.train, **variant.train, **extra_train})
         entry = (
@@ -520,19 +456,22 @@ def run_suite(
         entry["rows"] = baseline_rows(group, suite, out)
         for row in entry["rows"]:
             m = row["metrics"]
-            log(
+            if m is None:  # a baseline in error, logged as it failed
+                continue
+            _log(
+                logging.INFO,
                 f"  {row['name']}: "
                 + (
                     f"test MAE energy {m['energy_mae']:.4g} eV, forces {m['forces_mae']:.4g} eV/Å (reference)"
                     if group.energy
                     else f"test MSE {m['test_mse']:.3e} (baseline)"
-                )
+                ),
             )
         if writes():
             finalize_group(entry, out, suite)
         write_json(results, results_file)
         for name in names:
-            model_seeds = seeds if mine is None else [s for s in seeds if (variant.id, name, s) in mine]
+            model_seeds = seeds_of(variant.id, name)
             if not model_seeds:
                 continue  # another shard's
             entry["rows"].append(
@@ -545,8 +484,8 @@ def run_suite(
                     resume=resume,
                     extra_train=extra_train,
                     device_name=device,
-                    log=log,
                     tune_seed=seeds[0],
+                    progress=progress,
                 )
             )
             entry["budget"] = budget(entry)
@@ -563,4 +502,7 @@ def run_suite(
         from .report import write_all
 
         write_all(on_disk, out)
+    failed, total = failed_rows(on_disk)
+    if failed:
+        raise RowsFailed(final_line(failed, total, out), on_disk)
     return on_disk

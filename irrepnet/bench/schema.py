@@ -49,7 +49,15 @@ Row (a trained model or a parameter-free baseline)
 ``name``              registry name, or a baseline name such as ``"linear (fitted dt)"``
 ``kind``              ``"model"`` or ``"baseline"``
 ``status``            ``"ok"``, ``"skipped"`` (e.g. a model that does not support the task)
-                      or ``"error"``; ``reason`` says why for the last two
+                      or ``"error"`` (an exception while it was built, tuned, trained, scored,
+                      audited or timed: :mod:`irrepnet.bench.failures`); ``reason`` says why
+                      for the last two in one line (for an error: the exception's type and
+                      message, the seed and phase, and the traceback file)
+``errors``            error rows of a run since the harness goes on after failures: one
+                      ``{"seed" (absent for build and tune), "phase", "error", "traceback"}``
+                      per failed unit; ``error`` is ``"Type: message"`` on one line,
+                      ``traceback`` the relative path of its ``error.txt``. Optional; an
+                      error row's ``seeds`` holds the records of its seeds that finished
 ``symmetry``          ``"E(3)"``, ``"SE(3)"`` or ``"none"``
 ``parameters``        int
 ``config``            the model's config (dict) or null
@@ -204,6 +212,8 @@ TARGETS = ("displacement", "energy")
 SEED_KEYS = ("seed", "metrics", "rollout", "equivariance", "speed", "training", "artifacts")
 KINDS = ("model", "baseline")
 STATUSES = ("ok", "skipped", "error")
+#: keys of each failed unit in an error row's ``errors``
+ERROR_KEYS = ("phase", "error", "traceback")
 
 
 class SchemaError(ValueError):
@@ -269,6 +279,8 @@ def validate(results: dict[str, Any]) -> dict[str, Any]:
             if row.get("status") != "ok":
                 if not row.get("reason"):
                     errors.append(f"{rwhere}: status {row.get('status')!r} needs a 'reason'")
+                for ei, note in enumerate(row.get("errors") or []):
+                    _need(note, ERROR_KEYS, f"{rwhere}.errors[{ei}]", errors)
                 continue
             _need(row.get("metrics"), ENERGY_METRIC_KEYS if energy else METRIC_KEYS, f"{rwhere}.metrics", errors)
             if row.get("kind") == "model":
