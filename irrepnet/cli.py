@@ -313,7 +313,10 @@ def cmd_audit(args) -> int:
             f"audit of {meta['model']} from {args.checkpoint} (trained on {args.task}, history {args.history}"
             f"{', bonds' if args.bonds else ''})"
         )
-        task = _load_task(args)
+        from .train.data_record import task_of_checkpoint
+
+        # the data it was trained on (one log line says which), unless --data chooses other data
+        task = task_of_checkpoint(ck, args.checkpoint, data=args.data)
     else:
         if not args.model:
             raise ValueError("give --model NAME (a fresh model) or --checkpoint FILE (a trained one)")
@@ -397,21 +400,48 @@ def _train_overrides(args) -> dict:
     return over
 
 
-def _prepare_out(path: Path, *, resume: bool, overwrite: bool, what: str) -> Path:
-    """The output folder of a run: new, resumed, or replaced only when asked.
+def _lock_out(path: Path) -> None:
+    """Take ``--out``'s run lock (:mod:`irrepnet.runlock`; again: a no-op); ``main`` releases it.
 
-    Under torchrun every rank checks (so that a refusal ends all of them alike) before
-    rank 0 alone replaces or creates the folder.
+    Under torchrun rank 0 takes it, and a refusal ends every rank.
+    """
+    from .runlock import FolderLocked, RunLock
+    from .train import distributed
+
+    ctx = distributed.current()
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"--out {path} is a file, not a folder; give a folder path for --out")
+    refused = None
+    if ctx.is_main:
+        try:
+            RunLock(path).acquire()
+        except FileExistsError as exc:
+            refused = exc
+    if ctx.any(refused is not None):
+        raise refused or FolderLocked(f"--out {path} is in use by another run (see rank 0's error)")
+
+
+def _prepare_out(path: Path, *, resume: bool, overwrite: bool, what: str) -> Path:
+    """The output folder of a run: locked, then new, resumed, or replaced only when asked.
+
+    The lock (:mod:`irrepnet.runlock`) comes first, so that of two runs started together
+    into one folder the second stops here, before it can replace or write anything; ``main``
+    releases it when the command ends. Under torchrun rank 0 takes it and every rank checks
+    the folder (so that a refusal ends all of them alike) before rank 0 alone replaces or
+    creates it.
     """
     import shutil
 
+    from .runlock import LOCK_NAME
     from .train import distributed
 
     ctx = distributed.current()
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other; pick one")
+    _lock_out(path)
+    others = [p for p in path.iterdir() if p.name != LOCK_NAME]
     replace = False
-    if path.exists() and any(path.iterdir()):
+    if others:
         if resume:
             return path
         if not overwrite:
@@ -423,10 +453,9 @@ def _prepare_out(path: Path, *, resume: bool, overwrite: bool, what: str) -> Pat
     elif resume:
         raise FileNotFoundError(f"nothing to resume in {path}; run without --resume first")
     ctx.barrier()
-    if ctx.is_main:
-        if replace:
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main and replace:
+        for item in others:  # everything but the lock
+            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
     ctx.barrier()
     return path
 
@@ -450,6 +479,7 @@ def cmd_train(args) -> int:
     if not ctx.is_main:  # the other ranks' progress would repeat rank 0's
         cli_logging.quiet_below_warning()
     say = print if ctx.is_main else (lambda *a, **k: None)
+    _lock_out(Path(args.out))  # before loading data: a second run into this folder stops at once
     task = _load_task(args)
     out = _prepare_out(Path(args.out), resume=args.resume, overwrite=args.overwrite, what="training run")
     ranks = f" on {ctx.world_size} ranks (DistributedDataParallel)" if ctx.active else ""
@@ -592,8 +622,10 @@ def cmd_report(args) -> int:
 
     if args.merge:
         from .bench.shard import merge_shards
+        from .runlock import RunLock
 
         out = Path(args.folder)
+        RunLock(out, option="the merge folder").acquire()  # released by main
         merged = merge_shards(out, [Path(f) for f in args.merge])
         rows = sum(len(g["rows"]) for g in merged["groups"])
         print(f"merged {len(args.merge)} shards into {out / 'results.json'} ({rows} rows), {out / 'report.md'}")
@@ -698,7 +730,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="equivariance audit of a model")
     _add_import_arg(p)
     p.add_argument("--model", help="a registered model (fresh weights)")
-    p.add_argument("--checkpoint", help="a best.pt/last.pt of irrepnet train or bench (trained weights)")
+    p.add_argument(
+        "--checkpoint",
+        help="a best.pt/last.pt of irrepnet train or bench (trained weights); audited on the data it "
+        "was trained on (recorded in it) unless --data names other data",
+    )
     _add_task_args(p, default_history=2)
     p.add_argument("--trials", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -778,6 +814,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"irrepnet: error: {msg}", file=sys.stderr)
         return 2
     finally:
+        runlock = sys.modules.get("irrepnet.runlock")  # a command that took its output folder gives it back
+        if runlock is not None:
+            runlock.release_all()
         dist = sys.modules.get("torch.distributed")  # only a command that imported it can have joined
         if dist is not None and dist.is_available() and dist.is_initialized():  # under torchrun: leave cleanly
             dist.destroy_process_group()

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..runlock import LOCK_NAME
 from .compare import finalize_group
 from .records import aggregate_seeds, budget, finite, new_row, now, write_json
 from .schema import validate
@@ -112,7 +113,7 @@ def _baseline_figure(row: dict[str, Any]) -> Any:
 def merge_shards(out: Path, folders: Sequence[Path], *, report: bool = True) -> dict[str, Any]:
     """Merge finished shards into a new folder ``out``; returns the merged results (also ``out/results.json``)."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):  # the lock of this merge aside
         raise FileExistsError(f"{out} is not empty; merge into a new folder")
     if not folders:
         raise ValueError("give the shard folders to merge after the output folder")
