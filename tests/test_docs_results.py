@@ -9,6 +9,8 @@ import pytest
 
 from irrepnet.bench.formatting import fmt_sci
 
+pytestmark = pytest.mark.repo  # docs/ and benchmarks/results/ are not in the sdist
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
