@@ -59,7 +59,7 @@ class TrainConfig:
     penalised (samples within k frames of the end of the training split are skipped).
     ``compile`` runs the training steps' forward and backward compiled
     (:func:`irrepnet.compile.compile_model`); evaluation and checkpoints use the eager
-    model, which shares the parameters. Off by default: see the README's speed section
+    model, which shares the parameters. Off by default: see the performance guide (docs/guide/performance.md)
     for where it pays. ``select_significant``
     (with ``start_at_baseline``) keeps the baseline as the best checkpoint unless an
     epoch's validation MSE is lower than the baseline's by a paired block bootstrap over
