@@ -43,7 +43,8 @@ _EXPORTS = {
     "list_models": "registry",
     "register_model": "registry",
 }
-__all__ = ["__version__", "keys", *_EXPORTS]
+# the API as the eager imports made it public (the docs' API page lists exactly these)
+__all__ = [*_EXPORTS]
 
 if TYPE_CHECKING:  # static tools see the eager imports
     from .batch import check_batch, collate  # noqa: F401
