@@ -75,5 +75,7 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(
-        {n for n in globals() if not n.startswith("_") and n != "TYPE_CHECKING"} | set(_EXPORTS) | {"__version__"}
+        {n for n in globals() if not n.startswith("_") and n not in ("TYPE_CHECKING", "logging")}
+        | set(_EXPORTS)
+        | {"__version__"}
     )
