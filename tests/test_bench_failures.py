@@ -206,6 +206,10 @@ def test_progress_lines_and_eta():
     assert line.endswith("took 30.0 s; ETA 20.0 s (1 unit left, 20.0 s each)")  # the kept unit is not in the mean
     assert progress.skip("tfn seed 1", why="skipped") == "[4/4] tfn seed 1: skipped"
     assert progress.eta() == "all 4 units done"
+    assert UnitProgress(1).skip("mlp") == "[1/1] mlp: finished earlier, kept"
+    one = UnitProgress(1, clock=lambda: 0.0)
+    one.start("mlp seed 0")
+    assert one.finish("ok") == "[1/1] mlp seed 0: ok; took 0.0 s; all 1 unit done"
     assert [duration(s) for s in (4.25, 185, 7620)] == ["4.2 s", "3 min 05 s", "2 h 07 min"]
 
 

@@ -62,6 +62,12 @@ class Group:
 
 
 def prepare_group(suite: Suite, variant, data: str | None, valid_fraction: float) -> Group:
+    """Load ``variant`` of ``suite`` (``data``: the task's file, or ``None``) as a :class:`Group`.
+
+    Where the task has no validation split (twelve_body), the last ``valid_fraction`` of
+    the training frames is held out. An energy suite fits the atom-energy reference on the
+    training split instead of the zero baseline.
+    """
     if suite.energy:  # generated splits of their own sizes; the reference is fitted on the training split
         task = load_task(suite.task, **suite.sizes)
         return Group(variant.id, task, 0, None, None, [], variant, atom_energies=E.fit_reference(task.train))
@@ -80,6 +86,11 @@ def prepare_group(suite: Suite, variant, data: str | None, valid_fraction: float
 
 
 def audit_dict(model, batch, trials: int) -> dict[str, Any]:
+    """The equivariance audit of ``model`` on ``batch`` in float32 and float64, as a row's ``equivariance``.
+
+    ``{"float32": {"passed", "checks": {check: {"rel_error", "abs_error", "claimed", "passed"}}}, "float64": ...}``
+    (:mod:`irrepnet.bench.schema`); ``trials`` random transformations per check.
+    """
     out = {}
     for dtype in (torch.float32, torch.float64):
         rep = audit(model, batch, dtype=dtype, trials=trials)
@@ -204,4 +215,5 @@ def reference_row(group: Group, out: Path) -> dict[str, Any]:
 
 
 def slug(name: str) -> str:
+    """``name`` as a folder name: characters other than letters, digits and ``-_.`` become ``_``."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_")

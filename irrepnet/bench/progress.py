@@ -78,7 +78,7 @@ class UnitProgress:
         """``ETA 1 min 40 s (9 units left, 11.1 s each)``, ``all N units done`` or ``ETA unknown``."""
         left = max(self.total - self.done, 0)
         if not left:
-            return f"all {self.total} units done"
+            return f"all {self.total} unit{'s' if self.total != 1 else ''} done"
         if not self.times:
             return f"ETA unknown ({left} units left)"
         mean = sum(self.times) / len(self.times)
