@@ -29,6 +29,7 @@ twelve QM9 properties (``extras["target"]``, with its ``"unit"``), predicted as 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,10 +40,18 @@ from .task_names import ENERGY_TASKS, NBODY_EGNN_GENERATOR, PROPERTY_TASKS, TASK
 
 @dataclass
 class Task:
+    """The datasets of a task and its spec.
+
+    ``identity`` says which data they came from (:mod:`irrepnet.data.identity`; set by
+    :func:`load_task`, ``None`` for tasks built by hand): training stores it in every
+    checkpoint, so that ``--resume`` and ``audit --checkpoint`` can check or reload it.
+    """
+
     spec: TaskSpec
     train: object
     test: object
     valid: object | None = None
+    identity: dict | None = None
 
 
 def task_spec(
@@ -176,6 +185,9 @@ def load_task(
         given, keep the first molecules of the EGNN split (default: all of it).
     """
     from . import data as D  # imported here: loading a task is the only thing that needs numpy datasets
+    from .data import identity as I
+    from .data.molecules import GENERATOR_VERSION as MOLECULES_VERSION
+    from .data.nbody_task import GENERATOR_VERSION as NBODY_VERSION
 
     kwargs = {} if dtype is None else {"dtype": dtype}
     if bonds and name != "twelve_body":
@@ -197,11 +209,23 @@ def load_task(
         sizes = {"n_train": n_train}
         sizes.update({k: v for k, v in (("n_valid", n_valid), ("n_test", n_test)) if v is not None})
         train, valid, test = (D.molecules(s, **sizes, **kwargs) for s in ("train", "valid", "test"))
-        return Task(task_spec(name, species=train.species), train, test, valid)
+        identity = I.generated_identity(
+            I.split_generator(
+                "molecules (EMT)",
+                {"train": train, "valid": valid, "test": test},
+                version=MOLECULES_VERSION,
+                displacement=train.displacement,
+                species=list(train.species),
+            ),
+            load={"data": None, **sizes},
+        )
+        return Task(task_spec(name, species=train.species), train, test, valid, identity)
     if name == "twelve_body":
         train, test = D.twelve_body(data, history=history, split=split, seed=seed, expect_dmol=expect_dmol, **kwargs)
         n = train[0][K.POS].shape[0]
-        return Task(task_spec(name, history=history, num_nodes=n, bonds=bonds), train, test)
+        identity = I.reference_identity(D.REFERENCE_FILE, D.REFERENCE_SHA256) if data is None else I.file_identity(data)
+        identity["load"].update(split=split, seed=seed)  # the frames of each split
+        return Task(task_spec(name, history=history, num_nodes=n, bonds=bonds), train, test, identity=identity)
     if name == "nbody":
         if data not in (None, NBODY_EGNN_GENERATOR):
             raise ValueError(
@@ -212,12 +236,22 @@ def load_task(
             raise ValueError("the nbody task has physical velocities, not a history; drop --history")
         draws = "irrepnet" if data is None else NBODY_EGNN_GENERATOR
         train, valid, test = (D.nbody(s, n_train=n_train, draws=draws, **kwargs) for s in ("train", "valid", "test"))
-        return Task(task_spec(name, delta_t=train.delta_t), train, test, valid)
+        identity = I.generated_identity(
+            I.split_generator(
+                f"nbody ({draws} draws)",
+                {"train": train, "valid": valid, "test": test},
+                version=NBODY_VERSION,
+                config=dataclasses.asdict(train.config),
+            ),
+            load={"data": data, "n_train": n_train},
+        )
+        return Task(task_spec(name, delta_t=train.delta_t), train, test, valid, identity)
     raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
 
 
 def _load_qm9(data, history, target, pooling, n_train, n_valid, n_test, kwargs) -> Task:
-    from .data.qm9 import HOW_TO_GET, load_qm9
+    from .data.identity import folder_identity
+    from .data.qm9 import HOW_TO_GET, load_qm9, raw_paths
 
     spec = task_spec("qm9", history=history, target=target, pooling=pooling)  # bad options fail before reading
     if data is None:
@@ -226,4 +260,9 @@ def _load_qm9(data, history, target, pooling, n_train, n_valid, n_test, kwargs) 
             f"gdb9.sdf.csv and uncharacterized.txt. {HOW_TO_GET}"
         )
     splits = load_qm9(data, target=spec.extras["target"], n_train=n_train, n_valid=n_valid, n_test=n_test, **kwargs)
-    return Task(spec, splits["train"], splits["test"], splits["valid"])
+    identity = folder_identity(
+        data,
+        raw_paths(data).values(),
+        load={"data": str(data), "n_train": n_train, "n_valid": n_valid, "n_test": n_test},
+    )
+    return Task(spec, splits["train"], splits["test"], splits["valid"], identity)

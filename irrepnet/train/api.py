@@ -76,6 +76,8 @@ def make_trainer(
             f"and {model_name!r} cannot be one: {exc}"
         ) from exc
     meta = {"model": model_name, "model_config": dataclasses.asdict(cfg), "task": task_meta(task.spec)}
+    if task.identity is not None:  # the Trainer adds the sizes and length scale (irrepnet.train.data_record)
+        meta["data"] = {**task.identity, "sizes": {"test": len(task.test)}}
     return Trainer(
         model,
         task.train,

@@ -55,6 +55,7 @@ from . import distributed
 from .averaging import ExponentialMovingAverage
 from .checkpoint import load_checkpoint, save_atomic
 from .config import TrainConfig
+from .data_record import check_resumed_data, training_record
 from .device import pick_device, synchronize
 from .energy import LossTerm, displacement_only_options, energy_loss_terms
 from .noise import add_input_noise
@@ -140,7 +141,9 @@ class Trainer:
         where ``log.jsonl``, ``last.pt`` and ``best.pt`` go; ``None`` keeps everything in memory.
     meta : dict, optional
         plain values stored in every checkpoint (model name and config, task), so that a
-        checkpoint can rebuild its model (``irrepnet audit --checkpoint``).
+        checkpoint can rebuild its model (``irrepnet audit --checkpoint``); ``"data"``, the
+        data's identity, gets the split sizes and length scale, and ``fit(resume=True)``
+        refuses other data (:mod:`irrepnet.train.data_record`).
     callback : callable, optional
         ``callback(trainer)`` after every optimiser step (tests use it to interrupt).
     """
@@ -209,6 +212,9 @@ class Trainer:
         )
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.meta = dict(meta or {})
+        if self.meta.get("data") is not None:  # which data every checkpoint was trained on
+            sizes = {**self.meta["data"].get("sizes", {}), "train": len(train_set), "valid": len(valid_set)}
+            self.meta["data"] = training_record(self.meta["data"], sizes, self.model.scales)
         self.callback = callback
         self.stop = _StopRequests()
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -300,6 +306,8 @@ class Trainer:
                 f"cannot resume {path}: training option(s) {changed} differ from the interrupted run "
                 f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); use the same options"
             )
+        # other data first: a 20-bead file would otherwise be refused as another task (num_nodes)
+        check_resumed_data(ck["meta"].get("data"), self.meta.get("data"), path)
         for key in ("model", "model_config", "task"):
             if key in self.meta and key in ck["meta"] and ck["meta"][key] != self.meta[key]:
                 raise ValueError(
