@@ -231,3 +231,17 @@ def test_a_failing_baseline_is_an_error_row_too(tmp_path, monkeypatch):
     assert rows["constant-velocity"]["reason"].startswith("ZeroDivisionError: no velocity (score; traceback in ")
     assert (tmp_path / "out" / rows["constant-velocity"]["errors"][0]["traceback"]).is_file()
     assert rows["zero-displacement"]["status"] == rows["constant-acceleration"]["status"] == "ok"
+
+
+def test_the_schema_checks_the_failure_notes(tmp_path):
+    from bench_fixtures import synthetic_results
+
+    from irrepnet.bench import SchemaError, validate
+
+    results = synthetic_results(tmp_path)
+    failed = next(r for r in results["groups"][0]["rows"] if r["status"] == "error")
+    failed["errors"] = [{"seed": 0, "phase": "train", "error": "RuntimeError: x", "traceback": "a/error.txt"}]
+    validate(results)
+    del failed["errors"][0]["phase"]
+    with pytest.raises(SchemaError, match=r"rows\[7\]\.errors\[0\]: missing key 'phase'"):
+        validate(results)
