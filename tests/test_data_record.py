@@ -173,3 +173,17 @@ def test_a_generator_config_is_its_identity():
 def test_length_scale_is_read_from_what_the_normaliser_stores():
     assert recorded_length_scale({"inputs": {}, "outputs": {}}) is None
     assert recorded_length_scale({"inputs": {}, "outputs": {}, "length_scale": 0.37}) == 0.37
+
+
+def test_bench_groups_keep_the_identity_of_their_data(tmp_path):
+    from irrepnet.bench import load_suite
+    from irrepnet.bench.groups import prepare_group
+
+    suite_file = tmp_path / "tiny.toml"
+    suite_file.write_text(
+        '[suite]\nname = "tiny"\ntask = "twelve_body"\nmodels = ["radial-field"]\n'
+        '[train]\nepochs = 1\n[[variant]]\nid = "h2"\nhistory = 2\n'
+    )
+    suite = load_suite(str(suite_file))
+    group = prepare_group(suite, suite.variants[0], None, 0.1)  # the held-out validation split is cut here
+    assert group.task.identity is not None and group.task.identity["kind"] == "reference"

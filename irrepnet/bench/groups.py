@@ -74,7 +74,7 @@ def prepare_group(suite: Suite, variant, data: str | None, valid_fraction: float
     task = load_task(suite.task, data=data, history=variant.history, bonds=variant.bonds, **suite.sizes)
     if task.valid is None:  # twelve_body: hold out the end of the training frames
         train, valid = split_validation(task.train, valid_fraction)
-        task = Task(task.spec, train, task.test, valid)
+        task = Task(task.spec, train, task.test, valid, task.identity)  # checkpoints record their data
     zero = float(task.test.arrays()[K.TARGET_DISP].double().pow(2).mean())
     valid_zero = float(task.valid.arrays()[K.TARGET_DISP].double().pow(2).mean())
     starts: list[int] = []
