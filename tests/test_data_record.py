@@ -48,12 +48,13 @@ def trained(chains, tmp_path_factory):
 
 def test_checkpoints_record_the_file_and_its_sizes(trained, chains):
     for name in ("best.pt", "last.pt"):
-        rec = load_checkpoint(trained / name)["meta"]["data"]
+        ck = load_checkpoint(trained / name)
+        rec = ck["meta"]["data"]
         assert rec["kind"] == "file" and rec["path"] == str(chains[20])
         assert rec["size"] == chains[20].stat().st_size
         assert rec["sha256"] == hashlib.sha256(chains[20].read_bytes()).hexdigest()
         assert rec["sizes"]["train"] > 0 and rec["sizes"]["valid"] > 0 and rec["sizes"]["test"] > 0
-        assert "length_scale" in rec  # None until the normaliser stores one
+        assert rec["length_scale"] == ck["scales"].get("length")  # the normaliser's, when it fits one
 
 
 def test_resume_on_other_data_is_refused_in_one_line(trained, chains, capsys):
@@ -173,6 +174,7 @@ def test_a_generator_config_is_its_identity():
 def test_length_scale_is_read_from_what_the_normaliser_stores():
     assert recorded_length_scale({"inputs": {}, "outputs": {}}) is None
     assert recorded_length_scale({"inputs": {}, "outputs": {}, "length_scale": 0.37}) == 0.37
+    assert recorded_length_scale({"inputs": {}, "outputs": {}, "length": 0.25}) == 0.25  # irrepnet.train.length
 
 
 def test_bench_groups_keep_the_identity_of_their_data(tmp_path):
