@@ -194,9 +194,20 @@ def raw_paths(folder) -> dict[str, Path]:
     return paths
 
 
+def _read_text(path) -> str:
+    """The file's text; a file that is not UTF-8 text (a download cut short, an archive) named in one line."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path} is not a text file (byte {exc.start} is not UTF-8): replace it with the raw QM9 "
+            f"file of that name, unpacked (gdb9.sdf and gdb9.sdf.csv come in MoleculeNet's qm9.zip)"
+        ) from None
+
+
 def read_sdf(path) -> dict[str, object]:
     """Titles, atom counts, atomic numbers and positions (Å) of every SDF V2000 block in ``path``."""
-    lines = Path(path).read_text().split("\n")
+    lines = _read_text(path).split("\n")
     titles, counts, numbers, pos = [], [], [], []
     i, total = 0, len(lines)
     while i < total:
@@ -254,7 +265,7 @@ def read_sdf(path) -> dict[str, object]:
 
 def read_csv(path) -> tuple[list, np.ndarray]:
     """``(mol_ids, values (M, 12))``: the target columns of :data:`TARGETS`, in its order, in CSV units."""
-    lines = Path(path).read_text().split("\n")
+    lines = _read_text(path).split("\n")
     header = [h.strip() for h in lines[0].split(",")] if lines else []
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:
@@ -286,7 +297,7 @@ def read_uncharacterized(path, n_molecules: int) -> np.ndarray:
     (PyG instead drops 9 header lines and 2 footer lines).
     """
     out = []
-    for n, line in enumerate(Path(path).read_text().split("\n"), start=1):
+    for n, line in enumerate(_read_text(path).split("\n"), start=1):
         first = line.split()[0] if line.split() else ""
         if not first.lstrip("-").isdigit():
             continue

@@ -10,6 +10,8 @@ opening a checkpoint never runs code from the file.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +45,23 @@ def save_atomic(obj: dict[str, Any], path) -> Path:
 def load_checkpoint(path, map_location="cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_atomic` (``weights_only=True``: no code is run)."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.pt")) or ["best.pt"]
+        files = " or ".join(str(path / name) for name in found)
+        raise FileNotFoundError(f"checkpoint {path} is a folder; pass a checkpoint file in it: {files}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's refusal is seven lines and suggests the unsafe way
+        what = re.search(r"GLOBAL (\S+)", str(exc))
+        raise CheckpointError(
+            f"{path} is refused: it holds Python objects ({what.group(1) if what else 'beyond tensors'}) that "
+            "an irrepnet checkpoint never holds, and loading them could run code; it was not loaded"
+        ) from None
     except Exception as exc:  # a truncated or foreign file: say so in one line
-        raise CheckpointError(f"{path} is not a readable irrepnet checkpoint ({type(exc).__name__}: {exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(f"{path} is not a readable irrepnet checkpoint ({type(exc).__name__}: {first})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an irrepnet checkpoint (no format tag {FORMAT!r})")
     if obj.get("version") != VERSION:

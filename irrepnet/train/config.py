@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -136,6 +137,13 @@ class TrainConfig:
             problems.append(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.dtype not in DTYPES:
             problems.append(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        # the comparisons below need numbers: "fast" or inf would fail there in Python's words, or pass
+        for name in ("lr", "min_lr", "weight_decay", "plateau_factor", "valid_fraction", "clip_grad_norm"):
+            v = getattr(self, name)
+            if (v is not None or name != "clip_grad_norm") and not _finite_number(v):
+                problems.append(f"{name} must be a finite number, got {v!r}")
+        if problems:
+            raise ConfigError("training config: " + "; ".join(problems))
         if not self.lr > 0 or self.min_lr < 0 or self.weight_decay < 0:
             problems.append(
                 f"need lr > 0, min_lr >= 0, weight_decay >= 0 (got {self.lr}, {self.min_lr}, {self.weight_decay})"
@@ -178,6 +186,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _check_keys(given: Mapping[str, Any], known, where: str) -> None:

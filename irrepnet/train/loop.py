@@ -53,7 +53,7 @@ from ..interface import IrrepsModel
 from ..stats import Bootstrap
 from . import distributed
 from .averaging import ExponentialMovingAverage
-from .checkpoint import load_checkpoint, save_atomic
+from .checkpoint import CheckpointError, load_checkpoint, save_atomic
 from .config import TrainConfig
 from .data_record import check_resumed_data, training_record
 from .device import pick_device, synchronize
@@ -295,7 +295,12 @@ class Trainer:
         path = self.out_dir / "last.pt"
         if not path.exists():
             raise FileNotFoundError(f"nothing to resume: {path} does not exist (start without --resume)")
-        ck = load_checkpoint(path)
+        try:
+            ck = load_checkpoint(path)
+        except CheckpointError as exc:  # cut short (a full disk, a copy): the run cannot go on from it
+            raise CheckpointError(
+                f"cannot resume: {exc}; start the run over with --overwrite, or put back a copy of last.pt"
+            ) from None
         old = ck["train_config"]
         defaults = TrainConfig().to_dict()  # a key the interrupted run's version did not have took its default
         changed = sorted(
