@@ -58,6 +58,7 @@ from .config import TrainConfig
 from .data_record import check_resumed_data, training_record
 from .device import pick_device, synchronize
 from .energy import LossTerm, displacement_only_options, energy_loss_terms
+from .length import finite_gradients, nonfinite_hint
 from .noise import add_input_noise
 from .normalization import NormalizedModel, check_residual, fit_scales, rms
 from .optim import make_optimizer
@@ -319,6 +320,8 @@ class Trainer:
                     f"cannot resume {path}: it was trained with {key} {ck['meta'][key]!r}, not {self.meta[key]!r}"
                 )
         self.model.load_state_dict(ck["model_state"])
+        # the unit its weights learnt positions in; none in a checkpoint from before the fitted length
+        self.model.length_scale = ck.get("scales", {}).get("length")
         self.optimizer.load_state_dict(ck["optimizer_state"])
         if self.ema is not None:
             if "ema_state" not in ck:
@@ -529,12 +532,18 @@ class Trainer:
             units = batch[K.POS].shape[0]
         if self.dist.active:
             loss = loss * self.dist.share(units if counts else 0)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {float(loss)} at step {self.state['step']}; "
-                "lower the learning rate or enable clip_grad_norm"
+        step = self.state["step"]
+        if not torch.isfinite(loss):  # at step 0, before any update, it comes from the data (irrepnet.train.length)
+            hint = nonfinite_hint(
+                batch if self.config.unroll_steps == 1 else {}, self.model.length_scale, self.dtype, step
             )
+            raise FloatingPointError(f"training loss is {float(loss.detach())} at step {step}; {hint}")
         loss.backward()
+        if step == 0 and not finite_gradients(self.model.parameters()):  # clipping them would make NaN weights
+            hint = nonfinite_hint(
+                batch if self.config.unroll_steps == 1 else {}, self.model.length_scale, self.dtype, 0
+            )
+            raise FloatingPointError(f"training gradients are not finite at step 0; {hint}")
         if self.config.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
         self.optimizer.step()

@@ -5,8 +5,11 @@ network's initial outputs are a hundred times too large and the loss is dominate
 that mismatch. Each vector input other than positions (velocities, velocity history)
 and the target are divided by one scalar, their root mean square over the training
 set. A scalar factor commutes with every rotation and reflection, so a normalised
-E(3)-equivariant model stays E(3)-equivariant; positions are left alone because
-graph cutoffs and distances are read from them.
+E(3)-equivariant model stays E(3)-equivariant. Positions are divided by one length
+fitted on the training data, the RMS distance between two nodes of a graph
+(:mod:`irrepnet.train.length`, ``scales["length"]``), so that the model, its graph
+cutoffs and radial bases are measured in that unit and the same data in nm or in Å
+train the same model; the outputs are returned in the data's unit.
 
 Physics residual
 ----------------
@@ -72,6 +75,7 @@ needs it) and ``irreps_out``; scales and the gate are scalars.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -80,6 +84,7 @@ from .. import keys as K
 from ..interface import IrrepsModel
 from ..registry import ConfigError
 from .energy import energy_shift, fit_energy_scales
+from .length import LENGTH_OUTPUTS, length_scale
 from .property import fit_property_scales
 
 #: ``residual`` values: the baseline of :mod:`irrepnet.data.baselines` each one adds, and the history it needs.
@@ -163,9 +168,11 @@ def fit_scales(
     target_array: torch.Tensor,
     residual: str = "none",
 ) -> dict[str, dict[str, float]]:
-    """``{"inputs": {field: rms}, "outputs": {target: rms}}`` from the training arrays.
+    """``{"inputs": {field: rms}, "outputs": {target: rms}, "length": l}`` from the training arrays.
 
     With a residual the output scale is the RMS of the correction ``target - b(data)``.
+    ``length`` (displacement targets; :func:`irrepnet.train.length.length_scale`) is the
+    unit in which the model sees positions.
     """
     if target == K.ENERGY:  # one scale for energy and forces, and per-element atom energies
         if residual != "none":
@@ -179,6 +186,9 @@ def fit_scales(
     base = baseline_displacement(residual, arrays) if residual != "none" else None
     corr = target_array if base is None else target_array.double() - base.double().reshape(target_array.shape)
     scales = {"inputs": inputs, "outputs": {target: rms(corr)}}
+    length = length_scale(arrays) if target in LENGTH_OUTPUTS else None
+    if length is not None:
+        scales["length"] = length
     if residual in FORCE_RESIDUALS:  # the unit of the learned force: the last acceleration v_1 - v_2
         vh = arrays[K.VEL_HISTORY]
         scales["acceleration"] = rms(vh[..., :3] - vh[..., 3:6])
@@ -197,7 +207,9 @@ class NormalizedModel(IrrepsModel):
     ----------
     model : IrrepsModel
     scales : dict
-        ``{"inputs": {field: s}, "outputs": {field: s}}`` as made by :func:`fit_scales`.
+        ``{"inputs": {field: s}, "outputs": {field: s}}`` as made by :func:`fit_scales`;
+        optional ``"length"``: positions are divided by it before ``model`` reads them
+        (its cutoffs are in that unit; absent: the data's unit).
     residual : str
         ``"none"``, ``"constant_velocity"``, ``"constant_acceleration"`` or ``"force_difference"``
         (see the module docstring).
@@ -245,6 +257,10 @@ class NormalizedModel(IrrepsModel):
         self.input_scales = {k: float(v) for k, v in scales.get("inputs", {}).items()}
         self.output_scales = {k: float(v) for k, v in scales.get("outputs", {}).items()}
         self.output_shifts = {k: float(v) for k, v in scales.get("shifts", {}).items()}  # added after scaling
+        length = scales.get("length")
+        self.length_scale = None if length is None else float(length)
+        if self.length_scale is not None and not (math.isfinite(self.length_scale) and self.length_scale > 0):
+            raise ValueError(f"scales['length'] must be finite and > 0, got {length}")
         for name, s in list(self.input_scales.items()) + list(self.output_scales.items()):
             if not s > 0:
                 raise ValueError(f"scale of {name!r} must be > 0, got {s}")
@@ -267,6 +283,8 @@ class NormalizedModel(IrrepsModel):
             out["atom_energies"] = list(self.atom_energies)
         if self.output_shifts:
             out["shifts"] = dict(self.output_shifts)
+        if self.length_scale is not None:
+            out["length"] = self.length_scale
         return out
 
     def normalize_inputs(self, data: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -274,10 +292,13 @@ class NormalizedModel(IrrepsModel):
         for name, s in self.input_scales.items():
             if name in out:
                 out[name] = out[name] / s
+        if self.length_scale is not None:  # lengths in the fitted unit: cutoffs and radial bases read them
+            for name in (K.POSITION_FIELDS | {K.EDGE_VEC, K.EDGE_LEN}) & out.keys():
+                out[name] = out[name] / self.length_scale
         return out
 
     def forward_normalized(self, data: Mapping[str, torch.Tensor], runner=None) -> dict[str, torch.Tensor]:
-        """Normalised outputs; ``runner`` (e.g. the compiled :attr:`model`) runs instead of :attr:`model`."""
+        """Normalised outputs; ``runner`` (e.g. the compiled ``model``) runs instead of ``model``."""
         run = runner or self.model
         out = run(self.normalize_inputs(data))
         if self.acceleration_scale is not None:  # a learned force: its change over the last frame step
