@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -132,3 +133,31 @@ def test_the_readme_example_runs(installed):
     (cwd / "example.py").write_text(readme_example(README.read_text()))
     out = _run([bin_ / "python", "example.py"], cwd, env)
     assert "rotation" in out and "permutation" in out  # the audit it prints at the end
+
+
+@pytest.mark.slow
+def test_the_sdist_tests_collect(installed, tmp_path):
+    """An unpacked sdist carries its tests with conftest.py and their helper modules: they collect
+    (the tests that need the repository's benchmarks/ or tutorials/ skip there)."""
+    pytest.importorskip("build", reason="builds the sdist with the build package (pip install build)")
+    bin_, _, env = installed
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in (*BUILD_INPUTS, "CHANGELOG.md", "CITATION.cff", "tests"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif (ROOT / name).is_file():
+            shutil.copy2(ROOT / name, src / name)
+    _run([sys.executable, "-m", "build", "--sdist", "--outdir", tmp_path / "dist", src], tmp_path, env)
+    (sdist,) = (tmp_path / "dist").glob("irrepnet-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        # the "data" filter (no absolute paths, links out, devices) where this Python has it
+        tar.extractall(tmp_path / "unpacked", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    (unpacked,) = (tmp_path / "unpacked").iterdir()
+    for name in ("LICENSE", "CHANGELOG.md", "CITATION.cff", "tests/conftest.py", "tests/bench_fixtures.py"):
+        assert (unpacked / name).is_file(), f"{name} is not in the sdist"
+    _run([bin_ / "python", "-m", "pip", "install", "--quiet", "pytest"], tmp_path, env)
+    out = _run(
+        [bin_ / "python", "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests"], unpacked, env
+    )
+    assert re.search(r"\d+ tests collected", out) and "error" not in out.splitlines()[-1], out[-2000:]
