@@ -9,7 +9,7 @@ setup:
 	bash scripts/setup.sh
 
 # The main job: the quick benchmark suite (every registered model on the twelve-body task
-# of the built-in simulator, trained briefly, with baselines, rollouts, the equivariance
+# of the shipped reference trajectory, trained briefly, with baselines, rollouts, the equivariance
 # audit and timings) into a new runs/bench-quick* folder: report.md, results.json/csv, plots.
 run: setup
 	$(PYTHON) -m irrepnet bench --suite quick

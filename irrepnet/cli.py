@@ -51,7 +51,8 @@ def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None
     p.add_argument(
         "--data",
         help="twelve_body: trajectory file in the dmol format (npz with key 'arr'); "
-        "default: the built-in polymer simulator. qm9: the folder of PyG's raw QM9 files "
+        "default: the shipped reference trajectory (one stored run of the polymer simulator, "
+        "sha256-checked: the same bytes on every machine). qm9: the folder of PyG's raw QM9 files "
         "(gdb9.sdf, gdb9.sdf.csv, uncharacterized.txt; never downloaded). nbody: 'egnn-generator' "
         "replays the published EGNN generator's initial states (default: irrepnet's draws)",
     )
@@ -231,6 +232,9 @@ def cmd_simulate(args) -> int:
 
     out = Path(args.out)
     if args.system == "polymer":
+        target = out if out.suffix == ".npz" else out.with_name(out.name + ".npz")  # as save_trajectory names it
+        if target.exists() and not args.overwrite:  # before simulating, and in the CLI's words
+            raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
         cfg = D.PolymerConfig(n_beads=args.beads, dim=args.dim, n_frames=args.frames, seed=args.seed, gamma=args.gamma)
         traj = D.simulate_polymer(cfg)
         D.save_trajectory(out, traj, overwrite=args.overwrite)
@@ -513,6 +517,8 @@ def cmd_train(args) -> int:
         "train_step_ms": result.train_step_ms,
         **acc,
     }
+    if result.notices:  # options capped or changed, as announced on stderr
+        summary["notices"] = result.notices
     if ctx.active:
         summary["ranks"] = ctx.world_size
     if ctx.is_main:

@@ -166,7 +166,7 @@ def load_task(
     ----------
     data : str, optional
         twelve_body: a trajectory file in the dmol format (``paths.npz``); the
-        built-in polymer simulator is used when omitted. nbody: ``"egnn-generator"``
+        shipped reference trajectory (:mod:`irrepnet.data.reference`) when omitted. nbody: ``"egnn-generator"``
         starts the trajectories from the published EGNN generator's initial states, with
         its frame numbering (:func:`irrepnet.data.nbody_task.nbody`); omitted: irrepnet's draws.
     history : int

@@ -137,7 +137,7 @@ class E3nnReferenceConfig:
     irreps_hidden: str = "8x0e + 8x0o + 16x1e + 16x1o + 8x2e + 8x2o"
     layers: int = 3
     lmax: int = 3
-    max_radius: float = 3.5
+    max_radius: float = 3.5  # in units of the fitted length (irrepnet.train.length) when trained
     number_of_basis: int = 10
     radial_layers: int = 1
     radial_neurons: int = 128
@@ -240,7 +240,7 @@ class E3nnPolynomialConfig:
     lmax: int = 2  # spherical harmonics summed over neighbours, l = 0..lmax
     hidden_irreps: str = "8x0e + 8x0o + 8x1e + 8x1o + 4x2e + 4x2o"  # output of the first tensor product
     graph: str = "full"  # "full" or "radius"
-    r_max: float = 3.5  # radius graph only
+    r_max: float = 3.5  # radius graph only; in units of the fitted length (irrepnet.train.length) when trained
     avg_num_neighbors: float | None = None  # None: measured / num_nodes - 1
 
 

@@ -34,7 +34,9 @@ se3-transformer-pytorch (3 seeds), which attends over all pairs without cutoff a
 residual connections and linear self-interactions. On twelve_body (every pair within 3.5,
 so only the skip differs; 360 steps of the peers suite) the skip is within seed noise:
 3.3e-7/4.3e-7 without, 3.9e-7/6.4e-7 with (seeds 0/1). Hence the defaults: the
-cutoff per task (:data:`DEFAULT_RADIUS`, 10 on nbody as ``tfn``'s, 3.5 elsewhere) and
+cutoff per task (:data:`DEFAULT_RADIUS`, 10 on nbody as ``tfn``'s, 3.5 elsewhere; these
+radii were in the data's unit, since issue 25 they are in units of the fitted length
+:mod:`irrepnet.train.length`, and 10 on nbody became 2.5, 10.4 in the data's unit) and
 ``skip="linear"``. ``skip="auto"`` (the identity where the irreps match, 80 parameters
 instead of 1,616) measured the same (0.018); ``"linear"`` is the default because a
 checkpoint from before the option then loads as the same function (its skip weights are
@@ -82,8 +84,9 @@ from ..nn.tp_conv import SKIPS
 from ..registry import ConfigError, register_model
 from .energy import EnergyModel, wants_energy
 
-#: cutoff per task when the config leaves ``radius`` unset (the same as ``tfn``'s ``r_max``)
-DEFAULT_RADIUS = {"twelve_body": 3.5, "nbody": 10.0}
+#: cutoff per task when the config leaves ``radius`` unset (the same as ``tfn``'s ``r_max``), in units of
+#: the fitted length (:mod:`irrepnet.train.length`): 2.5 on nbody is 10.4 in the data's unit
+DEFAULT_RADIUS = {"twelve_body": 3.5, "nbody": 2.5}
 
 
 @dataclass
@@ -101,7 +104,8 @@ class SE3TransformerConfig:
     layers: int = 2
     # "radius", "full" (both fade edges out smoothly at `radius`) or "auto": full for small fixed-size systems
     graph: str = "auto"
-    radius: float | None = None  # cutoff of graph, radial basis and attention; None: DEFAULT_RADIUS of the task
+    # cutoff of graph, radial basis and attention, in units of the fitted length (irrepnet.train.length) when trained; None: DEFAULT_RADIUS of the task
+    radius: float | None = None
     skip: str = "linear"  # S in each block (irrepnet.nn.attention): "linear", "residual", "auto" or "none"
     basis: str = "bessel"
     n_basis: int = 8

@@ -53,18 +53,24 @@ from ..nn.tp_conv import NORMALIZATIONS, SKIPS, TensorProductConv
 from ..registry import ConfigError, register_model
 from .energy import EnergyModel, wants_energy
 
-#: cutoff per task when the config leaves ``r_max`` unset
-DEFAULT_R_MAX = {"twelve_body": 3.5, "nbody": 10.0}
+#: cutoff per task when the config leaves ``r_max`` unset. A trained model reads positions
+#: divided by the length fitted on its training data (:mod:`irrepnet.train.length`), so
+#: cutoffs are in that unit: 3.5 on twelve_body (4.1 in the reference file's unit, where
+#: the fitted length is 1.17: every pair, as the 3.5 of before); 2.5 on nbody (10.4 in its
+#: unit, fitted length 4.14; before the fitted length it was 10 in the data's unit).
+DEFAULT_R_MAX = {"twelve_body": 3.5, "nbody": 2.5}
 
 #: mean neighbours per node within ``r``, measured on the training split with
-#: ``irrepnet.graph.build_graph(batch, "radius", r=r)``: built-in polymer simulator
-#: (2048 frames, every 7th training frame), the nbody training set (every 3rd sample) and
-#: the molecules training set (default sizes, every 3rd molecule; ASE 3.29's G2 and EMT).
+#: ``irrepnet.graph.build_graph(batch, "radius", r=r)`` on the positions divided by the
+#: fitted length: the shipped reference trajectory (every 7th training frame) and the
+#: nbody training set (every 3rd sample); molecules (no fitted length on energy tasks:
+#: Å) on its training set (default sizes, every 3rd molecule; ASE 3.29's G2 and EMT).
 MEASURED_NEIGHBORS = {
     ("twelve_body", 3.5): 11.0,
-    ("nbody", 3.5): 1.91,
-    ("nbody", 5.0): 3.08,
-    ("nbody", 10.0): 3.99,
+    ("nbody", 2.5): 3.99,
+    ("nbody", 3.5): 4.0,
+    ("nbody", 5.0): 4.0,
+    ("nbody", 10.0): 4.0,
     ("molecules", 3.5): 6.61,
     ("molecules", 5.0): 7.56,
 }
@@ -85,7 +91,7 @@ class TFNConfig:
     hidden_irreps: str = "16x0e + 16x0o + 8x1e + 8x1o + 4x2e + 4x2o"  # after each gate; needs 1o
     lmax: int = 2  # spherical harmonics of the edges, l = 0..lmax
     layers: int = 3  # TP convolution + gate blocks
-    r_max: float | None = None  # cutoff of graph and radial basis; None: DEFAULT_R_MAX
+    r_max: float | None = None  # cutoff of graph and radial basis, in units of the fitted length (irrepnet.train.length) when trained; None: DEFAULT_R_MAX
     graph: str = "auto"  # "radius" (r_max), "full", or "auto": full for small fixed-size systems (same function)
     n_basis: int = 8
     # e3nn's Gaussians (times the polynomial cutoff), as gate_points_2101; Bessel (NequIP) trained

@@ -71,9 +71,11 @@ def make_trainer(
     except ConfigError as exc:
         if spec is task.spec:
             raise
+        need = str(exc).split(";")[0]  # the reason without its hint: more history would not help here
         raise ConfigError(
-            f"residual {config.residual!r} builds the model as a force field of the positions alone, "
-            f"and {model_name!r} cannot be one: {exc}"
+            f"residual {config.residual!r} builds the model as a force field of the positions alone (no "
+            f"velocities, whatever the history), and {model_name!r} cannot be one ({need}): use residual "
+            f"'constant_velocity' or 'constant_acceleration' with it, or a model of positions alone such as egnn"
         ) from exc
     meta = {"model": model_name, "model_config": dataclasses.asdict(cfg), "task": task_meta(task.spec)}
     if task.identity is not None:  # the Trainer adds the sizes and length scale (irrepnet.train.data_record)

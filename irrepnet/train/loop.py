@@ -35,6 +35,7 @@ reads a model output (``(n, d)`` node or ``(G, d)`` graph field) and the dataset
 from __future__ import annotations
 
 import json
+import logging
 import math
 import statistics
 import time
@@ -79,6 +80,8 @@ TARGET_FIELDS = {
 #: steps excluded from the step-time median (allocator and kernel warm-up)
 WARMUP_STEPS_UNTIMED = 5
 #: config keys that may differ between a run and its resumption
+logger = logging.getLogger(__name__)
+
 RESUMABLE_CHANGES = {"epochs", "max_steps", "patience", "progress", "device", "eval_batch_size", "tensorboard"}
 
 
@@ -116,6 +119,7 @@ class TrainResult:
     train_time_s: float
     step_times: list[float] = field(default_factory=list)
     epoch_times: list[float] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # options the run capped or changed, as announced
 
     @property
     def train_step_ms(self) -> float | None:
@@ -230,6 +234,12 @@ class Trainer:
         n = len(train_set)
         bs = self.config.batch_size
         self.batches_per_epoch = min(math.ceil(n / bs), self.config.steps_per_epoch or math.inf)
+        self.notices: list[str] = []
+        if self.config.steps_per_epoch is not None and self.config.steps_per_epoch > self.batches_per_epoch:
+            self._notice(
+                f"steps_per_epoch = {self.config.steps_per_epoch} is more than one pass over the {n} training "
+                f"samples in batches of {bs}: an epoch runs {self.batches_per_epoch} steps"
+            )
         per_epoch_total = self.config.epochs * self.batches_per_epoch
         self.total_steps = min(per_epoch_total, self.config.max_steps or per_epoch_total)
         self.state = self._initial_state()
@@ -237,6 +247,12 @@ class Trainer:
         self._board = TensorBoardLog(None)  # fit() opens the configured one
         if self.config.tensorboard is not None:
             summary_writer_class(self.config.tensorboard)  # a missing package fails here, before any training
+
+    def _notice(self, text: str) -> None:
+        """An option the run does not follow as given: said once on stderr, kept in the result."""
+        if text not in self.notices:
+            self.notices.append(text)
+            logger.warning(text)
 
     # --- state ------------------------------------------------------------------
     def _initial_state(self) -> dict[str, Any]:
@@ -332,6 +348,14 @@ class Trainer:
             self.ema.load_state_dict(ck["ema_state"])
         st = ck["trainer_state"]
         torch.set_rng_state(st.pop("torch_rng"))
+        for key, done, unit in (("epochs", st["epoch"], "epoch"), ("max_steps", st["step"], "step")):
+            was, now = old.get(key, defaults[key]), getattr(self.config, key)
+            if now != was and now is not None:  # a longer (or shorter) run than the one resumed: say by how much
+                more = max(now - done, 0)
+                self._notice(
+                    f"resuming {path} with {key} = {now} instead of {was} ({done} done): it adds {more} "
+                    f"{unit}{'s' if more != 1 else ''}"
+                )
         # a finished run resumed with more epochs/steps or a longer patience goes on
         if st["stopped"] in ("epochs", "max_steps") or (
             st["stopped"] == "early_stopping"
@@ -709,4 +733,5 @@ class Trainer:
             train_time_s=st["train_time"],
             step_times=list(st["step_times"]),
             epoch_times=list(st["epoch_times"]),
+            notices=list(self.notices),
         )
