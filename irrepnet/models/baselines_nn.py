@@ -203,7 +203,7 @@ class GNNConfig:
     act: str = "silu"
     residual: bool = True
     graph: str = "full"  # "full" or "radius"
-    radius: float | None = None
+    radius: float | None = None  # in units of the fitted length (irrepnet.train.length) when trained
 
 
 def _check_sizes(name: str, hidden: int, layers: int, act: str) -> None:

@@ -204,7 +204,7 @@ class EGNNConfig:
     coords_agg: str = "mean"  # "mean" (C = 1/(M-1)) or "sum"
     coords_weight: float = 1.0
     graph: str = "full"  # "full" or "radius"
-    radius: float | None = None
+    radius: float | None = None  # in units of the fitted length (irrepnet.train.length) when trained
 
 
 @dataclass
@@ -222,7 +222,7 @@ class RadialFieldConfig:
     coords_agg: str = "mean"
     coords_weight: float = 1.0
     graph: str = "full"
-    radius: float | None = None
+    radius: float | None = None  # in units of the fitted length (irrepnet.train.length) when trained
 
 
 def graph_layer(config) -> GraphConstruction:

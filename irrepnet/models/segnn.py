@@ -105,7 +105,7 @@ class SEGNNConfig:
     # "linear" against 0.0351 at epoch 25 and 0.0125 at epoch 100 with "e3nn"
     parametrization: str = "linear"
     graph: str = "full"  # "full" (the paper) or "radius" (messages faded out by a cutoff envelope)
-    radius: float | None = None
+    radius: float | None = None  # in units of the fitted length (irrepnet.train.length) when trained
 
 
 class SteerableInputs(IrrepsModule):

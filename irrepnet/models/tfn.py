@@ -91,7 +91,8 @@ class TFNConfig:
     hidden_irreps: str = "16x0e + 16x0o + 8x1e + 8x1o + 4x2e + 4x2o"  # after each gate; needs 1o
     lmax: int = 2  # spherical harmonics of the edges, l = 0..lmax
     layers: int = 3  # TP convolution + gate blocks
-    r_max: float | None = None  # cutoff of graph and radial basis, in units of the fitted length (irrepnet.train.length) when trained; None: DEFAULT_R_MAX
+    # cutoff of graph and radial basis, in units of the fitted length (irrepnet.train.length) when trained
+    r_max: float | None = None  # None: DEFAULT_R_MAX
     graph: str = "auto"  # "radius" (r_max), "full", or "auto": full for small fixed-size systems (same function)
     n_basis: int = 8
     # e3nn's Gaussians (times the polynomial cutoff), as gate_points_2101; Bessel (NequIP) trained
