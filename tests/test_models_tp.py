@@ -73,7 +73,8 @@ def test_tfn_structure_and_task_defaults():
     assert model.r_max == 3.5
     assert set(model.irreps_in) == {K.POS, K.VEL_HISTORY}
     nbody = build_model("tfn", task_spec("nbody"))
-    assert nbody.r_max == 10.0 and nbody.avg_num_neighbors == 3.99
+    # 2.5 fitted lengths (irrepnet.train.length): 10.4 in nbody's unit, the 10 of before
+    assert nbody.r_max == 2.5 and nbody.avg_num_neighbors == 3.99
     assert set(nbody.irreps_in) == {K.POS, K.VEL, K.CHARGE}
     mean = build_model("tfn", TWELVE, normalization="mean", layers=1)
     assert mean.avg_num_neighbors == 11.0 and mean(polymer_batch())[K.DISPLACEMENT].shape == (36, 3)
