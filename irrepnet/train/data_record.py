@@ -145,5 +145,5 @@ def task_of_checkpoint(ck: dict[str, Any], checkpoint, data: str | None = None):
         )
     moved = recorded.get("kind") in PATH_KINDS and load["data"] != recorded.get("abspath")
     where = f", found at {load['data']}" if moved else ""
-    logger.info("using the data recorded in %s: %s%s", checkpoint, describe(task.identity), where)
+    logger.info("using the data recorded in %s: %s%s", checkpoint, describe(recorded), where)
     return task
