@@ -537,10 +537,15 @@ def cmd_train(args) -> int:
     else:
         say(
             f"done: {result.steps} steps ({result.stopped}), best epoch {result.best_epoch}; test MSE "
-            f"{acc['test_mse']:.3e} ({acc['mse_vs_zero']:.3g} x zero displacement), R2 {acc['r2']:.4f}"
+            f"{acc['test_mse']:.3e} ({_times_zero(acc['mse_vs_zero'])}), R2 {acc['r2']:.4f}"
         )
     say(f"wrote {out / 'best.pt'}, {out / 'log.jsonl'}, {out / 'metrics.json'}")
     return 0
+
+
+def _times_zero(ratio: float | None) -> str:
+    """The MSE relative to predicting no motion; ``None`` where the truth is no motion."""
+    return "no motion to predict" if ratio is None else f"{ratio:.3g} x zero displacement"
 
 
 def cmd_bench(args) -> int:

@@ -168,7 +168,8 @@ def load_trajectory(path: PathLike, *, expect_dmol: bool = False) -> np.ndarray:
         the file does not exist; the message says where to download the dmol file.
     ValueError
         not an npz archive, no ``arr`` key (the message lists the keys present),
-        or an array that :func:`check_trajectory` rejects.
+        an array that :func:`check_trajectory` rejects, one without motion (every frame
+        the same) or with coordinates beyond :data:`MAX_COORDINATE`.
     """
     p = _existing(path)
     if expect_dmol:
@@ -189,7 +190,29 @@ def load_trajectory(path: PathLike, *, expect_dmol: bool = False) -> np.ndarray:
             arr = f[ARRAY_KEY]
     except (zipfile.BadZipFile, OSError, EOFError) as e:  # corrupt archive or member
         raise ValueError(f"{p} is not a readable .npz archive ({type(e).__name__}: {e})") from None
-    return check_trajectory(arr, name=f"{p}[{ARRAY_KEY!r}]")
+    arr = check_trajectory(arr, name=f"{p}[{ARRAY_KEY!r}]")
+    _check_usable(arr, p)
+    return arr
+
+
+#: largest coordinate accepted from a file: float32 squares of distances overflow (3.4e38) near 1e19
+MAX_COORDINATE = 1e15
+
+
+def _check_usable(arr: np.ndarray, p: Path) -> None:
+    """Refuse a file that would train on nothing or overflow, before any training is spent on it."""
+    if np.array_equal(arr, np.broadcast_to(arr[:1], arr.shape)):
+        raise ValueError(
+            f"{p} has no motion: all {arr.shape[0]} frames hold the same positions, so there is no "
+            "displacement to learn or score; give a trajectory whose frames differ"
+        )
+    largest = float(np.abs(arr).max())
+    if largest > MAX_COORDINATE:
+        raise ValueError(
+            f"{p} has coordinates up to {largest:.3g}: squared distances overflow float32 beyond about "
+            f"1e19; give positions in a unit where they stay below {MAX_COORDINATE:.0e} (for example "
+            "divided by the bond length)"
+        )
 
 
 def save_trajectory(path: PathLike, arr: np.ndarray, *, overwrite: bool = False, compressed: bool = False) -> Path:
