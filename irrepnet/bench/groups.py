@@ -143,7 +143,7 @@ def score(
 
 
 def evaluate(model, group: Group, suite: Suite, run_dir: Path, device, dtype) -> dict[str, Any]:
-    """``_score`` and the equivariance audit of a baseline (a model's seed runs them as two phases)."""
+    """:func:`score` and the equivariance audit of a baseline (a model's seed runs them as two phases)."""
     result = score(model, group, suite, run_dir, device, dtype)
     return {**result, "equivariance": audit_dict(model, audit_batch(group), suite.audit_trials)}
 
