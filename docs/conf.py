@@ -55,6 +55,9 @@ autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
+# parameter and return types as written (``{"sum", "mean"}``, ``(n, 3) array``): prose, not
+# cross-references; the signature above them carries the linked type hints
+napoleon_use_param = False
 napoleon_use_rtype = False
 # the docstrings' own sections (Shapes, Shapes/irreps, ...) are added by irrepnet_api
 napoleon_custom_sections: list = []
@@ -64,10 +67,10 @@ napoleon_custom_sections: list = []
 # names stay plain text. Only external packages are listed here, never irrepnet.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(torch|e3nn|numpy|np|matplotlib|ase|tqdm)(\..*)?"),  # no inventory offline
+    (r"py:.*", r"(torch|e3nn|o3|numpy|np|matplotlib|ase|tqdm)(\..*)?"),  # no inventory offline
     (r"py:.*", r"(Tensor|Irreps|Module|ndarray|Figure|Axes|Atoms|dtype|device)"),  # their short forms
     # the standard library's inventory is not there either
-    (r"py:.*", r"(pathlib|collections|collections\.abc|argparse|dataclasses|enum|os|io|logging)\..*"),
+    (r"py:.*", rf"({'|'.join(sorted(sys.stdlib_module_names))})(\..*)?"),
     (r"py:.*", r"(Path|Callable|Iterable|Iterator|Mapping|Sequence|MutableMapping|Namespace|Enum)"),
     (r"py:.*", r"(typing|typing_extensions|types)\..*"),  # typing internals
     (r"py:class", r"(optional|default.*|array-like|callable)"),  # numpydoc type words

@@ -199,6 +199,7 @@ def _count_params(model) -> int:
 
 
 def cmd_models(args) -> int:
+    """``irrepnet models``: list the registered models."""
     from .registry import ConfigError, build_model, get_model_entry, list_models
 
     spec = _spec_for(args)
@@ -228,6 +229,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_simulate(args) -> int:
+    """``irrepnet simulate``: write a dataset with a built-in simulator."""
     from . import data as D
 
     out = Path(args.out)
@@ -269,6 +271,7 @@ def _baseline_rows(task) -> dict:
 
 
 def cmd_baselines(args) -> int:
+    """``irrepnet baselines``: score the physical baselines on a task."""
     if args.task in ENERGY_TASKS + PROPERTY_TASKS:
         raise ValueError(
             f"the physical baselines extrapolate trajectories; task {args.task!r} has none (it is "
@@ -296,6 +299,7 @@ def _audit_batch(task, n_graphs: int = 4):
 
 
 def cmd_audit(args) -> int:
+    """``irrepnet audit``: the equivariance audit of a model (or of a checkpoint)."""
     from .equivariance import audit_all
     from .registry import build_model
 
@@ -465,6 +469,7 @@ def _prepare_out(path: Path, *, resume: bool, overwrite: bool, what: str) -> Pat
 
 
 def cmd_train(args) -> int:
+    """``irrepnet train``: train one registered model on a task."""
     from . import keys as K
     from . import metrics as M
     from .registry import get_model_entry
@@ -549,6 +554,7 @@ def _times_zero(ratio: float | None) -> str:
 
 
 def cmd_bench(args) -> int:
+    """``irrepnet bench``: run a benchmark suite (or list the suites)."""
     if args.list_suites:  # before the heavy imports below: listing reads TOML only
         from .suites import format_suites, list_suites
 
@@ -629,6 +635,7 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def cmd_report(args) -> int:
+    """``irrepnet report``: render the report and plots of a run's ``results.json``."""
     from .bench.report import load_results, write_all
 
     if args.merge:
@@ -649,6 +656,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    """``irrepnet demo``: simulate a polymer, score the baselines, audit every model."""
     from . import data as D
     from .equivariance import audit_all
     from .registry import ConfigError, build_model, list_models
@@ -712,6 +720,7 @@ def _add_verbosity_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``irrepnet`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="irrepnet", description="E(3)-equivariant networks: build, audit, compare")
     parser.add_argument("--version", action="version", version=f"irrepnet {__version__}")
     _add_verbosity_args(parser)
@@ -811,6 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``irrepnet`` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.task_given = any(a == "--task" or a.startswith("--task=") for a in argv)

@@ -61,7 +61,7 @@ class CompiledModel(IrrepsModel):
 
     Same fields, irreps, symmetry and parameters as ``model`` (they are shared: train
     either, both change), so it goes through the equivariance audit like any model.
-    Save checkpoints of :attr:`model`, the eager module.
+    Save checkpoints of ``model``, the eager module.
 
     Parameters
     ----------

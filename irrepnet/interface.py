@@ -88,7 +88,7 @@ class Symmetry(str, enum.Enum):
 class IrrepsModule(torch.nn.Module):
     """Base class of every layer and model: a dict-in, dict-out module with irreps.
 
-    Subclasses call :meth:`_init_irreps` in their constructor (or pass
+    Subclasses call ``_init_irreps`` in their constructor (or pass
     ``irreps_in``/``irreps_out`` to ``__init__``) and implement ``forward(data)``.
 
     Attributes
@@ -220,9 +220,9 @@ def cast_inputs(model: IrrepsModule, data: Mapping[str, torch.Tensor]) -> dict[s
 class IrrepsModel(IrrepsModule):
     """A model: reads task inputs, returns only its named outputs.
 
-    Subclasses set :attr:`symmetry` (the claim the audit checks) and, when not
+    Subclasses set ``symmetry`` (the claim the audit checks) and, when not
     permutation equivariant (e.g. an MLP on flattened coordinates),
-    :attr:`permutation_equivariant = False`.
+    ``permutation_equivariant = False``.
     """
 
     symmetry: Symmetry = Symmetry.NONE

@@ -53,10 +53,12 @@ def as_irreps_dict(d: Mapping[str, IrrepsLike] | None) -> IrrepsDict:
 
 
 def format_irreps(irreps: o3.Irreps | None) -> str:
+    """``irreps`` as text; ``None`` for a non-geometric field."""
     return "None" if irreps is None else str(irreps)
 
 
 def format_irreps_dict(d: Mapping[str, o3.Irreps | None]) -> str:
+    """An irreps dict as ``{field: irreps, ...}`` text, for error messages and reprs."""
     return "{" + ", ".join(f"{k}: {format_irreps(v)}" for k, v in d.items()) + "}"
 
 

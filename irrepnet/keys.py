@@ -128,4 +128,5 @@ def field_kind(name: str) -> str:
 
 
 def is_registered(name: str) -> bool:
+    """Whether ``name`` is a field known to :mod:`irrepnet.keys`."""
     return name in _FIELD_KINDS

@@ -216,6 +216,7 @@ def per_molecule_errors(energy_pred, energy_true, num_nodes, forces_pred, forces
 
 
 def mse(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean squared error of ``pred`` against ``true``, in float64."""
     return float(np.mean((np.asarray(pred, dtype=np.float64) - true) ** 2))
 
 
@@ -237,6 +238,7 @@ def r2(pred: np.ndarray, true: np.ndarray) -> float:
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of the flattened ``a`` and ``b``; NaN when either is constant."""
     a, b = np.ravel(a), np.ravel(b)
     if a.std() == 0 or b.std() == 0:
         return float("nan")

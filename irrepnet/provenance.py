@@ -39,6 +39,7 @@ def git_commit(path: Path | None = None) -> dict[str, object]:
 
 
 def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` or :func:`platform.processor`)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -29,6 +29,7 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import re
 import types
 from pathlib import Path
 
@@ -82,6 +83,29 @@ def _module_constants(module: types.ModuleType) -> list[str]:
     return names
 
 
+def _type_aliases(module: types.ModuleType) -> dict[str, str]:
+    """``NAME: TypeAlias = value`` at the module's top level: name -> the value's source text."""
+    try:
+        source = inspect.getsource(module)
+    except (OSError, TypeError):
+        return {}
+    out = {}
+    for node in ast.parse(source).body:
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.value is not None
+            and "TypeAlias" in ast.unparse(node.annotation)
+        ):
+            out[node.target.id] = ast.unparse(node.value)
+    return out
+
+
+def _summary_text(text: str) -> str:
+    """Cross-reference roles as plain literals: a summary is read outside its module's context."""
+    return re.sub(r":[\w:]+:`~?(?:[^`<]*<)?([^`>]+)>?`", lambda m: f"``{m.group(1).split('.')[-1]}``", text)
+
+
 def _defined_in(obj: object, modname: str, package: bool) -> bool:
     home = getattr(obj, "__module__", None) or ""
     return home == modname or (package and home.startswith(modname + "."))
@@ -104,6 +128,8 @@ def public_names(modname: str) -> list[str]:
 
 
 def _kind(obj: object) -> str:
+    if isinstance(obj, types.ModuleType):
+        return "module"
     if inspect.isclass(obj):
         return "exception" if issubclass(obj, BaseException) else "class"
     if inspect.isfunction(obj) or inspect.isbuiltin(obj):
@@ -132,7 +158,7 @@ class ApiMap:
             module = importlib.import_module(modname)
             for name in self.modules[modname]:
                 obj = getattr(module, name)
-                if _kind(obj) != "data" and id(obj) not in self.home:
+                if _kind(obj) in ("class", "exception", "function") and id(obj) not in self.home:
                     self.home[id(obj)] = f"{modname}.{name}"
                     self.objects[id(obj)] = obj
                     self.objects_by_name[f"{modname}.{name}"] = obj
@@ -153,17 +179,23 @@ def _section(api: ApiMap, modname: str, level: str) -> str:
     module = importlib.import_module(modname)
     own: dict[str, list[str]] = {"class": [], "exception": [], "function": [], "data": []}
     linked: list[str] = []
+    submodules: list[str] = []
     for name in api.modules[modname]:
         obj = getattr(module, name)
         kind = _kind(obj)
         full = f"{modname}.{name}"
-        if kind == "data":
+        if isinstance(obj, types.ModuleType):
+            submodules.append(obj.__name__)
+        elif kind == "data":
             own["data"].append(name)
         elif api.home[id(obj)] == full:
             own[kind].append(full)
         else:
             linked.append(api.home[id(obj)])
-    out = [_title(modname, level), f".. automodule:: {modname}\n   :no-members:\n"]
+    # a package may export a function of its submodule's name (irrepnet.data.molecules):
+    # the function keeps the name in the index, the module's section is not indexed
+    no_index = "   :no-index:\n" if modname in api.objects_by_name else ""
+    out = [_title(modname, level), f".. automodule:: {modname}\n   :no-members:\n{no_index}"]
     # automodule made modname the current module: autosummary wants the names relative to it
     for kind, heading in (("class", "Classes"), ("exception", "Exceptions"), ("function", "Functions")):
         if own[kind]:
@@ -173,16 +205,23 @@ def _section(api: ApiMap, modname: str, level: str) -> str:
         # a plain list: autosummary refuses names below the current module that it does not own
         rows = "".join(f"- :py:obj:`{full}`: {_summary(api.objects_by_name[full])}\n" for full in linked)
         out.append(f".. rubric:: Re-exported, documented where they live\n\n{rows}")
+    if submodules:
+        rows = "".join(f"- :py:mod:`{m}`\n" for m in submodules)
+        out.append(f".. rubric:: Modules\n\n{rows}")
     if own["data"]:
         out.append(".. rubric:: Constants\n")
-        out += [f".. autodata:: {modname}.{name}\n   :no-value:\n" for name in own["data"]]
+        aliases = _type_aliases(module)
+        for name in own["data"]:
+            # a type alias shows what it stands for, as written (docutils cannot read it as a type)
+            alias = f"   :annotation: = {aliases[name]}\n" if name in aliases else ""
+            out.append(f".. autodata:: {modname}.{name}\n   :no-value:\n{alias}")
     return "\n".join(out)
 
 
 def _summary(obj: object) -> str:
     """The first sentence-line of an object's docstring, for the lists of re-exports."""
     doc = (_own_docstring(obj) or "").strip()
-    return doc.split("\n\n", 1)[0].replace("\n", " ") if doc else ""
+    return _summary_text(doc.split("\n\n", 1)[0].replace("\n", " ")) if doc else ""
 
 
 def write_pages(api: ApiMap, out_dir: Path) -> list[Path]:
@@ -241,6 +280,93 @@ def docstring_sections(package_dir: Path) -> list[str]:
     return sorted(found)
 
 
+def _text_of_data(app: Sphinx, what: str, name: str, obj: object, options, lines: list[str]) -> None:
+    """``autodoc-process-docstring``, before napoleon: docstrings of data and attributes.
+
+    Napoleon reads the first line of such a docstring as ``type: description``, which turns
+    a doc-comment like ``(G, 1) 0e: the energy`` into a cross-reference to a class "(G, 1) 0e".
+    Here their sections are converted as a module's would be, and the result is put back
+    after napoleon (:func:`_restore_data`). A constant without a docstring of its own shows
+    none, rather than its type's (``dict``'s).
+    """
+    if what not in ("data", "attribute", "property"):
+        return
+    from sphinx.ext.napoleon.docstring import NumpyDocstring
+
+    inherited = {(inspect.getdoc(o) or "").strip() for o in (obj, type(obj))}
+    if what == "data" and lines and "\n".join(lines).strip() in inherited:
+        lines[:] = []
+    text = NumpyDocstring(list(lines), app.config, app, "module", name, obj).lines() if lines else []
+    _DATA_TEXT[(what, name)] = text
+
+
+def _restore_data(app: Sphinx, what: str, name: str, obj: object, options, lines: list[str]) -> None:
+    """``autodoc-process-docstring``, after napoleon: see :func:`_text_of_data`."""
+    text = _DATA_TEXT.pop((what, name), None)
+    if text is not None:
+        lines[:] = text
+
+
+_DATA_TEXT: dict[tuple[str, str], list[str]] = {}
+
+
+def public_bases(app: Sphinx, name: str, obj: object, options, bases: list) -> None:
+    """``autodoc-process-bases``: show a private base class's public bases instead of it."""
+    out: list = []
+    todo = list(bases)
+    while todo:
+        base = todo.pop(0)
+        if getattr(base, "__name__", "").startswith("_") and getattr(base, "__module__", "").startswith(PACKAGE):
+            todo[:0] = [b for b in base.__bases__ if b is not object] or []
+        elif base not in out:
+            out.append(base)
+    bases[:] = out
+
+
+_ITEM = re.compile(r"^(``[^`]+``(?:,\s*``[^`]+``)*)( +)(\S.*)$")
+_BORDER = re.compile(r"^=+( +=+)+\s*$")
+
+
+def _plain_tables(app: Sphinx, what: str, name: str, obj: object, options, lines: list[str]) -> None:
+    """``autodoc-process-docstring``: the docstrings' plain two-column tables as definition lists.
+
+    Many docstrings document keys as aligned text (the term in literals, the description
+    from a fixed column, continuation lines indented to it); reST reads that as broken
+    paragraphs. A paragraph made only of such items and their continuations becomes a
+    definition list; everything else is left alone (bordered simple tables included).
+    """
+    out: list[str] = []
+    i, in_table = 0, False
+    while i < len(lines):
+        if _BORDER.match(lines[i]):
+            # a bordered table runs from a border to a border followed by a blank line
+            in_table = not in_table or (i + 1 < len(lines) and lines[i + 1].strip() != "")
+        block_start = i == 0 or not lines[i - 1].strip() or set(lines[i - 1].strip()) == {"-"}
+        if in_table or not block_start or not _ITEM.match(lines[i]):
+            out.append(lines[i])
+            i += 1
+            continue
+        j, items = i, []
+        while j < len(lines) and lines[j].strip():
+            m = _ITEM.match(lines[j])
+            if m:
+                items.append([m.group(1), [m.group(3)]])
+            elif lines[j].startswith("        ") and items:
+                items[-1][1].append(lines[j].strip())
+            else:
+                break
+            j += 1
+        if len(items) < 2 or (j < len(lines) and lines[j].strip()):
+            out.append(lines[i])  # not a table: a paragraph that starts with a literal
+            i += 1
+            continue
+        for term, text in items:
+            out += [term, *("   " + t for t in text)]
+        out.append("")
+        i = j
+    lines[:] = out
+
+
 # -- resolving other paths to the same object --------------------------------------------------
 
 
@@ -268,32 +394,50 @@ def _lookup(target: str) -> tuple[object, list[str]] | None:
 _MISSING = object()
 
 
+def _data_homes(target: str) -> list[str]:
+    """Where a constant reached as ``target`` (a re-export, say) is documented."""
+    modname, _, name = target.rpartition(".")
+    try:
+        value = getattr(importlib.import_module(modname), name)
+    except (ImportError, AttributeError, ValueError):
+        return []
+    homes = []
+    for other, names in _API.modules.items():
+        if other != modname and name in names and getattr(importlib.import_module(other), name, _MISSING) is value:
+            homes.append(f"{other}.{name}")
+    return homes
+
+
 def resolve_alias(app: Sphinx, env, node, contnode):
     """``missing-reference``: map another path to a documented irrepnet object to its home."""
     if node.get("refdomain") != "py" or _API is None:
         return None
-    target = node["reftarget"]
+    target = node["reftarget"].lstrip("~.")
+    module, cls = node.get("py:module"), node.get("py:class")
     candidates = [target]
-    if node.get("py:module"):
-        candidates.append(f"{node['py:module']}.{target}")
-    if node.get("py:class"):
-        candidates.append(f"{node.get('py:module')}.{node['py:class']}.{target}")
-    for candidate in candidates:
-        if not candidate.startswith(PACKAGE + "."):
-            continue
+    if module:
+        candidates.append(f"{module}.{target}")
+        if cls:
+            candidates.append(f"{module}.{cls}.{target}")
+    # a relative name in a docstring means the module the documented object was defined in
+    owner = _API.objects_by_name.get(node["refdoc"].rsplit("/", 1)[-1])
+    if owner is not None:
+        candidates.append(f"{owner.__module__}.{target}")
+        candidates.append(f"{owner.__module__}.{owner.__qualname__}.{target}")
+    domain = env.get_domain("py")
+    for candidate in dict.fromkeys(c for c in candidates if c.startswith(PACKAGE + ".")):
         found = _lookup(candidate)
-        if not found:
-            continue
-        obj, rest = found
-        new_target = ".".join([_API.home[id(obj)], *rest])
-        if new_target == target:
-            continue
-        domain = env.get_domain("py")
-        resolved = domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], new_target, node, contnode)
-        if resolved is None and node["reftype"] != "obj":
-            resolved = domain.resolve_xref(env, node["refdoc"], app.builder, "obj", new_target, node, contnode)
-        if resolved is not None:
-            return resolved
+        new_targets = [candidate] if candidate != target else []
+        if found:
+            obj, rest = found
+            new_targets.insert(0, ".".join([_API.home[id(obj)], *rest]))
+        elif found is None:
+            new_targets += _data_homes(candidate)
+        for new_target in new_targets:
+            for reftype in dict.fromkeys([node["reftype"], "obj"]):
+                resolved = domain.resolve_xref(env, node["refdoc"], app.builder, reftype, new_target, node, contnode)
+                if resolved is not None:
+                    return resolved
     return None
 
 
@@ -311,7 +455,12 @@ def on_config_inited(app: Sphinx, config) -> None:
     extra = [s for s in docstring_sections(Path(importlib.import_module(PACKAGE).__file__).parent) if s not in known]
     config.napoleon_custom_sections = [*(config.napoleon_custom_sections or []), *extra]
     _API = ApiMap()
-    write_pages(_API, Path(app.srcdir) / "api" / "generated")
+    out_dir = Path(app.srcdir) / "api" / "generated"
+    write_pages(_API, out_dir)
+    # autosummary never removes the page of an object that moved or went: do it here
+    for stale in (out_dir / "objects").glob("*.rst"):
+        if stale.stem.split(".")[0] == PACKAGE and ".".join(stale.stem.split(".")) not in _API.objects_by_name:
+            stale.unlink()
 
 
 def on_builder_inited(app: Sphinx) -> None:
@@ -324,4 +473,8 @@ def setup(app: Sphinx) -> dict:
     app.connect("config-inited", on_config_inited)
     app.connect("builder-inited", on_builder_inited)
     app.connect("missing-reference", resolve_alias)
+    app.connect("autodoc-process-docstring", _plain_tables, priority=300)
+    app.connect("autodoc-process-docstring", _text_of_data, priority=400)  # napoleon: 500
+    app.connect("autodoc-process-docstring", _restore_data, priority=600)
+    app.connect("autodoc-process-bases", public_bases)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,6 +1,6 @@
 r"""Energy tasks in the benchmark: the group, the atom-energy reference row, evaluation and intervals.
 
-On an energy task (``molecules``, :data:`irrepnet.tasks.ENERGY_TASKS`) a model predicts
+On an energy task (``molecules``, :data:`irrepnet.task_names.ENERGY_TASKS`) a model predicts
 the energy of each molecule and its forces as the negative gradient
 (:mod:`irrepnet.models.energy`). Its row is scored on the test molecules by
 
@@ -271,7 +271,7 @@ def finalize_energy_group(entry: dict[str, Any], out: Path, suite) -> None:
     ``row["intervals"]``: ``energy_mae``, ``energy_per_atom_mae``, ``forces_mae`` (seed mean,
     95% interval, seed std) and ``energy_mae_vs_reference``, ``forces_mae_vs_reference``
     (``{"value", "lo", "hi"}``: paired ratio to the reference). ``row["comparisons"]``
-    (models): see :func:`_comparisons`.
+    (models): see ``_comparisons``.
     """
     rows = [r for r in entry.get("rows", []) if r.get("status") == "ok"]
     errs = {id(r): row_units(r, out) for r in rows}

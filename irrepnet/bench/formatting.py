@@ -105,10 +105,12 @@ def interval(row: Row, key: str, horizon: int | None = None) -> dict[str, Any] |
 
 
 def seed_std(row: Row) -> float | None:
+    """The standard deviation of the row's test MSE over seeds, or ``None``."""
     return _num(_get(row, "intervals", "test_mse", "seed_std"))
 
 
 def fmt_int(x: Any) -> str:
+    """An integer with thousands separators, or the missing-value mark."""
     v = _num(x)
     return MISSING if v is None else f"{int(v):,}"
 
@@ -122,6 +124,7 @@ def equivariance_error(row: Row, dtype: str = "float32") -> float | None:
 
 
 def equivariance_passed(row: Row, dtype: str = "float32") -> bool | None:
+    """Whether the row's audit in ``dtype`` passed; ``None`` when it was not audited."""
     passed = _get(row, "equivariance", dtype, "passed")
     return bool(passed) if passed is not None else None
 

@@ -70,6 +70,7 @@ def _energy_lines(results: dict, group: dict) -> list[str]:
 
 
 def summary_markdown(results: dict) -> str:
+    """A short Markdown summary of a run: per group, the best rows and the commit they ran at."""
     prov = results["provenance"]
     commit = (prov.get("commit") or "unknown")[:7] + (" (dirty)" if prov.get("dirty") else "")
     lines: list[str] = []
@@ -122,6 +123,7 @@ def summary_markdown(results: dict) -> str:
 
 
 def main(argv=None) -> int:
+    """``python -m irrepnet.bench.summary BENCH_FOLDER``: print the summary of a run."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m irrepnet.bench.summary BENCH_FOLDER", file=sys.stderr)

@@ -7,14 +7,14 @@ equilibrium geometries and properties. irrepnet reads the three files that
 ``torch_geometric.datasets.QM9`` keeps in ``ROOT/raw`` (MoleculeNet's export of QM9
 plus the authors' list of molecules that failed their consistency check):
 
-=====================  =========================================================
-``gdb9.sdf``           one SDF V2000 block per molecule (title ``gdb_<id>``,
-                       counts line, then ``x y z symbol`` per atom, in Å)
-``gdb9.sdf.csv``       one row per molecule, header
-                       ``mol_id,A,B,C,mu,alpha,homo,lumo,gap,r2,zpve,u0,u298,h298,g298,cv,...``
+=======================  =========================================================
+``gdb9.sdf``             one SDF V2000 block per molecule (title ``gdb_<id>``,
+                         counts line, then ``x y z symbol`` per atom, in Å)
+``gdb9.sdf.csv``         one row per molecule, header
+                         ``mol_id,A,B,C,mu,alpha,homo,lumo,gap,r2,zpve,u0,u298,h298,g298,cv,...``
 ``uncharacterized.txt``  the 3,054 molecules to drop: text header and footer lines,
-                       and one line per molecule whose first field is its 1-based index
-=====================  =========================================================
+                         and one line per molecule whose first field is its 1-based index
+=======================  =========================================================
 
 The folder is given with ``--data DIR``. irrepnet never downloads it; see
 :data:`HOW_TO_GET` (also in the error raised when a file is missing).
@@ -24,7 +24,7 @@ Targets and units
 The twelve targets of the EGNN paper (Satorras, Hoogeboom & Welling, "E(n) Equivariant
 Graph Neural Networks", ICML 2021, Table 3; its QM9 code follows Cormorant, Anderson et
 al. 2019), in the units of its table. ``homo lumo gap zpve U0 U H G`` are in Hartree in
-the CSV and converted to meV (:data:`HARTREE_TO_MEV`, CODATA 2018; EGNN uses
+the CSV and converted to meV (``HARTREE_TO_MEV``, CODATA 2018; EGNN uses
 27.2114 eV/Ha, 4e-7 relative away). ``U0 U H G`` and ``Cv`` are *atomization*
 quantities, as in EGNN (its ``subtract_thermo``, on by default): the sum of the
 isolated atoms' values (:data:`ATOM_REFERENCES`, the QM9 authors' ``atomref`` table)

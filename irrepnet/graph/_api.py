@@ -65,7 +65,7 @@ def radius_graph(
 
     Backends
     --------
-    ``"torch"``: cell list in pure PyTorch (:mod:`._cell_list`), linear in ``n`` at
+    ``"torch"``: cell list in pure PyTorch (``irrepnet.graph._cell_list``), linear in ``n`` at
     fixed density, any device. ``"torch_cluster"``: ``torch_cluster.radius_graph``
     (its silent 32-neighbour cap is lifted). ``"vesin"``: ``vesin_torch.NeighborList``
     on the whole batch at once (graphs placed in a grid of slots); it refuses, with a
@@ -146,7 +146,7 @@ def knn_graph(
 
     Backends
     --------
-    ``"torch"``: padded per-graph distance blocks (:func:`._dense.knn_pairs_torch`),
+    ``"torch"``: padded per-graph distance blocks (``irrepnet.graph._dense.knn_pairs_torch``),
     quadratic in the largest graph size: right for molecule-sized graphs.
     ``"torch_cluster"``: ``torch_cluster.knn_graph`` (kd-tree). ``"auto"``:
     torch-cluster when installed, else torch. Measured on a 2-core CPU with ``k = 8``:

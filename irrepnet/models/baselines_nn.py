@@ -219,6 +219,7 @@ def _check_sizes(name: str, hidden: int, layers: int, act: str) -> None:
     "mlp", config=MLPConfig, description="baseline: MLP on flattened coordinates; fixed node count, no symmetry"
 )
 def build_mlp(config: MLPConfig, task: TaskSpec) -> IrrepsModel:
+    """Build the ``mlp`` baseline: an MLP on flattened coordinates (needs a fixed node count)."""
     if task.num_nodes is None:
         raise ConfigError(
             f"mlp needs a fixed node count, but task {task.name!r} has graphs of varying size "
@@ -232,5 +233,6 @@ def build_mlp(config: MLPConfig, task: TaskSpec) -> IrrepsModel:
     "gnn", config=GNNConfig, description="baseline: message passing on raw coordinates; permutation equivariant only"
 )
 def build_gnn(config: GNNConfig, task: TaskSpec) -> IrrepsModel:
+    """Build the ``gnn`` baseline: message passing on raw coordinates (permutation equivariant only)."""
     _check_sizes("gnn", config.hidden, config.layers, config.act)
     return GNN(task, graph_layer(config), config.hidden, config.layers, config.act, config.residual)

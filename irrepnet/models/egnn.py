@@ -320,6 +320,7 @@ def build_egnn(config: EGNNConfig, task: TaskSpec) -> IrrepsModel:
     "egnn-vel", config=EGNNVelConfig, description="EGNN with velocity (Satorras et al. 2021, eq. 7, EGNN_vel); E(3)"
 )
 def build_egnn_vel(config: EGNNVelConfig, task: TaskSpec) -> IrrepsModel:
+    """Build ``egnn-vel``: EGNN with a velocity update (needs a velocity input)."""
     if task.inputs.get(K.VEL) is None:
         raise ConfigError(
             f"egnn-vel needs a velocity input; task {task.name!r} has none (on twelve_body use a history length >= 1)"
@@ -344,6 +345,7 @@ def build_egnn_vel(config: EGNNVelConfig, task: TaskSpec) -> IrrepsModel:
     "radial-field", config=RadialFieldConfig, description="radial field (Köhler et al. 2019; EGNN paper's RF_vel); E(3)"
 )
 def build_radial_field(config: RadialFieldConfig, task: TaskSpec) -> IrrepsModel:
+    """Build ``radial-field``: the radial field model of Köhler et al. (2019)."""
     charge = task.inputs.get(K.CHARGE) is not None
     velocity = task.inputs.get(K.VEL) is not None
     with config_errors("radial-field"):

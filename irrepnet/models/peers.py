@@ -105,11 +105,13 @@ class Padding:
         self.mask[batch, slot] = True
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, ...) -> (G, N, ...)``: the nodes in their graphs' slots, zeros in empty ones."""
         out = x.new_zeros(self.mask.shape + x.shape[1:])
         out[self.graph, self.slot] = x
         return out
 
     def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        """``(G, N, ...) -> (n, ...)``: back to the batch's node order."""
         return x[self.graph, self.slot]
 
 
@@ -219,6 +221,7 @@ class EGNNPytorch(IrrepsModel):
     description="peer: lucidrains' egnn-pytorch EGNN_Network (Satorras et al. 2021); E(3)",
 )
 def build_egnn_pytorch(config: EGNNPytorchConfig, task: TaskSpec) -> IrrepsModel:
+    """Build the ``egnn-pytorch`` peer (needs the ``peers`` extra)."""
     if config.dim < 1 or config.depth < 1 or config.m_dim < 1 or config.neighbors < 0:
         raise ConfigError(f"{EGNN_PYTORCH}: need dim, depth, m_dim >= 1 and neighbors >= 0; got {config}")
     if config.m_pool_method not in ("sum", "mean"):
@@ -308,6 +311,7 @@ class SE3TransformerPytorch(IrrepsModel):
     description="peer: lucidrains' se3-transformer-pytorch SE3Transformer (Fuchs et al. 2020); SE(3)",
 )
 def build_se3_transformer_pytorch(config: SE3TransformerPytorchConfig, task: TaskSpec) -> IrrepsModel:
+    """Build the ``se3-transformer-pytorch`` peer (needs the ``peers`` extra)."""
     if min(config.dim, config.depth, config.heads, config.dim_head, config.num_degrees) < 1:
         raise ConfigError(f"{SE3T_PYTORCH}: dim, depth, heads, dim_head and num_degrees must be >= 1; got {config}")
     if config.radial_hidden is not None and config.radial_hidden < 1:

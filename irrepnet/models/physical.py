@@ -58,6 +58,7 @@ class PhysicalBaseline(IrrepsModel):
 
 @register_model("zero-displacement", config=NoConfig, description="physical baseline: predicts no motion")
 def build_zero(config: NoConfig, task: TaskSpec) -> IrrepsModel:
+    """Build ``zero-displacement``: predicts no motion."""
     return PhysicalBaseline("zero", {K.POS: task.inputs.get(K.POS, "1o")})
 
 
@@ -67,6 +68,7 @@ def build_zero(config: NoConfig, task: TaskSpec) -> IrrepsModel:
     description="physical baseline: x + v dt (the EGNN paper's Linear model on nbody)",
 )
 def build_constant_velocity(config: NoConfig, task: TaskSpec) -> IrrepsModel:
+    """Build ``constant-velocity``: ``x + v dt``."""
     if _history_length(task) >= 1:
         return PhysicalBaseline("constant_velocity", {K.VEL_HISTORY: task.inputs[K.VEL_HISTORY]})
     if K.VEL in task.inputs:  # physical velocities: the EGNN paper's Linear model
@@ -80,6 +82,7 @@ def build_constant_velocity(config: NoConfig, task: TaskSpec) -> IrrepsModel:
     "constant-acceleration", config=NoConfig, description="physical baseline: x + 2 v1 - v2 from the last three frames"
 )
 def build_constant_acceleration(config: NoConfig, task: TaskSpec) -> IrrepsModel:
+    """Build ``constant-acceleration``: ``x + 2 v1 - v2`` from the last three frames."""
     h = _history_length(task)
     if h < 2:
         raise ConfigError(

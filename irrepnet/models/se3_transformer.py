@@ -220,6 +220,7 @@ def _check(config: SE3TransformerConfig) -> None:
     description="SE(3)-transformer (Fuchs et al. 2020): equivariant multi-head graph attention, gated",
 )
 def build_se3_transformer(config: SE3TransformerConfig, task: TaskSpec) -> IrrepsModel:
+    """Build ``se3-transformer``: equivariant multi-head graph attention, gated."""
     _check(config)
     if wants_energy(task):  # the 0e part of the last block's features, summed per graph, differentiated
         model = SE3Transformer(task, config, output=K.NODE_ENERGY)

@@ -257,6 +257,7 @@ class TensorFieldNetwork(IrrepsModel):
 
 
 def build_tfn_from_config(config: TFNConfig, task: TaskSpec) -> IrrepsModel:
+    """Build a tensor field network from ``config`` for ``task`` (the graph and normalisation resolved)."""
     hidden = validate(config)
     r_max = config.r_max if config.r_max is not None else DEFAULT_R_MAX.get(task.name, 3.5)
     avg = config.avg_num_neighbors if config.avg_num_neighbors is not None else average_neighbors(task, r_max)

@@ -31,7 +31,7 @@ Where the time goes
 On the EGNN paper's N-body batch (100 graphs of 5 nodes, hidden 64) a layer is a few
 ``(E, 64) x (64, 64)`` products; the first one of :math:`\phi_e`, on the concatenation
 :math:`[h_i, h_j, r_{ij}, a_{ij}]`, is computed on nodes instead
-(:meth:`EGNNLayer._first_edge_layer`), which removes a third of the layer's
+(``EGNNLayer._first_edge_layer``), which removes a third of the layer's
 multiply-adds. On the peers suites' batches (``benchmarks/profile_egnn_peer.py``) a
 training step then spends 40-60% of its self CPU time in the ``(E, 64) x (64, 64)``
 products, forward and backward (with the bias copy of ``addmm``), 15-25% in SiLU and its

@@ -85,7 +85,7 @@ class Gate(IrrepsModule):
     Parameters
     ----------
     hidden : Irreps or str
-        irreps after the gate; :attr:`irreps_in` holds what the field must have before.
+        irreps after the gate; ``irreps_in`` holds what the field must have before.
     field : str
         the field read and overwritten.
     gate : {"0e", "0o"}

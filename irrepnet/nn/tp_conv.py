@@ -108,7 +108,7 @@ class EdgeTensorProduct(torch.nn.Module):
     Paths :math:`(l_1, l_2, l_3)` with :math:`|l_1 - l_2| \le l_3 \le l_1 + l_2` are kept
     when some input block of degree :math:`l_1` yields an irrep of ``irreps_out``
     (parity :math:`p_1 (-1)^{l_2}` for spherical harmonics). Each (input channel, path)
-    is one output channel; :attr:`irreps_mid` lists them sorted by irrep, the layout
+    is one output channel; ``irreps_mid`` lists them sorted by irrep, the layout
     :meth:`sort_channels` produces.
 
     Parameters
@@ -124,11 +124,11 @@ class EdgeTensorProduct(torch.nn.Module):
 
     Shapes/irreps
     -------------
-    ``forward(x_by_degree, sh, weight)``: per input degree ``l1`` in :attr:`degrees` a
+    ``forward(x_by_degree, sh, weight)``: per input degree ``l1`` in ``degrees`` a
     ``(E, 2l1+1, U_l1)`` tensor (:meth:`split_by_degree` of the features, gathered on
     edges), ``sh (E, irreps_sh.dim)``, ``weight (E, weight_numel)`` -> one
     ``(E, (2l3+1) * n_paths * U_l1)`` message per ``(l1, l3)`` group, in the order of
-    :attr:`groups`; concatenated they are the ``flat_dim`` columns :meth:`sort_channels` reads.
+    ``groups``; concatenated they are the ``flat_dim`` columns :meth:`sort_channels` reads.
     """
 
     mid_index: torch.Tensor  # buffer: group layout -> irreps_mid columns

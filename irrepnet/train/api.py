@@ -38,6 +38,7 @@ def task_meta(spec) -> dict[str, Any]:
 
 
 def spec_from_meta(meta: dict[str, Any]):
+    """The task spec recorded in a checkpoint's task metadata, rebuilt."""
     if meta["name"] == "molecules":
         return task_spec(meta["name"], species=meta.get("species"))
     if meta["name"] == "qm9":

@@ -37,7 +37,7 @@ import torch
 
 
 class ExponentialMovingAverage:
-    """A shadow copy of ``named_parameters``, updated by :meth:`update`, swapped in by :meth:`applied`.
+    """A shadow copy of ``named_parameters``, updated by :meth:`~ExponentialMovingAverage.update`, swapped in by :meth:`~ExponentialMovingAverage.applied`.
 
     Parameters
     ----------
@@ -88,6 +88,7 @@ class ExponentialMovingAverage:
                 p.copy_(s)
 
     def state_dict(self) -> dict[str, object]:
+        """The shadow parameters and the update count, for a checkpoint."""
         return {
             "decay": self.decay,
             "updates": self.updates,

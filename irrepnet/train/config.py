@@ -203,7 +203,7 @@ def _check_keys(given: Mapping[str, Any], known, where: str) -> None:
 
 
 def train_config(overrides: Mapping[str, Any] | None = None, base: TrainConfig | None = None) -> TrainConfig:
-    """``base`` (default :class:`TrainConfig`) with ``overrides``; unknown keys raise :class:`ConfigError`."""
+    """``base`` (default :class:`TrainConfig`) with ``overrides``; unknown keys raise :class:`~irrepnet.registry.ConfigError`."""
     overrides = dict(overrides or {})
     _check_keys(overrides, [f.name for f in dataclasses.fields(TrainConfig)], "[train]")
     try:

@@ -96,6 +96,7 @@ def current() -> DistributedContext:
 
 
 def launched_by_torchrun() -> bool:
+    """Whether this process is one rank of several started by ``torchrun``."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 

@@ -94,6 +94,7 @@ class TrainingInterrupted(RuntimeError):
 
 
 def target_field(output: str) -> str:
+    """The dataset field that holds the truth for model output ``output``."""
     try:
         return TARGET_FIELDS[output]
     except KeyError:

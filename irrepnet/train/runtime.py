@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype named ``float32`` or ``float64``."""
     return {"float32": torch.float32, "float64": torch.float64}[name]
 
 

@@ -101,7 +101,7 @@ REFERENCE_STATS: dict[str, float] = {
 #: 12 with the initial chain moved by 1e-12 and 24 with every force multiplied by
 #: ``1 + 2.2e-16 * N(0, 1)`` (all stay within 2e-8 of the shipped run through the
 #: equilibration, so they start recording at its energy, then diverge within ~500
-#: frames). Largest |fresh / shipped - 1| over the 35 that conserve energy (std in
+#: frames). Largest ``|fresh / shipped - 1|`` over the 35 that conserve energy (std in
 #: brackets): mean_abs_dx 0.016 (0.007), bond_mean 0.017 (0.004), bond_std 0.052
 #: (0.015), dx_q10 0.058 (0.029), dx_q50 0.035 (0.013), dx_q90 0.023 (0.008),
 #: ca_frame_median 0.28 (0.075; ratios 0.92 .. 1.28). Tolerances: about twice the
