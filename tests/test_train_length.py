@@ -135,3 +135,19 @@ def test_nonfinite_hints():
     assert nonfinite_hint({K.POS: pos}, 1.5, torch.float32, 7) == "lower the learning rate"
     hint = nonfinite_hint({K.POS: pos * math.inf}, 1.5, torch.float32, 0)
     assert "['pos'] hold values that are not finite in float32" in hint
+
+
+def test_the_audit_passes_through_the_length_and_checkpoints_keep_it(tiny_task, tmp_path):
+    from irrepnet.equivariance import audit
+
+    torch.manual_seed(0)
+    model = build_model("egnn-vel", tiny_task.spec)
+    trainer = Trainer(
+        model, tiny_task.train, config=TrainConfig(epochs=1, max_steps=1, progress=False), out_dir=tmp_path / "run"
+    )
+    assert trainer.model.length_scale == pytest.approx(length_scale(trainer.train_set.arrays()))  # no valid part
+    batch = tiny_task.test.batch(range(3))
+    assert audit(trainer.model, batch, dtype=torch.float64, trials=1).passed  # a scalar commutes with O(3)
+    trainer.fit()
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ck["scales"]["length"] == trainer.model.length_scale
