@@ -4,7 +4,7 @@ Two runs writing into one folder lose each other's results without an error (one
 ``results.json`` wins, ``log.jsonl`` interleaves two models), so ``train``, ``bench`` and
 ``report --merge`` take :class:`RunLock` on their folder before writing anything there.
 
-The lock is the file :data:`LOCK_NAME`, created atomically (``O_CREAT | O_EXCL``: of two
+The lock is the file ``LOCK_NAME`` (``.irrepnet.lock``), created atomically (``O_CREAT | O_EXCL``: of two
 runs started together exactly one creates it) and holding the owner's pid, host, start
 time and command. It is removed when the run ends: on return, on an exception, on
 SIGTERM (which otherwise ends Python without running ``finally`` clauses) and at exit.
@@ -32,7 +32,7 @@ from pathlib import Path
 
 __all__ = ["LOCK_NAME", "FolderLocked", "Holder", "RunLock", "release_all"]
 
-LOCK_NAME = ".irrepnet.lock"
+LOCK_NAME = ".irrepnet.lock"  # hidden: listings of a results folder show the results
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class Holder:
     command: str = ""
 
     def describe(self) -> str:
+        """``pid P on HOST, since TIME``: how an error names the holder."""
         return f"pid {self.pid} on {self.host}, since {self.started}"
 
     def is_alive(self) -> bool | None:
