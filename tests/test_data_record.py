@@ -189,3 +189,42 @@ def test_bench_groups_keep_the_identity_of_their_data(tmp_path):
     suite = load_suite(str(suite_file))
     group = prepare_group(suite, suite.variants[0], None, 0.1)  # the held-out validation split is cut here
     assert group.task.identity is not None and group.task.identity["kind"] == "reference"
+
+
+BENCH_SUITE = """
+[suite]
+name = "tiny-data"
+task = "twelve_body"
+models = ["radial-field"]
+rollout_horizons = [1]
+rollout_starts = 1
+audit_trials = 1
+
+[train]
+epochs = 1
+steps_per_epoch = 1
+batch_size = 8
+progress = false
+
+[[variant]]
+id = "h2"
+history = 2
+
+[models.radial-field]
+config = { hidden = 8, layers = 1 }
+"""
+
+
+def test_bench_resume_on_other_data_is_refused(chains, tmp_path, capsys):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(BENCH_SUITE)
+    out = tmp_path / "bench"
+    argv = ["bench", "--suite", str(suite), "--out", str(out), "--threads", "1"]
+    code, _, err = run(capsys, *argv, "--data", str(chains[20]))
+    assert code == 0, err
+    code, _, err = run(capsys, *argv, "--data", str(chains[12]), "--resume")
+    assert code == 2, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("irrepnet: error: cannot resume") and str(chains[20]) in line and str(chains[12]) in line
+    code, _, err = run(capsys, *argv, "--data", str(chains[20]), "--resume")  # the same data resumes
+    assert code == 0, err

@@ -46,6 +46,7 @@ from ..provenance import provenance
 from ..registry import ConfigError, build_model, get_model_entry
 from ..train import TrainingInterrupted, make_trainer
 from ..train.config import train_config
+from ..train.data_record import check_folder_data
 from ..train.device import peak_memory_mb, pick_device, reset_peak_memory
 from ..train.normalization import model_task_spec, rms
 from . import energy as E
@@ -436,6 +437,8 @@ def _run_suite(
     for variant in suite.variants:
         valid_fraction = train_config({**suite.train, **variant.train, **extra_train}).valid_fraction
         group = prepare_group(suite, variant, data, valid_fraction)
+        if resume:  # the finished rows are kept as they are: they must come from this data
+            check_folder_data(out / group.id, group.task.identity)
         source = (
             E.data_description(group.task.train)["source"]
             if group.energy

@@ -19,6 +19,7 @@ and a warning says so.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from ..data.identity import PATH_KINDS, data_option, describe, recorded_location, same_data
@@ -72,7 +73,7 @@ def check_resumed_data(recorded: dict[str, Any] | None, current: dict[str, Any] 
             describe(current),
         )
         return
-    if same_data(recorded, current) and recorded.get("sizes", {}).get("test") == current.get("sizes", {}).get("test"):
+    if same_data(recorded, current):  # other split options (history...) are the task record's to check
         return
     rewritten = recorded.get("abspath") is not None and recorded.get("abspath") == current.get("abspath")
     if rewritten and recorded.get("kind") in PATH_KINDS:  # naming the same path as the fix would not help
@@ -85,6 +86,31 @@ def check_resumed_data(recorded: dict[str, Any] | None, current: dict[str, Any] 
         f"cannot resume {checkpoint}: it was trained on {describe(recorded)}, not {describe(current)}; "
         f"resume with {data_option(recorded)}, or start a new run with another --out (or --overwrite)"
     )
+
+
+def check_folder_data(folder, current: dict[str, Any] | None) -> None:
+    """Refuse to resume ``folder`` (a bench group's) if its checkpoints were trained on other data.
+
+    ``bench --resume`` keeps finished rows without training again, so the seed folders'
+    checkpoints are compared here, before anything runs; one readable checkpoint speaks
+    for the folder (a group's rows share their data).
+
+    Raises
+    ------
+    DataMismatchError
+        as :func:`check_resumed_data`, naming the checkpoint.
+    """
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    if current is None:
+        return
+    for path in sorted(Path(folder).glob("**/last.pt")) + sorted(Path(folder).glob("**/best.pt")):
+        try:
+            ck = load_checkpoint(path)
+        except CheckpointError:  # a truncated file: the bench's own resume deals with it
+            continue
+        check_resumed_data(ck.get("meta", {}).get("data"), current, path)
+        return
 
 
 def task_of_checkpoint(ck: dict[str, Any], checkpoint, data: str | None = None):
