@@ -64,7 +64,7 @@ def split_frames(
     train_fraction: float = 0.8,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split the target-bearing frames ``t = 0 .. T-2`` into train and test.
+    """Split the target-bearing frames (``t`` from 0 to ``T-2``) into train and test.
 
     Parameters
     ----------

@@ -45,7 +45,7 @@ from .. import keys as K
 def window_noise(
     shape, std: float, *, dtype=torch.float64, device=None, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Random-walk offsets ``(B, h+1, N, 3)`` for a window of positions ``x(t-h) .. x(t)`` (newest last).
+    """Random-walk offsets ``(B, h+1, N, 3)`` for a window of positions ``x(t-h)`` to ``x(t)`` (newest last).
 
     The oldest frame is not moved; the newest frame step gets noise of standard
     deviation ``std`` (with ``h = 0`` the single frame gets ``N(0, std^2)``). Used by the
