@@ -375,7 +375,7 @@ def _run_suite(
     if suite.data == "required" and data is None:
         raise ValueError(
             f"suite {suite.name!r} needs its data file: pass --data PATH (for dmol, the dmol-book "
-            "data/paths.npz; see the README's Data section)"
+            "data/paths.npz, CC BY-NC, not shipped; see the data guide, docs/guide/data.md)"
         )
     if suite.data == "egnn-generator":  # a named draw of the simulated task, not a file
         if data not in (None, "egnn-generator"):
