@@ -10,7 +10,8 @@ time and command. It is removed when the run ends: on return, on an exception, o
 SIGTERM (which otherwise ends Python without running ``finally`` clauses) and at exit.
 
 A lock whose owner is gone (``kill -9``, a power cut) is *stale*. On the same host a
-dead pid proves it, and the lock is taken over with a one-line notice; a lock of another
+dead pid proves it (as does a lock older than the host's last boot, whose pid may have been
+given to another process since), and the lock is taken over with a one-line notice; a lock of another
 host cannot be checked from here, so it is honoured and the error says how to clear it.
 
 Standard library only, so that the CLI can use it before importing torch.
@@ -19,6 +20,7 @@ Standard library only, so that the CLI can use it before importing torch.
 from __future__ import annotations
 
 import atexit
+import calendar
 import json
 import logging
 import os
@@ -58,7 +60,11 @@ class Holder:
         return f"pid {self.pid} on {self.host}, since {self.started}"
 
     def is_alive(self) -> bool | None:
-        """True/False for a process of this host; ``None`` (unknown) for another host."""
+        """Whether the run that took the lock still runs: ``None`` (unknown) for another host.
+
+        On this host a dead pid says no, and so does a lock taken before the host last
+        booted (a live pid then belongs to another process that got the same number).
+        """
         if self.host != socket.gethostname():
             return None
         try:
@@ -66,8 +72,25 @@ class Holder:
         except ProcessLookupError:
             return False
         except PermissionError:  # exists, owned by another user
+            pass
+        boot = _boot_time()
+        try:
+            locked = calendar.timegm(time.strptime(self.started, "%Y-%m-%d %H:%M:%S UTC"))
+        except ValueError:
             return True
-        return True
+        # taken before this host last booted: the process now under that pid only reuses the number
+        return boot is None or locked >= boot - 60
+
+
+def _boot_time() -> float | None:
+    """When this host booted (seconds since the epoch), where ``/proc`` tells (Linux); else ``None``."""
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _read_holder(path: Path) -> Holder | None:
@@ -184,7 +207,7 @@ class RunLock:
                 f"this folder, delete that file"
             )
         alive = holder.is_alive()
-        if alive is False and holder.pid != os.getpid():
+        if alive is False or holder.pid == os.getpid():  # our pid, yet not in _held: a run before us had it
             self._take_over(holder)
             return
         where = "" if alive else f"; if that run is gone, delete {self.path}"

@@ -14,6 +14,7 @@ import os
 import pickle
 import re
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -250,10 +251,11 @@ def test_makefile_calls_the_default_data_what_it_is():
 def test_folder_in_use_names_its_holder(tmp_path, capsys):
     out = tmp_path / "r"
     out.mkdir()
-    holder = {"pid": os.getppid(), "host": socket.gethostname(), "started": "2026-01-01 00:00:00 UTC"}  # alive
+    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    holder = {"pid": os.getppid(), "host": socket.gethostname(), "started": since}  # a live process, older
     (out / LOCK_NAME).write_text(json.dumps(holder))
     first = refused(capsys, "train", "--model", "egnn", "--max-steps", "1", "--out", out)
     assert first == (
         f"irrepnet: error: --out {out} is in use by another run (pid {os.getppid()} on {socket.gethostname()}, "
-        "since 2026-01-01 00:00:00 UTC); wait for it to finish or choose another --out"
+        f"since {since}); wait for it to finish or choose another --out"
     )

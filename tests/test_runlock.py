@@ -42,9 +42,9 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def _write_lock(folder: Path, pid: int, host: str | None = None) -> None:
+def _write_lock(folder: Path, pid: int, host: str | None = None, started: str = "2026-01-01 00:00:00 UTC") -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"pid": pid, "host": host or socket.gethostname(), "started": "2026-01-01 00:00:00 UTC"}
+    record = {"pid": pid, "host": host or socket.gethostname(), "started": started}
     (folder / LOCK_NAME).write_text(json.dumps(record))
 
 
@@ -90,6 +90,16 @@ def test_killed_holder_leaves_a_stale_lock_that_is_taken_over(holder):
     assert (folder / LOCK_NAME).exists()
     with RunLock(folder):
         pass
+
+
+@pytest.mark.parametrize("pid", [os.getppid(), os.getpid()], ids=["taken-before-this-boot", "our-own"])
+def test_lock_whose_pid_is_reused_is_stale(tmp_path, pid):
+    # the pid is alive, but the lock dates from before this host booted (2000), or names this
+    # very process, which does not hold it: not the run that took it
+    folder = tmp_path / "out"
+    _write_lock(folder, pid, started="2000-01-01 00:00:00 UTC")
+    with RunLock(folder):
+        assert json.loads((folder / LOCK_NAME).read_text())["pid"] == os.getpid()
 
 
 def test_lock_of_another_host_is_honoured_with_the_way_out(tmp_path):
