@@ -94,6 +94,25 @@ def table(rows: list[dict], scales) -> str:
     return "\n".join(lines)
 
 
+def write(out: Path | None, rows: list[dict], args, skipped: list[str], started: dict) -> str:
+    """The markdown report of ``rows``; with ``out``, also written there with the json record."""
+    text = (
+        f"# Scale invariance: test MSE / zero-displacement MSE\n\n"
+        f"Reference trajectory, first {args.frames} frames times each scale, history 2, "
+        f"{args.steps} Adam steps (batch 16, seed {args.seed}); spread = max / min - 1 over the scales.\n"
+        + (f"Not installed, skipped: {', '.join(skipped)}.\n" if skipped else "")
+        + "\n"
+        + table(rows, args.scales)
+        + f"\n\nCommit {started.get('commit')}, {started.get('machine')}.\n"
+    )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "scale_invariance.md").write_text(text)
+        record = {"provenance": started, "settings": vars(args), "skipped": skipped, "rows": rows}
+        (out / "scale_invariance.json").write_text(json.dumps(record, indent=2))
+    return text
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", help="folder for scale_invariance.md and .json (refused if they exist)")
@@ -112,7 +131,7 @@ def main(argv=None) -> int:
         print(f"{out / 'scale_invariance.json'} exists; choose another --out or remove it", file=sys.stderr)
         return 2
     names = args.models or [n for n in list_models() if unavailable_reason(n) is None]
-    skipped = sorted(set(list_models()) - set(names)) if not args.models else []
+    skipped = sorted(n for n in list_models() if unavailable_reason(n) is not None)
     started = provenance()
     settings = [(d, True) for d in args.dtypes] + ([("float32", False)] if args.control else [])
     rows = []
@@ -128,25 +147,7 @@ def main(argv=None) -> int:
                     f"{name:24s} {dtype} length={'on' if length else 'off'} x{scale:g}: {shown} ({row['time_s']:.1f} s)",
                     flush=True,
                 )
+                write(out, rows, args, skipped, started)  # after every row: a cut-short run keeps what it measured
             if not rows[-1]["trained"]:  # a parameter-free baseline: one setting says it all
                 break
-    text = (
-        f"# Scale invariance: test MSE / zero-displacement MSE\n\n"
-        f"Reference trajectory, first {args.frames} frames times each scale, history 2, "
-        f"{args.steps} Adam steps (batch 16, seed {args.seed}); spread = max / min - 1 over the scales.\n"
-        + (f"Not installed, skipped: {', '.join(skipped)}.\n" if skipped else "")
-        + "\n"
-        + table(rows, args.scales)
-        + f"\n\nCommit {started.get('commit')}, {started.get('machine')}.\n"
-    )
-    print(text)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "scale_invariance.md").write_text(text)
-        record = {"provenance": started, "settings": vars(args), "skipped": skipped, "rows": rows}
-        (out / "scale_invariance.json").write_text(json.dumps(record, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    print(write(out, rows, args, skipped, started))
