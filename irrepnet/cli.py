@@ -615,8 +615,7 @@ def cmd_bench(args) -> int:
             device=args.device,
             seeds=seeds,
             shard=shard,
-            log=say,
-        )
+        )  # its progress goes through logging (irrepnet.bench.*), to the CLI's one handler
     except TrainingInterrupted as exc:
         print(f"irrepnet: {exc}; continue the benchmark with --resume --out {out}", file=sys.stderr)
         return 130
