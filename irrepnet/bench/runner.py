@@ -175,6 +175,7 @@ def run_seed(
             "steps": result.steps,
             "best_epoch": result.best_epoch,
             "stopped": result.stopped,
+            **({"notices": result.notices} if result.notices else {}),  # options capped, as announced
         },
         "artifacts": {"log": rel("log.jsonl"), "checkpoint": rel("best.pt"), "predictions": rel("predictions.npz")},
     }

@@ -76,7 +76,9 @@ Row (a trained model or a parameter-free baseline)
                       (one graph), ``peak_memory_mb``, ``memory_kind`` (``"cuda"`` or
                       ``"rss"``: process peak RSS), ``time_to_target_s`` (null if never reached)
 ``training``          ``epochs``, ``steps``, ``best_epoch``, ``stopped`` (``"epochs"``,
-                      ``"max_steps"``, ``"early_stopping"``) or null for baselines
+                      ``"max_steps"``, ``"early_stopping"``) or null for baselines; optional
+                      ``notices``: options the training capped (``steps_per_epoch`` beyond one
+                      pass), as announced on stderr
 ``artifacts``         relative paths: ``log`` (JSON lines per epoch), ``checkpoint`` (best),
                       ``predictions`` (npz: ``pred``/``true`` test displacements ``(S, N, 3)``,
                       ``frame_mse`` ``(S,)`` float64 per test sample (version 2), and on
