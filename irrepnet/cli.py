@@ -36,8 +36,9 @@ from . import __version__, cli_logging
 from .optional import MissingDependencyError
 from .task_names import ENERGY_TASKS, PROPERTY_TASKS, TASKS
 
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, MissingDependencyError)
-# (ConfigError, CheckpointError and SchemaError are ValueErrors, UnknownModelError a KeyError)
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, MissingDependencyError, FloatingPointError)
+# (ConfigError, CheckpointError and SchemaError are ValueErrors, UnknownModelError a KeyError; a
+# FloatingPointError is a loss gone non-finite, from the data's scale or the options: its message says which)
 
 
 def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None:

@@ -110,6 +110,13 @@ def test_out_names_an_existing_file(tmp_path, capsys, argv):
     assert path.read_text() == "keep me"
 
 
+def test_training_that_diverges_ends_in_one_line(tmp_path, capsys, frames):
+    data = _npz(tmp_path, "small.npz", frames[:120])
+    argv = ["train", "--model", "radial-field", "--data", data, "--lr", "1e30", "--set", "clip_grad_norm=1e30"]
+    first = refused(capsys, *argv, "--max-steps", "4", "--out", tmp_path / "r")
+    assert re.fullmatch(r"irrepnet: error: training loss is (nan|inf) at step [1-3]; lower the learning rate.*", first)
+
+
 # --- 5. misleading one-liners ------------------------------------------------------------------
 
 
