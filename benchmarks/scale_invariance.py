@@ -151,3 +151,8 @@ def main(argv=None) -> int:
             if not rows[-1]["trained"]:  # a parameter-free baseline: one setting says it all
                 break
     print(write(out, rows, args, skipped, started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
