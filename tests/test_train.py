@@ -26,12 +26,14 @@ from irrepnet.train.config import read_run_config
 
 
 def test_loss_decreases_on_a_tiny_problem(tiny_task):
-    res = train_registered("radial-field", tiny_task, small(epochs=6), RF)
+    # 10 epochs: with positions in units of the fitted length (irrepnet.train.length) the validation
+    # loss rises over epochs 2-3 at this lr; 6 epochs ended at 0.180 against epoch 1's 0.174, 10 at 0.094
+    res = train_registered("radial-field", tiny_task, small(epochs=10), RF)
     losses = [h["train_loss"] for h in res.history]
     assert losses[-1] < 0.5 * losses[0], losses
     assert res.history[-1]["valid_loss"] < res.history[0]["valid_loss"]
-    assert res.stopped == "epochs" and res.steps == 24
-    assert res.best_epoch == min(range(1, 7), key=lambda e: res.history[e - 1]["valid_loss"])
+    assert res.stopped == "epochs" and res.steps == 40
+    assert res.best_epoch == min(range(1, 11), key=lambda e: res.history[e - 1]["valid_loss"])
 
 
 def _weights(model):
