@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.identity import PATH_KINDS, data_option, describe, recorded_location, same_data
+from .checkpoint import CheckpointError, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def recorded_length_scale(scales: dict[str, Any]) -> float | None:
 
 
 def training_record(
-    identity: dict[str, Any] | None, sizes: dict[str, int | None], scales: dict[str, Any]
+    identity: dict[str, Any] | None, sizes: dict[str, Any], scales: dict[str, Any]
 ) -> dict[str, Any] | None:
     """``identity`` with the split ``sizes`` trained on and the length scale of ``scales``.
 
@@ -100,8 +101,6 @@ def check_folder_data(folder, current: dict[str, Any] | None) -> None:
     DataMismatchError
         as :func:`check_resumed_data`, naming the checkpoint.
     """
-    from .checkpoint import CheckpointError, load_checkpoint
-
     if current is None:
         return
     for path in sorted(Path(folder).glob("**/last.pt")) + sorted(Path(folder).glob("**/best.pt")):
