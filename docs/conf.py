@@ -37,6 +37,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "myst_nb",  # MyST Markdown pages and the notebooks (it loads myst_parser itself)
+    "sphinx-mathjax-offline",  # MathJax copied into the site: the math renders without a network
     "irrepnet_api",
 ]
 

@@ -310,6 +310,29 @@ def _restore_data(app: Sphinx, what: str, name: str, obj: object, options, lines
 _DATA_TEXT: dict[tuple[str, str], list[str]] = {}
 
 
+def skip_inherited_docs(app: Sphinx, what: str, name: str, obj: object, skip: bool, options) -> bool | None:
+    """``autodoc-skip-member``: leave out an override without a docstring of its own.
+
+    Otherwise ``forward`` or ``extra_repr`` would show torch's text for the base method.
+    (``autodoc_inherit_docstrings = False`` would too, but it also changes how dataclass
+    signatures are read.)
+    """
+    if what in ("class", "exception") and inspect.isroutine(obj) and not getattr(obj, "__doc__", None):
+        return True
+    return None
+
+
+def factory_defaults(app: Sphinx, what, name, obj, options, signature, return_annotation):
+    """``autodoc-process-signature``: a dataclass field's ``default_factory`` shown as ``...``.
+
+    Python shows it as ``<factory>``, which does not parse as a signature; Sphinx then splits
+    the arguments at every comma (``dict[str`` | ``float]``) and warns about the pieces.
+    """
+    if signature and "<factory>" in signature:
+        return signature.replace("<factory>", "..."), return_annotation
+    return None
+
+
 def public_bases(app: Sphinx, name: str, obj: object, options, bases: list) -> None:
     """``autodoc-process-bases``: show a private base class's public bases instead of it."""
     out: list = []
@@ -477,4 +500,6 @@ def setup(app: Sphinx) -> dict:
     app.connect("autodoc-process-docstring", _text_of_data, priority=400)  # napoleon: 500
     app.connect("autodoc-process-docstring", _restore_data, priority=600)
     app.connect("autodoc-process-bases", public_bases)
+    app.connect("autodoc-skip-member", skip_inherited_docs)
+    app.connect("autodoc-process-signature", factory_defaults)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
