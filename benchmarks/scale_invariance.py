@@ -99,7 +99,9 @@ def write(out: Path | None, rows: list[dict], args, skipped: list[str], started:
     text = (
         f"# Scale invariance: test MSE / zero-displacement MSE\n\n"
         f"Reference trajectory, first {args.frames} frames times each scale, history 2, "
-        f"{args.steps} Adam steps (batch 16, seed {args.seed}); spread = max / min - 1 over the scales.\n"
+        f"{args.steps} Adam steps (batch 16, seed {args.seed}); spread = max / min - 1 over the scales. "
+        "A few steps compare the scales, not the models. Rows with the fitted length **off** are the "
+        "control: positions, cutoffs and radial bases in the data's unit, as before issue 25.\n"
         + (f"Not installed, skipped: {', '.join(skipped)}.\n" if skipped else "")
         + "\n"
         + table(rows, args.scales)
