@@ -2,8 +2,8 @@ r"""The length unit of the training data, so that a model does not depend on the
 
 Targets and velocities are divided by their training RMS (:mod:`.normalization`), but
 positions are not: edge lengths, radial bases and graph cutoffs read them. The same
-trajectory in nm and in Å then trained into different models (measured on the
-shipped reference trajectory times 10: radial-field from 0.011x to 1.68x the
+trajectory in nm and in Å then trained into different models (issue 25 measured, on
+the shipped reference trajectory times 10: radial-field from 0.011x to 1.68x the
 zero-displacement error; times 100, egnn-vel overflowed to NaN in float32).
 :class:`~.normalization.NormalizedModel` therefore divides the positions it passes
 to its model by one length :math:`\ell` fitted on the training data, the RMS
@@ -17,10 +17,12 @@ distance between two nodes of one graph (the RMS edge length of the full graph):
 Why this statistic rather than the median nearest-neighbour distance: it is exact
 and :math:`O(n)` (the identity on the right, no neighbour search); it does not depend
 on any model's cutoff (the RMS edge length of a *radius* graph would depend on the
-cutoff it is meant to measure); and on the shipped reference chain it is 1.14 in the
-file's unit, where the median nearest-neighbour distance is 0.31, so the cutoffs
-that were tuned on that file in its own unit (``tfn``'s ``r_max = 3.5`` ...) keep
-their meaning to 14%, not to a factor of three. Its drawback: for an extended system
+cutoff it is meant to measure); and on the training split of the shipped reference
+chain it is 1.17 in the file's unit (1.14 over all frames), where the median
+nearest-neighbour distance is 0.31, so the cutoffs that were tuned on that file in
+its own unit (``tfn``'s ``r_max = 3.5`` ...) keep their meaning to 17%, not to a
+factor of three. On nbody it is 4.14, and the default cutoffs there became 2.5
+(10.4 in the data's unit, for the 10 of before). Its drawback: for an extended system
 it grows with the system's size, so a cutoff relative to it is a fraction of the
 training system's size.
 
