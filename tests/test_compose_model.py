@@ -8,27 +8,21 @@ put it through the shared conformance suite, unchanged, on both tasks.
 """
 
 import inspect
-
-# --- composed model ---
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import test_conformance as conformance
 import torch
 
+from irrepnet.registry import list_models, unregister_model
+
+# isort: split
+# --- composed model ---
+from dataclasses import dataclass
+
 from irrepnet import SequentialModel, register_model
 from irrepnet import keys as K
-from irrepnet.nn import (
-    Gate,
-    GraphConstruction,
-    NodeInputs,
-    RadialEmbedding,
-    SphericalHarmonicsEdgeAttrs,
-    TensorProductConv,
-    VectorHead,
-)
-from irrepnet.registry import list_models, unregister_model
+from irrepnet import nn as L
 
 
 @dataclass
@@ -40,26 +34,13 @@ class OneConvConfig:
 
 
 def build_one_conv(cfg: OneConvConfig, task):
-    inputs, sh, gate = NodeInputs(task.inputs), SphericalHarmonicsEdgeAttrs(cfg.lmax), Gate(cfg.hidden)
-    conv = TensorProductConv(
-        inputs.irreps_out[K.NODE_FEATURES],
-        gate.irreps_in[K.NODE_FEATURES],
-        sh.sh_irreps,
-        cfg.n_basis,
-        normalization="mean",
-    )
-    return SequentialModel(
-        inputs,
-        GraphConstruction("radius", r=cfg.r_max),
-        sh,
-        RadialEmbedding(cfg.n_basis, cfg.r_max),
-        conv,
-        gate,
-        VectorHead(gate.irreps_out[K.NODE_FEATURES], K.DISPLACEMENT),
-        irreps_in=task.inputs,
-        outputs=[K.DISPLACEMENT],
-        symmetry="E(3)",
-    )
+    inputs, sh, gate = L.NodeInputs(task.inputs), L.SphericalHarmonicsEdgeAttrs(cfg.lmax), L.Gate(cfg.hidden)
+    graph, radial = L.GraphConstruction("radius", r=cfg.r_max), L.RadialEmbedding(cfg.n_basis, cfg.r_max)
+    features_in, features_out = inputs.irreps_out[K.NODE_FEATURES], gate.irreps_in[K.NODE_FEATURES]
+    conv = L.TensorProductConv(features_in, features_out, sh.sh_irreps, cfg.n_basis, normalization="mean")
+    head = L.VectorHead(gate.irreps_out[K.NODE_FEATURES], K.DISPLACEMENT)
+    layers = [inputs, graph, sh, radial, conv, gate, head]
+    return SequentialModel(*layers, irreps_in=task.inputs, outputs=[K.DISPLACEMENT], symmetry="E(3)")
 
 
 # --- end ---
