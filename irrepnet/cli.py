@@ -26,120 +26,20 @@ at once. Keep it so: import nothing heavy at the top of this file (a test checks
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
-from . import __version__, cli_logging
+from . import cli_logging
+from .cli_out import fresh_dir, lock_out, prepare_out
+from .cli_parser import build_parser
 from .optional import MissingDependencyError
-from .task_names import ENERGY_TASKS, PROPERTY_TASKS, TASKS
+from .task_names import ENERGY_TASKS, PROPERTY_TASKS
 
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, MissingDependencyError, FloatingPointError)
 # (ConfigError, CheckpointError and SchemaError are ValueErrors, UnknownModelError a KeyError; a
 # FloatingPointError is a loss gone non-finite, from the data's scale or the options: its message says which)
-
-
-def _add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None:
-    p.add_argument(
-        "--task",
-        choices=TASKS,
-        default="twelve_body",
-        help="molecules: small molecules with EMT energies and forces (needs ASE: pip install ase); "
-        "qm9: one QM9 property, read from --data",
-    )
-    p.add_argument(
-        "--data",
-        help="twelve_body: trajectory file in the dmol format (npz with key 'arr'); "
-        "default: the shipped reference trajectory (one stored run of the polymer simulator, "
-        "sha256-checked: the same bytes on every machine). qm9: the folder of PyG's raw QM9 files "
-        "(gdb9.sdf, gdb9.sdf.csv, uncharacterized.txt; never downloaded). nbody: 'egnn-generator' "
-        "replays the published EGNN generator's initial states (default: irrepnet's draws)",
-    )
-    p.add_argument("--target", help="qm9: the property (mu alpha homo lumo gap r2 zpve U0 U H G Cv; default homo)")
-    p.add_argument(
-        "--pooling",
-        choices=("sum", "mean"),
-        default="sum",
-        help="qm9: pool the per-atom outputs by their sum (default, as EGNN) or mean",
-    )
-    p.add_argument(
-        "--history",
-        type=int,
-        default=None,
-        help=f"twelve_body: frames of velocity history given to the models (default {default_history})",
-    )
-    p.add_argument(
-        "--bonds",
-        action="store_true",
-        help="twelve_body: tell the models that the beads are bonded in chain order (each edge gets "
-        "its chain separation: bonded, angle partners, other)",
-    )
-    p.set_defaults(default_history=default_history)
-
-
-def _add_import_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        metavar="MODULE|FILE.py",
-        help="import this first (repeatable): models it registers become available",
-    )
-
-
-def _add_resume_args(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--resume", action="store_true", help=f"continue the interrupted {what} in --out")
-    p.add_argument("--overwrite", action="store_true", help=f"replace an earlier {what} in --out")
-
-
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("training options (override the config/suite)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--max-steps", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--patience", type=int, help="early stopping after this many epochs without improvement")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--dtype", choices=("float32", "float64"))
-    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    g.add_argument(
-        "--residual",
-        metavar="NAME",
-        # checked by the training config (irrepnet.train.config.RESIDUALS), not by choices=:
-        # that list lives beside torch code; a test keeps this help in step with it
-        help="learn a correction to this physical extrapolation: constant_velocity, constant_acceleration "
-        "or force_difference (default none)",
-    )
-    g.add_argument(
-        "--start-at-baseline",
-        action="store_true",
-        default=None,
-        help="scale the correction by a learnable gate initialised at 0: training starts at the baseline",
-    )
-    g.add_argument(
-        "--input-noise",
-        type=float,
-        metavar="SIGMA",
-        help="random-walk input noise for stable rollouts, in units of the target RMS (default 0: off)",
-    )
-    g.add_argument(
-        "--unroll-steps",
-        type=int,
-        metavar="K",
-        help="k-step unrolled loss on trajectory tasks (default 1: one-step training)",
-    )
-    g.add_argument(
-        "--compile",
-        action="store_true",
-        default=None,
-        help="train with torch.compile (irrepnet.compile; compilation takes 10 s to minutes on a CPU)",
-    )
-    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="any training option (repeatable)")
-    g.add_argument(
-        "--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is steadiest on a busy machine)"
-    )
 
 
 def _import_plugins(args) -> None:
@@ -338,16 +238,6 @@ def cmd_audit(args) -> int:
     return 0 if ok else 1
 
 
-def _fresh_dir(path: Path) -> Path:
-    """``path`` if unused, else ``path-1``, ``path-2``...: a run never overwrites an earlier one."""
-    if not path.exists() or not any(path.iterdir()):
-        return path
-    i = 1
-    while (path.parent / f"{path.name}-{i}").exists():
-        i += 1
-    return path.parent / f"{path.name}-{i}"
-
-
 def _parse_sets(items) -> dict:
     """``--set key=value`` pairs, values read as TOML (``lr=3e-3``, ``schedule="plateau"``, ``patience=5``)."""
     from .train.config import tomllib
@@ -409,66 +299,6 @@ def _train_overrides(args) -> dict:
     return over
 
 
-def _lock_out(path: Path) -> None:
-    """Take ``--out``'s run lock (:mod:`irrepnet.runlock`; again: a no-op); ``main`` releases it.
-
-    Under torchrun rank 0 takes it, and a refusal ends every rank.
-    """
-    from .runlock import FolderLocked, RunLock
-    from .train import distributed
-
-    ctx = distributed.current()
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"--out {path} is a file, not a folder; give a folder path for --out")
-    refused = None
-    if ctx.is_main:
-        try:
-            RunLock(path).acquire()
-        except FileExistsError as exc:
-            refused = exc
-    if ctx.any(refused is not None):
-        raise refused or FolderLocked(f"--out {path} is in use by another run (see rank 0's error)")
-
-
-def _prepare_out(path: Path, *, resume: bool, overwrite: bool, what: str) -> Path:
-    """The output folder of a run: locked, then new, resumed, or replaced only when asked.
-
-    The lock (:mod:`irrepnet.runlock`) comes first, so that of two runs started together
-    into one folder the second stops here, before it can replace or write anything; ``main``
-    releases it when the command ends. Under torchrun rank 0 takes it and every rank checks
-    the folder (so that a refusal ends all of them alike) before rank 0 alone replaces or
-    creates it.
-    """
-    import shutil
-
-    from .runlock import LOCK_NAME
-    from .train import distributed
-
-    ctx = distributed.current()
-    if resume and overwrite:
-        raise ValueError("--resume and --overwrite contradict each other; pick one")
-    _lock_out(path)
-    others = [p for p in path.iterdir() if p.name != LOCK_NAME]
-    replace = False
-    if others:
-        if resume:
-            return path
-        if not overwrite:
-            raise FileExistsError(
-                f"{path} already holds a {what}; pass --resume to continue it, --overwrite to "
-                f"replace it, or choose another --out"
-            )
-        replace = True
-    elif resume:
-        raise FileNotFoundError(f"nothing to resume in {path}; run without --resume first")
-    ctx.barrier()
-    if ctx.is_main and replace:
-        for item in others:  # everything but the lock
-            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
-    ctx.barrier()
-    return path
-
-
 def cmd_train(args) -> int:
     """``irrepnet train``: train one registered model on a task."""
     from . import keys as K
@@ -489,9 +319,9 @@ def cmd_train(args) -> int:
     if not ctx.is_main:  # the other ranks' progress would repeat rank 0's
         cli_logging.quiet_below_warning()
     say = print if ctx.is_main else (lambda *a, **k: None)
-    _lock_out(Path(args.out))  # before loading data: a second run into this folder stops at once
+    lock_out(Path(args.out))  # before loading data: a second run into this folder stops at once
     task = _load_task(args)
-    out = _prepare_out(Path(args.out), resume=args.resume, overwrite=args.overwrite, what="training run")
+    out = prepare_out(Path(args.out), resume=args.resume, overwrite=args.overwrite, what="training run")
     ranks = f" on {ctx.world_size} ranks (DistributedDataParallel)" if ctx.active else ""
     say(f"training {args.model} on {args.task} (history {_history(args)}) into {out}{ranks}")
     try:
@@ -598,8 +428,8 @@ def cmd_bench(args) -> int:
         cli_logging.quiet_below_warning()
     if ctx.active and not args.out:
         raise ValueError("under torchrun give --out: every rank must use the same folder")
-    out = Path(args.out) if args.out else _fresh_dir(Path("runs") / f"bench-{suite.name}")
-    out = _prepare_out(out, resume=args.resume, overwrite=args.overwrite, what="benchmark")
+    out = Path(args.out) if args.out else fresh_dir(Path("runs") / f"bench-{suite.name}")
+    out = prepare_out(out, resume=args.resume, overwrite=args.overwrite, what="benchmark")
     say = print if ctx.is_main else (lambda *a, **k: None)
     say(
         f"benchmark {suite.name} into {out}"
@@ -662,7 +492,7 @@ def cmd_demo(args) -> int:
     from .registry import ConfigError, build_model, list_models
     from .tasks import load_task
 
-    out = _fresh_dir(Path(args.out))
+    out = fresh_dir(Path(args.out))
     out.mkdir(parents=True, exist_ok=True)
     traj_file = out / "polymer.npz"
     D.save_trajectory(traj_file, D.simulate_polymer(D.PolymerConfig(seed=args.seed)))
@@ -692,131 +522,16 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _add_verbosity_args(p: argparse.ArgumentParser) -> None:
-    """``-v``/``-q``, before or after the subcommand (``irrepnet -q train ...`` = ``irrepnet train ... -q``).
-
-    SUPPRESS as default: a subcommand's parser that does not see the flag must not reset
-    what the main parser read.
-    """
-    g = p.add_mutually_exclusive_group()
-    g.add_argument(
-        "-v",
-        "--verbose",
-        dest="verbosity",
-        action="store_const",
-        const=1,
-        default=argparse.SUPPRESS,
-        help="debug messages too (models: each model's description)",
-    )
-    g.add_argument(
-        "-q",
-        "--quiet",
-        dest="verbosity",
-        action="store_const",
-        const=-1,
-        default=argparse.SUPPRESS,
-        help="warnings and errors only; results are still printed",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``irrepnet`` argument parser with its subcommands."""
-    parser = argparse.ArgumentParser(prog="irrepnet", description="E(3)-equivariant networks: build, audit, compare")
-    parser.add_argument("--version", action="version", version=f"irrepnet {__version__}")
-    _add_verbosity_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("models", help="list registered models")
-    _add_import_arg(p)
-    _add_task_args(p, default_history=2)
-    p.set_defaults(func=cmd_models)
-
-    p = sub.add_parser("simulate", help="write a dataset with a built-in simulator")
-    p.add_argument("system", choices=["polymer", "nbody"])
-    p.add_argument("--out", required=True, help="output .npz file")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--beads", type=int, default=12)
-    p.add_argument("--dim", type=int, choices=[2, 3], default=2)
-    p.add_argument("--frames", type=int, default=2048)
-    p.add_argument("--gamma", type=float, default=0.0, help="Langevin friction while recording (0: constant energy)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-train", type=int, default=3000, help="nbody: training samples")
-    p.set_defaults(func=cmd_simulate)
-
-    p = sub.add_parser("baselines", help="score the physical baselines on a task")
-    _add_task_args(p, default_history=2)
-    p.set_defaults(func=cmd_baselines)
-
-    p = sub.add_parser("audit", help="equivariance audit of a model")
-    _add_import_arg(p)
-    p.add_argument("--model", help="a registered model (fresh weights)")
-    p.add_argument(
-        "--checkpoint",
-        help="a best.pt/last.pt of irrepnet train or bench (trained weights); audited on the data it "
-        "was trained on (recorded in it) unless --data names other data",
-    )
-    _add_task_args(p, default_history=2)
-    p.add_argument("--trials", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_audit)
-
-    p = sub.add_parser("train", help="train one model on a task")
-    _add_import_arg(p)
-    p.add_argument("--model", required=True)
-    _add_task_args(p, default_history=2)
-    p.add_argument("--config", help="TOML file with [train] (training options) and [model] (model options)")
-    p.add_argument("--out", required=True, help="output folder (checkpoints, log.jsonl, metrics.json)")
-    _add_resume_args(p, "run")
-    _add_train_args(p)
-    p.add_argument("--model-set", action="append", metavar="KEY=VALUE", help="a model config option (repeatable)")
-    p.add_argument(
-        "--tensorboard",
-        metavar="DIR",
-        help="write TensorBoard scalars (loss, learning rate, validation) to DIR (needs: pip install tensorboard)",
-    )
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("bench", help="train and compare models: results.json/csv, report.md, plots")
-    _add_import_arg(p)
-    p.add_argument("--suite", help="quick, dmol, nbody, molecules (see --list-suites) or the path of a suite file")
-    p.add_argument("--list-suites", action="store_true", help="list the packaged suites, their descriptions and folder")
-    p.add_argument("--models", help="comma-separated models (default: the suite's)")
-    _add_task_args(p, default_history=2)
-    p.add_argument("--out", help="output folder (default: a new runs/bench-SUITE)")
-    p.add_argument("--seeds", help="comma-separated training seeds (default: the suite's seeds)")
-    p.add_argument(
-        "--shard",
-        metavar="I/N",
-        help="run the I-th of N parts of the suite's (variant, model, seed) "
-        "units; join the parts with 'irrepnet report --merge'",
-    )
-    _add_resume_args(p, "benchmark")
-    _add_train_args(p)
-    p.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser(
-        "report", help="re-render report.md, results.csv and plots from a results.json; or merge the shards of a suite"
-    )
-    p.add_argument(
-        "folder",
-        help="a bench output folder (or its results.json); with --merge, the new folder for the merged results",
-    )
-    p.add_argument(
-        "--merge",
-        nargs="+",
-        metavar="SHARD_DIR",
-        help="the output folders of 'irrepnet bench --shard I/N' (all N of them) to merge into FOLDER",
-    )
-    p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser("demo", help="simulate a polymer, score baselines, audit every model")
-    p.add_argument("--out", default="runs/demo", help="output folder (a new one is made if it is in use)")
-    p.add_argument("--models", help="comma-separated models to audit (default: every registered model)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_demo)
-    for p in sub.choices.values():
-        _add_verbosity_args(p)
-    return parser
+COMMANDS = {
+    "models": cmd_models,
+    "simulate": cmd_simulate,
+    "baselines": cmd_baselines,
+    "audit": cmd_audit,
+    "train": cmd_train,
+    "bench": cmd_bench,
+    "report": cmd_report,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -829,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _import_plugins(args)
         _check_scatter_backend()
-        return args.func(args)
+        return COMMANDS[args.command](args)
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"irrepnet: error: {msg}", file=sys.stderr)

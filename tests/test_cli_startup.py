@@ -157,3 +157,10 @@ def test_v_and_q_together_are_refused(capsys):
     with pytest.raises(SystemExit) as e:
         main(["models", "-v", "-q"])
     assert e.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_every_subcommand_of_the_parser_has_a_command_and_back():
+    from irrepnet.cli import COMMANDS, build_parser
+
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    assert set(subcommands) == set(COMMANDS)
