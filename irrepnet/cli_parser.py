@@ -14,6 +14,7 @@ from .task_names import TASKS
 
 
 def add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None:
+    """``--task`` and the options that choose its data (``--data``, ``--target``, ``--pooling``, ``--history``, ``--bonds``)."""
     p.add_argument(
         "--task",
         choices=TASKS,
@@ -52,6 +53,7 @@ def add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None:
 
 
 def add_import_arg(p: argparse.ArgumentParser) -> None:
+    """``--import MODULE|FILE.py`` (repeatable): models it registers become available."""
     p.add_argument(
         "--import",
         dest="imports",
@@ -62,11 +64,13 @@ def add_import_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_resume_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--resume`` and ``--overwrite`` for the output folder of ``what`` (a run, a benchmark)."""
     p.add_argument("--resume", action="store_true", help=f"continue the interrupted {what} in --out")
     p.add_argument("--overwrite", action="store_true", help=f"replace an earlier {what} in --out")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
+    """The training options that override a config or suite (epochs, steps, learning rate...)."""
     g = p.add_argument_group("training options (override the config/suite)")
     g.add_argument("--epochs", type=int)
     g.add_argument("--max-steps", type=int)
@@ -115,7 +119,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_verbosity_args(p: argparse.ArgumentParser) -> None:
-    """``-v``/``-q``, before or after the subcommand (``irrepnet -q train ...`` = ``irrepnet train ... -q``).
+    """``-v``/``-q``, before or after the subcommand (``irrepnet -q train`` is ``irrepnet train -q``).
 
     SUPPRESS as default: a subcommand's parser that does not see the flag must not reset
     what the main parser read.
