@@ -49,6 +49,7 @@ DEFAULT_TOLERANCES = {torch.float32: 1e-4, torch.float64: 1e-9}
 @dataclass
 class CheckResult:
     """One check of an audit (rotation, reflection, translation, permutation): its error and verdict."""
+
     check: str
     claimed: bool
     abs_error: float
@@ -61,6 +62,7 @@ class CheckResult:
 @dataclass
 class AuditReport:
     """The result of :func:`audit`: the module, its claimed symmetry, the dtype and every check."""
+
     module: str
     symmetry: str
     dtype: str

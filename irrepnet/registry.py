@@ -43,18 +43,21 @@ from .interface import IrrepsModel, TaskSpec
 
 class UnknownModelError(KeyError):
     """No model is registered under this name; the message lists close matches."""
+
     def __str__(self) -> str:
         return str(self.args[0])
 
 
 class ConfigError(ValueError):
     """A model or training config that cannot be built; the message says which key and why."""
+
     pass
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     """A registered model: its builder, config class, description and the tasks it supports."""
+
     name: str
     builder: Callable[[Any, TaskSpec], IrrepsModel]
     config: type
