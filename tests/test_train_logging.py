@@ -66,7 +66,9 @@ def test_lines_within_a_long_epoch_come_at_the_interval(caplog):
 
 @pytest.mark.parametrize("seconds, text", [(0.04, "0.0s"), (59.9, "59.9s"), (185, "3m05s"), (7620, "2h07m")])
 def test_durations(seconds, text):
-    assert P._duration(seconds) == text
+    from irrepnet.durations import duration
+
+    assert duration(seconds, compact=True) == text
 
 
 def test_progress_reaches_a_log_file(tmp_path):

@@ -18,16 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 
-
-def duration(seconds: float) -> str:
-    """``4.2 s``, ``3 min 05 s`` or ``2 h 07 min``: what a reader wants of a wait."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+from ..durations import duration
 
 
 class UnitProgress:

@@ -23,21 +23,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..durations import duration
+
 logger = logging.getLogger(__name__)
 
 #: longest wait between two progress lines within one epoch, in seconds
 LOG_INTERVAL_S = 30.0
-
-
-def _duration(seconds: float) -> str:
-    """``'42.0s'``, ``'3m05s'``, ``'2h07m'``: short enough to scan down a log."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, s = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m{s:02d}s"
-    hours, m = divmod(minutes, 60)
-    return f"{hours}h{m:02d}m"
 
 
 def _metrics(record: dict[str, Any]) -> str:
@@ -99,9 +90,9 @@ class ProgressLines:
         self.last = now
         elapsed = now - self.t0
         done = step - self.start_step
-        eta = _duration(elapsed / done * max(0, self.total_steps - step)) if done > 0 else "?"
+        eta = duration(elapsed / done * max(0, self.total_steps - step), compact=True) if done > 0 else "?"
         parts = [f"epoch {epoch}/{self.total_epochs}", f"step {step}/{self.total_steps}", train, self.valid]
-        parts += [f"elapsed {_duration(elapsed)}", f"eta {eta}"]
+        parts += [f"elapsed {duration(elapsed, compact=True)}", f"eta {eta}"]
         logger.info("%s", " ".join(p for p in parts if p))
 
 
