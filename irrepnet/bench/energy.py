@@ -46,19 +46,12 @@ from .. import keys as K
 from ..metrics import per_molecule_errors, predict_energy_forces
 from ..stats import Bootstrap
 from ..train.energy import energy_shift, fit_energy_scales
+from . import schema
 
 #: name of the reference row of every energy group
 REFERENCE = "atom energies"
-#: metrics of an energy row, in the order of the CSV and of a seed mean
-ENERGY_METRIC_KEYS = (
-    "energy_mae",
-    "energy_rmse",
-    "energy_per_atom_mae",
-    "forces_mae",
-    "forces_rmse",
-    "valid_energy_mae",
-    "valid_forces_mae",
-)
+#: metrics of an energy row, in the order of the CSV and of a seed mean (the schema's list)
+ENERGY_METRIC_KEYS = schema.ENERGY_METRIC_KEYS
 #: figures with a 95% interval, and the per-molecule error (``predictions.npz`` key) each is the mean of
 INTERVAL_UNITS = {"energy_mae": "energy_abs", "energy_per_atom_mae": "energy_per_atom_abs", "forces_mae": "forces_abs"}
 #: figures compared with the reference and with the best other model (paired ratios)

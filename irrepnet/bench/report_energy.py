@@ -29,20 +29,13 @@ from .formatting import (
     seed_budget_facts,
     with_ci,
 )
+from .schema import ENERGY_METRIC_KEYS
 
 Row = dict[str, Any]
 
 #: CSV columns added after the displacement ones when a results file has an energy group
 ENERGY_CSV_COLUMNS = (
-    [
-        "energy_mae",
-        "energy_rmse",
-        "energy_per_atom_mae",
-        "forces_mae",
-        "forces_rmse",
-        "valid_energy_mae",
-        "valid_forces_mae",
-    ]
+    list(ENERGY_METRIC_KEYS)
     + [f"{k}_{end}" for k in ("energy_mae", "energy_per_atom_mae", "forces_mae") for end in ("lo", "hi", "seed_std")]
     + [f"{k}_vs_reference{end}" for k in ("energy_mae", "forces_mae") for end in ("", "_lo", "_hi", "_verdict")]
 )
