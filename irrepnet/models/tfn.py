@@ -210,41 +210,30 @@ class TensorFieldNetwork(IrrepsModel):
         modules = [inputs, GraphConstruction(graph, r=r_max if graph == "radius" else None, pairs=True), sh, radial]
         n_basis = radial.dim  # the radial MLPs read the chain features too
         irreps = inputs.irreps_out[K.NODE_FEATURES]
+
+        def conv(irreps_in, irreps_out) -> TensorProductConv:
+            """One convolution with this network's edge attributes, radial MLP and options."""
+            return TensorProductConv(
+                irreps_in,
+                irreps_out,
+                sh.sh_irreps,
+                n_basis,
+                radial_neurons=radial_neurons,
+                radial_layers=radial_layers,
+                normalization=normalization,
+                avg_num_neighbors=avg_num_neighbors,
+                self_interaction=self_interaction,
+                skip=skip,
+                edge_chunk=edge_chunk,
+            )
+
         for _ in range(layers):
             gate = Gate(hidden_irreps)
-            modules.append(
-                TensorProductConv(
-                    irreps,
-                    gate.irreps_in[K.NODE_FEATURES],
-                    sh.sh_irreps,
-                    n_basis,
-                    radial_neurons=radial_neurons,
-                    radial_layers=radial_layers,
-                    normalization=normalization,
-                    avg_num_neighbors=avg_num_neighbors,
-                    self_interaction=self_interaction,
-                    skip=skip,
-                    edge_chunk=edge_chunk,
-                )
-            )
+            modules.append(conv(irreps, gate.irreps_in[K.NODE_FEATURES]))
             modules.append(gate)
             irreps = gate.irreps_out[K.NODE_FEATURES]
         if head == "conv":  # one more message-passing step straight to the output, as gate_points_2101 ends
-            modules.append(
-                TensorProductConv(
-                    irreps,
-                    "1x0e" if energy else "1x1o",
-                    sh.sh_irreps,
-                    n_basis,
-                    radial_neurons=radial_neurons,
-                    radial_layers=radial_layers,
-                    normalization=normalization,
-                    avg_num_neighbors=avg_num_neighbors,
-                    self_interaction=self_interaction,
-                    skip=skip,
-                    edge_chunk=edge_chunk,
-                )
-            )
+            modules.append(conv(irreps, "1x0e" if energy else "1x1o"))
             irreps = o3.Irreps("1x0e" if energy else "1x1o")
         modules.append(ScalarHead(irreps, per_graph=False) if energy else VectorHead(irreps, K.DISPLACEMENT))
         chain = IrrepsSequential(*modules, irreps_in=task_inputs)
