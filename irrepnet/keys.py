@@ -42,6 +42,9 @@ EDGE_PAIR = "edge_pair"  # (E,) long: the unordered pair {i, j} of each edge, in
 PAIR_EDGE = "pair_edge"  # (P,) long: one edge of each pair (functions of |x_i - x_j| need computing once per pair)
 RECEIVER_SLOTS = "receiver_slots"  # (D,) long: present when each node receives exactly D edges (nn.graph_layer)
 PAIR_EMBEDDING = "pair_embedding"  # (P, n_basis) 0e: edge_embedding per pair; edge_embedding = this[edge_pair]
+#: (E, 3) float holding integers: the periodic image of the sender, in cell vectors; with it
+#: edge_vec = pos[i] - (pos[j] + edge_cell_shift @ cell[g]) (absent or zero: no periodicity)
+EDGE_CELL_SHIFT = "edge_cell_shift"
 
 # --- graph fields -------------------------------------------------------------
 NUM_NODES = "num_nodes"  # (G,) long: nodes per graph (graphs may be empty)
@@ -49,6 +52,12 @@ TARGET_ENERGY = "target_energy"  # (G, 1) float, 0e: true energy of each graph (
 #: (G, 1) float, 0e: the true value of a graph-level invariant property, one per graph
 #: (qm9: the chosen target, e.g. HOMO in meV; irrepnet.data.qm9 lists the targets and units)
 TARGET_PROPERTY = "target_property"
+
+#: (G, 3, 3) float: each graph's lattice vectors a, b, c as rows (ASE's convention, Å); rotates
+#: with the positions (three 1o rows); zero rows along directions that are not periodic
+CELL = "cell"
+PBC = "pbc"  # (G, 3) bool: whether each graph is periodic along a, b, c
+TARGET_STRESS = "target_stress"  # (G, 3, 3) float: true stress of each periodic graph (eV/Å^3, ASE's sign)
 
 # --- model outputs (shared by all heads) --------------------------------------
 DISPLACEMENT = "displacement"  # (n, 3) 1o: predicted x(t+1) - x(t)
@@ -58,6 +67,7 @@ ENERGY = "energy"  # (G, 1) 0e: per-graph scalar
 FORCES = "forces"  # (n, 3) 1o: -d energy / d pos, predicted
 #: (G, 1) 0e: predicted graph-level invariant property (sum or mean of per-node 0e outputs; qm9)
 PROPERTY = "property"
+STRESS = "stress"  # (G, 3, 3): predicted stress = (1/V) dE/d(strain), periodic graphs only
 
 NODE, EDGE, GRAPH = "node", "edge", "graph"
 
@@ -83,8 +93,13 @@ _FIELD_KINDS: dict[str, str] = {
     EDGE_LEN: EDGE,
     EDGE_SH: EDGE,
     EDGE_EMBEDDING: EDGE,
+    EDGE_CELL_SHIFT: EDGE,
     EDGE_PAIR: EDGE,  # PAIR_EDGE is not registered: its rows are pairs, built per batch, never collated
     NUM_NODES: GRAPH,
+    CELL: GRAPH,
+    PBC: GRAPH,
+    TARGET_STRESS: GRAPH,
+    STRESS: GRAPH,
     ENERGY: GRAPH,
     TARGET_ENERGY: GRAPH,
     PROPERTY: GRAPH,
