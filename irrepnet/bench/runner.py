@@ -97,7 +97,7 @@ def tune_model(
             base_cfg, lr=trial["lr"], max_steps=suite.tune.steps, seed=seed, patience=None, progress=False
         )
         try:
-            result = make_trainer(name, group.task, cfg, {**model_cfg, **trial["config"]}).fit()
+            result = make_trainer(suite.registered_name(name), group.task, cfg, {**model_cfg, **trial["config"]}).fit()
             best = min((r["valid_mse"] for r in result.history if r.get("valid_mse") is not None), default=math.inf)
         except FloatingPointError:  # a learning rate that diverges is a bad choice, not an error
             best = math.inf
@@ -143,7 +143,7 @@ def run_seed(
     if resume and not can_continue and run_dir.exists() and writes():
         shutil.rmtree(run_dir)  # e.g. a log.jsonl of a failed first epoch would refuse a fresh training
     phase.name = "build"
-    trainer = make_trainer(name, group.task, cfg, model_cfg, out_dir=run_dir)
+    trainer = make_trainer(suite.registered_name(name), group.task, cfg, model_cfg, out_dir=run_dir)
     device = trainer.device
     reset_peak_memory(device)
     phase.name = "train"
@@ -226,7 +226,9 @@ def run_model(
         base_cfg = suite.train_config_for(name, extra, group.variant)
         model_cfg = suite.model_config_for(name)
         try:
-            trainer = make_trainer(name, group.task, base_cfg, model_cfg)  # checks model, task and residual
+            trainer = make_trainer(
+                suite.registered_name(name), group.task, base_cfg, model_cfg
+            )  # checks model, task and residual
         except ConfigError as exc:
             _log(logging.INFO, progress.skip(name, len(seeds), f"skipped ({exc})"))
             return new_row(name, "model", status="skipped", reason=str(exc))
@@ -242,9 +244,9 @@ def run_model(
             model_cfg = {**model_cfg, **tuning["chosen"]["config"]}
             base["train"] = base_cfg.to_dict()
         phase.name = "build"
-        full_cfg = get_model_entry(name).make_config(model_cfg)
+        full_cfg = get_model_entry(suite.registered_name(name)).make_config(model_cfg)
         spec = model_task_spec(group.spec, base_cfg.residual)
-        params = sum(p.numel() for p in build_model(name, spec, full_cfg).parameters())
+        params = sum(p.numel() for p in build_model(suite.registered_name(name), spec, full_cfg).parameters())
         base.update(parameters=params, config=dataclasses.asdict(full_cfg), tuning=tuning)
     except (TrainingInterrupted, KeyboardInterrupt):
         raise
@@ -384,7 +386,7 @@ def _run_suite(
         data = "egnn-generator"
     out.mkdir(parents=True, exist_ok=True)
     for n in models or []:
-        get_model_entry(n)
+        get_model_entry(suite.registered_name(n))
     names = [n for n in models if not is_parameter_free(n)] if models else suite.model_names()
     extra_train = dict(extra_train or {})
     if "seed" in extra_train:

@@ -42,6 +42,10 @@ found by name by :func:`irrepnet.suites.find_suite`; or any file given by its pa
     [models.e3nn-reference]         # per-model overrides
     config = { layers = 2 }
 
+    [models."mace-nu1"]             # a row of its own: a registered model under another name
+    model = "mace"                  # (ablations: the same family at several configs in one table)
+    config = { correlation = 1 }
+
 Every table and key is checked; a typo is an error naming the known keys.
 
 Energy tasks (``molecules``): every model is trained on energies and forces
@@ -92,7 +96,7 @@ DISPLACEMENT_ONLY_KEYS = ("rollout_horizons", "rollout_starts", "target_valid_ra
 SIZE_KEYS = {"n_train": ("nbody", "molecules"), "n_valid": ("molecules",), "n_test": ("molecules",)}
 TOP_KEYS = ("suite", "train", "variant", "models", "tune")
 VARIANT_KEYS = ("id", "history", "bonds", "train")
-MODEL_KEYS = ("train", "config")
+MODEL_KEYS = ("train", "config", "model")
 TUNE_KEYS = ("lr", "steps", "seed", "configs")
 DATA_MODES = ("reference", "simulate", "required", "egnn-generator")
 #: training options that set the budget; the runner reports when they differ within a group
@@ -207,12 +211,12 @@ class Suite:
         for v in self.variants:
             self._check_variant(v)
         for name, over in self.model_overrides.items():
-            entry = get_model_entry(name)
             _check_keys(over, MODEL_KEYS, f"[models.{name}]")
+            entry = get_model_entry(self._check_alias(name, over))
             entry.make_config(over.get("config"))
             self._check_train(train_config({**self.train, **over.get("train", {})}), f"[models.{name}] train")
         for name, configs in self.tune.configs.items():
-            entry = get_model_entry(name)
+            entry = get_model_entry(self.registered_name(name))
             if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
                 raise ConfigError(f"[tune] configs.{name} must be a list of tables, e.g. [{{ hidden = 32 }}]")
             for cfg in configs:
@@ -279,7 +283,7 @@ class Suite:
                     if n not in names and not is_parameter_free(n) and (get_model_entry(n).energy or not self.energy)
                 ]
             else:
-                get_model_entry(name)  # unknown names fail here with suggestions
+                get_model_entry(self.registered_name(name))  # unknown names fail here with suggestions
                 if name not in names:
                     names.append(name)
         # the physical baselines are rows of every table already; they are never trained
@@ -291,6 +295,25 @@ class Suite:
         """Suite ``[train]``, then the variant's, then the model's, then ``extra`` (command-line) options."""
         over = self.model_overrides.get(name, {}).get("train", {})
         return train_config({**self.train, **(variant.train if variant else {}), **over, **(extra or {})})
+
+    def registered_name(self, name: str) -> str:
+        """The registered model a row is built from: ``name`` itself, or the ``model`` of its ``[models.NAME]``
+        table when the row is an alias (an ablation row such as ``mace-nu1``)."""
+        return str(self.model_overrides.get(name, {}).get("model", name))
+
+    def _check_alias(self, name: str, over: dict[str, Any]) -> str:
+        """Check a ``[models.NAME]`` table's ``model`` key; return the registered name it builds."""
+        if "model" not in over:
+            return name
+        base = over["model"]
+        if not isinstance(base, str):
+            raise ConfigError(f'[models.{name}] model must be the name of a registered model, e.g. model = "mace"')
+        if base != name and name in list_models(peers=True):
+            raise ConfigError(
+                f'[models.{name}] model = "{base}": {name!r} is a registered model itself; give the row another name'
+            )
+        get_model_entry(base)  # unknown names fail here with suggestions
+        return base
 
     def model_config_for(self, name: str) -> dict[str, Any]:
         return dict(self.model_overrides.get(name, {}).get("config", {}))
