@@ -9,6 +9,10 @@ Radius and kNN searches have interchangeable backends: pure PyTorch (always ther
 any device), torch-cluster and vesin (compiled, optional). :func:`available_backends`
 says which are installed here.
 
+Periodic cells: :func:`periodic_radius_graph` also returns each edge's integer cell
+shift (``edge_cell_shift``), and :func:`edge_vectors` and :func:`build_graph` include
+it when the batch holds ``cell`` and ``pbc``; full and kNN graphs are not periodic.
+
 Shapes
 ------
 ``pos (n, 3)``, ``batch (n,)``, ``num_nodes (G,)`` -> ``edge_index (2, E)``;
@@ -19,6 +23,7 @@ from ._api import knn_graph, radius_graph  # noqa: F401
 from ._build import build_graph, edge_vectors  # noqa: F401
 from ._common import KNN_BACKENDS, RADIUS_BACKENDS, available
 from ._dense import full_graph  # noqa: F401
+from ._periodic import periodic_radius_graph  # noqa: F401
 
 
 def available_backends() -> dict[str, tuple[str, ...]]:
@@ -32,6 +37,7 @@ def available_backends() -> dict[str, tuple[str, ...]]:
 __all__ = [
     "full_graph",
     "radius_graph",
+    "periodic_radius_graph",
     "knn_graph",
     "edge_vectors",
     "build_graph",

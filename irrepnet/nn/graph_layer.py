@@ -11,12 +11,20 @@ edges: its output size depends on the data, so it runs eagerly (a compiled model
 :mod:`irrepnet.compile`, calls it before entering the compiled region and passes the
 result in the batch under :attr:`GraphConstruction.topology_field`). ``forward`` then
 only computes the geometry, ``edge_vec`` and ``edge_len``, which is differentiable in
-the positions and traces into one graph.
+the positions (and the cell) and traces into one graph.
+
+Periodic cells: when the batch holds ``cell`` and ``pbc`` with some ``pbc`` true, a
+radius graph is built with :func:`~irrepnet.graph.periodic_radius_graph`; its
+``edge_cell_shift`` is a topology field beside ``edge_index`` and ``edge_vec`` includes
+it, so every model that reads ``edge_vec`` works unchanged. Full and kNN graphs of
+periodic data are refused.
 
 Shapes/irreps
 -------------
-reads ``pos 1o (n, 3)``, ``batch (n,)``, ``num_nodes (G,)``;
-writes ``edge_index (2, E)``, ``edge_vec 1o (E, 3)``, ``edge_len (E,)``, and for
+reads ``pos 1o (n, 3)``, ``batch (n,)``, ``num_nodes (G,)``, and on periodic data
+``cell (G, 3, 3)``, ``pbc (G, 3)``;
+writes ``edge_index (2, E)``, ``edge_vec 1o (E, 3)``, ``edge_len (E,)`` (on periodic
+data also ``edge_cell_shift (E, 3)``, and ``edge_vec`` includes the shift), and for
 the symmetric kinds (full, radius), with ``pairs=True``, ``edge_pair (E,)`` and ``pair_edge (P,)``, with which
 functions of the edge length are computed once per pair (see :func:`per_pair`).
 
@@ -40,6 +48,7 @@ from .. import keys as K
 from ..batch import ensure_batch
 from ..graph import edge_vectors
 from ..graph._build import build_edge_index, edge_pairs
+from ..graph._periodic import is_periodic
 from ..interface import IrrepsModule
 from ..scatter import segment_mean, segment_softmax, segment_sum
 
@@ -101,6 +110,11 @@ class GraphConstruction(IrrepsModule):
         read detached; the edges themselves carry no gradient.
         """
         out = ensure_batch(data)
+        if self.kind != "radius" and is_periodic(out):  # before the cache: a full graph of these nodes may be in it
+            raise ValueError(
+                f"GraphConstruction(kind={self.kind!r}) has no periodic images; the batch holds periodic cells "
+                "(pbc): use kind='radius'"
+            )
         hit = self._cached_full(out)
         if hit is not None:  # the full graph of the same systems as the last call: its fields unchanged
             out.update(hit)
@@ -108,11 +122,14 @@ class GraphConstruction(IrrepsModule):
         kwargs = {"r": self.r} if self.kind == "radius" else {"k": self.k} if self.kind == "knn" else {}
         backend = {} if self.kind == "full" else {"backend": self.backend}
         out, edge_index = build_edge_index(out, self.kind, **kwargs, **backend)
+        shift = out.pop(K.EDGE_CELL_SHIFT, None)
         fields = {self.topology_field: edge_index}
+        if shift is not None:  # periodic: travels beside edge_index, into compiled regions too
+            fields[self.topology_field + K.EDGE_CELL_SHIFT] = shift
         degree = regular_degree(edge_index[1], out[K.POS].shape[0]) if self.regular else None
         if degree is not None:
             fields[self.topology_field + K.RECEIVER_SLOTS] = torch.arange(degree, device=edge_index.device)
-        pairs = edge_pairs(edge_index, out[K.POS].shape[0]) if self.pairs else None
+        pairs = edge_pairs(edge_index, out[K.POS].shape[0], shift) if self.pairs else None
         if pairs is not None:
             fields[self.topology_field + K.EDGE_PAIR], fields[self.topology_field + K.PAIR_EDGE] = pairs
         if self.kind == "full":
@@ -150,7 +167,11 @@ class GraphConstruction(IrrepsModule):
     def forward(self, data):
         if self.topology_field not in data:  # eager use: nobody prepared the edges
             data = self.topology(data)
-        out = edge_vectors({**data, K.EDGE_INDEX: data[self.topology_field]})
+        edges = {**data, K.EDGE_INDEX: data[self.topology_field]}
+        edges.pop(K.EDGE_CELL_SHIFT, None)  # of an earlier graph
+        if self.topology_field + K.EDGE_CELL_SHIFT in data:
+            edges[K.EDGE_CELL_SHIFT] = data[self.topology_field + K.EDGE_CELL_SHIFT]
+        out = edge_vectors(edges)
         for stale in (K.RECEIVER_SLOTS, K.EDGE_PAIR, K.PAIR_EDGE, K.PAIR_EMBEDDING):  # of an earlier graph
             out.pop(stale, None)
         if self.topology_field + K.RECEIVER_SLOTS in data:
