@@ -88,11 +88,32 @@ def _spec_for(args) -> object:
     return task_spec(args.task, history=_history(args), bonds=args.bonds, **_qm9_args(args))
 
 
+def _file_args(args) -> dict:
+    """The options of data read through ASE that were given (``--time-step``, ``--energy-key``...)."""
+    from .cli_parser import FILE_OPTIONS
+
+    out = {k: getattr(args, k) for k in FILE_OPTIONS if getattr(args, k, None) is not None}
+    if getattr(args, "split_seed", None) is not None:
+        out["seed"] = args.split_seed
+    return out
+
+
 def _load_task(args):
-    """The task of ``--task``, ``--data``, ``--history``, ``--bonds`` (and qm9's ``--target``, ``--pooling``)."""
+    """The task of ``--task``, ``--data``, ``--history``, ``--bonds`` (and qm9's ``--target``, ``--pooling``;
+    the energy task's keys and splits)."""
     from .tasks import load_task
 
-    return load_task(args.task, data=args.data, history=_history(args), bonds=args.bonds, **_qm9_args(args))
+    return load_task(
+        args.task, data=args.data, history=_history(args), bonds=args.bonds, **_qm9_args(args), **_file_args(args)
+    )
+
+
+def _write_extxyz(args, model, task, say=print) -> None:
+    """``--write-extxyz PATH``: the model's test predictions or rollout as extended XYZ (:mod:`irrepnet.ase_out`)."""
+    if getattr(args, "write_extxyz", None):
+        from .ase_out import write_predictions
+
+        say(f"wrote {write_predictions(model, task, args.write_extxyz)}")
 
 
 def _count_params(model) -> int:
@@ -231,6 +252,7 @@ def cmd_audit(args) -> int:
             raise ValueError("give --model NAME (a fresh model) or --checkpoint FILE (a trained one)")
         task = _load_task(args)
         model = build_model(args.model, task.spec)
+    _write_extxyz(args, model, task)
     ok = True
     for report in audit_all(model, _audit_batch(task), trials=args.trials, seed=args.seed):
         print(report)
@@ -321,6 +343,10 @@ def cmd_train(args) -> int:
     say = print if ctx.is_main else (lambda *a, **k: None)
     lock_out(Path(args.out))  # before loading data: a second run into this folder stops at once
     task = _load_task(args)
+    if args.write_extxyz:  # a task that cannot be written is refused before training, not after
+        from .ase_out import check_writable
+
+        check_writable(task)
     out = prepare_out(Path(args.out), resume=args.resume, overwrite=args.overwrite, what="training run")
     ranks = f" on {ctx.world_size} ranks (DistributedDataParallel)" if ctx.active else ""
     say(f"training {args.model} on {args.task} (history {_history(args)}) into {out}{ranks}")
@@ -376,6 +402,8 @@ def cmd_train(args) -> int:
             f"{acc['test_mse']:.3e} ({_times_zero(acc['mse_vs_zero'])}), R2 {acc['r2']:.4f}"
         )
     say(f"wrote {out / 'best.pt'}, {out / 'log.jsonl'}, {out / 'metrics.json'}")
+    if ctx.is_main:
+        _write_extxyz(args, result.model, task, say)
     return 0
 
 

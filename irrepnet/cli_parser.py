@@ -49,7 +49,48 @@ def add_task_args(p: argparse.ArgumentParser, default_history: int = 0) -> None:
         help="twelve_body: tell the models that the beads are bonded in chain order (each edge gets "
         "its chain separation: bonded, angle partners, other)",
     )
+    g = p.add_argument_group("data files read through ASE (pip install 'irrepnet[ase]')")
+    g.add_argument(
+        "--time-step",
+        type=float,
+        metavar="DT",
+        help="twelve_body with a file ase.io reads: the time between frames in the file's unit (default: "
+        "the file's 'time' or 'dt' info); written rollouts carry it",
+    )
+    g.add_argument("--energy-key", help="energy: the info key of each frame's energy (default 'energy')")
+    g.add_argument("--forces-key", help="energy: the per-atom array of the forces (default 'forces')")
+    g.add_argument("--stress-key", help="energy: the info key of a stress to carry (default: none)")
+    g.add_argument(
+        "--valid-fraction", type=float, help="energy: share of --data's frames drawn for validation (default 0.1)"
+    )
+    g.add_argument("--test-fraction", type=float, help="energy: share of --data's frames drawn for test (default 0.1)")
+    g.add_argument("--valid-data", metavar="FILE", help="energy: validation frames from this file instead")
+    g.add_argument("--test-data", metavar="FILE", help="energy: test frames from this file instead")
+    g.add_argument("--split-seed", type=int, help="energy: seed of the random split of --data (default 0)")
     p.set_defaults(default_history=default_history)
+
+
+#: ``add_task_args`` options that :func:`irrepnet.tasks.load_task` takes under the same name
+FILE_OPTIONS = (
+    "time_step",
+    "energy_key",
+    "forces_key",
+    "stress_key",
+    "valid_fraction",
+    "test_fraction",
+    "valid_data",
+    "test_data",
+)
+
+
+def add_write_extxyz_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """``--write-extxyz PATH``: predictions (energy tasks) or a rollout (trajectory tasks) as extended XYZ."""
+    p.add_argument(
+        "--write-extxyz",
+        metavar="PATH",
+        help=f"write {what} on the test split as extended XYZ for ASE/OVITO/VMD: energies and forces on "
+        "energy tasks, a rollout of positions over the test frames on twelve_body (needs ASE)",
+    )
 
 
 def add_import_arg(p: argparse.ArgumentParser) -> None:
@@ -179,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         "was trained on (recorded in it) unless --data names other data",
     )
     add_task_args(p, default_history=2)
+    add_write_extxyz_arg(p, "the checkpoint's predictions")
     p.add_argument("--trials", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
 
@@ -191,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_resume_args(p, "run")
     add_train_args(p)
     p.add_argument("--model-set", action="append", metavar="KEY=VALUE", help="a model config option (repeatable)")
+    add_write_extxyz_arg(p, "the trained model's predictions")
     p.add_argument(
         "--tensorboard",
         metavar="DIR",

@@ -152,6 +152,8 @@ def reference_config(species, atom_energies) -> dict[str, Any]:
 def data_description(dataset) -> dict[str, Any]:
     """The group's ``data`` field for a :class:`~irrepnet.data.molecules.MoleculeDataset`."""
     ase = __import__("ase")
+    if getattr(dataset, "source", None):  # frames read from a file (the energy task)
+        return {"source": dataset.source, "species": " ".join(dataset.species), "ase": ase.__version__}
     return {
         "source": "ASE G2 molecules, EMT energies and forces",
         "species": " ".join(dataset.species),

@@ -69,7 +69,7 @@ def prepare_group(suite: Suite, variant, data: str | None, valid_fraction: float
     training split instead of the zero baseline.
     """
     if suite.energy:  # generated splits of their own sizes; the reference is fitted on the training split
-        task = load_task(suite.task, **suite.sizes)
+        task = load_task(suite.task, **suite.sizes, **suite.task_options(data))
         return Group(variant.id, task, 0, None, None, [], variant, atom_energies=E.fit_reference(task.train))
     task = load_task(suite.task, data=data, history=variant.history, bonds=variant.bonds, **suite.sizes)
     if task.valid is None:  # twelve_body: hold out the end of the training frames

@@ -6,12 +6,14 @@ found by name by :func:`irrepnet.suites.find_suite`; or any file given by its pa
     [suite]
     name = "quick"
     description = "..."
-    task = "twelve_body"            # or "nbody", or "molecules" (an energy task: see below)
+    task = "twelve_body"            # or "nbody", or "molecules"/"energy" (energy tasks: see below)
     data = "reference"              # "reference": the task's default data unless --data is given
                                     # (twelve_body: irrepnet's shipped trajectory; nbody: simulated;
                                     # "simulate" means the same); "required": --data FILE must be
                                     # given (the dmol file); "egnn-generator" (nbody): the
-                                    # published EGNN generator's initial states and frames
+                                    # published EGNN generator's initial states and frames;
+                                    # task "energy": the path of a file ase.io reads (relative
+                                    # to the suite file), or "required" (--data FILE)
     models = ["*"]                  # "*": every registered irrepnet model with trainable parameters;
                                     # peers (other projects' code, irrepnet[peers]) only by name
     exclude = []                    # names to drop from "*"
@@ -24,6 +26,11 @@ found by name by :func:`irrepnet.suites.find_suite`; or any file given by its pa
     n_train = 3000                  # nbody and molecules: training samples (default the task's)
     n_valid = 500                   # molecules only: validation and test molecules (default 500 each)
     n_test = 500
+    energy_key = "REF_energy"       # task "energy" only: where each frame keeps its energy,
+    forces_key = "REF_forces"       # forces and (optional) stress (irrepnet.data.energy_files),
+    stress_key = "REF_stress"       # the split (valid_fraction, test_fraction, split_seed) or
+    valid_fraction = 0.1            # separate files (valid_data, test_data; relative to the
+    test_data = "test.extxyz"       # suite file); a fraction and a file of one split exclude each other
 
     [train]                         # TrainConfig keys, for every model
     max_steps = 1000
@@ -65,6 +72,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..registry import ConfigError, get_model_entry, list_models
@@ -72,6 +80,17 @@ from ..suites import SUITE_DIRS, find_suite  # noqa: F401  (re-exported: where s
 from ..tasks import ENERGY_TASKS, PROPERTY_TASKS, TASKS
 from ..train.config import TrainConfig, _check_keys, read_toml, train_config
 
+#: [suite] keys of the energy task's file (the ``load_task`` options of the same names; split_seed is its seed)
+FILE_KEYS = (
+    "energy_key",
+    "forces_key",
+    "stress_key",
+    "valid_fraction",
+    "test_fraction",
+    "valid_data",
+    "test_data",
+    "split_seed",
+)
 SUITE_KEYS = (
     "name",
     "description",
@@ -89,6 +108,7 @@ SUITE_KEYS = (
     "n_train",
     "n_valid",
     "n_test",
+    *FILE_KEYS,
 )
 #: [suite] keys that only mean something on displacement tasks (trajectories)
 DISPLACEMENT_ONLY_KEYS = ("rollout_horizons", "rollout_starts", "target_valid_ratio")
@@ -158,6 +178,14 @@ class Suite:
     n_train: int | None = None  # None: the task's default size
     n_valid: int | None = None
     n_test: int | None = None
+    energy_key: str | None = None  # task "energy" only (FILE_KEYS): None is the loader's default
+    forces_key: str | None = None
+    stress_key: str | None = None
+    valid_fraction: float | None = None
+    test_fraction: float | None = None
+    valid_data: str | None = None
+    test_data: str | None = None
+    split_seed: int | None = None
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -168,14 +196,15 @@ class Suite:
                 f"{self.task!r} yet; train one model with `irrepnet train --task {self.task}`"
             )
         self._check_sizes()
-        if self.data not in DATA_MODES:
+        self._check_file_keys()
+        if self.data not in DATA_MODES and self.task != "energy":
             raise ConfigError(f"suite {self.name!r}: data must be one of {DATA_MODES}, got {self.data!r}")
         if self.data == "egnn-generator" and self.task != "nbody":
             raise ConfigError(
                 f'suite {self.name!r}: data = "egnn-generator" (the published EGNN generator\'s '
                 f"draws) is an nbody option, not one of task {self.task!r}"
             )
-        if self.energy and self.data == "required":
+        if self.energy and self.task != "energy" and self.data == "required":
             raise ConfigError(
                 f"suite {self.name!r}: task {self.task!r} generates its data (no --data file); "
                 'set data = "reference" or drop the key'
@@ -231,6 +260,29 @@ class Suite:
     def sizes(self) -> dict[str, int]:
         """The task sizes the suite sets (``n_train``, ``n_valid``, ``n_test``), as keywords of ``load_task``."""
         return {k: getattr(self, k) for k in SIZE_KEYS if getattr(self, k) is not None}
+
+    def _check_file_keys(self) -> None:
+        given = [k for k in FILE_KEYS if getattr(self, k) is not None]
+        if given and self.task != "energy":
+            raise ConfigError(
+                f"suite {self.name!r}: {', '.join(given)} read frames from a file, an option of task "
+                f'"energy", not of {self.task!r}: drop them'
+            )
+        if self.task == "energy" and self.data in ("reference", "simulate", "egnn-generator"):
+            raise ConfigError(
+                f'suite {self.name!r}: task "energy" reads your frames: set data = "path/to/file.extxyz" '
+                '(relative to the suite file) or data = "required" and pass --data FILE'
+            )
+
+    def task_options(self, data: str | None = None) -> dict[str, Any]:
+        """``load_task`` keywords of the suite's data: on task "energy" the file (``data``, the
+        command line's ``--data``, replaces the suite's) and its keys and split; else none."""
+        if self.task != "energy":
+            return {}
+        out = {k: getattr(self, k) for k in FILE_KEYS if k != "split_seed" and getattr(self, k) is not None}
+        if self.split_seed is not None:
+            out["seed"] = self.split_seed
+        return {"data": data if data is not None else self.data, **out}
 
     def _check_sizes(self) -> None:
         for key, tasks in SIZE_KEYS.items():
@@ -357,6 +409,11 @@ def load_suite(name_or_path: str) -> Suite:
             raise ConfigError(f'{path} [[variant]] {i}: bonds = true needs task = "twelve_body" (a bonded chain)')
         variants.append(Variant(str(v.get("id", f"history-{h}")), h, dict(v.get("train", {})), bonds))
     kwargs = {k: head[k] for k in SUITE_KEYS if k in head}
+    if head.get("task") == "energy":  # files named in the suite are found beside it, wherever bench runs
+        for key in ("data", "valid_data", "test_data"):
+            value = kwargs.get(key)
+            if isinstance(value, str) and value not in DATA_MODES and not Path(value).is_absolute():
+                kwargs[key] = str(path.parent / value)
     kwargs.setdefault("name", path.stem)
     if variants:
         kwargs["variants"] = variants

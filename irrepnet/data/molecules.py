@@ -139,7 +139,9 @@ class MoleculeDataset:
     Parameters
     ----------
     arrays : dict
-        as returned by :func:`generate_molecules`.
+        as returned by :func:`generate_molecules`; optionally also ``cell (S, 3, 3)``,
+        ``pbc (S, 3)`` and ``stress (S, 3, 3)``, kept as the graph fields ``cell``, ``pbc``
+        and ``target_stress``.
     species : sequence of str
         the elements, in one-hot order.
     names : sequence of str
@@ -177,6 +179,11 @@ class MoleculeDataset:
             K.TARGET_FORCES: torch.as_tensor(np.asarray(arrays["forces"])).to(dtype),
         }
         self._graph = {K.TARGET_ENERGY: torch.as_tensor(np.asarray(arrays["energy"])).to(dtype).reshape(-1, 1)}
+        # frames read from files (irrepnet.data.energy_files) may carry a cell, pbc and stress per graph
+        for key, name in (("cell", K.CELL), ("pbc", K.PBC), ("stress", K.TARGET_STRESS)):
+            if key in arrays:
+                value = torch.as_tensor(np.asarray(arrays[key]))
+                self._graph[name] = value if value.dtype == torch.bool else value.to(dtype)
         self.counts = counts
         self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
         self.molecule = np.asarray(arrays["molecule"], dtype=np.int64)

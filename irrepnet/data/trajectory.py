@@ -146,16 +146,25 @@ def check_trajectory(arr: np.ndarray, name: str = "trajectory") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_trajectory(path: PathLike, *, expect_dmol: bool = False) -> np.ndarray:
-    """Load a trajectory file in the dmol-book format.
+#: suffixes always read as numpy files (a ``.npy`` is refused as not an ``.npz``, not sent to ASE)
+NUMPY_SUFFIXES = (".npz", ".npy")
+
+
+def load_trajectory(path: PathLike, *, expect_dmol: bool = False, time_step: float | None = None) -> np.ndarray:
+    """Load a trajectory file: the dmol-book ``.npz`` format, or any file ``ase.io`` reads.
 
     Parameters
     ----------
     path : str or PathLike
-        an ``.npz`` holding the key ``arr`` of shape ``(T, N, 2)`` or ``(T, N, 3)``.
+        an ``.npz`` holding the key ``arr`` of shape ``(T, N, 2)`` or ``(T, N, 3)``; any
+        other file (``.extxyz``, ``.xyz``, ``.traj``, a LAMMPS dump...) is read with ASE,
+        every frame in order (:func:`irrepnet.data.ase_io.load_ase_trajectory`; needs
+        ``pip install 'irrepnet[ase]'``).
     expect_dmol : bool
         if ``True``, first check that the file is the dmol-book ``paths.npz``
         (sha256 :data:`DMOL_SHA256`) and raise ``ValueError`` if it is not.
+    time_step : float, optional
+        ASE files only: checked (> 0) but not needed, since the positions are returned alone.
 
     Returns
     -------
@@ -167,13 +176,18 @@ def load_trajectory(path: PathLike, *, expect_dmol: bool = False) -> np.ndarray:
     FileNotFoundError
         the file does not exist; the message says where to download the dmol file.
     ValueError
-        not an npz archive, no ``arr`` key (the message lists the keys present),
+        not an npz archive, no ``arr`` key (the message lists the keys present), an ASE
+        file whose atom count or atomic numbers change between frames,
         an array that :func:`check_trajectory` rejects, one without motion (every frame
         the same) or with coordinates beyond :data:`MAX_COORDINATE`.
     """
     p = _existing(path)
     if expect_dmol:
         verify_dmol_file(p)
+    if p.suffix.lower() not in NUMPY_SUFFIXES and not zipfile.is_zipfile(p):
+        from .ase_io import load_ase_trajectory  # ASE is optional: imported only for its files
+
+        return load_ase_trajectory(p, time_step=time_step, velocities=False).positions
     if not zipfile.is_zipfile(p):
         raise ValueError(
             f"{p} is not an .npz archive (numpy.savez format); trajectory files hold one "
