@@ -257,3 +257,21 @@ def test_cells_batch_and_move_like_graph_fields():
     moved = to(data, dtype=torch.float32)
     assert moved[K.CELL].dtype == torch.float32 and moved[K.PBC].dtype == torch.bool
     assert torch.equal(moved[K.PBC], data[K.PBC])
+
+
+def test_models_that_read_positions_directly_refuse_periodic_input():
+    from irrepnet.registry import build_model
+    from irrepnet.tasks import task_spec
+
+    rng = np.random.default_rng(12)
+    data = batch_of([random_atoms(rng, 4, random_cell(rng, 3.0), [True] * 3)])
+    data[K.SPECIES_ONEHOT] = torch.ones(4, 1, dtype=torch.float64)
+    task = task_spec("molecules", species=["Cu"])
+    with pytest.raises(ValueError, match="use graph='irrepnet'"):
+        build_model("e3nn-reference", task, graph="e3nn", max_radius=2.0)(data)
+    with pytest.raises(ValueError, match="set center_positions=False"):
+        build_model("segnn", task, center_positions=True, graph="radius", radius=2.0)(data)
+    # a periodic task's graph="auto" is a radius graph even for small cells
+    from irrepnet.nn.graph_layer import auto_graph_kind
+
+    assert auto_graph_kind("auto", 4, periodic=True) == "radius" and auto_graph_kind("auto", 4) == "full"

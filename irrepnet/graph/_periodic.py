@@ -346,4 +346,15 @@ def is_periodic(data) -> bool:
     return has_pbc and bool(data[K.PBC].any())
 
 
-__all__ = ["periodic_radius_graph", "cell_offsets", "periodic_sq_dist", "is_periodic"]
+def refuse_periodic(data, what: str, fix: str) -> None:
+    """Raise a one-line ``ValueError`` when ``data`` holds a periodic graph.
+
+    For models that compute ``x_i - x_j`` (or other functions of absolute positions)
+    themselves instead of reading ``edge_vec``: they would silently ignore the images.
+    Reads no tensor values unless the batch has ``pbc`` (compiled open models are untouched).
+    """
+    if (K.PBC in data or K.CELL in data) and is_periodic(data):
+        raise ValueError(f"{what} computes from the positions directly and knows no periodic images; {fix}")
+
+
+__all__ = ["periodic_radius_graph", "cell_offsets", "periodic_sq_dist", "is_periodic", "refuse_periodic"]

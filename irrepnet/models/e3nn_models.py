@@ -51,6 +51,7 @@ from e3nn.math import soft_one_hot_linspace
 from .. import keys as K
 from ..batch import ensure_batch
 from ..graph import radius_graph
+from ..graph._periodic import refuse_periodic
 from ..interface import IrrepsModel, IrrepsSequential, Symmetry, TaskSpec, cast_inputs
 from ..irreps import refresh_wigner_3j
 from ..nn import GraphConstruction, NodeInputs
@@ -187,6 +188,7 @@ class E3nnReference(_ExactConstants):
 
     def forward(self, data):
         if self.graph == "e3nn":
+            refuse_periodic(data, "e3nn-reference with graph='e3nn' (e3nn's own radius graph)", "use graph='irrepnet'")
             return {self.output: self.network(self.network_input(data))}
         return {self.output: self._network_forward(self.edges(self.inputs(ensure_batch(cast_inputs(self, data)))))}
 

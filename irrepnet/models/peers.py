@@ -64,6 +64,7 @@ import torch
 
 from .. import keys as K
 from ..batch import ensure_batch
+from ..graph._periodic import refuse_periodic
 from ..interface import IrrepsModel, Symmetry, TaskSpec, cast_inputs
 from ..irreps import unpack_vectors
 from ..registry import ConfigError, get_model_entry, register_model
@@ -195,6 +196,7 @@ class EGNNPytorch(IrrepsModel):
         last.node_mlp.requires_grad_(False)
 
     def forward(self, data):
+        refuse_periodic(data, f"the {EGNN_PYTORCH} peer (every pair of a graph)", "use an irrepnet model")
         data = ensure_batch(cast_inputs(self, data))
         pad = Padding(data[K.BATCH], data[K.NUM_NODES])
         mask = pad.mask.unsqueeze(-1)
@@ -293,6 +295,7 @@ class SE3TransformerPytorch(IrrepsModel):
             )
 
     def forward(self, data):
+        refuse_periodic(data, f"the {SE3T_PYTORCH} peer (every pair of a graph)", "use an irrepnet model")
         data = ensure_batch(cast_inputs(self, data))
         pad = Padding(data[K.BATCH], data[K.NUM_NODES], min_size=2)  # the package wants n - 1 >= 1 neighbours
         feats = {"0": pad.pad(node_scalars(data, self.vectors, self.charge, norms=False)).unsqueeze(-1)}

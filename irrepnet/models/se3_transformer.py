@@ -145,7 +145,7 @@ class SE3Transformer(IrrepsModel):
         inputs = NodeInputs(task.inputs)
         sh = SphericalHarmonicsEdgeAttrs(config.lmax, p=-1)
         radius = task_radius(config, task)
-        kind = auto_graph_kind(config.graph, task.num_nodes)
+        kind = auto_graph_kind(config.graph, task.num_nodes, periodic=bool(task.extras.get("periodic")))
         graph = GraphConstruction(kind, r=radius if kind == "radius" else None, pairs=True)
         radial = RadialEmbedding(config.n_basis, radius, config.basis, chain=chain_bonds(task))
         modules = [inputs, graph, sh, radial]

@@ -56,6 +56,7 @@ from e3nn import o3
 
 from .. import keys as K
 from ..batch import ensure_batch
+from ..graph._periodic import refuse_periodic
 from ..interface import IrrepsModel, IrrepsModule, IrrepsSequential, Symmetry, TaskSpec, cast_inputs
 from ..nn.embedding import SphericalHarmonicsEdgeAttrs, polynomial_cutoff
 from ..nn.graph_layer import edge_rows, sum_at_receivers
@@ -185,6 +186,7 @@ class SteerableInputs(IrrepsModule):
             )
             attrs = 0.5 * (attrs + y_v) if self.attr_normalization == "component" else attrs + y_v
         if self.center_positions:
+            refuse_periodic(data, "segnn with center_positions=True (x_i - centroid)", "set center_positions=False")
             layout = ensure_batch(data)
             pos, batch = data[K.POS], layout[K.BATCH]
             centroid = segment_mean(pos, batch, int(layout[K.NUM_NODES].numel()))

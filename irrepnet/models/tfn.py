@@ -253,7 +253,7 @@ def build_tfn_from_config(config: TFNConfig, task: TaskSpec) -> IrrepsModel:
     graph = config.graph
     if graph == "auto" and config.normalization == "mean":
         graph = "radius"  # "mean" divides by the degree, which the extra (zero) edges of a full graph change
-    graph = auto_graph_kind(graph, task.num_nodes)
+    graph = auto_graph_kind(graph, task.num_nodes, periodic=bool(task.extras.get("periodic")))
     energy = wants_energy(task)
     model = TensorFieldNetwork(
         task.inputs,

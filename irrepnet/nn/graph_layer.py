@@ -269,7 +269,7 @@ def softmax_at_receivers(logits: torch.Tensor, data, num_nodes: int) -> torch.Te
 FULL_GRAPH_MAX_NODES = 32
 
 
-def auto_graph_kind(kind: str, num_nodes: int | None) -> str:
+def auto_graph_kind(kind: str, num_nodes: int | None, periodic: bool = False) -> str:
     """Resolve ``kind="auto"`` for a model whose messages vanish smoothly at its cutoff.
 
     Such a model (bias-free radial MLP of an embedding that is exactly 0 beyond the
@@ -279,11 +279,14 @@ def auto_graph_kind(kind: str, num_nodes: int | None) -> str:
     5-body system at radius 3.5). For small systems of a fixed size (at most
     :data:`FULL_GRAPH_MAX_NODES` nodes, the 12-bead polymer, the 5-body system) the full
     graph is regular with a size known in advance: the dense path of this module applies
-    and a compiled model never recompiles for a new edge count. Otherwise ``"radius"``.
-    Other kinds are returned unchanged.
+    and a compiled model never recompiles for a new edge count. Otherwise ``"radius"``,
+    and always ``"radius"`` on a ``periodic`` task (``task.extras["periodic"]``): a full
+    graph has no periodic images. Other kinds are returned unchanged.
     """
     if kind != "auto":
         return kind
+    if periodic:
+        return "radius"
     return "full" if num_nodes is not None and num_nodes <= FULL_GRAPH_MAX_NODES else "radius"
 
 
