@@ -16,6 +16,15 @@ irreps (:func:`irrepnet.irreps.irreps_D`):
 - ``permutation``: nodes shuffled within each graph; node fields permuted,
   ``edge_index`` relabelled, graph and edge fields left in place.
 
+Periodic data (the batch holds ``cell``): rotations and reflections act on the
+positions and on the lattice vectors (the rows of ``cell``, three ``1o`` vectors)
+together; a translation moves every position by ``t`` and then wraps each periodic
+graph's atoms back into its cell, so each atom also moves by a lattice vector of its
+own, :math:`x_i \\mapsto x_i + t + n_i C`. A model that sees the images through
+``edge_vec`` (:func:`irrepnet.graph.edge_vectors`) gives the same invariant outputs,
+and position outputs move the same way; one that ignores the cell shifts does not.
+``pbc`` and the integer shifts are left as they are.
+
 A check *passes* when ``rel_error <= tolerance(dtype)``; it is only judged when the
 module claims it (``symmetry`` and ``permutation_equivariant``), otherwise it is
 reported with ``passed = None``. Like ``e3nn.util.test``, tolerances depend on the
@@ -132,6 +141,32 @@ def _act(fields: Mapping[str, torch.Tensor], irreps: Mapping, R: torch.Tensor) -
         D = irreps_D(ir, R).to(dtype=x.dtype, device=x.device)
         out[name] = x @ D.T
     return out
+
+
+def _act_cell(fields: Mapping[str, torch.Tensor], R: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Rotate (or reflect) the lattice vectors with the positions: each row of ``cell`` is a ``1o`` vector."""
+    if K.CELL not in fields:
+        return dict(fields)
+    cell = fields[K.CELL]
+    return {**fields, K.CELL: cell @ R.to(dtype=cell.dtype, device=cell.device).T}
+
+
+def _wrap_into_cells(fields: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """Atoms of periodic graphs moved into their cells: ``(fields, move)``, ``move (n, 3)`` lattice vectors.
+
+    Every position field moves by its node's ``move``; ``None`` when no graph is periodic.
+    """
+    from .batch import ensure_batch
+    from .graph._periodic import check_cell, is_periodic, lattice_basis, wrap
+
+    if not is_periodic(fields):
+        return dict(fields), None
+    layout = ensure_batch(fields)
+    pos, batch = layout[K.POS], layout[K.BATCH]
+    cell, pbc = check_cell(layout[K.CELL], layout[K.PBC], layout[K.NUM_NODES].numel(), pos.device)
+    wrapped, _ = wrap(pos.detach(), batch, lattice_basis(cell.detach(), pbc), pbc)
+    move = wrapped.to(pos.dtype) - pos.detach()
+    return _translate(fields, K.POSITION_FIELDS, move), move
 
 
 def _translate(fields: Mapping[str, torch.Tensor], names, t: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -251,13 +286,16 @@ def audit(
                     R = rotations[trial % len(rotations)].to(torch.float64)
                 else:
                     R = random_rotation(gen, proper=(check == "rotation"))
-                got = run(_act(x, model.irreps_in, R))
+                got = run(_act_cell(_act(x, model.irreps_in, R), R))
                 want = _act(y, model.irreps_out, R)
             elif check == "translation":
                 scale = translation_scale * max(float(x[K.POS].abs().max()), 1.0) if K.POS in x else translation_scale
                 t = torch.randn(1, 3, generator=gen, dtype=torch.float64) * scale
-                got = run(_translate(x, model.irreps_in, t))
+                moved, lattice = _wrap_into_cells(_translate(x, model.irreps_in, t))
+                got = run(moved)
                 want = _translate(y, outs, t)
+                if lattice is not None:  # periodic: position outputs follow their atom's image
+                    want = _translate(want, outs, lattice)
             else:
                 perm = _permutation(x, gen)
                 got = run(_permute(x, perm, relabel=True))
