@@ -92,23 +92,28 @@ def write_rollout(model, dataset, path, *, start: int | None = None, overwrite: 
     )
 
 
-def check_writable(task) -> str:
-    """``"energy"`` or ``"rollout"``: what :func:`write_predictions` writes for ``task``; else one-line ``ValueError``.
+#: tasks whose test split is one trajectory that a model can be rolled out along
+ROLLOUT_TASKS = ("twelve_body",)
 
-    Called before training, so that a run is not spent on a task that cannot be written.
+
+def check_writable(spec) -> str:
+    """``"energy"`` or ``"rollout"``: what :func:`write_predictions` writes for a task of
+    :class:`~irrepnet.interface.TaskSpec` ``spec``; else a one-line ``ValueError``.
+
+    Needs no data, so that the command line refuses before loading or training anything.
     """
-    if task.spec.target == K.ENERGY:
+    if spec.target == K.ENERGY:
         return "energy"
-    if task.spec.target == K.DISPLACEMENT and hasattr(task.test, "trajectory"):
+    if spec.target == K.DISPLACEMENT and spec.name in ROLLOUT_TASKS:
         return "rollout"
     raise ValueError(
-        f"--write-extxyz writes energies and forces or trajectory rollouts; task {task.spec.name!r} predicts "
-        f"{task.spec.target!r} without one trajectory to roll out: drop --write-extxyz"
+        f"--write-extxyz writes energies and forces or trajectory rollouts; task {spec.name!r} predicts "
+        f"{spec.target!r} without one trajectory to roll out: drop --write-extxyz"
     )
 
 
 def write_predictions(model, task, path, *, overwrite: bool = True) -> Path:
     """Predictions of ``model`` on ``task.test`` (energy tasks) or its rollout (trajectory tasks), as extended XYZ."""
-    if check_writable(task) == "energy":
+    if check_writable(task.spec) == "energy":
         return write_energy_predictions(model, task.test, path, overwrite=overwrite)
     return write_rollout(model, task.test, path, overwrite=overwrite)

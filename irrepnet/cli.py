@@ -341,12 +341,12 @@ def cmd_train(args) -> int:
     if not ctx.is_main:  # the other ranks' progress would repeat rank 0's
         cli_logging.quiet_below_warning()
     say = print if ctx.is_main else (lambda *a, **k: None)
-    lock_out(Path(args.out))  # before loading data: a second run into this folder stops at once
-    task = _load_task(args)
-    if args.write_extxyz:  # a task that cannot be written is refused before training, not after
+    if args.write_extxyz:  # a task that cannot be written is refused before loading and training, not after
         from .ase_out import check_writable
 
-        check_writable(task)
+        check_writable(_spec_for(args))
+    lock_out(Path(args.out))  # before loading data: a second run into this folder stops at once
+    task = _load_task(args)
     out = prepare_out(Path(args.out), resume=args.resume, overwrite=args.overwrite, what="training run")
     ranks = f" on {ctx.world_size} ranks (DistributedDataParallel)" if ctx.active else ""
     say(f"training {args.model} on {args.task} (history {_history(args)}) into {out}{ranks}")

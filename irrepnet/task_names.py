@@ -4,10 +4,10 @@ The CLI offers them as ``--task`` choices before anything heavy is imported (``i
 --help`` stays instant); :mod:`irrepnet.tasks` re-exports them next to the tasks themselves.
 """
 
-TASKS = ("twelve_body", "nbody", "molecules", "qm9")
+TASKS = ("twelve_body", "nbody", "molecules", "qm9", "energy")
 #: ``data`` value of the nbody task that replays the published generator's draws
 NBODY_EGNN_GENERATOR = "egnn-generator"
 #: tasks whose target is a graph energy with forces as its negative gradient
-ENERGY_TASKS = ("molecules",)
+ENERGY_TASKS = ("molecules", "energy")
 #: tasks whose target is a graph-level invariant property (no forces)
 PROPERTY_TASKS = ("qm9",)

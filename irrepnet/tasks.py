@@ -15,6 +15,8 @@ nbody          pos 1o, vel 1o, charge 0e                       displacement 1o
 molecules      pos 1o, species_onehot kx0e (k elements)        energy 0e (graph),
                                                                forces 1o (node)
 qm9            pos 1o, species_onehot 5x0e (H, C, N, O, F)     property 0e (graph)
+energy         pos 1o, species_onehot kx0e (the file's         energy 0e (graph),
+               elements); cell and pbc per graph               forces 1o (node)
 =============  ==============================================  ===================
 
 On nbody the paper's target, positions at frame 40, is ``pos + displacement``. On
@@ -64,6 +66,7 @@ def task_spec(
     species: Sequence[str] | None = None,
     target: str | None = None,
     pooling: str = "sum",
+    periodic: bool = False,
 ) -> TaskSpec:
     """The :class:`TaskSpec` of task ``name`` (no data is loaded).
 
@@ -74,18 +77,26 @@ def task_spec(
     ``species`` (molecules only) are the elements of the one-hot atom types, in order
     (default :data:`irrepnet.data.molecules.DEFAULT_SPECIES`, H C N O).
 
+    On the ``energy`` task (:mod:`irrepnet.data.energy_files`) ``species`` are the elements
+    of its files, sorted by atomic number, and ``periodic`` says whether any frame is
+    periodic (``extras["periodic"]``).
+
     ``bonds=True`` (twelve_body only) declares the nodes a chain bonded in ``node_index``
     order: models that read bonds (:mod:`irrepnet.nn.topology`) then get each edge's chain
     separation as an edge feature; ``extras["bonds"]`` is ``"chain"``.
     """
     if bonds and name != "twelve_body":
         raise ValueError(f"bonds: only the twelve_body task is a bonded chain; task {name!r} has no bonds")
-    if species is not None and name != "molecules":
+    if species is not None and name not in ("molecules", "energy"):
         raise ValueError(f"species: only the molecules task has atom types; drop species for task {name!r}")
     if (target is not None or pooling != "sum") and name != "qm9":
         raise ValueError(f"target/pooling: only the qm9 task chooses a target property; drop them for {name!r}")
     if name == "qm9":
         return _qm9_spec(history, target, pooling)
+    if name == "energy":
+        return _energy_spec(history, species, periodic)
+    if periodic:
+        raise ValueError(f"periodic: only the energy task reads periodic frames from a file; drop it for {name!r}")
     if name == "molecules":
         if history:
             raise ValueError("the molecules task has static geometries, not trajectories; drop --history")
@@ -138,6 +149,21 @@ def _qm9_spec(history: int, target: str | None, pooling: str) -> TaskSpec:
     )
 
 
+def _energy_spec(history: int, species: Sequence[str] | None, periodic: bool) -> TaskSpec:
+    if history:
+        raise ValueError("the energy task has independent frames, not trajectories; drop --history")
+    species = tuple(species) if species is not None else _default_species()  # no file: a placeholder list
+    if not species:
+        raise ValueError("the energy task needs at least one species (element)")
+    return TaskSpec(
+        "energy",
+        {K.POS: "1o", K.SPECIES_ONEHOT: f"{len(species)}x0e"},
+        K.ENERGY,
+        num_nodes=None,
+        extras={"forces": True, "species": list(species), "periodic": bool(periodic)},
+    )
+
+
 def _default_species():
     from .data.molecules import DEFAULT_SPECIES  # data modules stay unimported until a task needs them
 
@@ -159,6 +185,14 @@ def load_task(
     n_test: int | None = None,
     target: str | None = None,
     pooling: str = "sum",
+    time_step: float | None = None,
+    energy_key: str | None = None,
+    forces_key: str | None = None,
+    stress_key: str | None = None,
+    valid_fraction: float | None = None,
+    test_fraction: float | None = None,
+    valid_data: str | None = None,
+    test_data: str | None = None,
 ) -> Task:
     """Datasets and spec of task ``name``.
 
@@ -183,6 +217,15 @@ def load_task(
     target, pooling : str
         qm9 only: see :func:`task_spec`. On qm9 ``n_train``/``n_valid``/``n_test``, when
         given, keep the first molecules of the EGNN split (default: all of it).
+    data : str
+        energy: any file ``ase.io`` reads with an energy and forces per frame (required).
+        twelve_body also takes any such file as a trajectory (:mod:`irrepnet.data.ase_io`).
+    time_step : float, optional
+        twelve_body with an ASE file: the time between frames in the file's unit (default:
+        the file's ``time``/``dt`` info); kept as the datasets' ``time_step`` (rollouts
+        written back carry it), not needed by the task.
+    energy_key, forces_key, stress_key, valid_fraction, test_fraction, valid_data, test_data
+        energy only: see :func:`irrepnet.data.energy_files.energy_splits`; ``seed`` seeds its split.
     """
     from . import data as D  # imported here: loading a task is the only thing that needs numpy datasets
     from .data import identity as I
@@ -194,6 +237,24 @@ def load_task(
         raise ValueError(f"bonds: only the twelve_body task is a bonded chain; drop bonds for task {name!r}")
     if (target is not None or pooling != "sum") and name != "qm9":
         raise ValueError(f"target/pooling: only the qm9 task chooses a target property; drop them for {name!r}")
+    file_options = {
+        "energy_key": energy_key,
+        "forces_key": forces_key,
+        "stress_key": stress_key,
+        "valid_fraction": valid_fraction,
+        "test_fraction": test_fraction,
+        "valid_data": valid_data,
+        "test_data": test_data,
+    }
+    file_options = {k: v for k, v in file_options.items() if v is not None}
+    if file_options and name != "energy":
+        raise ValueError(f"{', '.join(file_options)}: options of the energy task (frames from a file); drop them")
+    if time_step is not None and name != "twelve_body":
+        raise ValueError(f"time_step: the time between the frames of a twelve_body file; drop it for {name!r}")
+    if name == "energy":
+        if history or n_train is not None or n_valid is not None or n_test is not None:
+            raise ValueError("the energy task reads its frames from --data; drop --history and the split sizes")
+        return _load_energy(data, seed, file_options, kwargs)
     if name == "qm9":
         return _load_qm9(data, history, target, pooling, n_train, n_valid, n_test, kwargs)
     n_train = 3000 if n_train is None else n_train
@@ -225,6 +286,12 @@ def load_task(
         n = train[0][K.POS].shape[0]
         identity = I.reference_identity(D.REFERENCE_FILE, D.REFERENCE_SHA256) if data is None else I.file_identity(data)
         identity["load"].update(split=split, seed=seed)  # the frames of each split
+        if data is not None:  # ASE files may say their time step; rollouts written back carry it
+            from .data.ase_io import trajectory_time_step
+
+            train.time_step = test.time_step = trajectory_time_step(data, time_step)
+            if time_step is not None:
+                identity["load"]["time_step"] = time_step
         return Task(task_spec(name, history=history, num_nodes=n, bonds=bonds), train, test, identity=identity)
     if name == "nbody":
         if data not in (None, NBODY_EGNN_GENERATOR):
@@ -247,6 +314,21 @@ def load_task(
         )
         return Task(task_spec(name, delta_t=train.delta_t), train, test, valid, identity)
     raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+
+
+def _load_energy(data, seed, options, kwargs) -> Task:
+    from .data.energy_files import energy_identity, energy_splits
+
+    if data is None:
+        raise ValueError(
+            "the energy task reads your frames: give --data FILE, any file ase.io reads with an energy and "
+            "forces per frame (.extxyz, .traj...)"
+        )
+    splits, species = energy_splits(data, seed=seed, **options, **kwargs)
+    periodic = any(bool(ds.arrays()[K.PBC].any()) for ds in splits.values())
+    identity = energy_identity(data, {"seed": seed, **options})
+    spec = task_spec("energy", species=species, periodic=periodic)
+    return Task(spec, splits["train"], splits["test"], splits["valid"], identity)
 
 
 def _load_qm9(data, history, target, pooling, n_train, n_valid, n_test, kwargs) -> Task:

@@ -252,6 +252,62 @@ def test_makefile_calls_the_default_data_what_it_is():
     assert "of the shipped reference trajectory" in text and "built-in simulator" not in text
 
 
+# --- files read through ASE (irrepnet.data.ase_io, irrepnet.data.energy_files) ----------------------
+
+
+def _extxyz(path: Path, frames) -> Path:
+    ase_io = pytest.importorskip("ase.io")
+    ase_io.write(path, frames)
+    return path
+
+
+def test_trajectory_whose_atom_count_changes(tmp_path, capsys, frames):
+    ase = pytest.importorskip("ase")
+    atoms = [ase.Atoms("X12", positions=np.pad(p, ((0, 0), (0, 1)))) for p in frames[:20]]  # 2-D frames, z = 0
+    del atoms[7][11]
+    data = _extxyz(tmp_path / "ragged.extxyz", atoms)
+    first = refused(capsys, "train", "--model", "egnn", "--data", data, "--max-steps", "1", "--out", tmp_path / "r")
+    assert first == (
+        f"irrepnet: error: {data}: frame 7 has 11 atoms but frame 0 has 12; a trajectory keeps the same atoms in "
+        "every frame (split the file where the count changes, or train the energy task on it)"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_energy_file_without_the_energy_key_lists_the_keys(tmp_path, capsys):
+    ase = pytest.importorskip("ase")
+    atoms = ase.Atoms("H2O", positions=np.eye(3))
+    atoms.info["REF_energy"] = -1.0
+    atoms.arrays["REF_forces"] = np.zeros((3, 3))
+    data = _extxyz(tmp_path / "labels.extxyz", [atoms] * 5)
+    first = refused(capsys, "train", "--model", "egnn", "--task", "energy", "--data", data, "--out", tmp_path / "r")
+    assert first == (
+        f"irrepnet: error: {data}: frame 0 has no energy under 'energy'; its info keys are ['REF_energy'], its "
+        "per-atom arrays ['REF_forces', 'numbers', 'positions'], its calculator results []; pass --energy-key with "
+        "the key that holds the energy"
+    )
+
+
+def test_energy_task_without_data(tmp_path, capsys):
+    first = refused(capsys, "train", "--model", "egnn", "--task", "energy", "--out", tmp_path / "r")
+    assert first == (
+        "irrepnet: error: the energy task reads your frames: give --data FILE, any file ase.io reads with an "
+        "energy and forces per frame (.extxyz, .traj...)"
+    )
+
+
+def test_write_extxyz_on_a_task_it_cannot_write_is_refused_before_training(tmp_path, capsys):
+    first = refused(
+        capsys, "train", "--model", "egnn", "--task", "nbody", "--max-steps", "1",
+        "--out", tmp_path / "r", "--write-extxyz", tmp_path / "p.extxyz",
+    )  # fmt: skip
+    assert first == (
+        "irrepnet: error: --write-extxyz writes energies and forces or trajectory rollouts; task 'nbody' predicts "
+        "'displacement' without one trajectory to roll out: drop --write-extxyz"
+    )
+    assert not (tmp_path / "r").exists()
+
+
 # --- 3. a folder in use (the full cases, with two processes, are in test_runlock.py) ----------------
 
 

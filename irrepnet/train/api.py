@@ -32,6 +32,8 @@ def task_meta(spec) -> dict[str, Any]:
     }
     if "species" in spec.extras:  # molecules: the elements of the one-hot, in order
         meta["species"] = list(spec.extras["species"])
+    if spec.name == "energy":  # frames from a file: whether any is periodic
+        meta["periodic"] = bool(spec.extras.get("periodic", False))
     if "target" in spec.extras:  # qm9: the property and how the node outputs are pooled
         meta.update(target=spec.extras["target"], pooling=spec.extras.get("pooling", "sum"))
     return meta
@@ -41,6 +43,8 @@ def spec_from_meta(meta: dict[str, Any]):
     """The task spec recorded in a checkpoint's task metadata, rebuilt."""
     if meta["name"] == "molecules":
         return task_spec(meta["name"], species=meta.get("species"))
+    if meta["name"] == "energy":
+        return task_spec("energy", species=meta.get("species"), periodic=bool(meta.get("periodic", False)))
     if meta["name"] == "qm9":
         return task_spec(meta["name"], target=meta.get("target"), pooling=meta.get("pooling", "sum"))
     return task_spec(
