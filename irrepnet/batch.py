@@ -129,7 +129,8 @@ def check_batch(data: Mapping[str, torch.Tensor]) -> None:
 
     Checks: positions present with shape ``(n, 3)`` and finite; ``batch`` a long
     vector of length ``n`` agreeing with ``num_nodes``; ``edge_index`` of shape
-    ``(2, E)`` with indices in range; every floating node field finite.
+    ``(2, E)`` with indices in range; every floating node field finite; periodic
+    fields, when present, one per graph: ``cell`` float ``(G, 3, 3)``, ``pbc`` bool ``(G, 3)``.
     """
     if K.POS not in data:
         raise KeyError(f"batch has no {K.POS!r} field (positions of shape (n, 3)); fields present: {sorted(data)}")
@@ -151,6 +152,16 @@ def check_batch(data: Mapping[str, torch.Tensor]) -> None:
             nn_ = data[K.NUM_NODES]
             if int(nn_.sum()) != n:
                 raise ValueError(f"{K.NUM_NODES!r} sums to {int(nn_.sum())} but there are {n} nodes")
+    g = num_graphs(data)
+    if K.CELL in data and (not data[K.CELL].is_floating_point() or data[K.CELL].shape != (g, 3, 3)):
+        c = data[K.CELL]
+        raise ValueError(
+            f"{K.CELL!r} must be a float tensor of shape ({g}, 3, 3), lattice vectors as rows (a sample's is "
+            f"(1, 3, 3)), got {c.dtype} {tuple(c.shape)}"
+        )
+    if K.PBC in data and (data[K.PBC].dtype != torch.bool or data[K.PBC].shape != (g, 3)):
+        p = data[K.PBC]
+        raise ValueError(f"{K.PBC!r} must be a bool tensor of shape ({g}, 3), got {p.dtype} {tuple(p.shape)}")
     if K.EDGE_INDEX in data:
         ei = data[K.EDGE_INDEX]
         if ei.dim() != 2 or ei.shape[0] != 2 or ei.dtype != torch.long:

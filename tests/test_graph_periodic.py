@@ -275,3 +275,14 @@ def test_models_that_read_positions_directly_refuse_periodic_input():
     from irrepnet.nn.graph_layer import auto_graph_kind
 
     assert auto_graph_kind("auto", 4, periodic=True) == "radius" and auto_graph_kind("auto", 4) == "full"
+
+
+def test_check_batch_refuses_malformed_cells():
+    rng = np.random.default_rng(13)
+    data = batch_of(
+        [random_atoms(rng, 3, random_cell(rng), [True] * 3), random_atoms(rng, 2, random_cell(rng), [True] * 3)]
+    )
+    with pytest.raises(ValueError, match=r"'cell' must be a float tensor of shape \(2, 3, 3\)"):
+        check_batch({**data, K.CELL: data[K.CELL][0]})
+    with pytest.raises(ValueError, match=r"'pbc' must be a bool tensor of shape \(2, 3\)"):
+        check_batch({**data, K.PBC: data[K.PBC].long()})

@@ -265,7 +265,7 @@ def periodic_radius_graph(
     r"""Radius graph under periodic boundary conditions: edges and the sender's cell shift.
 
     ``j -> i`` with shift ``S`` is an edge when :math:`|x_i - (x_j + S C_g)| < r`
-    strictly and ``(i, S) != (j, 0)``, decided by :func:`periodic_sq_dist` in the dtype
+    strictly and ``(i, S) != (j, 0)``, decided by one expression (``periodic_sq_dist``) in the dtype
     of ``pos`` whatever backend proposed the candidate. Graphs with ``pbc`` all false
     get exactly the edges of :func:`~irrepnet.graph.radius_graph` (shift 0); a batch may
     mix periodic, partly periodic (slabs, wires) and open graphs, with triclinic cells
