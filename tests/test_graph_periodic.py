@@ -286,3 +286,34 @@ def test_check_batch_refuses_malformed_cells():
         check_batch({**data, K.CELL: data[K.CELL][0]})
     with pytest.raises(ValueError, match=r"'pbc' must be a bool tensor of shape \(2, 3\)"):
         check_batch({**data, K.PBC: data[K.PBC].long()})
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_query_pairs_of_the_cell_list_against_brute_force(dense):
+    from irrepnet.graph._cell_list import radius_query_pairs
+
+    g = torch.Generator().manual_seed(14)
+    sizes = [50, 0, 80, 1, 30]
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    pos = torch.rand(len(batch), 3, generator=g, dtype=torch.float64) * 3.0
+    pos[batch == 2] += 1e6  # a far graph: the sparse layout's compression
+    queries = 60  # graph 0 and part of graph 2 ask; the rest are only found
+    p, q = radius_query_pairs(pos, 0.8, batch, len(sizes), queries, dense=dense)
+    d2 = ((pos[:, None] - pos[None]) ** 2).sum(-1)
+    want = (d2 < 0.64) & (batch[:, None] == batch[None]) & ~torch.eye(len(batch), dtype=torch.bool)
+    want[queries:] = False
+    got = torch.zeros_like(want)
+    got[p, q] = True
+    assert p.numel() == int(want.sum()) and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cutoff_is_strict_across_the_boundary(backend):
+    needs(backend)
+    # a simple cubic lattice of spacing 1 in a 3x3x3 periodic box: every neighbour (many of
+    # them images) sits at exactly 1, sqrt(2), ...; integer coordinates make those exact
+    grid = torch.stack(torch.meshgrid(*[torch.arange(3.0, dtype=torch.float64)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    cell, pbc = 3.0 * torch.eye(3, dtype=torch.float64)[None], torch.ones(1, 3, dtype=torch.bool)
+    for r, degree in ((1.0, 0), (1.0 + 1e-9, 6), (2**0.5 + 1e-9, 18), (1.5, 18)):
+        ei, shift = periodic_radius_graph(grid - 0.5, r, cell, pbc, backend=backend)  # half outside the box
+        assert torch.equal(torch.bincount(ei[1], minlength=27), torch.full((27,), degree))

@@ -179,3 +179,56 @@ def _chunk_pairs(ps, r2, order, lo, count, first_point):
     p = torch.div(rows, lo.shape[1], rounding_mode="floor") + first_point
     keep = torch.nonzero(sq_dist(ps, p, q) < r2).squeeze(1)
     return order.index_select(0, p.index_select(0, keep)), order.index_select(0, q.index_select(0, keep))
+
+
+def radius_query_pairs(
+    pos: torch.Tensor, r: float, batch: torch.Tensor, num_graphs: int, queries: int, dense: bool | None = None
+):
+    """Directed pairs ``(p, q)`` with ``p < queries``, ``q != p`` any point of its graph, ``sq_dist < r^2``.
+
+    The cell list asked from the first ``queries`` points only, over the full stencil
+    (both halves and the whole own column), so each pair with a query point is found
+    from that point and pairs among the other points are never evaluated. Periodic
+    graphs use it with the atoms as queries and their ghost images as the other points
+    (:mod:`irrepnet.graph._periodic`), where ghosts can outnumber atoms many times over.
+    ``dense`` as in :func:`radius_pairs`.
+
+    Shapes
+    ------
+    ``pos (n, 3)`` with ``n >= 1``, ``batch (n,)`` -> ``p (P,)``, ``q (P,)`` original point indices
+    """
+    n, m = pos.shape[0], CELLS_PER_CUTOFF
+    c = _cell_coords(pos, r, batch, num_graphs, m)
+    half = stencil(m)
+    # column (0, 0) whole (dz in [-m, m]) as an ordinary column; the built-in column 0 is not used
+    cols = [(0, 0, m)] + half + [(-dx, -dy, h) for dx, dy, h in half]
+    if dense is None:
+        cells = num_graphs * math.prod((c.max(0).values + 1).tolist())
+        dense = cells <= DENSE_CELLS_PER_POINT * n + DENSE_MIN_CELLS
+    order, lo, hi = _ranges_dense(c, batch, num_graphs, m, cols) if dense else _ranges_sparse(c, batch, m, cols)
+    rows = torch.nonzero(order < queries).squeeze(1)  # sorted positions of the query points
+    lo, count = lo.index_select(0, rows), (hi - lo).index_select(0, rows)
+    count[:, 0] = 0
+    per_point = torch.cumsum(count.sum(1), 0)
+    total = int(per_point[-1]) if rows.numel() else 0
+    if total == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=pos.device)
+        return empty, empty
+    n_chunks = max(1, total // CHUNK)
+    bounds = torch.searchsorted(per_point, torch.arange(1, n_chunks, device=pos.device) * (total // n_chunks))
+    edges = [0] + bounds.tolist() + [rows.numel()]
+    ps = pos[order]
+    ranges = [(a0, a1) for a0, a1 in zip(edges[:-1], edges[1:]) if a0 < a1]
+
+    def chunk(a0, a1):
+        cnt = count[a0:a1].reshape(-1)
+        first = torch.cumsum(cnt, 0)
+        slot = segment_ids(cnt, torch.empty(int(first[-1]), dtype=torch.long, device=pos.device))
+        first -= cnt
+        q = torch.arange(slot.numel(), device=pos.device) + (lo[a0:a1].reshape(-1) - first)[slot]
+        p = rows[a0:a1].index_select(0, torch.div(slot, lo.shape[1], rounding_mode="floor"))
+        keep = torch.nonzero((sq_dist(ps, p, q) < r * r) & (p != q)).squeeze(1)
+        return order.index_select(0, p.index_select(0, keep)), order.index_select(0, q.index_select(0, keep))
+
+    parts = map_chunks(chunk, ranges, pos.device)
+    return torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])

@@ -182,17 +182,16 @@ def _ghosts(x: torch.Tensor, batch: torch.Tensor, basis: torch.Tensor, pbc: torc
 
 
 def _pairs_torch(x, r, batch, num_graphs, basis, pbc):
-    """Directed candidates ``(recv, send, shift)`` on wrapped positions: cell list over atoms and ghosts."""
+    """Directed candidates ``(recv, send, shift)`` on wrapped positions: the cell list over atoms and
+    ghosts, queried from the atoms only (pairs of two ghosts are never evaluated)."""
     n = x.shape[0]
     node, shift, position = _ghosts(x, batch, basis, pbc, r)
     points = torch.cat([x, position])
     owner = torch.cat([torch.arange(n, device=x.device), node])
     image = torch.cat([shift.new_zeros(n, 3), shift])
-    a, b = _cell_list.radius_pairs(points, r, torch.cat([batch, batch.index_select(0, node)]), num_graphs)
-    # a pair of an atom in the cell and any point is an edge into that atom; pairs of two ghosts are dropped
-    a_in, b_in = a < n, b < n
-    recv = torch.cat([a[a_in], b[b_in]])
-    sender = torch.cat([b[a_in], a[b_in]])
+    recv, sender = _cell_list.radius_query_pairs(
+        points, r, torch.cat([batch, batch.index_select(0, node)]), num_graphs, n
+    )
     return recv, owner.index_select(0, sender), image.index_select(0, sender)
 
 
