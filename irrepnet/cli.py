@@ -439,6 +439,13 @@ def cmd_bench(args) -> int:
                 "give --suite NAME (quick, dmol, nbody, molecules or a .toml file) or --task T --models a,b,c"
             )
         suite = adhoc_suite(args.task, models, history=_history(args), bonds=args.bonds)
+    if args.time_step is not None:
+        raise ValueError("--time-step is kept for rollouts written by train/audit --write-extxyz; bench writes none")
+    file_options = {("split_seed" if k == "seed" else k): v for k, v in _file_args(args).items()}
+    if file_options:  # the energy task's keys and split; the suite refuses them on other tasks
+        import dataclasses
+
+        suite = dataclasses.replace(suite, **file_options)
     for m in models or []:
         get_model_entry(m)
     seeds = _parse_seeds(args.seeds) if args.seeds else None

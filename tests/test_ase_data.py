@@ -373,12 +373,13 @@ def test_a_suite_of_the_energy_task_names_its_file_and_keys(mol_file, tmp_path, 
     (folder / "mine.toml").write_text(
         '[suite]\nname = "mine"\ntask = "energy"\ndata = "frames.extxyz"\nenergy_key = "energy"\n'
         'forces_key = "forces"\nvalid_fraction = 0.2\ntest_fraction = 0.2\nsplit_seed = 1\n'
-        'models = ["egnn", "tfn"]\nbootstrap_resamples = 100\n'
+        'models = ["egnn", "egnn-small"]\nbootstrap_resamples = 100\n'
         "[train]\nmax_steps = 2\nepochs = 1\nbatch_size = 4\nprogress = false\n"
+        '[models.egnn-small]\nmodel = "egnn"\nconfig = { hidden = 8 }\n'  # two fast rows
     )
     from irrepnet.bench import load_suite
 
-    energy_models = ["egnn", "tfn"]
+    energy_models = ["egnn", "egnn-small"]
     suite = load_suite(str(folder / "mine.toml"))
     assert suite.task_options()["data"] == str(folder / "frames.extxyz")
     out = tmp_path / "b"
@@ -388,6 +389,14 @@ def test_a_suite_of_the_energy_task_names_its_file_and_keys(mol_file, tmp_path, 
     group = results["groups"][0]
     assert [r["name"] for r in group["rows"]] == ["atom energies", *energy_models]
     assert group["data"]["source"] == str(folder / "frames.extxyz")
+    # without a suite file: --task energy --models, the keys and split from the command line
+    code, _, err = run(
+        capsys, "bench", "--task", "energy", "--models", "egnn", "--data", mol_file, "--energy-key", "energy",
+        "--test-fraction", "0.2", "--split-seed", "1", "--out", tmp_path / "adhoc", *TINY,
+    )  # fmt: skip
+    assert code == 0, err
+    group = json.loads((tmp_path / "adhoc" / "results.json").read_text())["groups"][0]
+    assert group["data"]["source"] == str(mol_file) and group["sizes"]["test"] == 4
     (folder / "bad.toml").write_text('[suite]\nname = "bad"\ntask = "energy"\nmodels = ["egnn"]\n')
     code, _, err = run(capsys, "bench", "--suite", folder / "bad.toml", "--out", tmp_path / "c")
     assert code == 2 and 'data = "path/to/file.extxyz"' in err

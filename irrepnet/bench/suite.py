@@ -455,7 +455,7 @@ def adhoc_suite(
         models=models,
         variants=[variant],
         train=dict(train or {}),
-        data="required" if data_required else "reference",
+        data="required" if data_required or task == "energy" else "reference",  # energy: --data FILE
         seeds=list(seeds or []),
         rollout_horizons=[1, 5, 10, 25, 50, 100] if task == "twelve_body" else [],
     )

@@ -8,10 +8,13 @@
 - :mod:`.polymer`: bead-spring polymer simulator.
 - :mod:`.nbody_sim`, :mod:`.nbody_task`: the charged N-body task of the EGNN paper.
 - :mod:`.molecules`: small molecules with EMT energies and forces (needs ASE; offline).
+- :mod:`.ase_io`: any file ``ase.io`` reads as a trajectory, and extended XYZ written back (needs ASE).
+- :mod:`.energy_files`: energy and force frames from such files, the ``energy`` task (needs ASE).
 - :mod:`.cache`: on-disk cache of generated arrays.
 - :mod:`.baselines`: zero, constant-velocity, constant-acceleration and Linear baselines.
 """
 
+from .ase_io import AseTrajectory, load_ase_trajectory, write_extxyz
 from .baselines import (
     BASELINES,
     applicable_baselines,
@@ -25,6 +28,7 @@ from .baselines import (
 )
 from .cache import cache_path, cache_root, cached_arrays
 from .dataset import GraphArrayDataset
+from .energy_files import EnergyFileDataset, energy_splits, read_energy_frames
 from .molecules import MoleculeDataset, generate_molecules, molecule_names, molecules
 from .nbody_sim import coulomb_energy, coulomb_forces, simulate_charged
 from .nbody_task import NBodyConfig, NBodyDataset, generate_nbody, nbody
@@ -55,10 +59,12 @@ from .twelve_body_task import DEFAULT_SIMULATION, twelve_body, twelve_body_traje
 from .windows import TrajectoryDataset, split_frames, split_trajectory
 
 __all__ = [
+    "AseTrajectory",
     "BASELINES",
     "DEFAULT_SIMULATION",
     "DMOL_SHA256",
     "DMOL_STATS",
+    "EnergyFileDataset",
     "GraphArrayDataset",
     "MoleculeDataset",
     "NBodyConfig",
@@ -80,14 +86,16 @@ __all__ = [
     "constant_velocity",
     "coulomb_energy",
     "coulomb_forces",
+    "energy_splits",
     "evaluate_baselines",
-    "find_dmol_file",
     "file_sha256",
+    "find_dmol_file",
     "fit_linear_delta_t",
     "generate_molecules",
     "generate_nbody",
     "is_dmol_file",
     "linear",
+    "load_ase_trajectory",
     "load_trajectory",
     "molecule_names",
     "molecules",
@@ -95,6 +103,7 @@ __all__ = [
     "polymer_energy",
     "polymer_forces",
     "predict",
+    "read_energy_frames",
     "reference_stats",
     "reference_trajectory",
     "save_trajectory",
@@ -107,6 +116,7 @@ __all__ = [
     "twelve_body_trajectory",
     "verify_dmol_file",
     "verify_reference",
+    "write_extxyz",
     "write_reference",
     "zero_displacement",
 ]
