@@ -81,3 +81,13 @@ def test_rotating_positions_without_the_cell_is_caught(tfn, data, monkeypatch):
     monkeypatch.setattr(equivariance, "_act_cell", lambda fields, R: dict(fields))
     report = audit(tfn, data, dtype=torch.float64, checks=("rotation",))
     assert report["rotation"].passed is False
+
+
+def test_cell_shifts_enter_a_compiled_region_like_edge_index(tfn, data):
+    from irrepnet.compile import compile_model
+
+    backbone = copy.deepcopy(tfn.backbone).double()  # the energy model's autograd.grad does not trace
+    compiled = compile_model(backbone, backend="eager", fullgraph=True, fallback=False)
+    prepared = compiled.prepare(dict(data))
+    assert any(name.endswith(K.EDGE_CELL_SHIFT) for name in prepared), "the shifts travel as a topology field"
+    torch.testing.assert_close(compiled(data)[K.NODE_ENERGY], backbone(data)[K.NODE_ENERGY], rtol=0, atol=1e-12)
