@@ -107,6 +107,9 @@ _FIELD_KINDS: dict[str, str] = {
 }
 
 POSITION_FIELDS = {POS, TARGET_POS, NEXT_POS}
+#: Cartesian rank-2 tensors ``(G, 3, 3)`` (declared with irreps ``None``): a rotation or
+#: reflection ``R`` acts on them as ``R T R^T``; the audit transforms them so
+CARTESIAN_TENSOR_FIELDS = {STRESS, TARGET_STRESS}
 
 
 def register_field(name: str, kind: str, *, is_position: bool = False) -> None:

@@ -239,4 +239,8 @@ def build_model(name: str, task: TaskSpec, config=None, **overrides) -> IrrepsMo
             f"builder of {name!r} is registered with energy=True but returned a model with outputs "
             f"{sorted(model.irreps_out)} for task {task.name!r}; it must return energy and forces"
         )
+    if energy_task and task.extras.get("stress"):  # periodic data with stress labels: the model writes stress
+        from .models.energy import with_stress
+
+        model = with_stress(model)
     return model

@@ -15,6 +15,8 @@ nbody          pos 1o, vel 1o, charge 0e                       displacement 1o
 molecules      pos 1o, species_onehot kx0e (k elements)        energy 0e (graph),
                                                                forces 1o (node)
 qm9            pos 1o, species_onehot 5x0e (H, C, N, O, F)     property 0e (graph)
+bulk_metal     pos 1o, species_onehot 1x0e (one fcc metal);    energy 0e (graph),
+               cell and pbc per graph (periodic)               forces 1o, stress
 energy         pos 1o, species_onehot kx0e (the file's         energy 0e (graph),
                elements); cell and pbc per graph               forces 1o (node)
 =============  ==============================================  ===================
@@ -26,7 +28,10 @@ gradient (:mod:`irrepnet.models.energy`), and ``extras["forces"]`` says that the
 forces are scored too (``target_forces`` in the data). On qm9 (:mod:`irrepnet.data.qm9`,
 read from the user's copy of PyG's raw files, ``--data DIR``) the target is one of the
 twelve QM9 properties (``extras["target"]``, with its ``"unit"``), predicted as the sum
-(or mean, ``extras["pooling"]``) of per-atom invariants, without forces.
+(or mean, ``extras["pooling"]``) of per-atom invariants, without forces. On bulk_metal
+(:mod:`irrepnet.data.bulk_metal`: Langevin frames of a periodic fcc supercell labelled
+with ASE's EMT) the graphs carry ``cell`` and ``pbc``; ``extras["stress"]`` says that
+``target_stress`` is in the data and ``extras["periodic"]`` that the graphs are periodic.
 """
 
 from __future__ import annotations
@@ -75,7 +80,8 @@ def task_spec(
     the per-atom outputs.
 
     ``species`` (molecules only) are the elements of the one-hot atom types, in order
-    (default :data:`irrepnet.data.molecules.DEFAULT_SPECIES`, H C N O).
+    (default :data:`irrepnet.data.molecules.DEFAULT_SPECIES`, H C N O); on bulk_metal, the
+    one metal (default Cu, :data:`irrepnet.data.bulk_metal.ELEMENTS`).
 
     On the ``energy`` task (:mod:`irrepnet.data.energy_files`) ``species`` are the elements
     of its files, sorted by atomic number, and ``periodic`` says whether any frame is
@@ -87,7 +93,7 @@ def task_spec(
     """
     if bonds and name != "twelve_body":
         raise ValueError(f"bonds: only the twelve_body task is a bonded chain; task {name!r} has no bonds")
-    if species is not None and name not in ("molecules", "energy"):
+    if species is not None and name not in ("molecules", "bulk_metal", "energy"):
         raise ValueError(f"species: only the molecules task has atom types; drop species for task {name!r}")
     if (target is not None or pooling != "sum") and name != "qm9":
         raise ValueError(f"target/pooling: only the qm9 task chooses a target property; drop them for {name!r}")
@@ -97,6 +103,8 @@ def task_spec(
         return _energy_spec(history, species, periodic)
     if periodic:
         raise ValueError(f"periodic: only the energy task reads periodic frames from a file; drop it for {name!r}")
+    if name == "bulk_metal":
+        return _bulk_metal_spec(history, species)
     if name == "molecules":
         if history:
             raise ValueError("the molecules task has static geometries, not trajectories; drop --history")
@@ -146,6 +154,30 @@ def _qm9_spec(history: int, target: str | None, pooling: str) -> TaskSpec:
         K.PROPERTY,
         num_nodes=None,
         extras={"target": t.name, "unit": t.unit, "pooling": pooling, "species": list(SPECIES)},
+    )
+
+
+def _bulk_metal_spec(history: int, species: Sequence[str] | None, temperatures: Sequence[float] | None = None):
+    from .data.bulk_metal import DEFAULT_ELEMENT, DEFAULT_TEMPERATURES, ELEMENTS
+
+    if history:
+        raise ValueError("the bulk_metal task has independent frames, not trajectories; drop --history")
+    species = tuple(species) if species is not None else (DEFAULT_ELEMENT,)
+    if len(species) != 1 or species[0] not in ELEMENTS:
+        raise ValueError(f"the bulk_metal task has one element, one of {ELEMENTS}; got species {species}")
+    return TaskSpec(
+        "bulk_metal",
+        {K.POS: "1o", K.SPECIES_ONEHOT: "1x0e"},
+        K.ENERGY,
+        num_nodes=None,
+        extras={
+            "forces": True,
+            "stress": True,
+            "periodic": True,
+            "species": list(species),
+            "element": species[0],
+            "temperatures": [float(t) for t in (temperatures or DEFAULT_TEMPERATURES)],
+        },
     )
 
 
@@ -209,9 +241,11 @@ def load_task(
         twelve_body only: tell the models that the beads are bonded in chain order
         (see :func:`task_spec`).
     n_train : int, optional
-        nbody and molecules: training samples (default 3000; the EGNN protocol uses 3000 on nbody).
+        nbody and molecules: training samples (default 3000; the EGNN protocol uses 3000 on nbody);
+        bulk_metal: training frames (default 2000).
     n_valid, n_test : int, optional
-        molecules only: validation and test molecules (default 500 each).
+        molecules and bulk_metal only: validation and test molecules or frames (default 500
+        each on molecules, 250 on bulk_metal).
     data : str
         qm9: the folder of PyG's raw QM9 files (required; nothing is downloaded).
     target, pooling : str
@@ -257,6 +291,8 @@ def load_task(
         return _load_energy(data, seed, file_options, kwargs)
     if name == "qm9":
         return _load_qm9(data, history, target, pooling, n_train, n_valid, n_test, kwargs)
+    if name == "bulk_metal":
+        return _load_bulk_metal(data, history, n_train, n_valid, n_test, kwargs)
     n_train = 3000 if n_train is None else n_train
     if (n_valid is not None or n_test is not None) and name != "molecules":
         raise ValueError(
@@ -314,6 +350,28 @@ def load_task(
         )
         return Task(task_spec(name, delta_t=train.delta_t), train, test, valid, identity)
     raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+
+
+def _load_bulk_metal(data, history, n_train, n_valid, n_test, kwargs) -> Task:
+    from .data.bulk_metal import GENERATOR_VERSION, bulk_metal
+    from .data.identity import generated_identity, split_generator
+
+    if data is not None:
+        raise ValueError("the bulk_metal task is generated offline (Langevin MD with ASE's EMT); it takes no --data")
+    _bulk_metal_spec(history, None)  # bad options fail before any MD runs
+    sizes = {k: v for k, v in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)) if v is not None}
+    train, valid, test = (bulk_metal(s, **sizes, **kwargs) for s in ("train", "valid", "test"))
+    identity = generated_identity(
+        split_generator(
+            "bulk_metal (EMT Langevin)",
+            {"train": train, "valid": valid, "test": test},
+            version=GENERATOR_VERSION,
+            config=train.config,
+        ),
+        load={"data": None, **sizes},
+    )
+    spec = _bulk_metal_spec(history, train.species, train.config["temperatures"])
+    return Task(spec, train, test, valid, identity)
 
 
 def _load_energy(data, seed, options, kwargs) -> Task:

@@ -22,6 +22,30 @@ forces exist also where the caller turned gradients off (evaluation, the audit);
 ``create_graph`` is on in training mode, so that a loss on the forces trains the
 parameters (a second-order gradient).
 
+Stress
+------
+On periodic graphs (``cell (G, 3, 3)``, rows the lattice vectors, and ``pbc`` all true)
+an :class:`EnergyModel` built with ``compute_stress=True`` (the registry does it for
+tasks whose spec has ``extras["stress"]``, such as ``bulk_metal``) also returns the
+stress, the derivative of the energy under a homogeneous strain :math:`\varepsilon`
+(symmetric, one per graph) applied to positions and cell alike, per volume:
+
+.. math::
+
+    x_i' = x_i (1 + \varepsilon), \qquad C' = C (1 + \varepsilon), \qquad
+    \sigma_g = \frac{1}{V_g} \frac{\partial E_g(x', C')}{\partial \varepsilon_g}\Big|_{\varepsilon = 0},
+    \qquad V_g = |\det C_g|,
+
+with row vectors as in ASE (the stress as the strain derivative of the energy: Nielsen &
+Martin, "Quantum-mechanical theory of stress and force", Phys. Rev. B 32, 3780 (1985)):
+the sign and units of ASE's
+``get_stress(voigt=False)`` (eV/Å³ for eV and Å), positive when stretching the cell
+raises the energy. The strain enters at zero, so the positions' gradient is still the
+forces, and both come from one ``torch.autograd.grad`` call. The stress is a Cartesian
+rank-2 tensor (it rotates as :math:`R \sigma R^\top`), not a field of e3nn irreps, so it
+is declared with irreps ``None`` (:data:`irrepnet.keys.CARTESIAN_TENSOR_FIELDS` tells the
+audit how it rotates); on a batch that is not periodic it is left out.
+
 Graph properties
 ----------------
 A task whose target is ``property`` (qm9: one invariant per molecule, such as the HOMO
@@ -39,8 +63,10 @@ into one (the registry does it for such tasks).
 Shapes/irreps
 -------------
 reads what the backbone reads (at least ``pos 1o (n, 3)``); returns ``energy (G, 1)``
-``0e`` (a graph field) and ``forces (n, 3)`` ``1o`` (a node field); a
-:class:`GraphPropertyModel` returns ``property (G, 1)`` ``0e``.
+``0e`` (a graph field) and ``forces (n, 3)`` ``1o`` (a node field), with
+``compute_stress`` on periodic graphs also ``stress (G, 3, 3)`` (``cell (G, 3, 3)`` and
+``pbc (G, 3)`` read from the batch); a :class:`GraphPropertyModel` returns
+``property (G, 1)`` ``0e``.
 """
 
 from __future__ import annotations
@@ -74,17 +100,22 @@ class EnergyModel(IrrepsModel):
     symmetry : Symmetry or str
         the claim the audit checks: the backbone's symmetry (``"E(3)"`` for an invariant
         energy made of distances and parity-even features).
+    compute_stress : bool
+        also return ``stress`` on batches whose graphs are all periodic in three
+        directions (see the module docstring); the backbone must build its edges from
+        ``pos`` and ``cell`` (a periodic graph), so that the strain reaches the energy.
     """
 
-    def __init__(self, backbone: IrrepsModule, symmetry="E(3)"):
+    def __init__(self, backbone: IrrepsModule, symmetry="E(3)", compute_stress: bool = False):
         if K.POS not in backbone.irreps_in:
             raise ValueError(
                 f"{type(backbone).__name__} does not read {K.POS!r}: forces are the gradient of the "
                 "energy with respect to the positions, so the backbone must read them"
             )
         _check_node_energy(backbone)
-        super().__init__(backbone.irreps_in, {K.ENERGY: "0e", K.FORCES: "1o"}, symmetry=symmetry)
-        self.backbone = backbone
+        outputs = {K.ENERGY: "0e", K.FORCES: "1o", **({K.STRESS: None} if compute_stress else {})}
+        super().__init__(backbone.irreps_in, outputs, symmetry=symmetry)
+        self.backbone, self.compute_stress = backbone, bool(compute_stress)
 
     def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         data = ensure_batch(cast_inputs(self, data))
@@ -92,16 +123,43 @@ class EnergyModel(IrrepsModel):
         pos = data[K.POS]
         if not pos.requires_grad:  # a fresh leaf: the caller's tensor is left as it is
             pos = pos.detach().requires_grad_(True)
+        if K.CELL in data:  # the lattice vectors enter the edge vectors beside the positions: one dtype
+            data[K.CELL] = data[K.CELL].to(pos.dtype)
+        stress = self.compute_stress and fully_periodic(data)
         with torch.enable_grad():
-            node_energy = self.backbone({**data, K.POS: pos})[K.NODE_ENERGY]
+            inputs, wrt = {**data, K.POS: pos}, [pos]
+            if stress:
+                strain, inputs[K.POS], inputs[K.CELL] = strained(pos, data[K.CELL], data[K.BATCH])
+                wrt.append(strain)
+            node_energy = self.backbone(inputs)[K.NODE_ENERGY]
             energy = segment_sum(node_energy, data[K.BATCH], int(data[K.NUM_NODES].numel()))
-            (grad,) = torch.autograd.grad(
-                energy.sum(), pos, create_graph=self.training and outer_grad, allow_unused=True
-            )
-        forces = -grad if grad is not None else torch.zeros_like(pos)
+            grads = torch.autograd.grad(energy.sum(), wrt, create_graph=self.training and outer_grad, allow_unused=True)
+        out = {K.ENERGY: energy, K.FORCES: -grads[0] if grads[0] is not None else torch.zeros_like(pos)}
+        if stress:
+            d_strain = grads[1] if grads[1] is not None else torch.zeros_like(wrt[1])
+            out[K.STRESS] = d_strain / torch.linalg.det(inputs[K.CELL].detach()).abs()[:, None, None]
         if not outer_grad:  # evaluation: hand back plain values, no graph kept alive
-            energy, forces = energy.detach(), forces.detach()
-        return {K.ENERGY: energy, K.FORCES: forces}
+            out = {k: v.detach() for k, v in out.items()}
+        return out
+
+
+def fully_periodic(data: dict[str, torch.Tensor]) -> bool:
+    """Whether the batch has a ``cell`` and every graph is periodic along all three lattice vectors."""
+    return K.CELL in data and K.PBC in data and bool(data[K.PBC].all())
+
+
+def strained(
+    pos: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(strain, x (1 + eps), C (1 + eps))`` with ``strain (G, 3, 3)`` a zero leaf to differentiate by.
+
+    ``eps`` is the symmetric part of ``strain``, so the derivative with respect to
+    ``strain`` is the symmetric stress; at zero strain positions and cell are unchanged.
+    Shapes: ``pos (n, 3)``, ``cell (G, 3, 3)``, ``batch (n,)``.
+    """
+    strain = torch.zeros_like(cell).requires_grad_(True)
+    eps = 0.5 * (strain + strain.transpose(1, 2))
+    return strain, pos + torch.einsum("ni,nij->nj", pos, eps[batch]), cell + cell @ eps
 
 
 #: how :class:`GraphPropertyModel` pools the node scalars of a graph
@@ -158,4 +216,20 @@ def wants_energy(task) -> bool:
     return task.target in (K.ENERGY, K.PROPERTY)
 
 
-__all__ = ["POOLINGS", "EnergyModel", "GraphPropertyModel", "as_property_model", "wants_energy"]
+def with_stress(model: IrrepsModel) -> IrrepsModel:
+    """``model`` (an :class:`EnergyModel`) with ``compute_stress`` on, sharing its backbone; others as they are."""
+    if not isinstance(model, EnergyModel) or model.compute_stress:
+        return model
+    return EnergyModel(model.backbone, symmetry=model.symmetry, compute_stress=True)
+
+
+__all__ = [
+    "POOLINGS",
+    "EnergyModel",
+    "GraphPropertyModel",
+    "as_property_model",
+    "fully_periodic",
+    "strained",
+    "wants_energy",
+    "with_stress",
+]

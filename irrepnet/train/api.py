@@ -41,7 +41,7 @@ def task_meta(spec) -> dict[str, Any]:
 
 def spec_from_meta(meta: dict[str, Any]):
     """The task spec recorded in a checkpoint's task metadata, rebuilt."""
-    if meta["name"] == "molecules":
+    if meta["name"] in ("molecules", "bulk_metal"):
         return task_spec(meta["name"], species=meta.get("species"))
     if meta["name"] == "energy":
         return task_spec("energy", species=meta.get("species"), periodic=bool(meta.get("periodic", False)))

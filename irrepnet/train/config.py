@@ -77,6 +77,8 @@ class TrainConfig:
     On an energy task (molecules) the loss is ``energy_weight`` x the MSE of the energy
     per atom plus ``force_weight`` x the MSE of the force components, both in units of
     the training force RMS (:mod:`irrepnet.train.energy`); other tasks ignore the two weights.
+    ``stress_weight`` (default 0) adds the MSE of the stress on periodic energy tasks
+    (bulk_metal), as a virial per atom in the same unit.
 
     ``tensorboard = "DIR"`` writes the run's scalars (loss, learning rate, step time every
     step; validation metrics every epoch) as TensorBoard event files in ``DIR``
@@ -115,6 +117,7 @@ class TrainConfig:
     compile: bool = False  # training steps through irrepnet.compile.compile_model (evaluation stays eager)
     energy_weight: float = 1.0  # energy tasks: weight of the per-atom energy MSE in the loss
     force_weight: float = 1.0  # energy tasks: weight of the force MSE in the loss
+    stress_weight: float = 0.0  # periodic energy tasks: weight of the stress (virial per atom) MSE in the loss
     ema_decay: float | None = None  # e.g. 0.99: evaluate and keep an exponential moving average of the weights
     tensorboard: str | None = None  # a folder: TensorBoard scalars of the run (irrepnet.train.tensorboard_log)
 
@@ -166,7 +169,7 @@ class TrainConfig:
             )
         if not isinstance(self.selection_block, int) or self.selection_block < 1:
             problems.append(f"selection_block must be an integer >= 1, got {self.selection_block!r}")
-        for name in ("energy_weight", "force_weight"):
+        for name in ("energy_weight", "force_weight", "stress_weight"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
                 problems.append(f"{name} must be a number >= 0, got {v!r}")

@@ -10,7 +10,16 @@ Nat. Commun. 13, 2453 (2022)) and Allegro, both are trained together,
                + w_F\, \frac{1}{3n} \sum_{i,\alpha} \Bigl(\frac{\hat F_{i\alpha} - F_{i\alpha}}{s}\Bigr)^2,
 
 with ``energy_weight`` :math:`w_E` and ``force_weight`` :math:`w_F` from the training
-config. The energy error is taken **per atom** (divided by the atom count :math:`N_g`):
+config. On periodic data with a stress label (bulk_metal) ``stress_weight`` :math:`w_\sigma`
+(default 0) adds the stress as a virial per atom, in the unit of the energy term,
+
+.. math::
+
+    w_\sigma\, \frac{1}{9G} \sum_{g,\alpha\beta}
+        \Bigl(\frac{V_g (\hat\sigma_{g,\alpha\beta} - \sigma_{g,\alpha\beta})}{s\, N_g}\Bigr)^2,
+
+since the stress is an energy per volume: :math:`\sigma V / N` is the per-atom energy
+change under unit strain, as extensive-free as the per-atom energy. The energy error is taken **per atom** (divided by the atom count :math:`N_g`):
 the energy is extensive, so a per-molecule error would weigh a 14-atom molecule
 :math:`14^2` times more than a one-atom one and grow with the system, while the force
 term is already per atom; per atom, both terms are intensive and comparable.
@@ -57,14 +66,23 @@ class LossTerm:
     loss: str = "mse"
 
 
-def energy_loss_terms(energy_weight: float, force_weight: float) -> list[LossTerm]:
-    """The terms of the energy-and-force loss (see the module docstring); zero weights are left out."""
+def energy_loss_terms(energy_weight: float, force_weight: float, stress_weight: float = 0.0) -> list[LossTerm]:
+    """The terms of the energy-and-force (and stress) loss (see the module docstring); zero weights are left out."""
     terms = []
     if energy_weight > 0:
         terms.append(LossTerm(K.ENERGY, K.TARGET_ENERGY, float(energy_weight), per_atom=True))
     if force_weight > 0:
         terms.append(LossTerm(K.FORCES, K.TARGET_FORCES, float(force_weight)))
+    if stress_weight > 0:
+        terms.append(LossTerm(K.STRESS, K.TARGET_STRESS, float(stress_weight)))  # per atom via the volume
     return terms
+
+
+def virial_per_atom(stress: torch.Tensor, data: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    r"""``(G, 9)``: :math:`\sigma_g V_g / N_g` of ``stress (G, 3, 3)``, from ``cell`` and ``num_nodes``."""
+    volume = torch.linalg.det(data[K.CELL].to(stress.dtype)).abs()
+    per_atom = volume / data[K.NUM_NODES].to(stress.dtype).clamp(min=1)
+    return stress.reshape(len(stress), 9) * per_atom[:, None]
 
 
 def displacement_only_options(config) -> list[str]:
@@ -117,4 +135,6 @@ def fit_energy_scales(arrays: Mapping[str, torch.Tensor]) -> dict[str, object]:
     else:  # no forces: the scale of the per-atom energy residual
         resid = (energy - counts @ mu) / np.maximum(counts.sum(1), 1)
         s = float(np.sqrt(np.mean(resid**2))) or 1.0
-    return {"inputs": {}, "outputs": {K.ENERGY: s, K.FORCES: s}, "atom_energies": [float(m) for m in mu]}
+    # the stress is the strain derivative of the same energy: the same scale (positions stay in Å)
+    outputs = {K.ENERGY: s, K.FORCES: s, **({K.STRESS: s} if K.TARGET_STRESS in arrays else {})}
+    return {"inputs": {}, "outputs": outputs, "atom_energies": [float(m) for m in mu]}

@@ -58,7 +58,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_atomic
 from .config import TrainConfig
 from .data_record import check_resumed_data, training_record
 from .device import pick_device, synchronize
-from .energy import LossTerm, displacement_only_options, energy_loss_terms
+from .energy import LossTerm, displacement_only_options, energy_loss_terms, virial_per_atom
 from .length import finite_gradients, nonfinite_hint
 from .noise import add_input_noise
 from .normalization import NormalizedModel, check_residual, fit_scales, rms
@@ -406,7 +406,13 @@ class Trainer:
             )
         if self.output == K.PROPERTY:  # mean/MAD-normalised target, L1 loss (irrepnet.train.property)
             return property_loss_terms()
-        terms = energy_loss_terms(c.energy_weight, c.force_weight)
+        terms = energy_loss_terms(c.energy_weight, c.force_weight, c.stress_weight)
+        if c.stress_weight > 0 and (K.STRESS not in model.irreps_out or K.TARGET_STRESS not in train_set.arrays()):
+            raise ConfigError(
+                f"stress_weight = {c.stress_weight} needs a model that writes {K.STRESS!r} (an energy model "
+                f"built for a task with stress, such as bulk_metal) and {K.TARGET_STRESS!r} in the training "
+                "set; set stress_weight = 0"
+            )
         if c.force_weight > 0:
             if K.FORCES not in model.irreps_out:
                 raise ConfigError(
@@ -423,6 +429,8 @@ class Trainer:
     def _term_error(self, term: LossTerm, batch, pred) -> torch.Tensor:
         """Squared normalised error of one term, ``(rows, d)``; per atom for an extensive graph field."""
         err = pred[term.output] - self.model.normalized_target(batch, batch[term.truth], term.output)
+        if term.output == K.STRESS:  # (G, 3, 3) -> (G, 9), times V/N: a virial per atom (irrepnet.train.energy)
+            err = virial_per_atom(err, batch)
         if term.per_atom:
             err = err / batch[K.NUM_NODES].to(err.dtype)[:, None]
         return err.abs() if term.loss == "l1" else err.pow(2)
