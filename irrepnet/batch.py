@@ -83,7 +83,7 @@ def collate(samples: Sequence[Mapping[str, torch.Tensor]]) -> Batch:
 def num_graphs(data: Mapping[str, torch.Tensor]) -> int:
     """Number of graphs in a batch (an unbatched sample counts as one)."""
     if K.NUM_NODES in data:
-        return int(data[K.NUM_NODES].numel())
+        return data[K.NUM_NODES].numel()
     if K.BATCH in data and data[K.BATCH].numel() > 0:
         return int(data[K.BATCH].max()) + 1
     return 1

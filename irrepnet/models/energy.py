@@ -132,7 +132,8 @@ class EnergyModel(IrrepsModel):
                 strain, inputs[K.POS], inputs[K.CELL] = strained(pos, data[K.CELL], data[K.BATCH])
                 wrt.append(strain)
             node_energy = self.backbone(inputs)[K.NODE_ENERGY]
-            energy = segment_sum(node_energy, data[K.BATCH], int(data[K.NUM_NODES].numel()))
+            # numel(), not int(numel()): int() would pin the number of graphs in an export (irrepnet.export)
+            energy = segment_sum(node_energy, data[K.BATCH], data[K.NUM_NODES].numel())
             grads = torch.autograd.grad(energy.sum(), wrt, create_graph=self.training and outer_grad, allow_unused=True)
         out = {K.ENERGY: energy, K.FORCES: -grads[0] if grads[0] is not None else torch.zeros_like(pos)}
         if stress:
@@ -189,7 +190,7 @@ class GraphPropertyModel(IrrepsModel):
         data = ensure_batch(cast_inputs(self, data))
         node = self.backbone(data)[K.NODE_ENERGY]
         counts = data[K.NUM_NODES]
-        out = segment_sum(node, data[K.BATCH], int(counts.numel()))
+        out = segment_sum(node, data[K.BATCH], counts.numel())
         if self.pooling == "mean":  # an empty graph pools to 0
             out = out / counts.clamp(min=1).to(out.dtype)[:, None]
         return {K.PROPERTY: out}

@@ -189,7 +189,7 @@ class SteerableInputs(IrrepsModule):
             refuse_periodic(data, "segnn with center_positions=True (x_i - centroid)", "set center_positions=False")
             layout = ensure_batch(data)
             pos, batch = data[K.POS], layout[K.BATCH]
-            centroid = segment_mean(pos, batch, int(layout[K.NUM_NODES].numel()))
+            centroid = segment_mean(pos, batch, layout[K.NUM_NODES].numel())
             h.append(pos - centroid.index_select(0, batch))
         return {**data, K.NODE_FEATURES: torch.cat(h, dim=1), K.NODE_ATTRS: attrs}
 

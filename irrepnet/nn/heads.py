@@ -71,4 +71,4 @@ class ScalarHead(IrrepsModule):
         e = self.linear(data[K.NODE_FEATURES])
         if not self.per_graph:
             return {**data, K.NODE_ENERGY: e}
-        return {**data, K.ENERGY: segment_sum(e, data[K.BATCH], int(data[K.NUM_NODES].numel()))}
+        return {**data, K.ENERGY: segment_sum(e, data[K.BATCH], data[K.NUM_NODES].numel())}

@@ -103,7 +103,7 @@ def displacement_only_options(config) -> list[str]:
 def species_counts(data: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """``(G, k)`` atoms of each species per graph, from ``species_onehot`` and ``batch``."""
     data = ensure_batch(data)
-    return segment_sum(data[K.SPECIES_ONEHOT], data[K.BATCH], int(data[K.NUM_NODES].numel()))
+    return segment_sum(data[K.SPECIES_ONEHOT], data[K.BATCH], data[K.NUM_NODES].numel())
 
 
 def energy_shift(data: Mapping[str, torch.Tensor], atom_energies: Sequence[float]) -> torch.Tensor:
