@@ -10,6 +10,7 @@ Subcommands
 ``bench``      train, evaluate, audit and time several models: results.json/csv, report.md, plots.
 ``report``     re-render a bench folder's report, CSV and plots from its results.json.
 ``demo``       simulate, score the baselines, audit every model (no training).
+``export``     a checkpoint as a torch.export/AOTInductor package that runs without irrepnet.
 
 Errors in what the user gave (a missing file, an unknown model, bad options, a missing
 optional package) end with a one-line ``irrepnet: error: ...`` and exit status 2, not a
@@ -557,6 +558,29 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """``irrepnet export``: a checkpoint as a ``.pt2`` package (AOTInductor or ExportedProgram)."""
+    from .export import export_model
+
+    _set_threads(args)
+    result = export_model(args.checkpoint, args.out, aoti=args.aoti, dtype=args.dtype)
+    meta = result.metadata
+    graph = meta["graph"]
+    how = f"AOTInductor, compiled in {result.compile_s:.0f} s" if meta["aoti"] else "ExportedProgram"
+    if meta.get("aoti_fallback"):
+        how += f"; AOTInductor failed: {meta['aoti_fallback']}"
+    edges = {"none": "no graph", "full": "full graph"}.get(graph["kind"], f"radius graph, cutoff {graph['cutoff']:.6g}")
+    print(
+        f"exported {meta['model']} ({meta['task']}, {meta['dtype']}) to {result.path} ({how}; traced in "
+        f"{result.trace_s:.0f} s)"
+    )
+    print(f"  inputs {', '.join(meta['inputs'])} -> outputs {', '.join(meta['outputs'])}; {edges}")
+    print(
+        f"  metadata {result.path.with_suffix('.json')}, torch-only runtime {result.path.with_name(result.path.stem + '_runtime.py')}"
+    )
+    return 0
+
+
 COMMANDS = {
     "models": cmd_models,
     "simulate": cmd_simulate,
@@ -566,6 +590,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "report": cmd_report,
     "demo": cmd_demo,
+    "export": cmd_export,
 }
 
 

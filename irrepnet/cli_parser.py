@@ -275,6 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (a new one is made if it is in use)")
     p.add_argument("--models", help="comma-separated models to audit (default: every registered model)")
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("export", help="a checkpoint as a .pt2 package that runs with torch alone (torch.export/AOTI)")
+    p.add_argument("checkpoint", help="a best.pt/last.pt of irrepnet train or bench")
+    p.add_argument(
+        "--out", required=True, help="the package file (.pt2); its metadata (.json) and runtime go beside it"
+    )
+    p.add_argument(
+        "--aoti",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compile with AOTInductor (default; needs a C++ compiler, minutes on a CPU); --no-aoti saves the "
+        "ExportedProgram",
+    )
+    p.add_argument("--dtype", choices=("float32", "float64"), help="cast the model first (default: its training dtype)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
     for p in sub.choices.values():
         add_verbosity_args(p)
     return parser

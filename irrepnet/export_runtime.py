@@ -1,0 +1,155 @@
+r"""Run a model exported by :func:`irrepnet.export.export_model` with torch alone.
+
+This module imports nothing but the standard library and torch: :func:`~irrepnet.export.export_model`
+ships a copy of it inside every package (and beside it, as ``<name>_runtime.py``), so
+that the package runs where irrepnet and e3nn are not installed. It builds the graph
+the package asks for (the neighbour list is computed outside the exported program,
+because its size depends on the data) and calls the program with plain tensors.
+
+The graph is the one the model was trained with, read from the package's metadata:
+``"radius"`` (every ordered pair of distinct atoms of one system closer than the cutoff,
+in the data's length unit),
+
+.. math::
+
+    \mathcal{E} = \{(j \to i) : i \neq j,\; g(i) = g(j),\; \lVert x_i - x_j \rVert < r_c\},
+
+``"full"`` (every ordered pair of one system) or ``"none"``. The search here is dense,
+:math:`O(n^2)` in time and memory over the whole batch: fine for molecules of tens to a
+few thousand atoms; past that, build the edges with a cell list or a neighbour-list
+library (vesin, matscipy, ASE) and pass ``edge_index`` yourself, in the same
+convention: row 0 the sender :math:`j`, row 1 the receiver :math:`i`, sorted by receiver.
+
+Example
+-------
+>>> import importlib.util                                   # doctest: +SKIP
+>>> spec = importlib.util.spec_from_file_location("rt", "model_runtime.py")
+>>> rt = importlib.util.module_from_spec(spec); spec.loader.exec_module(rt)
+>>> model = rt.load("model.pt2")
+>>> energy, forces = model(pos, species=["O", "H", "H"])
+
+Shapes
+------
+``pos (n, 3)``, ``batch (n,)``, ``num_nodes (G,)`` -> ``edge_index (2, E)``; the
+program's inputs and outputs are listed in ``metadata["inputs"]`` and ``metadata["outputs"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import torch
+
+#: the metadata's name inside a package (extra file of an ExportedProgram, AOTI metadata key)
+METADATA_NAME = "irrepnet.json"
+#: this module's name inside a package
+RUNTIME_NAME = "irrepnet_runtime.py"
+#: the AOTInductor metadata key holding the JSON
+AOTI_METADATA_KEY = "irrepnet"
+
+
+def radius_graph(pos: torch.Tensor, cutoff: float, batch: torch.Tensor | None = None) -> torch.Tensor:
+    """``edge_index (2, E)``: ordered pairs of distinct nodes of one graph closer than ``cutoff``.
+
+    Dense (an ``(n, n)`` distance matrix); edges sorted by receiver, then sender.
+    """
+    n = pos.shape[0]
+    batch = torch.zeros(n, dtype=torch.long, device=pos.device) if batch is None else batch
+    diff = pos.detach()[:, None, :] - pos.detach()[None, :, :]
+    keep = (diff.pow(2).sum(-1) < cutoff * cutoff) & (batch[:, None] == batch[None, :])
+    keep.fill_diagonal_(False)
+    receiver, sender = keep.nonzero(as_tuple=True)
+    return torch.stack([sender, receiver])
+
+
+def full_graph(batch: torch.Tensor) -> torch.Tensor:
+    """``edge_index (2, E)``: every ordered pair of distinct nodes of one graph, sorted by receiver."""
+    keep = batch[:, None] == batch[None, :]
+    keep.fill_diagonal_(False)
+    receiver, sender = keep.nonzero(as_tuple=True)
+    return torch.stack([sender, receiver])
+
+
+def build_edges(meta: dict, pos: torch.Tensor, batch: torch.Tensor) -> torch.Tensor | None:
+    """The edges of the graph ``meta["graph"]`` names, or ``None`` for a model without a graph."""
+    kind = meta["graph"]["kind"]
+    if kind == "radius":
+        return radius_graph(pos, float(meta["graph"]["cutoff"]), batch)
+    if kind == "full":
+        return full_graph(batch)
+    if kind == "none":
+        return None
+    raise ValueError(f"this runtime builds radius and full graphs; the package asks for {kind!r}")
+
+
+def read_metadata(path) -> dict:
+    """The metadata of a package: from ``<name>.json`` beside it, else from inside the archive."""
+    path = Path(path)
+    beside = path.with_suffix(".json")
+    if beside.is_file():
+        return json.loads(beside.read_text())
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name.endswith("extra/" + METADATA_NAME):
+                return json.loads(archive.read(name))
+    aoti = torch._inductor.aoti_load_package(str(path))
+    return json.loads(aoti.get_metadata()[AOTI_METADATA_KEY])
+
+
+class ExportedModel:
+    """A loaded package and its metadata; call it with positions and per-atom fields.
+
+    Parameters
+    ----------
+    program : callable
+        the AOTInductor model or the ExportedProgram's module.
+    metadata : dict
+        the package's metadata (inputs, outputs, graph, species, dtype, versions).
+    """
+
+    def __init__(self, program, metadata: dict):
+        self.program, self.metadata = program, metadata
+
+    def inputs(self, pos: torch.Tensor, species=None, num_nodes=None, **fields) -> tuple:
+        """The program's input tensors, in order: ``fields`` as given, the graph built here.
+
+        ``species`` (element symbols, one per atom) is turned into ``species_onehot`` in
+        the package's species order; ``num_nodes`` (atoms per system, default one system).
+        """
+        meta = self.metadata
+        dtype = getattr(torch, meta["dtype"])
+        pos = pos.to(dtype)
+        num_nodes = torch.tensor([pos.shape[0]]) if num_nodes is None else torch.as_tensor(num_nodes)
+        batch = torch.repeat_interleave(torch.arange(num_nodes.numel()), num_nodes)
+        if species is not None:
+            order = {s: k for k, s in enumerate(meta["species"])}
+            unknown = sorted({s for s in species if s not in order})
+            if unknown:
+                raise ValueError(f"species {unknown} are not among the model's {meta['species']}")
+            index = torch.tensor([order[s] for s in species])
+            fields["species_onehot"] = torch.nn.functional.one_hot(index, len(order)).to(dtype)
+        fields.update(pos=pos, batch=batch, num_nodes=num_nodes)
+        edges = build_edges(meta, pos, batch)
+        if edges is not None:
+            fields["edge_index"] = edges
+        missing = [name for name in meta["inputs"] if name not in fields]
+        if missing:
+            raise ValueError(f"the package reads {meta['inputs']}; missing {missing}")
+        return tuple(fields[k].to(dtype) if fields[k].is_floating_point() else fields[k] for k in meta["inputs"])
+
+    def __call__(self, pos: torch.Tensor, species=None, num_nodes=None, **fields) -> tuple:
+        with torch.no_grad():  # the forces are computed inside the program: no autograd graph is needed
+            return tuple(self.program(*self.inputs(pos, species, num_nodes, **fields)))
+
+
+def load(path) -> ExportedModel:
+    """Load a package written by ``irrepnet export`` (AOTInductor or ExportedProgram)."""
+    path = Path(path)
+    meta = read_metadata(path)
+    if meta.get("aoti"):
+        program = torch._inductor.aoti_load_package(str(path))
+    else:
+        program = torch.export.load(str(path)).module()
+    return ExportedModel(program, meta)
