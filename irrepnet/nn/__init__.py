@@ -8,5 +8,5 @@ from .graph_layer import GraphConstruction  # noqa: F401
 from .heads import ScalarHead, VectorHead  # noqa: F401
 from .inputs import NodeInputs  # noqa: F401
 from .symmetric_basis import symmetric_coupling_basis  # noqa: F401
-from .symmetric_contraction import SymmetricContraction  # noqa: F401
+from .symmetric_contraction import SymmetricContraction, copy_contraction_weights  # noqa: F401
 from .tp_conv import EdgeTensorProduct, RadialMLP, TensorProductConv  # noqa: F401

@@ -52,6 +52,7 @@ import torch
 from e3nn import o3
 
 from .symmetric_basis import sorted_tuples, symmetric_coupling_basis, tuple_multiplicity
+from .symmetric_contraction_cueq import copy_contraction_weights, weight_map  # noqa: F401 (re-exported)
 
 BACKENDS = ("auto", "e3nn", "cueq")
 
@@ -70,6 +71,11 @@ def check_contraction_irreps(irreps_in, irreps_out, correlation: int) -> tuple[o
     if not isinstance(correlation, int) or correlation < 1:
         raise ValueError(f"correlation must be an integer >= 1, got {correlation!r}")
     return irreps_in, irreps_out, muls.pop()
+
+
+def irreps_blocks(irreps: o3.Irreps) -> tuple[tuple[int, int, int], ...]:
+    """``(start, stop, irrep dim)`` of each ``mul x ir`` block, as plain integers."""
+    return tuple((sl.start, sl.stop, ir.dim) for sl, (_, ir) in zip(irreps.slices(), irreps))
 
 
 def _single(irreps: o3.Irreps) -> str:
@@ -119,8 +125,12 @@ class SymmetricContraction(torch.nn.Module):
         self.num_paths = [sum(len(u) for u in p) for p in paths]  # per order
         self._paths_per_irrep = [[len(u) for u in p] for p in paths]
         self._out_dim1 = self.irreps_out.dim // self.channels
+        # plain tuples for forward: dynamo cannot trace e3nn's Irreps (a tuple subclass)
+        self._dim_in = self.irreps_in.dim
+        self._in_blocks = irreps_blocks(self.irreps_in)
+        self._out_blocks = tuple((start // self.channels, dim) for start, _, dim in irreps_blocks(self.irreps_out))
         if self.backend == "cueq":
-            from .symmetric_contraction_cueq import CueqContraction
+            from .symmetric_contraction_cueq import CueqContraction  # imports cuequivariance, so only here
 
             self.cueq = CueqContraction(self.irreps_in, self.irreps_out, correlation, num_elements)
             return
@@ -206,10 +216,19 @@ class SymmetricContraction(torch.nn.Module):
             return self.cueq.weight
         return torch.cat(list(self.weights), dim=1)
 
+    def set_weight_matrix(self, weight: torch.Tensor) -> None:
+        """Overwrite all weights from a ``(num_elements, sum(num_paths), channels)`` tensor (any dtype)."""
+        with torch.no_grad():
+            if self.backend == "cueq":
+                self.cueq.weight.copy_(weight)
+                return
+            for w, part in zip(self.weights, weight.split(self.num_paths, dim=1)):
+                w.copy_(part)
+
     def forward(self, x: torch.Tensor, node_attrs: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.irreps_in.dim or node_attrs.shape[-1] != self.num_elements:
+        if x.shape[-1] != self._dim_in or node_attrs.shape[-1] != self.num_elements:
             raise ValueError(
-                f"SymmetricContraction expects x (n, {self.irreps_in.dim}) and node_attrs (n, {self.num_elements}), "
+                f"SymmetricContraction expects x (n, {self._dim_in}) and node_attrs (n, {self.num_elements}), "
                 f"got {tuple(x.shape)} and {tuple(node_attrs.shape)}"
             )
         if self.backend == "cueq":
@@ -217,9 +236,7 @@ class SymmetricContraction(torch.nn.Module):
         n, ch = x.shape[0], self.channels
         # Monomials are rows of (count, n * channels): gathering whole rows is a copy of
         # contiguous memory, where gathering along the last axis was 60% of the forward.
-        xs = torch.cat(
-            [x[:, sl].reshape(n, ch, ir.dim) for sl, (_, ir) in zip(self.irreps_in.slices(), self.irreps_in)], -1
-        )
+        xs = torch.cat([x[:, a:b].reshape(n, ch, dim) for a, b, dim in self._in_blocks], -1)
         xs = xs.permute(2, 0, 1).reshape(-1, n * ch)  # [d, n * channels]
         w = node_attrs @ self.weight_matrix().flatten(1)  # [n, paths * channels]
         w = w.reshape(n, -1, ch).index_select(1, self.weight_index).transpose(0, 1).reshape(-1, n * ch)
@@ -233,14 +250,7 @@ class SymmetricContraction(torch.nn.Module):
             feats.append(getattr(self, f"proj_{nu}").T @ mono)  # [(irrep, M, k) of order nu, n * channels]
         y = self.combine.T @ (torch.cat(feats, dim=0) * w)  # [out_dim / channels, n * channels]
         y = y.reshape(-1, n, ch)
-        offsets = [s.start // ch for s in self.irreps_out.slices()]
-        return torch.cat(
-            [
-                y[o : o + ir.dim].permute(1, 2, 0).reshape(n, ch * ir.dim)
-                for o, (_, ir) in zip(offsets, self.irreps_out)
-            ],
-            -1,
-        )
+        return torch.cat([y[o : o + dim].permute(1, 2, 0).reshape(n, ch * dim) for o, dim in self._out_blocks], -1)
 
     def extra_repr(self) -> str:
         return (
