@@ -29,7 +29,12 @@ What it does:
    ``16x0e``, the neighbour sum divided by the batch's mean degree, zero atomic energies, no
    scale or shift, and every layer residual with a per-element skip (mace-torch's
    ``RealAgnosticResidualInteractionBlock`` also in the first layer, its
-   ``--interaction_first`` option; irrepnet's ``mace`` has that skip in every layer);
+   ``--interaction_first`` option; irrepnet's ``mace`` has that skip in every layer), and
+   mace-torch's product basis in cuequivariance's reduced symmetric basis (its
+   ``use_reduced_cg``, on by default where cuequivariance is installed: hence the two
+   cuequivariance packages in the venv above), which has as many weights as irrepnet's; its
+   original basis (``--original-basis``) has more: at the defaults below 14,592 product-basis
+   weights against 5,376, 90,032 parameters in all against 80,816;
 4. **refuses** (exit 2, one line naming the blocks whose parameter counts differ and the
    options that size them) when the two parameter counts differ by more than 1 %;
 5. times, in each process with ``--threads`` threads, inference (energy and forces) and a
@@ -53,15 +58,19 @@ weights onto irrepnet's, across e3nn's change of conventions between 0.4 and 0.5
 Measured here (both e3nn versions, float64): the real spherical harmonics up to
 :math:`l = 3` are identical, and ``o3.wigner_3j(l1, l2, l3)`` for all 29 triples with
 :math:`l_i \le 3` agree up to an overall sign, which flips for six of them,
-``(1,2,2), (2,1,2), (2,2,1), (1,3,3), (3,1,3), (3,3,1)``. The two-body parts (the atomic
-basis' tensor product, the linear layers, the radial MLP) would then map weight by weight
-with a sign per path. The product basis would not: mace-torch's generalised
-Clebsch-Gordan basis :math:`\mathcal C` (``U_matrix_real``) and irrepnet's
-(:mod:`irrepnet.nn.symmetric_basis`) span the same space of symmetric couplings but are
-different bases of it, built by different orthogonalisations, so each (element,
-correlation order, output irrep) block of weights needs a change of basis fitted between the
-two, and both sides lay their channels out differently. That was not attempted: it is a
-weight converter of its own (a few hundred lines with its test), and a timing comparison
+``(1,2,2), (2,1,2), (2,2,1), (1,3,3), (3,1,3), (3,3,1)``. The two-body parts (the linear layers and the radial MLP, e3nn's
+parametrisation on both sides) would map weight by weight, but the atomic basis' tensor
+product would not directly: irrepnet's :class:`~irrepnet.nn.tp_conv.EdgeTensorProduct`
+groups its paths by ``(l1, l3)``, not in e3nn's instruction order, so the radial MLP's
+output columns need a permutation, and a sign for the six triples above. The product basis
+is the larger obstacle: mace-torch (with cuequivariance, as here) contracts with
+cuequivariance's reduced symmetric basis in its own normalisation, irrepnet's own backend
+with :func:`~irrepnet.nn.symmetric_basis.symmetric_coupling_basis`; both span the same
+space of symmetric couplings but are different bases of it, so each (element, correlation
+order, output irrep) block of weights needs a change of basis fitted between the two
+(:func:`~irrepnet.nn.symmetric_contraction.copy_contraction_weights` does that between
+irrepnet's two backends, not for mace-torch's normalisation). That was not attempted: it is a
+weight converter of its own with its test, across two interpreters, and a timing comparison
 needs equal sizes, not equal functions. This script compares cost at equal parameter
 count; accuracy is compared by training both (not done here).
 
