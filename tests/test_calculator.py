@@ -131,6 +131,76 @@ def test_stress_is_refused_where_the_model_has_none(egnn):
         atoms.get_stress()
 
 
+@pytest.fixture(scope="module")
+def cu_model():
+    """A small tfn for the bulk_metal task: periodic radius graph, stress from the strain derivative."""
+    torch.manual_seed(0)
+    config = {"hidden_irreps": "8x0e + 4x1o + 4x1e", "lmax": 1, "layers": 2, "radial_neurons": 16}
+    return build_model("tfn", task_spec("bulk_metal"), config).double().eval()
+
+
+def rattled_cu(seed=0):
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", cubic=True).repeat((2, 2, 2))
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def test_periodic_forces_and_stress_are_finite_differences_of_the_energy(cu_model):
+    from irrepnet.calculator import IrrepnetCalculator
+
+    atoms = rattled_cu()
+    calc = IrrepnetCalculator(cu_model, ["Cu"])
+    assert calc.has_stress
+    atoms.calc = calc
+    forces, stress = atoms.get_forces(), atoms.get_stress()  # Voigt: xx yy zz yz xz xy, eV/A^3
+    assert stress.shape == (6,) and np.abs(forces).max() > 1e-3
+    h = 1e-5
+
+    def energy_of(moved):
+        moved.calc = calc
+        return moved.get_potential_energy()
+
+    for atom, axis in [(0, 0), (13, 2)]:
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[atom, axis] += h
+        minus.positions[atom, axis] -= h
+        assert -(energy_of(plus) - energy_of(minus)) / (2 * h) == pytest.approx(forces[atom, axis], rel=1e-6, abs=1e-8)
+    volume = atoms.get_volume()
+    for voigt, (i, j) in [(0, (0, 0)), (3, (1, 2))]:  # a normal and a shear component
+        slopes = []
+        for sign in (1, -1):
+            eps = np.zeros((3, 3))
+            eps[i, j] = eps[j, i] = sign * h / (1 if i == j else 2)  # symmetric strain, d E / d eps_ij (i != j) / 2
+            strained = atoms.copy()
+            strained.set_cell(atoms.cell[:] @ (np.eye(3) + eps), scale_atoms=True)
+            slopes.append(energy_of(strained))
+        numeric = (slopes[0] - slopes[1]) / (2 * h) / volume
+        assert numeric == pytest.approx(stress[voigt], rel=1e-5, abs=1e-9), voigt
+
+
+def test_periodic_energy_does_not_depend_on_which_image_holds_an_atom(cu_model):
+    from irrepnet.calculator import IrrepnetCalculator
+
+    atoms = rattled_cu(seed=1)
+    atoms.calc = IrrepnetCalculator(cu_model, ["Cu"])
+    e, f = atoms.get_potential_energy(), atoms.get_forces()
+    moved = atoms.copy()
+    moved.positions[[0, 5]] += atoms.cell[0] - 2 * atoms.cell[2]  # two atoms into other images
+    moved.calc = atoms.calc
+    assert moved.get_potential_energy() == pytest.approx(e, rel=1e-10)
+    np.testing.assert_allclose(moved.get_forces(), f, atol=1e-9)
+    slab = atoms.copy()
+    slab.pbc = [True, True, False]  # not periodic in all three directions: no stress
+    slab.calc = atoms.calc
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    assert np.isfinite(slab.get_potential_energy())
+    with pytest.raises(PropertyNotImplementedError, match="not periodic"):
+        slab.get_stress()
+
+
 def test_a_model_without_an_energy_is_refused():
     model = build_model("egnn", task_spec("nbody"), SMALL)
     with pytest.raises(ValueError, match="needs an energy model"):
