@@ -317,3 +317,20 @@ def test_cutoff_is_strict_across_the_boundary(backend):
     for r, degree in ((1.0, 0), (1.0 + 1e-9, 6), (2**0.5 + 1e-9, 18), (1.5, 18)):
         ei, shift = periodic_radius_graph(grid - 0.5, r, cell, pbc, backend=backend)  # half outside the box
         assert torch.equal(torch.bincount(ei[1], minlength=27), torch.full((27,), degree))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_positions_and_cells(backend):
+    needs(backend)
+    rng = np.random.default_rng(15)
+    atoms = random_atoms(rng, 30, random_cell(rng, 4.0), [True, True, False])
+    data = batch_of([atoms])
+    pos, cell = data[K.POS].float(), data[K.CELL].float()
+    ei, shift = periodic_radius_graph(pos, 3.0, cell, data[K.PBC], backend=backend)
+    assert shift.dtype == torch.float32
+    ref = ase_triples(atoms, 3.0)
+    got = triples(ei, shift)
+    assert set(got) == set(ref)  # no pair of this draw lies within float32 rounding of the cutoff
+    vec = edge_vectors({K.POS: pos, K.CELL: cell, K.EDGE_INDEX: ei, K.EDGE_CELL_SHIFT: shift})[K.EDGE_VEC]
+    want = -torch.tensor(np.array([ref[t] for t in got]), dtype=torch.float32)
+    torch.testing.assert_close(vec, want, atol=1e-5, rtol=0)
