@@ -42,8 +42,10 @@ What it does:
    of irrepnet's and one of mace-torch's in turn (the worker stays up and answers each
    request with the time of one call), so that whatever else loads the machine hits both
    alike: ``--warmup`` rounds, then the median, min and max of ``--repeats``; prints the table and
-   the ratio irrepnet / mace-torch, and with ``--out DIR`` writes ``results.json`` and
-   ``results.md`` (machine, both sides' torch and e3nn versions, commit, command).
+   the ratio irrepnet / mace-torch, and with ``--out DIR`` writes ``mace_vs_mace_torch.json``
+   and ``mace_vs_mace_torch.md`` (machine, both sides' torch and e3nn versions, commit,
+   command); not ``results.json``, the name of a benchmark suite's results, which the
+   documentation renders as one (``docs/generate_results.py``).
 
 Both sides get the graph precomputed (mace-torch's data loader builds it outside the
 model; irrepnet's model gets its :meth:`~irrepnet.nn.GraphConstruction.topology` fields
@@ -504,10 +506,14 @@ def profile_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: the files ``--out`` gets (a suite's ``results.json`` is another schema; see the module docstring)
+RESULT_FILES = ("mace_vs_mace_torch.json", "mace_vs_mace_torch.md")
+
+
 def write_results(out: Path, result: dict) -> None:
-    """``results.json`` and ``results.md`` under ``out``."""
+    """:data:`RESULT_FILES` under ``out``: the result as JSON and as a Markdown report."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / RESULT_FILES[0]).write_text(json.dumps(result, indent=2) + "\n")
     prov, other = result["provenance"], result["mace_torch"]["versions"]
     opts, data = result["options"], result["batch"]
     md = [
@@ -534,7 +540,7 @@ def write_results(out: Path, result: dict) -> None:
         if "profile" in result[side]:
             md += [f"Top operators of one {name} training step (torch.profiler, self CPU time):", ""]
             md += [profile_table(result[side]["profile"]), ""]
-    (out / "results.md").write_text("\n".join(md))
+    (out / RESULT_FILES[1]).write_text("\n".join(md))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -569,7 +575,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", type=int, default=0, help="training steps to profile on each side (0: none)")
-    p.add_argument("--out", type=Path, default=None, help="folder for results.json and results.md")
+    p.add_argument("--out", type=Path, default=None, help="folder for mace_vs_mace_torch.json and .md")
     p.add_argument("--worker", type=Path, default=WORKER, help=argparse.SUPPRESS)  # tests feed a fake one
     return p
 
@@ -640,7 +646,7 @@ def main(argv=None) -> int:
             print(profile_table(result[side]["profile"]))
     if args.out is not None:
         write_results(args.out, result)
-        print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
+        print(f"wrote {args.out / RESULT_FILES[0]} and {args.out / RESULT_FILES[1]}")
     return 0
 
 

@@ -164,7 +164,8 @@ def test_equal_sizes_are_timed_and_the_ratio_comes_from_both_sides(bench, fake_w
     assert bench.main([*argv, "--out", out]) == 0
     printed = capsys.readouterr().out
     assert f"parameters: irrepnet mace {ours:,}, mace-torch MACE {ours + 1:,}" in printed
-    result = json.loads((out / "results.json").read_text())
+    result = json.loads((out / "mace_vs_mace_torch.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["mace_vs_mace_torch.json", "mace_vs_mace_torch.md"]
     assert result["irrepnet"]["parameters"] == ours and result["mace_torch"]["parameters"] == ours + 1
     for kind in ("inference", "train_step"):
         mine = result["irrepnet"][kind]
@@ -174,7 +175,7 @@ def test_equal_sizes_are_timed_and_the_ratio_comes_from_both_sides(bench, fake_w
         assert result["ratio"][kind] == pytest.approx(mine["median"] / fake)
     assert result["batch"]["graphs"] == 2 and result["batch"]["edges"] > 0
     assert result["options"]["avg_num_neighbors"] == pytest.approx(result["batch"]["edges"] / result["batch"]["nodes"])
-    md = (out / "results.md").read_text()
+    md = (out / "mace_vs_mace_torch.md").read_text()
     assert "| ratio irrepnet / mace-torch |" in md and "e3nn 0.4.4" in md and result["provenance"]["commit"] in md
 
 
@@ -216,6 +217,6 @@ def test_against_the_real_mace_torch(bench, capsys, tmp_path):
     # big enough that irrepnet's few extra weights (Bessel frequencies, a constant input) stay under 1 %
     size = ["--channels", "8", "--max-ell", "2", "--correlation", "2", "--batch", "2", "--radial-neurons", "16"]
     assert bench.main(["--python", python, *size, "--repeats", "2", "--warmup", "1", "--out", tmp_path]) == 0
-    result = json.loads((tmp_path / "results.json").read_text())
+    result = json.loads((tmp_path / "mace_vs_mace_torch.json").read_text())
     assert result["mace_torch"]["versions"]["e3nn"].startswith("0.4")
     assert result["mace_torch"]["blocks"]["radial MLP"] == result["irrepnet"]["blocks"]["radial MLP"]
