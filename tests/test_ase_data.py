@@ -159,6 +159,27 @@ def test_a_time_step_from_dt_info_and_the_refusal_without_one(tmp_path):
         load_ase_trajectory(_write(tmp_path / "uneven.extxyz", frames))
 
 
+def test_wrapped_periodic_coordinates_are_unwrapped(tmp_path):
+    import ase
+
+    from irrepnet.data.ase_io import load_ase_trajectory
+
+    rng = np.random.default_rng(2)
+    cell = np.array([[5.0, 0.0, 0.0], [1.0, 4.0, 0.0], [0.0, 0.0, 6.0]])  # not orthogonal
+    x = 2.5 + np.cumsum(rng.standard_normal((8, 3, 3)) * 0.8, axis=0)  # wanders through several cells
+    frames = []
+    for t, p in enumerate(x):
+        a = ase.Atoms("C3", positions=p, cell=cell, pbc=True, info={"time": float(t)})
+        a.wrap()  # as MD codes store them
+        frames.append(a)
+    path = _write(tmp_path / "wrapped.traj", frames)
+    stored = load_ase_trajectory(path, unwrap=False).positions
+    assert np.abs(np.diff(stored, axis=0)).max() > 2.0  # jumps by a cell vector
+    got = load_ase_trajectory(path)
+    np.testing.assert_allclose(got.positions - got.positions[0], x - x[0], atol=1e-10)
+    np.testing.assert_allclose(got.velocities[3], (x[4] - x[2]) / 2.0, atol=1e-10)
+
+
 def test_a_trajectory_through_the_ase_traj_format(tmp_path):
     from irrepnet.data import load_trajectory
 

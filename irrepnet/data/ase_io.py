@@ -21,8 +21,18 @@ central finite differences of the positions,
 with the frame time step :math:`\Delta t` from the file (an info key ``time`` on every
 frame, evenly spaced, or ``dt``/``timestep``/``time_step``) or given (``--time-step``, in
 the file's time unit). The displacement task needs neither: its inputs are frame steps.
-Finite differences of wrapped periodic coordinates jump by a cell vector where an atom
-crosses the boundary: unwrap such trajectories before reading them.
+
+Periodic files store wrapped coordinates, which jump by a cell vector where an atom
+crosses the boundary. Along the periodic directions each frame step is therefore taken
+as its minimum image in the cell :math:`C_t` of frame ``t`` (rows a, b, c), and the
+positions are rebuilt from those steps (unwrapped):
+
+.. math::
+
+    s = (x(t+1) - x(t))\,C_t^{-1}, \qquad s_k \leftarrow s_k - \mathrm{round}(s_k)
+    \ \text{(periodic } k\text{)}, \qquad x(t+1) \leftarrow x(t) + s\,C_t,
+
+which is right as long as no atom moves half a cell between two frames.
 
 Writing: :func:`write_extxyz` writes frames of positions with optional energies and forces
 (as an ASE single-point calculator, so that ``atoms.get_potential_energy()`` and
@@ -140,6 +150,23 @@ def _file_velocities(frames: Sequence[Any]) -> np.ndarray | None:
     return None
 
 
+def unwrap_positions(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
+    """Positions ``(T, N, 3)`` with each frame step replaced by its minimum image (module docstring).
+
+    ``cell (T, 3, 3)`` and ``pbc (T, 3)`` per frame; frames without periodicity are left as they are.
+    """
+    x = np.array(positions, dtype=np.float64, copy=True)
+    for t in range(x.shape[0] - 1):
+        periodic = np.asarray(pbc[t], dtype=bool)
+        if not periodic.any():
+            continue
+        c = np.asarray(cell[t], dtype=np.float64)
+        step = np.linalg.solve(c.T, (positions[t + 1] - positions[t]).T).T  # fractional: step = s @ c
+        step[:, periodic] -= np.round(step[:, periodic])
+        x[t + 1] = x[t] + step @ c
+    return x
+
+
 def finite_difference_velocities(positions: np.ndarray, time_step: float) -> np.ndarray:
     """Central differences inside, one-sided at both ends (the module docstring's formula); ``(T, N, 3)``."""
     return np.gradient(np.asarray(positions, dtype=np.float64), float(time_step), axis=0)
@@ -152,7 +179,7 @@ class AseTrajectory:
     Attributes
     ----------
     positions : numpy.ndarray
-        ``(T, N, 3)`` float64.
+        ``(T, N, 3)`` float64; unwrapped along periodic directions (see :func:`unwrap_positions`).
     numbers : numpy.ndarray
         ``(N,)`` atomic numbers, the same in every frame.
     velocities : numpy.ndarray or None
@@ -180,7 +207,12 @@ class AseTrajectory:
 
 
 def load_ase_trajectory(
-    path: PathLike, *, time_step: float | None = None, velocities: bool = True, format: str | None = None
+    path: PathLike,
+    *,
+    time_step: float | None = None,
+    velocities: bool = True,
+    format: str | None = None,
+    unwrap: bool = True,
 ) -> AseTrajectory:
     """Read every frame of ``path`` (any format ``ase.io`` reads) as one trajectory.
 
@@ -195,6 +227,9 @@ def load_ase_trajectory(
         only if the file has them (the displacement task reads frame steps instead).
     format : str, optional
         ASE's format name when the suffix does not say it (``"lammps-dump-text"``).
+    unwrap : bool
+        rebuild periodic positions from minimum-image frame steps (the module docstring);
+        ``False`` keeps them as stored.
 
     Raises
     ------
@@ -219,6 +254,16 @@ def load_ase_trajectory(
                 "a trajectory keeps the same atoms in the same order in every frame"
             )
     positions = check_trajectory(np.stack([f.positions for f in frames]), name=p)
+    cell = np.stack([np.asarray(f.cell[:], dtype=np.float64) for f in frames])
+    pbc = np.stack([np.asarray(f.pbc, dtype=bool) for f in frames])
+    if unwrap and pbc.any():
+        singular = [i for i in range(len(frames)) if pbc[i].any() and abs(np.linalg.det(cell[i])) < 1e-12]
+        if singular:
+            raise ValueError(
+                f"{p}: frame {singular[0]} is periodic but its cell has no volume; give the cell, or read "
+                "it with unwrap=False"
+            )
+        positions = unwrap_positions(positions, cell, pbc)
     _check_usable(positions, Path(p))
     if time_step is not None:
         if not time_step > 0:
@@ -247,8 +292,8 @@ def load_ase_trajectory(
         velocity_source=vel_source,
         time_step=dt,
         time_step_source=dt_source,
-        cell=np.stack([np.asarray(f.cell[:], dtype=np.float64) for f in frames]),
-        pbc=np.stack([np.asarray(f.pbc, dtype=bool) for f in frames]),
+        cell=cell,
+        pbc=pbc,
         path=p,
     )
 
