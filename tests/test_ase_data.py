@@ -151,8 +151,14 @@ def test_a_time_step_from_dt_info_and_the_refusal_without_one(tmp_path):
     with pytest.raises(ValueError, match="no velocities and no time step.*pass --time-step"):
         load_ase_trajectory(path)
     assert load_ase_trajectory(path, velocities=False).velocities is None  # the displacement task needs none
-    frames[0].info["dt"] = 2.0
+    for a in frames:
+        a.info["dt"] = 2.0
     assert load_ase_trajectory(_write(tmp_path / "dt.extxyz", frames)).time_step == 2.0
+    for t, a in enumerate(frames):  # a step counter, as ASE's LAMMPS reader stores it, is no time step
+        del a.info["dt"]
+        a.info["timestep"] = 10 * t
+    with pytest.raises(ValueError, match="no velocities and no time step"):
+        load_ase_trajectory(_write(tmp_path / "counter.extxyz", frames))
     for t, a in enumerate(frames):
         a.info["time"] = float(t * t)
     with pytest.raises(ValueError, match="not evenly spaced"):
@@ -178,6 +184,26 @@ def test_wrapped_periodic_coordinates_are_unwrapped(tmp_path):
     got = load_ase_trajectory(path)
     np.testing.assert_allclose(got.positions - got.positions[0], x - x[0], atol=1e-10)
     np.testing.assert_allclose(got.velocities[3], (x[4] - x[2]) / 2.0, atol=1e-10)
+
+
+def test_a_lammps_dump_with_velocities(tmp_path):
+    from irrepnet.data.ase_io import load_ase_trajectory
+
+    box = "ITEM: BOX BOUNDS pp pp pp\n0 10\n0 10\n0 10\n"
+    text = ""
+    for step in range(3):
+        atoms = f"1 1 {1.0 + 0.1 * step} 1.0 1.0 0.1 0 0\n2 1 2.0 {2.0 + 0.1 * step} 2.0 0 0.1 0\n"
+        text += (
+            f"ITEM: TIMESTEP\n{10 * step}\nITEM: NUMBER OF ATOMS\n2\n{box}ITEM: ATOMS id type x y z vx vy vz\n{atoms}"
+        )
+    (tmp_path / "dump.lammpstrj").write_text(text)
+    got = load_ase_trajectory(tmp_path / "dump.lammpstrj")
+    np.testing.assert_allclose(got.positions[:, 0], [[1.0, 1.0, 1.0], [1.1, 1.0, 1.0], [1.2, 1.0, 1.0]], atol=1e-12)
+    assert got.velocity_source == "file" and got.time_step is None  # "timestep" there counts steps
+    # LAMMPS metal units (A/ps) in ASE's time unit: 0.1 A/ps = 0.1 x (ASE's unit in ps) per ASE unit
+    from ase.units import fs
+
+    np.testing.assert_allclose(got.velocities[1, 0], [0.1 * 1e-3 / fs, 0.0, 0.0], rtol=1e-6)
 
 
 def test_a_trajectory_through_the_ase_traj_format(tmp_path):

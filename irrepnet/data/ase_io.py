@@ -10,8 +10,9 @@ not an ``.npz``, so ``irrepnet train --data run.extxyz`` trains the displacement
 on the file's positions exactly as on the same positions saved as ``.npz``.
 
 Velocities come from the file when every frame has them (an ``extxyz`` ``vel`` or
-``velocities`` column, or ASE's momenta, ``atoms.get_velocities()``), otherwise from
-central finite differences of the positions,
+``velocities`` column, as stored; or ASE's momenta, ``atoms.get_velocities()``, in ASE's
+units: Å per ASE time unit of about 10.18 fs, into which ASE's LAMMPS reader converts a
+dump's ``vx vy vz``), otherwise from central finite differences of the positions,
 
 .. math::
 
@@ -121,7 +122,9 @@ def frame_time_step(frames: Sequence[Any], name: str = "the file") -> tuple[floa
     """``(dt, where it came from)`` of ``frames``, or ``None`` when the file does not say.
 
     From the ``time`` info of every frame (which must be evenly spaced and increasing),
-    else from the first frame's ``dt``/``timestep``/``time_step`` info.
+    else from a ``dt``/``timestep``/``time_step`` info that every frame holds with one
+    positive value (a value that changes from frame to frame is a step counter, not a time
+    step).
     """
     if len(frames) >= 2 and all(TIME_KEY in f.info for f in frames):
         times = np.asarray([float(f.info[TIME_KEY]) for f in frames])
@@ -135,8 +138,11 @@ def frame_time_step(frames: Sequence[Any], name: str = "the file") -> tuple[floa
             )
         return dt, f"info {TIME_KEY!r}"
     for key in STEP_KEYS:
-        if key in frames[0].info:
-            return float(frames[0].info[key]), f"info {key!r}"
+        values = {float(f.info[key]) for f in frames if key in f.info}
+        # one positive value on every frame; ASE's LAMMPS reader stores the step counter
+        # (0, 10, 20...) as "timestep", which is no time step and is passed over
+        if len(values) == 1 and all(key in f.info for f in frames) and min(values) > 0:
+            return values.pop(), f"info {key!r}"
     return None
 
 
