@@ -177,7 +177,7 @@ def _dynamic_shapes(inputs: list[str], num_nodes: int | None) -> tuple:
 
     graphs = Dim("G", min=1)
     nodes = num_nodes * graphs if num_nodes else Dim("n", min=1)
-    edges = Dim("E", min=1)
+    edges = Dim("E", min=0)  # an isolated atom, a sparse radius graph
     out = []
     for name in inputs:
         out.append({1: edges} if name == K.EDGE_INDEX else {0: graphs} if name == K.NUM_NODES else {0: nodes})

@@ -85,7 +85,11 @@ def build_edges(meta: dict, pos: torch.Tensor, batch: torch.Tensor) -> torch.Ten
 
 
 def read_metadata(path) -> dict:
-    """The metadata of a package: from ``<name>.json`` beside it, else from inside the archive."""
+    """The metadata of a package: from ``<name>.json`` beside it, else from inside the archive.
+
+    An ExportedProgram holds it as the extra file ``irrepnet.json``; an AOTInductor package
+    under the key ``irrepnet`` of its compiled model's metadata.
+    """
     path = Path(path)
     beside = path.with_suffix(".json")
     if beside.is_file():
@@ -94,8 +98,11 @@ def read_metadata(path) -> dict:
         for name in archive.namelist():
             if name.endswith("extra/" + METADATA_NAME):
                 return json.loads(archive.read(name))
-    aoti = torch._inductor.aoti_load_package(str(path))
-    return json.loads(aoti.get_metadata()[AOTI_METADATA_KEY])
+            if name.endswith("_metadata.json"):
+                stored = json.loads(archive.read(name))
+                if AOTI_METADATA_KEY in stored:
+                    return json.loads(stored[AOTI_METADATA_KEY])
+    raise ValueError(f"{path} holds no irrepnet metadata; was it written by irrepnet export?")
 
 
 class ExportedModel:
@@ -153,3 +160,6 @@ def load(path) -> ExportedModel:
     else:
         program = torch.export.load(str(path)).module()
     return ExportedModel(program, meta)
+
+
+__all__ = ["ExportedModel", "build_edges", "full_graph", "load", "radius_graph", "read_metadata"]

@@ -18,10 +18,12 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from irrepnet import keys as K
-from irrepnet.export import export_model
+from irrepnet.export import ExportError, export_model
+from irrepnet.interface import IrrepsModel
 from irrepnet.registry import build_model
 from irrepnet.tasks import task_spec
 from irrepnet.train.normalization import NormalizedModel
@@ -74,9 +76,9 @@ def normalized(model, task):
 
 
 def cases(task, dtype, seed=1):
-    """Systems of 3, 9 and 20 atoms and a batch of the three (fixed-size tasks: 1, 2 and 3 graphs)."""
+    """Systems of 1, 3, 9 and 20 atoms and a batch of 3, 9 and 20 (fixed-size tasks: 1, 2 and 3 graphs)."""
     gen = torch.Generator().manual_seed(seed)
-    groups = [[task.num_nodes] * g for g in (1, 2, 3)] if task.num_nodes else [[3], [9], [20], [3, 9, 20]]
+    groups = [[task.num_nodes] * g for g in (1, 2, 3)] if task.num_nodes else [[1], [3], [9], [20], [3, 9, 20]]
     out = []
     for sizes in groups:
         n = sum(sizes)
@@ -94,13 +96,13 @@ def cases(task, dtype, seed=1):
     return out
 
 
-def run_package(tmp_path, result, data):
+def run_package(tmp_path, package, data):
     """Outputs of the package on ``data``, computed in a subprocess without irrepnet and e3nn."""
     cases_file, out_file = tmp_path / "cases.pt", tmp_path / "outputs.pt"
     torch.save(data, cases_file)
-    runtime_file = result.path.with_name(result.path.stem + "_runtime.py")
+    runtime_file = package.with_name(package.stem + "_runtime.py")
     proc = subprocess.run(
-        [sys.executable, "-c", RUN, str(runtime_file), str(result.path), str(cases_file), str(out_file)],
+        [sys.executable, "-c", RUN, str(runtime_file), str(package), str(cases_file), str(out_file)],
         capture_output=True,
         text=True,
         cwd=tmp_path,  # not the checkout: nothing of irrepnet on the path but what the blocker refuses
@@ -111,20 +113,29 @@ def run_package(tmp_path, result, data):
     return torch.load(out_file), edges
 
 
-def check_family(tmp_path, name, task, dtype=torch.float64, aoti=False):
-    torch.manual_seed(0)
-    model = normalized(build_model(name, task), task).to(dtype)
-    result = export_model(model, tmp_path / f"{name}.pt2", aoti=aoti, task=task, name=name)
-    assert result.metadata["aoti"] == aoti
+def compare(model, package, tmp_path, task, dtype):
+    """Run ``package`` on :func:`cases` in the subprocess; assert it gives ``model``'s outputs."""
+    meta = json.loads(package.with_suffix(".json").read_text())
     data = cases(task, dtype)
-    got, edges = run_package(tmp_path, result, data)
+    got, edges = run_package(tmp_path, package, data)
     for case, outs in zip(data, got):
         eager = model(dict(case))  # builds its own graph
-        for field, value in zip(result.metadata["outputs"], outs):
+        for field, value in zip(meta["outputs"], outs):
             ref = eager[field].detach()
             assert value.shape == ref.shape and value.dtype == dtype
             rel = float((value - ref).abs().max() / ref.abs().max().clamp(min=1e-30))
-            assert rel <= TOL[dtype], f"{name} {field} on sizes {case['num_nodes'].tolist()}: relative error {rel:.2e}"
+            sizes = case["num_nodes"].tolist()
+            assert rel <= TOL[dtype], f"{meta['model']} {field} on sizes {sizes}: relative error {rel:.2e}"
+    return meta, edges
+
+
+def check_family(tmp_path, name, task, dtype=torch.float64, aoti=False):
+    """Export ``name`` (fresh weights, normalised) for ``task`` and compare the package with eager."""
+    torch.manual_seed(0)
+    model = normalized(build_model(name, task), task).to(dtype)
+    result = export_model(model, tmp_path / f"{name}.pt2", aoti=aoti, task=task, name=name)
+    assert result.metadata["aoti"] == aoti and result.metadata["model"] == name
+    _, edges = compare(model, result.path, tmp_path, task, dtype)
     return result, edges
 
 
@@ -134,4 +145,101 @@ def test_egnn_energy_package_runs_without_irrepnet(tmp_path):
     assert result.metadata["inputs"] == ["pos", "species_onehot", "edge_index", "batch", "num_nodes"]
     assert result.metadata["outputs"] == ["energy", "forces"]
     assert result.metadata["species"] == ["H", "C", "N", "O"] and result.metadata["graph"]["kind"] == "full"
-    assert edges == [6, 72, 380, 458]  # full graphs: n (n - 1) per system
+    assert edges == [0, 6, 72, 380, 458]  # full graphs: n (n - 1) per system
+
+
+# --- every family (slow: make_fx of an e3nn network takes minutes on a loaded CPU) ---------
+#: registered energy families that export (molecules task)
+ENERGY_FAMILIES = ["e3nn-reference", "egnn", "se3-transformer", "segnn", "tfn"]
+#: registered displacement families that export, on twelve_body (history 2) and nbody
+DISPLACEMENT_FAMILIES = [
+    "constant-acceleration",
+    "constant-velocity",
+    "e3nn-polynomial",
+    "e3nn-reference",
+    "egnn",
+    "egnn-vel",
+    "gnn",
+    "mlp",
+    "radial-field",
+    "se3-transformer",
+    "segnn",
+    "tfn",
+    "zero-displacement",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in ENERGY_FAMILIES if n != "egnn"])
+def test_energy_families_export(tmp_path, name):
+    result, edges = check_family(tmp_path, name, task_spec("molecules"))
+    assert len(set(edges)) == len(edges)  # graphs of different edge counts, an isolated atom among them
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_name", ["twelve_body", "nbody"])
+@pytest.mark.parametrize("name", DISPLACEMENT_FAMILIES)
+def test_displacement_families_export(tmp_path, name, task_name):
+    task = task_spec(task_name, history=2) if task_name == "twelve_body" else task_spec(task_name)
+    if name == "constant-acceleration" and task_name == "nbody":
+        pytest.skip("nbody has no velocity history")
+    result, _ = check_family(tmp_path, name, task)
+    assert result.metadata["outputs"] == ["displacement"] and result.metadata["num_nodes"] == task.num_nodes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["egnn", "tfn"])
+def test_aoti_packages_run_without_irrepnet(tmp_path, name):
+    """AOTInductor: the compiled package, float32, on the same systems (minutes per compile)."""
+    result, _ = check_family(tmp_path, name, task_spec("molecules"), dtype=torch.float32, aoti=True)
+    assert result.compile_s > 0
+
+
+@pytest.mark.slow
+def test_the_cli_exports_a_trained_checkpoint(tmp_path, tiny_task):
+    """``irrepnet export`` on a checkpoint of a short run: the package equals ``load_trained``'s model."""
+    from conftest import small
+
+    from irrepnet.cli import main
+    from irrepnet.train import load_trained, train_registered
+
+    train_registered("egnn", tiny_task, small(epochs=1), {"hidden": 16, "layers": 2}, out_dir=tmp_path / "run")
+    checkpoint, package = tmp_path / "run" / "best.pt", tmp_path / "egnn.pt2"
+    assert main(["export", str(checkpoint), "--out", str(package), "--no-aoti", "--dtype", "float64"]) == 0
+    model, _ = load_trained(checkpoint)
+    meta, _ = compare(model.double(), package, tmp_path, tiny_task.spec, torch.float64)
+    assert meta["graph"]["kind"] == "full" and meta["num_nodes"] == 12 and meta["dtype"] == "float64"
+
+
+# --- what cannot be exported says so in one line --------------------------------------------
+class ReadsAValue(IrrepsModel):
+    """Scales positions by a number read on the host: a size or branch the program cannot trace."""
+
+    def __init__(self):
+        super().__init__({K.POS: "1o"}, {K.DISPLACEMENT: "1o"}, symmetry="E(3)")
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, data):
+        return {K.DISPLACEMENT: self.w * data[K.POS] * float(data[K.POS].norm())}
+
+
+def test_a_model_that_reads_values_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ExportError) as err:
+        export_model(ReadsAValue(), tmp_path / "x.pt2", aoti=False, name="reads-a-value")
+    message = str(err.value)
+    assert message.startswith("model family 'reads-a-value' cannot be exported: ") and "\n" not in message
+    assert not (tmp_path / "x.pt2").exists()
+
+
+def test_the_cli_exits_2_with_one_line(tmp_path, capsys, monkeypatch):
+    import irrepnet.export
+    from irrepnet.cli import main
+
+    def refuse(*args, **kwargs):
+        raise ExportError("model family 'x' cannot be exported: why")
+
+    assert main(["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.pt2")]) == 2
+    assert "not found" in capsys.readouterr().err
+    monkeypatch.setattr(irrepnet.export, "export_model", refuse)
+    assert main(["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.pt2")]) == 2
+    assert capsys.readouterr().err == "irrepnet: error: model family 'x' cannot be exported: why\n"
