@@ -333,6 +333,22 @@ def test_custom_keys_and_the_missing_key_error(tmp_path):
     assert ase.io.read(path).calc is None
 
 
+def test_non_finite_labels_name_their_frame(tmp_path):
+    from irrepnet.tasks import load_task
+
+    frames = _emt_frames(6)
+    for a in frames:
+        a.info["E"], a.arrays["F"], a.calc = a.get_potential_energy(), a.get_forces(), None
+    frames[4].arrays["F"][1, 2] = np.nan
+    frames[2].info["E"] = np.inf
+    path = _write(tmp_path / "nan.extxyz", frames)
+    with pytest.raises(ValueError, match="frame 4 has NaN or Inf forces"):
+        load_task("energy", data=str(path), energy_key="E", forces_key="F")
+    frames[4].arrays["F"][1, 2] = 0.0
+    with pytest.raises(ValueError, match="frame 2 has NaN or Inf energy"):
+        load_task("energy", data=str(_write(tmp_path / "inf.extxyz", frames)), energy_key="E", forces_key="F")
+
+
 def test_a_periodic_file_carries_cell_pbc_and_stress(tmp_path):
     import ase.io
 
