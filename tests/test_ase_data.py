@@ -104,6 +104,19 @@ def test_an_extxyz_trajectory_gives_the_baselines_of_the_same_frames_as_npz(refe
     assert tables[0] == tables[1] and len(tables[0]) == 3
 
 
+def test_train_on_an_extxyz_trajectory_equals_train_on_its_npz(reference_extxyz, tmp_path, capsys):
+    xyz, npz, _ = reference_extxyz
+    metrics = []
+    for f in (xyz, npz):
+        out = tmp_path / f.suffix[1:]
+        argv = ["train", "--model", "radial-field", "--data", f, "--out", out, *TINY, "--model-set", "hidden=8"]
+        code, _, err = run(capsys, *argv)
+        assert code == 0, err
+        metrics.append(json.loads((out / "metrics.json").read_text()))
+    for key in ("test_mse", "mse_vs_zero", "r2", "steps"):
+        assert metrics[0][key] == metrics[1][key], key
+
+
 def _write(path, frames, **kw):
     import ase.io
 
