@@ -26,9 +26,12 @@ The model builds its own graph inside ``forward`` (:class:`~irrepnet.nn.GraphCon
 so the graph is rebuilt at every call: there is no Verlet skin. A skin would need a graph of
 radius :math:`r + \text{skin}`, which changes the function of models whose aggregation is not a
 plain sum of messages that vanish at the cutoff (a mean over neighbours counts the extra
-edges), so it is left out rather than made right for some models only. Full graphs of the
-same atoms are already reused (the layer's topology cache); ``benchmarks/md_stability.py``
-reports the cost of a step.
+edges), so it is left out rather than made right for some models only. What it could save
+is small: building the radius graph (:meth:`~irrepnet.nn.GraphConstruction.topology`) took
+0.76 ms of tfn's 17.0 ms call on CH4 (20 edges) and 2.3 ms of 32.8 ms on periodic Cu 32
+(384 edges), 0.72 of 10.1 and 2.2 of 21.7 ms for mace: 4-10% of a step (CPU time, float64,
+one thread). Full graphs of the same atoms are already reused (the layer's topology cache);
+``benchmarks/md_stability.py`` reports the cost of a step for every model.
 
 ASE is optional: :class:`IrrepnetCalculator` is created on first access of the name (PEP 562),
 and without ASE that access raises :class:`~irrepnet.optional.MissingDependencyError` with
