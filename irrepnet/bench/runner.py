@@ -155,7 +155,9 @@ def run_seed(
     phase.name = "audit"
     ev["equivariance"] = audit_dict(result.model, audit_batch(group), suite.audit_trials)
     phase.name = "speed"
-    speed = M.inference_speed(result.model, group.task.test, device=device, dtype=trainer.dtype)
+    speed = M.inference_speed(
+        result.model, group.task.test, batch_size=suite.speed_graphs, device=device, dtype=trainer.dtype
+    )
     target = None if group.energy else suite.target_valid_ratio * group.valid_zero_mse  # no zero baseline
     speed.update(
         train_step_ms=result.train_step_ms,

@@ -23,8 +23,9 @@ found by name by :func:`irrepnet.suites.find_suite`; or any file given by its pa
     target_valid_ratio = 0.1        # time-to-target: valid MSE <= ratio x zero-baseline valid MSE
     bootstrap_block = 20            # frames per block of the block bootstrap over test frames
     bootstrap_resamples = 2000
+    speed_graphs = 256              # graphs in the batch whose inference is timed
     n_train = 3000                  # nbody and molecules: training samples (default the task's)
-    n_valid = 500                   # molecules only: validation and test molecules (default 500 each)
+    n_valid = 500                   # molecules and bulk_metal: validation and test molecules or frames
     n_test = 500
     energy_key = "REF_energy"       # task "energy" only: where each frame keeps its energy,
     forces_key = "REF_forces"       # forces and (optional) stress (irrepnet.data.energy_files),
@@ -102,6 +103,7 @@ SUITE_KEYS = (
     "rollout_starts",
     "target_valid_ratio",
     "audit_trials",
+    "speed_graphs",
     "seeds",
     "bootstrap_block",
     "bootstrap_resamples",
@@ -113,7 +115,11 @@ SUITE_KEYS = (
 #: [suite] keys that only mean something on displacement tasks (trajectories)
 DISPLACEMENT_ONLY_KEYS = ("rollout_horizons", "rollout_starts", "target_valid_ratio")
 #: task-size keys and the tasks that take them (:func:`irrepnet.tasks.load_task`)
-SIZE_KEYS = {"n_train": ("nbody", "molecules"), "n_valid": ("molecules",), "n_test": ("molecules",)}
+SIZE_KEYS = {
+    "n_train": ("nbody", "molecules", "bulk_metal"),
+    "n_valid": ("molecules", "bulk_metal"),
+    "n_test": ("molecules", "bulk_metal"),
+}
 TOP_KEYS = ("suite", "train", "variant", "models", "tune")
 VARIANT_KEYS = ("id", "history", "bonds", "train")
 MODEL_KEYS = ("train", "config", "model")
@@ -170,6 +176,7 @@ class Suite:
     rollout_starts: int = 8
     target_valid_ratio: float = 0.1
     audit_trials: int = 2
+    speed_graphs: int = 256  # graphs in the batch whose inference is timed (irrepnet.metrics.inference_speed)
     seeds: list[int] = field(default_factory=list)  # empty: the [train] seed (default 0)
     bootstrap_block: int = 20
     bootstrap_resamples: int = 2000
@@ -222,6 +229,8 @@ class Suite:
             raise ConfigError(
                 f"suite {self.name!r}: need rollout_starts >= 1, target_valid_ratio > 0, audit_trials >= 1"
             )
+        if isinstance(self.speed_graphs, bool) or not isinstance(self.speed_graphs, int) or self.speed_graphs < 1:
+            raise ConfigError(f"suite {self.name!r}: speed_graphs must be an integer >= 1, got {self.speed_graphs!r}")
         if not self.seeds:
             self.seeds = [int(self.train.get("seed", 0))]
         if any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds) or len(set(self.seeds)) != len(
