@@ -36,6 +36,7 @@ SMALL = {
     "e3nn-polynomial": dict(lmax=1, hidden_irreps="2x0e + 2x1o"),
     "tfn": dict(hidden_irreps="2x0e + 2x0o + 2x1e + 2x1o", layers=1, lmax=1, radial_neurons=8, graph="full"),
     "se3-transformer": dict(hidden_irreps="4x0e + 4x1o", layers=1, lmax=1, radial_hidden=8),
+    "mace": dict(channels=4, max_ell=2, correlation=2, radial_neurons=8, radial_layers=1, readout_mlp=4),
     "egnn": dict(hidden=16, layers=2),
     "egnn-vel": dict(hidden=16, layers=2),
     "radial-field": dict(hidden=16, layers=2),

@@ -18,7 +18,7 @@ from irrepnet import keys as K
 from irrepnet.batch import collate
 from irrepnet.equivariance import audit
 from irrepnet.models.mace import MACE, MACEConfig, paper_config
-from irrepnet.nn.mace_blocks import ElementLinear, MACEInteraction, hidden_irreps
+from irrepnet.nn.mace_blocks import ElementLinear, MACEInteraction, NodeEmbedding, hidden_irreps
 from irrepnet.registry import ConfigError, build_model
 from irrepnet.tasks import task_spec
 
@@ -164,3 +164,27 @@ def test_paper_preset_and_defaults():
 def test_bad_configs_are_refused_with_the_fix(overrides, match):
     with pytest.raises(ConfigError, match=match):
         build_model("mace", task_spec("nbody"), overrides)
+
+
+def test_node_embedding_bounds_each_irrep_block_and_is_near_identity_for_small_inputs():
+    irreps = o3.Irreps("1x0e + 2x1o")
+    torch.manual_seed(0)
+    layer = NodeEmbedding(irreps, irreps)
+    x = torch.tensor([[2.0, 3.0, 4.0, 0.0, 1e-4, 0.0, 0.0]])
+    out = layer({K.NODE_FEATURES: x})[K.NODE_FEATURES]
+    bounded = torch.cat([x[:, :1] / 5**0.5, x[:, 1:4] / 26**0.5, x[:, 4:] / (1 + 1e-8) ** 0.5], dim=1)
+    torch.testing.assert_close(out, layer.linear(bounded))
+    # huge inputs: the linear map sees blocks of norm < 1, so the output is bounded by the map's norm
+    layer.bounded = False
+    unit = irreps.randn(50, -1)
+    unit = unit / unit.norm(dim=1, keepdim=True)
+    bound = 3**0.5 * layer({K.NODE_FEATURES: unit})[K.NODE_FEATURES].norm(dim=1).max() * 10
+    layer.bounded = True
+    big = layer({K.NODE_FEATURES: 1e6 * irreps.randn(50, -1)})[K.NODE_FEATURES]
+    assert torch.isfinite(big).all() and big.norm(dim=1).max() < bound
+
+
+def test_default_cutoffs():
+    assert _mace(task_spec("nbody")).r_max == 5.0  # DEFAULT_R_MAX_MACE: the Bessel basis near r = 0
+    assert _mace(task_spec("twelve_body", history=2)).r_max == 3.5  # tfn's
+    assert _backbone(_mace(task_spec("molecules", species=SPECIES))).r_max == 3.5
