@@ -334,3 +334,17 @@ def test_float32_positions_and_cells(backend):
     vec = edge_vectors({K.POS: pos, K.CELL: cell, K.EDGE_INDEX: ei, K.EDGE_CELL_SHIFT: shift})[K.EDGE_VEC]
     want = -torch.tensor(np.array([ref[t] for t in got]), dtype=torch.float32)
     torch.testing.assert_close(vec, want, atol=1e-5, rtol=0)
+
+
+def test_vesin_open_graphs_of_a_periodic_batch_keep_the_flat_input_guard():
+    needs("vesin")
+    # an open flat set wider than ~316 x 316 cutoffs would crash vesin 0.6 (SIGFPE): refused instead
+    flat = torch.tensor([[0.0, 0, 0], [400, 0, 0], [0, 400, 0], [0.5, 0, 0]], dtype=torch.float64)
+    pos = torch.cat([flat, torch.rand(3, 3, dtype=torch.float64)])
+    cell = torch.stack([torch.zeros(3, 3), 2.0 * torch.eye(3)]).double()
+    pbc = torch.tensor([[False] * 3, [True] * 3])
+    args = (pos, 1.0, cell, pbc, None, torch.tensor([4, 3]))
+    with pytest.raises(ValueError, match="vesin cannot handle this input"):
+        periodic_radius_graph(*args, backend="vesin")
+    ei, _ = periodic_radius_graph(*args, backend="torch")
+    assert ei[:, ei[1] < 4].tolist() == [[3, 0], [0, 3]]

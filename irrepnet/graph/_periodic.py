@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 
 from .. import keys as K
-from . import _cell_list
+from . import _backends, _cell_list
 from ._common import (
     RADIUS_BACKENDS,
     SEARCH_MARGIN,
@@ -196,26 +196,35 @@ def _pairs_torch(x, r, batch, num_graphs, basis, pbc):
 
 
 def _pairs_vesin(x, r, batch, num_graphs, basis, pbc):
-    """Directed candidates from vesin's periodic search, one call per graph (full list)."""
+    """Directed candidates from vesin: its periodic search per periodic graph (full list), and the
+    open graphs together through :func:`~._backends.radius_pairs_vesin` (batched, guarded against
+    the flat inputs that crash vesin)."""
     vesin = backend_module("vesin")
+    device = x.device
+    periodic = pbc.any(1)
     recv, send, shifts = [], [], []
+    open_nodes = torch.nonzero(~periodic.index_select(0, batch)).squeeze(1)
+    if open_nodes.numel():
+        graphs, local = torch.unique(batch.index_select(0, open_nodes), return_inverse=True)
+        a, b = _backends.radius_pairs_vesin(x.index_select(0, open_nodes), r, local, graphs.numel())
+        a, b = open_nodes.index_select(0, a), open_nodes.index_select(0, b)
+        recv += [a, b]
+        send += [b, a]
+        shifts.append(torch.zeros(2 * a.numel(), 3, dtype=torch.long, device=device))
     counts = torch.bincount(batch, minlength=num_graphs)
     order = torch.argsort(batch, stable=True)
     starts = (torch.cumsum(counts, 0) - counts).tolist()
-    for g, (start, count) in enumerate(zip(starts, counts.tolist())):
-        if count == 0:
-            continue
-        nodes = order[start : start + count]
+    for g in torch.nonzero(periodic & (counts > 0)).flatten().tolist():
+        nodes = order[starts[g] : starts[g] + int(counts[g])]
         # vesin refuses cutoffs below 1e-6: search in units of r, float64 (its own precision)
         search = vesin.NeighborList(cutoff=1.0, full_list=True)
         i, j, s = search.compute(x.index_select(0, nodes) / r, basis[g] / r, pbc[g], "ijS")
-        i, j = i.to(x.device, torch.long), j.to(x.device, torch.long)
-        recv.append(nodes.index_select(0, i))
-        send.append(nodes.index_select(0, j))
-        shifts.append(s.to(x.device, torch.long))
+        recv.append(nodes.index_select(0, i.to(device, torch.long)))
+        send.append(nodes.index_select(0, j.to(device, torch.long)))
+        shifts.append(s.to(device, torch.long))
     if not recv:
-        empty = torch.zeros(0, dtype=torch.long, device=x.device)
-        return empty, empty, torch.zeros(0, 3, dtype=torch.long, device=x.device)
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty, torch.zeros(0, 3, dtype=torch.long, device=device)
     return torch.cat(recv), torch.cat(send), torch.cat(shifts)
 
 
