@@ -8,6 +8,8 @@
 - :mod:`.polymer`: bead-spring polymer simulator.
 - :mod:`.nbody_sim`, :mod:`.nbody_task`: the charged N-body task of the EGNN paper.
 - :mod:`.molecules`: small molecules with EMT energies and forces (needs ASE; offline).
+- :mod:`.bulk_metal`: periodic fcc metal frames from Langevin MD with EMT energies, forces and
+  stress, the ``bulk_metal`` task (needs ASE; offline).
 - :mod:`.ase_io`: any file ``ase.io`` reads as a trajectory, and extended XYZ written back (needs ASE).
 - :mod:`.energy_files`: energy and force frames from such files, the ``energy`` task (needs ASE).
 - :mod:`.cache`: on-disk cache of generated arrays.
@@ -26,6 +28,7 @@ from .baselines import (
     predict,
     zero_displacement,
 )
+from .bulk_metal import BulkMetalDataset, bulk_metal, generate_bulk_metal
 from .cache import cache_path, cache_root, cached_arrays
 from .dataset import GraphArrayDataset
 from .energy_files import EnergyFileDataset, energy_splits, read_energy_frames
@@ -61,6 +64,7 @@ from .windows import TrajectoryDataset, split_frames, split_trajectory
 __all__ = [
     "AseTrajectory",
     "BASELINES",
+    "BulkMetalDataset",
     "DEFAULT_SIMULATION",
     "DMOL_SHA256",
     "DMOL_STATS",
@@ -78,6 +82,7 @@ __all__ = [
     "REFERENCE_TOLERANCES",
     "TrajectoryDataset",
     "applicable_baselines",
+    "bulk_metal",
     "cache_path",
     "cache_root",
     "cached_arrays",
@@ -91,6 +96,7 @@ __all__ = [
     "file_sha256",
     "find_dmol_file",
     "fit_linear_delta_t",
+    "generate_bulk_metal",
     "generate_molecules",
     "generate_nbody",
     "is_dmol_file",
