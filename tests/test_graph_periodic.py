@@ -348,3 +348,9 @@ def test_vesin_open_graphs_of_a_periodic_batch_keep_the_flat_input_guard():
         periodic_radius_graph(*args, backend="vesin")
     ei, _ = periodic_radius_graph(*args, backend="torch")
     assert ei[:, ei[1] < 4].tolist() == [[3, 0], [0, 3]]
+
+
+def test_shifts_without_a_cell_are_refused():
+    ei = torch.tensor([[0], [1]])
+    with pytest.raises(KeyError, match="no 'cell' to shift by"):
+        edge_vectors({K.POS: torch.rand(2, 3), K.EDGE_INDEX: ei, K.EDGE_CELL_SHIFT: torch.ones(1, 3)})

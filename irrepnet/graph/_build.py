@@ -38,7 +38,9 @@ def edge_vectors(data: Mapping[str, torch.Tensor]) -> Batch:
         if name not in data:
             raise KeyError(f"edge_vectors needs {name!r}; fields present: {sorted(data)}")
     pos, edge_index = data[K.POS], data[K.EDGE_INDEX]
-    if K.EDGE_CELL_SHIFT in data and K.CELL in data:
+    if K.EDGE_CELL_SHIFT in data and K.CELL not in data:
+        raise KeyError(f"edge_vectors: the batch has {K.EDGE_CELL_SHIFT!r} but no {K.CELL!r} to shift by; add the cell")
+    if K.EDGE_CELL_SHIFT in data:
         cell, shift, recv = data[K.CELL], data[K.EDGE_CELL_SHIFT], edge_index[1]
         graph = data[K.BATCH].index_select(0, recv) if K.BATCH in data else torch.zeros_like(recv)
         sender = pos.index_select(0, edge_index[0]) + cell_offsets(shift.to(pos.dtype), cell.to(pos.dtype), graph)
