@@ -256,6 +256,8 @@ class NormalizedModel(IrrepsModel):
         self.residual, self.output = residual, output
         self.input_scales = {k: float(v) for k, v in scales.get("inputs", {}).items()}
         self.output_scales = {k: float(v) for k, v in scales.get("outputs", {}).items()}
+        if K.ENERGY in self.output_scales:  # the stress is the energy's strain derivative: its scale
+            self.output_scales.setdefault(K.STRESS, self.output_scales[K.ENERGY])
         self.output_shifts = {k: float(v) for k, v in scales.get("shifts", {}).items()}  # added after scaling
         length = scales.get("length")
         self.length_scale = None if length is None else float(length)
