@@ -516,13 +516,15 @@ def write_results(out: Path, result: dict) -> None:
     (out / RESULT_FILES[0]).write_text(json.dumps(result, indent=2) + "\n")
     prov, other = result["provenance"], result["mace_torch"]["versions"]
     opts, data = result["options"], result["batch"]
+    changed = ", ".join(f"`{f}`" for f in prov.get("dirty_files") or [])
+    dirty = f" with uncommitted changes in {changed}" if prov.get("dirty") else ""
     md = [
         "# irrepnet mace vs mace-torch: time per call",
         "",
         f"Command: `{result['command']}`",
         "",
         f"Machine: {prov['machine']}; {result['threads']} thread(s) on each side; {opts['dtype']}.",
-        f"irrepnet {prov['irrepnet']} at commit `{prov['commit']}`{' (dirty)' if prov.get('dirty') else ''}: "
+        f"irrepnet {prov['irrepnet']} at commit `{prov['commit']}`{dirty}: "
         f"torch {prov['torch']}, e3nn {prov['e3nn']}, Python {prov['python']}.",
         f"mace-torch {other['mace']}: torch {other['torch']}, e3nn {other['e3nn']}, Python {other['python']}.",
         "",
