@@ -253,6 +253,13 @@ def test_cueq_backend_without_the_package_says_how_to_install(monkeypatch):
     assert resolve_backend("auto") == "e3nn"  # CUDA but no cueq: the own backend
 
 
+def test_auto_needs_cueqs_cuda_kernels_on_cuda(monkeypatch):
+    pytest.importorskip("cuequivariance_torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "cuequivariance_ops_torch", None)
+    assert resolve_backend("auto") == "e3nn"  # its CPU fallback on a GPU: not chosen
+
+
 def test_auto_is_the_own_backend_on_the_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_backend("auto") == "e3nn"

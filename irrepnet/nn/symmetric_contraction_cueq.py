@@ -66,9 +66,13 @@ class CueqContraction(torch.nn.Module):
     Built from cuEquivariance's public pieces, the descriptor
     ``cue.descriptors.symmetric_contraction`` and the kernel ``cuequivariance_torch.SegmentedPolynomial``:
     the same polynomial, weight layout and method choice as ``cuequivariance_torch.SymmetricContraction``
-    (``original_mace=False``; a test checks equal outputs for equal weights), without that class's
-    constructor computing the original-MACE projection it then does not use (127 s for
-    ``0e+1o+2e+3o -> 0e+1o`` at correlation 3 on the 2-core test machine, against 1.6 s for the descriptor).
+    (``original_mace=False``; a test checks equal outputs for equal weights). Two reasons not to hold
+    that class itself: its ``forward`` takes one element index per node, where this interface mixes
+    weights by any ``node_attrs``; and its constructor also computes the original-MACE projection,
+    which it does not use with ``original_mace=False`` (65.8 s for ``128x(0e+1o+2e+3o) -> 128x(0e+1o)``
+    at correlation 3 on the loaded 2-core development machine, against 4.6 s for the descriptor).
+    Building cuEquivariance's PyTorch fallback (one einsum per path, optimised by ``opt_einsum_fx``)
+    costs the same either way: 80 s for that case with 3 channels there.
 
     Parameters
     ----------
