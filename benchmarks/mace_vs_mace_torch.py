@@ -268,6 +268,7 @@ def build_irrepnet(options: dict, spec):
         num_interactions=options["num_interactions"],
         hidden_lmax=options["hidden_lmax"],
         num_bessel=options["num_bessel"],
+        radial_basis="bessel",  # mace-torch's default radial_type, pinned here against a change of irrepnet's
         num_polynomial_cutoff=options["num_polynomial_cutoff"],
         r_max=options["cutoff"],
         graph="radius",
