@@ -145,3 +145,15 @@ def test_the_script_end_to_end_on_a_tiny_checkpoint(md, tmp_path, monkeypatch):
     assert [(r["model"], r["system"]) for r in res["rows"]] == [("EMT", "molecule"), ("egnn", "molecule")]
     assert res["meta"]["commit"] and res["meta"]["steps"] == 20 and len(res["runs"]) == 2
     assert "egnn" in (out / "results.md").read_text() and (out / "energy.png").exists()
+
+
+def test_train_makes_one_checkpoint_per_model_and_task(md, tmp_path, monkeypatch):
+    import irrepnet.tasks
+    from irrepnet.calculator import IrrepnetCalculator
+
+    monkeypatch.setenv("IRREPNET_CACHE", str(tmp_path / "cache"))
+    real = irrepnet.tasks.load_task
+    monkeypatch.setattr(irrepnet.tasks, "load_task", lambda name: real(name, n_train=8, n_valid=4, n_test=4))
+    pairs = md.train_checkpoints(["egnn"], ["molecules"], tmp_path, steps=2)
+    assert pairs == [("egnn", tmp_path / "checkpoints" / "egnn-molecules" / "best.pt")]
+    assert IrrepnetCalculator.from_checkpoint(pairs[0][1]).species == ["H", "C", "N", "O"]
