@@ -92,8 +92,8 @@ def _coupled_tensors(
 
 
 def _symmetrise(c: torch.Tensor, nu: int) -> torch.Tensor:
-    perms = list(itertools.permutations(range(1, nu + 1)))
-    return sum(c.permute(0, *p) for p in perms) / len(perms)
+    perms = itertools.permutations(range(1, nu + 1))
+    return torch.stack([c.permute(0, *p) for p in perms]).mean(dim=0)
 
 
 def _orthonormal_subset(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -48,6 +48,7 @@ all irreps with ``channels`` copies. Weights: ``weights[nu - 1]`` of shape
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import torch
@@ -107,6 +108,9 @@ class SymmetricContraction(torch.nn.Module):
     ``x (n, irreps_in.dim)``, ``node_attrs (n, num_elements)`` -> ``(n, irreps_out.dim)``,
     ``mul_ir`` layout. See the module docstring for the math.
     """
+
+    weight_index: torch.Tensor  # buffers (declared for type checkers)
+    combine: torch.Tensor
 
     def __init__(self, irreps_in, irreps_out, correlation: int, num_elements: int, backend: str = "auto"):
         super().__init__()
@@ -281,8 +285,8 @@ def resolve_backend(backend: str) -> str:
     if not torch.cuda.is_available():
         return "e3nn"
     try:
-        import cuequivariance_ops_torch  # noqa: F401
-        import cuequivariance_torch  # noqa: F401
+        for module in ("cuequivariance_torch", "cuequivariance_ops_torch"):
+            importlib.import_module(module)
     except ImportError:
         return "e3nn"
     return "cueq"

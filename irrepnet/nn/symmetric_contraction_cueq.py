@@ -33,6 +33,7 @@ Shapes/irreps
 
 from __future__ import annotations
 
+import importlib
 import itertools
 
 import torch
@@ -54,7 +55,7 @@ def _cueq_modules():
 
 def _has_cuda_kernels() -> bool:
     try:
-        import cuequivariance_ops_torch  # noqa: F401
+        importlib.import_module("cuequivariance_ops_torch")
     except ImportError:
         return False
     return True
@@ -140,8 +141,8 @@ class CueqContraction(torch.nn.Module):
 def _symmetrised(t: torch.Tensor, d: int, nu: int) -> torch.Tensor:
     """Average ``(k, out, d**nu)`` over the orderings of its ``nu`` input axes."""
     full = t.reshape(*t.shape[:2], *(d,) * nu)
-    perms = list(itertools.permutations(range(2, nu + 2)))
-    return (sum(full.permute(0, 1, *p) for p in perms) / len(perms)).reshape(t.shape)
+    perms = itertools.permutations(range(2, nu + 2))
+    return torch.stack([full.permute(0, 1, *p) for p in perms]).mean(dim=0).reshape(t.shape)
 
 
 def coupling_tensors(sc) -> list[tuple[list[int], torch.Tensor]]:
