@@ -127,7 +127,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backends", nargs="+", default=["e3nn", "cueq"], choices=["e3nn", "cueq"])
-    parser.add_argument("--out", type=Path, default=None, help="folder for results.md and results.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for results.md and symmetric_contraction.json (not results.json: that name is for bench-suite runs, which the docs render)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -153,7 +158,9 @@ def main(argv=None) -> int:
             )
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps({"provenance": info, "results": results}, indent=1) + "\n")
+        (args.out / "symmetric_contraction.json").write_text(
+            json.dumps({"provenance": info, "results": results}, indent=1) + "\n"
+        )
         # other helpers' uncommitted files share this checkout: name only the ones this measures
         dirty = [f for f in info["dirty_files"] if "symmetric" in f or f.startswith("irrepnet/optional")]
         diffs = "; ".join(f"channels {r['channels']}: {r['max_rel_diff']:.1e}" for r in results if "max_rel_diff" in r)
