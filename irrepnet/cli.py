@@ -563,7 +563,7 @@ def cmd_export(args) -> int:
     from .export import export_model
 
     _set_threads(args)
-    result = export_model(args.checkpoint, args.out, aoti=args.aoti, dtype=args.dtype)
+    result = export_model(args.checkpoint, args.out, aoti=args.aoti, dtype=args.dtype, periodic=args.periodic)
     meta = result.metadata
     graph = meta["graph"]
     how = f"AOTInductor, compiled in {result.compile_s:.0f} s" if meta["aoti"] else "ExportedProgram"

@@ -288,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
         "ExportedProgram",
     )
     p.add_argument("--dtype", choices=("float32", "float64"), help="cast the model first (default: its training dtype)")
+    p.add_argument(
+        "--periodic",
+        action="store_true",
+        help="also read cell and edge_cell_shift (periodic images; radius-graph models)",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads")
     for p in sub.choices.values():
         add_verbosity_args(p)

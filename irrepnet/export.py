@@ -109,6 +109,8 @@ class ProgramModule(torch.nn.Module):
         data = dict(zip(self.inputs, tensors))
         if self.topology_field is not None:
             data[self.topology_field] = data.pop(K.EDGE_INDEX)
+        if K.EDGE_CELL_SHIFT in data:  # periodic: beside edge_index, as GraphConstruction.topology leaves it
+            data[self.topology_field + K.EDGE_CELL_SHIFT] = data.pop(K.EDGE_CELL_SHIFT)
         out = self.model(data)
         return tuple(out[name] for name in self.outputs)
 
@@ -141,19 +143,23 @@ def graph_of(model: torch.nn.Module, family: str) -> dict:
     return {"kind": g.kind, "cutoff": cutoff, "model_cutoff": g.r, "topology_field": g.topology_field}
 
 
-def example_batch(model, graph: dict, num_nodes: int | None, dtype: torch.dtype, seed: int = 0) -> dict:
+def example_batch(
+    model, graph: dict, num_nodes: int | None, dtype: torch.dtype, seed: int = 0, periodic: bool = False
+) -> dict:
     """A batch of two graphs with random node fields, for tracing: sizes 5 and 7 (or ``num_nodes`` each).
 
-    Positions fill a cube of side ``1.2 r_c (n/6)^{1/3}``, dense enough for a few edges per atom.
+    Positions fill a cube of side ``1.2 r_c (n/6)^{1/3}``, dense enough for a few edges per
+    atom; ``periodic`` adds that cube as the cell of each graph, periodic along all three axes.
     """
     gen = torch.Generator().manual_seed(seed)
     sizes = [num_nodes, num_nodes] if num_nodes else [5, 7]
     counts = torch.tensor(sizes)
     n = int(counts.sum())
+    side = (graph["cutoff"] or 2.0) * 1.2 * (max(sizes) / 6) ** (1 / 3)
     data = {K.NUM_NODES: counts, K.BATCH: torch.repeat_interleave(torch.arange(len(sizes)), counts)}
-    for name, irreps in model.irreps_in.items():
+    fields = {K.POS: "1o", **model.irreps_in}  # every program reads pos (a physical baseline ignores it)
+    for name, irreps in fields.items():
         if name == K.POS:
-            side = (graph["cutoff"] or 2.0) * 1.2 * (max(sizes) / 6) ** (1 / 3)
             data[name] = (torch.rand(n, 3, generator=gen) * side).to(dtype)
         elif name == K.SPECIES_ONEHOT:
             index = torch.randint(0, irreps.dim, (n,), generator=gen)
@@ -162,11 +168,18 @@ def example_batch(model, graph: dict, num_nodes: int | None, dtype: torch.dtype,
             data[name] = torch.cat([torch.arange(s) for s in sizes])
         else:
             data[name] = torch.randn(n, irreps.dim, generator=gen).to(dtype)
+    if periodic:  # cubic cells as large as the cube of positions: several images within the cutoff
+        data[K.CELL] = (side * torch.eye(3, dtype=dtype)).expand(len(sizes), 3, 3).contiguous()
+        data[K.PBC] = torch.ones(len(sizes), 3, dtype=torch.bool)
     return data
 
 
-def with_edges(data: dict, graph: dict) -> dict:
-    """``data`` with ``edge_index`` as the package runtime builds it."""
+def with_edges(data: dict, graph: dict, periodic: bool = False) -> dict:
+    """``data`` with ``edge_index`` (and ``edge_cell_shift`` when ``periodic``) as the package runtime builds them."""
+    if periodic:
+        meta = {"graph": graph, "periodic": True}
+        edges, shift = runtime.build_edges(meta, data[K.POS], data[K.BATCH], data[K.CELL], data[K.PBC])
+        return {**data, K.EDGE_INDEX: edges, K.EDGE_CELL_SHIFT: shift}
     edges = runtime.build_edges({"graph": graph}, data[K.POS], data[K.BATCH])
     return data if edges is None else {**data, K.EDGE_INDEX: edges}
 
@@ -180,7 +193,14 @@ def _dynamic_shapes(inputs: list[str], num_nodes: int | None) -> tuple:
     edges = Dim("E", min=0)  # an isolated atom, a sparse radius graph
     out = []
     for name in inputs:
-        out.append({1: edges} if name == K.EDGE_INDEX else {0: graphs} if name == K.NUM_NODES else {0: nodes})
+        if name == K.EDGE_INDEX:
+            out.append({1: edges})
+        elif name == K.EDGE_CELL_SHIFT:
+            out.append({0: edges})
+        elif name in (K.NUM_NODES, K.CELL):
+            out.append({0: graphs})
+        else:
+            out.append({0: nodes})
     return tuple(out)
 
 
@@ -213,6 +233,20 @@ def compile_aoti(ep, out: Path, meta: dict, source: str) -> None:
     torch._inductor.aoti_compile_and_package(ep, package_path=str(out), inductor_configs=configs)
 
 
+def _check_periodic(model, graph: dict, family: str) -> None:
+    """A periodic package needs a radius graph and positions in the data's unit (the cell is not rescaled)."""
+    if graph["kind"] != "radius":
+        raise ExportError(
+            f"model family {family!r} cannot be exported periodic: it builds a {graph['kind']} "
+            "graph, and periodic images need a radius graph"
+        )
+    if getattr(model, "length_scale", None) is not None:
+        raise ExportError(
+            f"model family {family!r} cannot be exported periodic: its positions are divided by "
+            "a fitted length, and the cell would need the same"
+        )
+
+
 def _first_line(exc: Exception) -> str:
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0][:240] if lines else ''}"
@@ -231,7 +265,7 @@ def _resolve(model_or_checkpoint, task, name):
     return model, name or type(inner).__name__, task
 
 
-def _metadata(family, spec, inputs, outputs, graph, dtype, dynamic, aoti) -> dict:
+def _metadata(family, spec, inputs, outputs, graph, dtype, dynamic, aoti, periodic) -> dict:
     extras = getattr(spec, "extras", {}) or {}
     return {
         "format": FORMAT,
@@ -241,6 +275,7 @@ def _metadata(family, spec, inputs, outputs, graph, dtype, dynamic, aoti) -> dic
         "inputs": inputs,
         "outputs": outputs,
         "graph": {k: v for k, v in graph.items() if k != "topology_field"},
+        "periodic": periodic,
         "species": list(extras["species"]) if "species" in extras else None,
         "num_nodes": getattr(spec, "num_nodes", None),
         "dtype": str(dtype).removeprefix("torch."),
@@ -275,6 +310,7 @@ def export_model(
     dtype: torch.dtype | str | None = None,
     task=None,
     name: str | None = None,
+    periodic: bool = False,
 ) -> ExportResult:
     """Export a model to a ``.pt2`` package that runs with torch alone (see the module docstring).
 
@@ -299,6 +335,9 @@ def export_model(
         the task of a model given as an object (species order, fixed node count).
     name : str, optional
         the model's registered name, for the metadata and messages (a checkpoint has its own).
+    periodic : bool
+        also read ``cell (G, 3, 3)`` and ``edge_cell_shift (E, 3)`` (periodic images of a
+        radius graph; the runtime takes ``cell`` and ``pbc``).
 
     Returns
     -------
@@ -314,11 +353,21 @@ def export_model(
     dtype = dtype or (param.dtype if param is not None else torch.get_default_dtype())
     model = copy.deepcopy(model).to(dtype).eval()  # the caller's model keeps its dtype and mode
     graph = graph_of(model, family)
+    if periodic:
+        _check_periodic(model, graph, family)
     fixed = getattr(spec, "num_nodes", None)
-    names = [K.POS] + [k for k in model.irreps_in if k != K.POS]
+    names = [K.POS] + [k for k in model.irreps_in if k not in (K.POS, K.CELL)]
     inputs = names + ([K.EDGE_INDEX] if graph["kind"] != "none" else []) + list(LAYOUT_FIELDS)
+    inputs += [K.CELL, K.EDGE_CELL_SHIFT] if periodic else []
     outputs = list(model.irreps_out)
-    data = with_edges(example if example is not None else example_batch(model, graph, fixed, dtype), graph)
+    if example is None:
+        example = example_batch(model, graph, fixed, dtype, periodic=periodic)
+    data = with_edges(example, graph, periodic)
+    if periodic:  # the model itself on the periodic batch: a family that refuses cells says so here
+        try:
+            model(dict(example))
+        except ValueError as exc:
+            raise ExportError(f"model family {family!r} cannot be exported periodic: {_first_line(exc)}") from None
     if dynamic and (data[K.NUM_NODES].numel() < 2 or data.get(K.EDGE_INDEX, torch.zeros(2, 2)).shape[1] < 2):
         raise ValueError(
             "a dynamic export traces with at least two graphs and two edges (sizes 0 and 1 "
@@ -333,7 +382,7 @@ def export_model(
         raise ExportError(f"model family {family!r} cannot be exported: {_first_line(exc)}") from exc
     _check_example(ep, module, args, family)
     trace_s = time.perf_counter() - start
-    meta = _metadata(family, spec, inputs, outputs, graph, dtype, dynamic, aoti)
+    meta = _metadata(family, spec, inputs, outputs, graph, dtype, dynamic, aoti, periodic)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     source = Path(runtime.__file__).read_text()

@@ -37,6 +37,7 @@ program's inputs and outputs are listed in ``metadata["inputs"]`` and ``metadata
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -72,9 +73,56 @@ def full_graph(batch: torch.Tensor) -> torch.Tensor:
     return torch.stack([sender, receiver])
 
 
-def build_edges(meta: dict, pos: torch.Tensor, batch: torch.Tensor) -> torch.Tensor | None:
-    """The edges of the graph ``meta["graph"]`` names, or ``None`` for a model without a graph."""
+def _plane_spacing(cell: torch.Tensor, pbc: torch.Tensor, axis: int) -> float:
+    """Distance between neighbouring lattice planes along ``axis``: the part of ``cell[axis]``
+    orthogonal to the other periodic rows (a slab's or wire's open rows do not count)."""
+    vec, others = cell[axis], cell[[k for k in range(3) if k != axis and bool(pbc[k])]]
+    if others.shape[0]:
+        coef = torch.linalg.lstsq(others.T, vec[:, None]).solution
+        vec = vec - (others.T @ coef)[:, 0]
+    return float(vec.norm())
+
+
+def periodic_radius_graph(
+    pos: torch.Tensor, cutoff: float, cell: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``(edge_index (2, E), edge_cell_shift (E, 3))`` under periodic boundary conditions.
+
+    ``j -> i`` with integer shift :math:`S` is an edge when
+    :math:`\lVert x_i - (x_j + S C_g)\rVert < r_c` and :math:`(i, S) \neq (j, 0)`; :math:`S_k = 0`
+    along directions where ``pbc`` is false. Dense: every pair of a graph against every
+    shift within reach (the graph's diameter plus the cutoff over each plane spacing), so
+    positions need not lie inside the cell. Sorted by receiver, sender, then shift.
+    """
+    pos, cell = pos.detach(), cell.detach().to(pos.dtype)
+    edges, shifts = [], []
+    for g in range(cell.shape[0]):
+        nodes = (batch == g).nonzero(as_tuple=True)[0]
+        x = pos[nodes]
+        reach = cutoff + (float(torch.cdist(x, x).max()) if x.shape[0] else 0.0)
+        ranges = []
+        for a in range(3):
+            m = math.ceil(reach / _plane_spacing(cell[g], pbc[g], a)) if bool(pbc[g][a]) else 0
+            ranges.append(torch.arange(-m, m + 1, dtype=pos.dtype))
+        grid = torch.cartesian_prod(*ranges).reshape(-1, 3)  # lexicographic order
+        vec = x[:, None, None, :] - (x[None, :, None, :] + (grid @ cell[g])[None, None])  # (i, j, S, 3)
+        keep = vec.pow(2).sum(-1) < cutoff * cutoff
+        self_image = (grid == 0).all(-1)
+        keep &= ~(torch.eye(x.shape[0], dtype=torch.bool)[:, :, None] & self_image[None, None, :])
+        i, j, k = keep.nonzero(as_tuple=True)
+        edges.append(torch.stack([nodes[j], nodes[i]]))
+        shifts.append(grid[k])
+    return torch.cat(edges, dim=1), torch.cat(shifts).to(pos.dtype)
+
+
+def build_edges(meta: dict, pos: torch.Tensor, batch: torch.Tensor, cell=None, pbc=None):
+    """The edges of the graph ``meta["graph"]`` names: ``edge_index``, ``None`` without a graph,
+    or ``(edge_index, edge_cell_shift)`` for a periodic package (``cell (G, 3, 3)`` and ``pbc (G, 3)`` given)."""
     kind = meta["graph"]["kind"]
+    if kind == "radius" and meta.get("periodic"):
+        if cell is None or pbc is None:
+            raise ValueError("this package is periodic: give cell (G, 3, 3) and pbc (G, 3)")
+        return periodic_radius_graph(pos, float(meta["graph"]["cutoff"]), cell, pbc, batch)
     if kind == "radius":
         return radius_graph(pos, float(meta["graph"]["cutoff"]), batch)
     if kind == "full":
@@ -138,9 +186,17 @@ class ExportedModel:
             index = torch.tensor([order[s] for s in species])
             fields["species_onehot"] = torch.nn.functional.one_hot(index, len(order)).to(dtype)
         fields.update(pos=pos, batch=batch, num_nodes=num_nodes)
-        edges = build_edges(meta, pos, batch)
-        if edges is not None:
-            fields["edge_index"] = edges
+        if meta.get("periodic"):  # cell (G, 3, 3) and pbc (G, 3), or one (3, 3) and (3,) for every graph
+            if "cell" not in fields or "pbc" not in fields:
+                raise ValueError("this package is periodic: give cell (G, 3, 3) and pbc (G, 3)")
+            cell = torch.as_tensor(fields["cell"], dtype=dtype).expand(num_nodes.numel(), 3, 3)
+            pbc = torch.as_tensor(fields.pop("pbc")).expand(num_nodes.numel(), 3)
+            fields["cell"] = cell.contiguous()
+            fields["edge_index"], fields["edge_cell_shift"] = build_edges(meta, pos, batch, cell, pbc)
+        else:
+            edges = build_edges(meta, pos, batch)
+            if edges is not None:
+                fields["edge_index"] = edges
         missing = [name for name in meta["inputs"] if name not in fields]
         if missing:
             raise ValueError(f"the package reads {meta['inputs']}; missing {missing}")
@@ -162,4 +218,12 @@ def load(path) -> ExportedModel:
     return ExportedModel(program, meta)
 
 
-__all__ = ["ExportedModel", "build_edges", "full_graph", "load", "radius_graph", "read_metadata"]
+__all__ = [
+    "ExportedModel",
+    "build_edges",
+    "full_graph",
+    "load",
+    "periodic_radius_graph",
+    "radius_graph",
+    "read_metadata",
+]

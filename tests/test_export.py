@@ -56,9 +56,18 @@ outputs = [model(**case) for case in torch.load(cases_file)]
 torch.save(outputs, out_file)
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("irrepnet", "e3nn"))
 assert not leaked, leaked
-print("edges", [int(rt.build_edges(model.metadata, c["pos"], torch.repeat_interleave(
-    torch.arange(len(c["num_nodes"])), torch.as_tensor(c["num_nodes"]))).shape[1])
-    if model.metadata["graph"]["kind"] != "none" else 0 for c in torch.load(cases_file)])
+meta = model.metadata
+
+
+def edge_count(case):
+    batch = torch.repeat_interleave(torch.arange(len(case["num_nodes"])), torch.as_tensor(case["num_nodes"]))
+    if meta["graph"]["kind"] == "none":
+        return 0
+    edges = rt.build_edges(meta, case["pos"], batch, case.get("cell"), case.get("pbc"))
+    return int((edges[0] if meta.get("periodic") else edges).shape[1])
+
+
+print("edges", [edge_count(case) for case in torch.load(cases_file)])
 """
 )
 
@@ -75,7 +84,7 @@ def normalized(model, task):
     return NormalizedModel(model, scales).eval()
 
 
-def cases(task, dtype, seed=1):
+def cases(task, dtype, seed=1, periodic=False):
     """Systems of 1, 3, 9 and 20 atoms and a batch of 3, 9 and 20 (fixed-size tasks: 1, 2 and 3 graphs)."""
     gen = torch.Generator().manual_seed(seed)
     groups = [[task.num_nodes] * g for g in (1, 2, 3)] if task.num_nodes else [[1], [3], [9], [20], [3, 9, 20]]
@@ -92,6 +101,9 @@ def cases(task, dtype, seed=1):
             elif name != K.POS:
                 case[name] = 0.05 * torch.randn(n, irreps.dim, generator=gen, dtype=dtype)
         case["num_nodes"] = torch.tensor(sizes)
+        if periodic:  # triclinic cells of side about 4 (several images within the cutoff 3.5), one open axis
+            cell = 4.0 * torch.eye(3, dtype=dtype) + 0.5 * torch.randn(len(sizes), 3, 3, generator=gen, dtype=dtype)
+            case.update(cell=cell, pbc=torch.tensor([[True, True, False]] * len(sizes)))
         out.append(case)
     return out
 
@@ -116,7 +128,7 @@ def run_package(tmp_path, package, data):
 def compare(model, package, tmp_path, task, dtype):
     """Run ``package`` on :func:`cases` in the subprocess; assert it gives ``model``'s outputs."""
     meta = json.loads(package.with_suffix(".json").read_text())
-    data = cases(task, dtype)
+    data = cases(task, dtype, periodic=meta["periodic"])
     got, edges = run_package(tmp_path, package, data)
     for case, outs in zip(data, got):
         eager = model(dict(case))  # builds its own graph
@@ -133,7 +145,7 @@ def check_family(tmp_path, name, task, dtype=torch.float64, aoti=False):
     """Export ``name`` (fresh weights, normalised) for ``task`` and compare the package with eager."""
     torch.manual_seed(0)
     model = normalized(build_model(name, task), task).to(dtype)
-    result = export_model(model, tmp_path / f"{name}.pt2", aoti=aoti, task=task, name=name)
+    result = export_model(model, tmp_path / f"{name}.pt2", aoti=aoti, task=task, name=name, dtype=dtype)
     assert result.metadata["aoti"] == aoti and result.metadata["model"] == name
     _, edges = compare(model, result.path, tmp_path, task, dtype)
     return result, edges
@@ -243,3 +255,21 @@ def test_the_cli_exits_2_with_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(irrepnet.export, "export_model", refuse)
     assert main(["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.pt2")]) == 2
     assert capsys.readouterr().err == "irrepnet: error: model family 'x' cannot be exported: why\n"
+
+
+@pytest.mark.slow
+def test_a_periodic_package_reads_cells_and_shifts(tmp_path):
+    """A small tfn with ``periodic=True``: its own periodic graph in eager, the runtime's in the package."""
+    task = task_spec("molecules")
+    torch.manual_seed(0)
+    model = build_model("tfn", task, layers=1, hidden_irreps="8x0e + 4x1o", lmax=1).double().eval()
+    result = export_model(model, tmp_path / "tfn.pt2", aoti=False, task=task, name="tfn", periodic=True)
+    assert result.metadata["inputs"][-2:] == ["cell", "edge_cell_shift"] and result.metadata["periodic"]
+    _, edges = compare(model, result.path, tmp_path, task, torch.float64)
+    assert edges[0] > 0  # one atom in a cell smaller than the cutoff sees its own images
+
+
+def test_a_full_graph_family_is_refused_periodic(tmp_path):
+    model = build_model("egnn", task_spec("molecules"))
+    with pytest.raises(ExportError, match="cannot be exported periodic: it builds a full graph"):
+        export_model(model, tmp_path / "x.pt2", aoti=False, name="egnn", periodic=True)
