@@ -212,6 +212,15 @@ def test_traces_in_one_graph():
     assert torch.allclose(compiled(x, attrs), sc(x, attrs), atol=1e-6)
 
 
+def test_exports_with_a_dynamic_node_count():
+    # models leave as torch.export packages: the layer must export with n symbolic
+    sc = SymmetricContraction("2x0e+2x1o+2x2e", "2x0e+2x1o", 3, 3, backend="e3nn")
+    n = torch.export.Dim("n", min=2)
+    program = torch.export.export(sc, inputs(sc, n=5), dynamic_shapes=({0: n}, {0: n}))
+    x, attrs = inputs(sc, n=9, seed=4)
+    assert torch.allclose(program.module()(x, attrs), sc(x, attrs), atol=1e-6)
+
+
 @pytest.mark.slow
 def test_compiles_with_inductor():  # 16-35 s on the 2-core test machine
     sc = SymmetricContraction("2x0e+2x1o+2x2e", "2x0e+2x1o", 3, 2, backend="e3nn")
