@@ -605,26 +605,42 @@ def results_markdown(meta: dict, systems: dict[str, MDSystem], rows: Sequence[di
 
 
 def plot_energy(runs: Sequence[Run], systems: dict[str, MDSystem], path: Path) -> None:
-    """Total energy per atom minus its start against time, run 0 of each model (EMT dashed, black)."""
+    """Total energy per atom minus its start against time, run 0 of each model (EMT dashed, black).
+
+    A model has one colour in every panel. The vertical range is that of the runs that stayed
+    physical (x 1.5), so that a run that blew up does not flatten the others; it is drawn to
+    where it leaves the panel and marked with an ``x`` at its last sample (clipped to the edge).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [k for k in systems if any(r.system == k for r in runs)]
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.0), squeeze=False)
+    models = [m for m in dict.fromkeys(r.model for r in runs) if m != EMT]
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.0 * max(1, len(names)), 2.8), squeeze=False)
     for ax, name in zip(axes[0], names):
+        curves = []
         for r in [r for r in runs if r.system == name and r.run == 0]:
             e = (np.asarray(r.e_pot) + np.asarray(r.e_kin)) / r.n_atoms
-            style = {"color": "black", "ls": "--", "lw": 1.2} if r.model == EMT else {"lw": 1.0}
-            label = r.model + ("" if r.physical else " (stopped)")
-            ax.plot(r.time_ps, 1e3 * (e - e[0]), label=label, **style)
+            curves.append((r, 1e3 * (e - e[0])))
+        shown = np.concatenate([y for r, y in curves if r.physical and np.isfinite(y).all()] or [np.zeros(1)])
+        half = 1.5 * max(float(np.abs(shown).max()), 1e-3)
+        for r, y in curves:
+            style = (
+                {"color": "black", "ls": "--", "lw": 1.2} if r.model == EMT else {"lw": 1.0, "color": colours[r.model]}
+            )
+            ax.plot(r.time_ps, y, label=r.model + ("" if r.physical else " (stopped)"), **style)
+            if not r.physical and len(y):
+                ax.plot(r.time_ps[-1], np.clip(y[-1], -half, half), "x", color=style["color"], ms=7, clip_on=False)
+        ax.set_ylim(-half, half)
         ax.set_title(systems[name].label or name, fontsize=9)
         ax.set_xlabel("time (ps)")
         ax.set_ylabel("E_tot - E_tot(0) (meV/atom)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
