@@ -14,6 +14,7 @@ into ``docs/results/generated/`` (git-ignored), and ``python docs/generate_resul
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -27,8 +28,21 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "generated"
 
 
 def suite_folders(results_root: Path = RESULTS) -> list[Path]:
-    """The folders under ``results_root`` that hold a ``results.json``, by name."""
-    return sorted(p.parent for p in results_root.glob("*/results.json"))
+    """The folders under ``results_root`` whose ``results.json`` a bench suite wrote, by name.
+
+    A benchmark script's own ``results.json`` (``benchmarks/md_stability.py``: runs of molecular
+    dynamics, not suite groups) is not a suite's and gets no page here; its folder's Markdown
+    report is linked from ``benchmarks/results/README.md``.
+    """
+    return sorted(p.parent for p in results_root.glob("*/results.json") if _is_suite_results(p))
+
+
+def _is_suite_results(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return True  # a broken file still fails loudly in load_results, naming itself
+    return isinstance(doc, dict) and "groups" in doc
 
 
 def _copy_plots(results: dict, folder: Path, dest: Path) -> dict[str, Path]:
