@@ -134,11 +134,12 @@ def energy_force_errors(
         cpu_batch = dataset.batch(list(range(start, min(len(dataset), start + batch_size))))
         out = model(move(cpu_batch, device, dtype))
         errors = {}
-        e = out[K.ENERGY].double().cpu() - cpu_batch[K.TARGET_ENERGY].double()
+        # detached: the outputs still hang on the parameters' graph (no no_grad: the forces need autograd)
+        e = out[K.ENERGY].detach().double().cpu() - cpu_batch[K.TARGET_ENERGY].double()
         errors["energy"] = e
         errors["energy_per_atom"] = e / cpu_batch[K.NUM_NODES].double()[:, None]
         if K.FORCES in out and K.TARGET_FORCES in cpu_batch:
-            errors["forces"] = out[K.FORCES].double().cpu() - cpu_batch[K.TARGET_FORCES].double()
+            errors["forces"] = out[K.FORCES].detach().double().cpu() - cpu_batch[K.TARGET_FORCES].double()
         for name, err in errors.items():
             sums[f"{name}_mae"] = sums.get(f"{name}_mae", 0.0) + float(err.abs().sum())
             sums[f"{name}_rmse"] = sums.get(f"{name}_rmse", 0.0) + float(err.pow(2).sum())
