@@ -30,7 +30,7 @@ MAX_BYTES = 300 * 1024
 CELL_TIMEOUT = 600
 #: wall-clock limits (s) of whole-notebook execution, checked by test_notebook_runs; the
 #: tutorials promise "under 3 minutes on a 2-core CPU" (tutorials/README.md)
-TIME_LIMITS = {"05_molecules_egnn": 180}
+TIME_LIMITS = {"05_molecules_egnn": 180, "06_your_data_md_export": 180}
 
 
 def _load_runner():
