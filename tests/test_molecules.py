@@ -21,7 +21,7 @@ from irrepnet.tasks import task_spec
 
 needs_ase = pytest.mark.skipif(not module_available("ase"), reason="the EMT dataset needs ASE: pip install ase")
 
-ENERGY_MODELS = ["egnn", "tfn", "segnn", "se3-transformer", "e3nn-reference"]
+ENERGY_MODELS = ["egnn", "tfn", "segnn", "se3-transformer", "e3nn-reference", "mace"]
 SPEC = task_spec("molecules", species=("H", "C", "N", "O"))
 
 _BUILT = {}
