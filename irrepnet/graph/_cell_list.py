@@ -74,7 +74,7 @@ def _compact(v: torch.Tensor, m: int) -> torch.Tensor:
 
 def _cell_coords(pos: torch.Tensor, r: float, batch: torch.Tensor, num_graphs: int, m: int) -> torch.Tensor:
     """Integer cell of each point relative to its graph's lower corner, offset by ``m``."""
-    p64 = pos.double()  # binning in float64 keeps float32 inputs exact
+    p64 = pos.detach().double()  # binning in float64 keeps float32 inputs exact; the bins carry no gradient
     lower = torch.full((num_graphs, 3), float("inf"), dtype=torch.float64, device=pos.device)
     lower = lower.scatter_reduce(0, batch[:, None].expand(-1, 3), p64, reduce="amin")
     # a margin on the cell side absorbs rounding in the division (neighbours at
