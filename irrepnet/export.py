@@ -126,10 +126,10 @@ def graph_of(model: torch.nn.Module, family: str) -> dict:
     layers = [m for m in model.modules() if isinstance(m, GraphConstruction)]
     if not layers:
         return {"kind": "none", "cutoff": None, "model_cutoff": None, "topology_field": None}
-    kinds = sorted({(g.kind, g.r, g.k) for g in layers}, key=str)
-    if len(kinds) > 1:
+    fields = sorted({g.topology_field for g in layers})  # layers with one field share their edges
+    if len(fields) > 1:
         raise ExportError(
-            f"model family {family!r} cannot be exported: it builds {len(kinds)} graphs {kinds}; "
+            f"model family {family!r} cannot be exported: it builds {len(fields)} graphs {fields}; "
             "a package carries one edge list"
         )
     g = layers[0]
