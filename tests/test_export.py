@@ -162,7 +162,7 @@ def test_egnn_energy_package_runs_without_irrepnet(tmp_path):
 
 # --- every family (slow: make_fx of an e3nn network takes minutes on a loaded CPU) ---------
 #: registered energy families that export (molecules task)
-ENERGY_FAMILIES = ["e3nn-reference", "egnn", "se3-transformer", "segnn", "tfn"]
+ENERGY_FAMILIES = ["e3nn-reference", "egnn", "mace", "se3-transformer", "segnn", "tfn"]
 #: registered displacement families that export, on twelve_body (history 2) and nbody
 DISPLACEMENT_FAMILIES = [
     "constant-acceleration",
@@ -172,6 +172,7 @@ DISPLACEMENT_FAMILIES = [
     "egnn",
     "egnn-vel",
     "gnn",
+    "mace",
     "mlp",
     "radial-field",
     "se3-transformer",
