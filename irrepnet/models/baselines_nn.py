@@ -235,4 +235,4 @@ def build_mlp(config: MLPConfig, task: TaskSpec) -> IrrepsModel:
 def build_gnn(config: GNNConfig, task: TaskSpec) -> IrrepsModel:
     """Build the ``gnn`` baseline: message passing on raw coordinates (permutation equivariant only)."""
     _check_sizes("gnn", config.hidden, config.layers, config.act)
-    return GNN(task, graph_layer(config), config.hidden, config.layers, config.act, config.residual)
+    return GNN(task, graph_layer(config, task, "gnn"), config.hidden, config.layers, config.act, config.residual)

@@ -230,6 +230,11 @@ def build_e3nn_reference(config: E3nnReferenceConfig, task: TaskSpec) -> IrrepsM
         raise ConfigError(f"e3nn-reference: need layers >= 0, lmax >= 1, max_radius > 0; got {config}")
     if config.graph not in ("irrepnet", "e3nn"):
         raise ConfigError(f"e3nn-reference: graph must be 'irrepnet' or 'e3nn', got {config.graph!r}")
+    if config.graph == "e3nn" and task.extras.get("periodic"):  # e3nn's cdist graph knows no cells
+        raise ConfigError(
+            f"e3nn-reference: graph='e3nn' has no periodic images and task {task.name!r} is periodic; "
+            "set graph='irrepnet'"
+        )
     if wants_energy(task):
         return EnergyModel(E3nnReference(task, config, output=K.NODE_ENERGY), symmetry=Symmetry.E3)
     return E3nnReference(task, config)

@@ -22,7 +22,10 @@ task with bonds also the one-hot chain separation (:mod:`irrepnet.nn.topology`).
 
 The graph is built inside the model (:class:`~irrepnet.nn.GraphConstruction`): full
 by default, as in the paper for these small systems; ``graph="radius"`` with
-``radius`` gives a radius graph.
+``radius`` gives a radius graph. On a periodic task (``task.extras["periodic"]``,
+bulk_metal) the default ``graph="auto"`` is a radius graph instead, since a full graph
+has no periodic images; ``radius`` then defaults to :data:`PERIODIC_RADIUS` (Å), and an
+explicit ``graph="full"`` is refused when the model is built (:func:`resolve_graph`).
 
 Shapes/irreps
 -------------
@@ -203,8 +206,9 @@ class EGNNConfig:
     coords_range: float = 1.0  # bound of phi_x when tanh
     coords_agg: str = "mean"  # "mean" (C = 1/(M-1)) or "sum"
     coords_weight: float = 1.0
-    graph: str = "full"  # "full" or "radius"
-    radius: float | None = None  # in units of the fitted length (irrepnet.train.length) when trained
+    graph: str = "auto"  # "full", "radius" or "auto": full, but a radius graph on periodic tasks
+    # in units of the fitted length (irrepnet.train.length) when trained; None on a periodic task: PERIODIC_RADIUS
+    radius: float | None = None
 
 
 @dataclass
@@ -225,15 +229,51 @@ class RadialFieldConfig:
     radius: float | None = None  # in units of the fitted length (irrepnet.train.length) when trained
 
 
-def graph_layer(config) -> GraphConstruction:
-    """The model's graph from ``config.graph`` / ``config.radius``; bad values are a ConfigError."""
-    if config.graph == "full":
-        return GraphConstruction("full")
-    if config.graph == "radius":
-        if config.radius is None or not config.radius > 0:
-            raise ConfigError(f"graph='radius' needs radius > 0, got radius={config.radius}")
-        return GraphConstruction("radius", r=float(config.radius))
-    raise ConfigError(f"unknown graph {config.graph!r}; choose 'full' or 'radius'")
+#: default cutoff (Å: energy tasks read positions unscaled) of a radius graph on a periodic
+#: task when the config leaves ``radius`` unset: 4.0 on bulk_metal, between the second (3.61 Å)
+#: and third (4.42 Å) neighbour shells of fcc Cu (``irrepnet/suites/bulk-metal.toml``); tfn's
+#: fallback cutoff of 3.5 on other periodic tasks.
+PERIODIC_RADIUS = {"bulk_metal": 4.0}
+
+
+def is_periodic(task: TaskSpec) -> bool:
+    """Whether ``task`` has periodic cells (``task.extras["periodic"]``, as tfn and mace read it)."""
+    return bool(task.extras.get("periodic"))
+
+
+def resolve_graph(config, task: TaskSpec, model: str) -> tuple[str, float | None]:
+    """``(kind, radius)`` of the model's graph from ``config.graph`` / ``config.radius`` and the task.
+
+    ``"auto"`` is ``"full"`` (unchanged on the non-periodic tasks) except on a periodic task,
+    where it is ``"radius"``; there an unset ``radius`` is :data:`PERIODIC_RADIUS` of the
+    task (3.5 if not listed). A full graph on a periodic task, and every bad value, is a
+    one-line :class:`~irrepnet.registry.ConfigError` naming the config key to set.
+    """
+    periodic = is_periodic(task)
+    kind = config.graph
+    if kind not in ("auto", "full", "radius"):
+        raise ConfigError(f"{model}: unknown graph {kind!r}; choose 'auto', 'full' or 'radius'")
+    if kind == "auto":
+        kind = "radius" if periodic else "full"
+    if kind == "full":
+        if periodic:
+            raise ConfigError(
+                f"{model}: graph='full' has no periodic images and task {task.name!r} is periodic; "
+                "set graph='radius' (or 'auto')"
+            )
+        return kind, None
+    radius = config.radius
+    if radius is None and periodic:
+        radius = PERIODIC_RADIUS.get(task.name, 3.5)
+    if radius is None or not radius > 0:
+        raise ConfigError(f"{model}: graph='radius' needs radius > 0, got radius={config.radius}")
+    return kind, float(radius)
+
+
+def graph_layer(config, task: TaskSpec, model: str) -> GraphConstruction:
+    """The model's graph layer (:func:`resolve_graph`); bad values are a ConfigError."""
+    kind, radius = resolve_graph(config, task, model)
+    return GraphConstruction(kind, r=radius)
 
 
 @contextlib.contextmanager
@@ -295,7 +335,7 @@ def build_egnn(config: EGNNConfig, task: TaskSpec) -> IrrepsModel:
     charge = task.inputs.get(K.CHARGE) is not None
     energy = wants_energy(task)
     with config_errors("egnn"):
-        graph = graph_layer(config)
+        graph = graph_layer(config, task, "egnn")
         inputs = InvariantInputs(
             task.inputs,
             constant=True,
@@ -327,7 +367,7 @@ def build_egnn_vel(config: EGNNVelConfig, task: TaskSpec) -> IrrepsModel:
         )
     charge = task.inputs.get(K.CHARGE) is not None
     with config_errors("egnn-vel"):
-        graph = graph_layer(config)
+        graph = graph_layer(config, task, "egnn-vel")
         # h^0 = |v| alone and a_ij = [q_i q_j, |x_i^0 - x_j^0|^2], as in the paper's N-body code
         inputs = InvariantInputs(
             task.inputs,
@@ -351,7 +391,7 @@ def build_radial_field(config: RadialFieldConfig, task: TaskSpec) -> IrrepsModel
     with config_errors("radial-field"):
         if config.layers < 1:
             raise ConfigError(f"layers must be >= 1, got {config.layers}")
-        graph = graph_layer(config)
+        graph = graph_layer(config, task, "radial-field")
         inputs = InvariantInputs(task.inputs, constant=False, charge_product=charge, chain=chain_bonds(task))
         layers = [
             RadialFieldLayer(

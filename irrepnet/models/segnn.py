@@ -35,7 +35,10 @@ scales are ``attr_normalization="integral"`` (:math:`Y^0 = 1/\sqrt{4\pi}`,
 (:math:`q_i` only in :math:`q_i q_j`), ``aggregation="sum"`` and ``readout_init_scale=1``
 (``irrepnet/suites/nbody-segnn-paper.toml``). Every operation is
 O(3) equivariant and reads positions only through differences and the centroid, so the
-model claims E(3).
+model claims E(3). On a periodic task (bulk_metal) the defaults ``graph="auto"`` and
+``center_positions="auto"`` give a radius graph (cutoff
+:data:`irrepnet.models.egnn.PERIODIC_RADIUS`) and no centroid feature (not defined when atoms
+wrap across the cell); asking for either explicitly there is refused when the model is built.
 
 Shapes/irreps
 -------------
@@ -59,13 +62,13 @@ from ..batch import ensure_batch
 from ..graph._periodic import refuse_periodic
 from ..interface import IrrepsModel, IrrepsModule, IrrepsSequential, Symmetry, TaskSpec, cast_inputs
 from ..nn.embedding import SphericalHarmonicsEdgeAttrs, polynomial_cutoff
-from ..nn.graph_layer import edge_rows, sum_at_receivers
+from ..nn.graph_layer import GraphConstruction, edge_rows, sum_at_receivers
 from ..nn.parametrization import PARAMETRIZATIONS
 from ..nn.steerable import AGGREGATIONS, SEGNNLayer, SteerableGated, SteerableLinear, weight_balanced_irreps
 from ..nn.topology import chain_bonds
 from ..registry import ConfigError, register_model
 from ..scatter import segment_mean
-from .egnn import InvariantInputs, config_errors, graph_layer, velocity_vectors
+from .egnn import InvariantInputs, config_errors, is_periodic, resolve_graph, velocity_vectors
 from .energy import EnergyModel, wants_energy
 from .tfn import average_neighbors
 
@@ -89,7 +92,9 @@ class SEGNNConfig:
     # (twelve_body and nbody, 4 layers: outputs of order 1e4, against 1-30 with mean)
     aggregation: str = "auto"
     avg_num_neighbors: float | None = None  # "normalized": None takes the task's measured mean (as tfn)
-    center_positions: bool = True  # x_i - centroid as a node feature, as the paper's N-body inputs
+    # x_i - centroid as a node feature, as the paper's N-body inputs; "auto": on, except on periodic
+    # tasks, where a centroid is not defined (atoms wrap across the cell)
+    center_positions: bool | str = "auto"
     # of the attributes' spherical harmonics: "component" (entries of order 1; a_i is then halved when it
     # has the velocity term) or "integral" (the paper's code: Y^0 = 1/sqrt(4 pi), a_i = mean_j a_ij + Y(v_i))
     attr_normalization: str = "component"
@@ -105,8 +110,12 @@ class SEGNNConfig:
     # (suite protocol, seed 0, development runs): validation MSE after 30 epochs 0.0088 with
     # "linear" against 0.0351 at epoch 25 and 0.0125 at epoch 100 with "e3nn"
     parametrization: str = "linear"
-    graph: str = "full"  # "full" (the paper) or "radius" (messages faded out by a cutoff envelope)
-    radius: float | None = None  # in units of the fitted length (irrepnet.train.length) when trained
+    # "full" (the paper), "radius" (messages faded out by a cutoff envelope) or "auto": full, but a
+    # radius graph on periodic tasks (a full graph has no periodic images)
+    graph: str = "auto"
+    # in units of the fitted length (irrepnet.train.length) when trained; None on a periodic task:
+    # irrepnet.models.egnn.PERIODIC_RADIUS (Å)
+    radius: float | None = None
 
 
 class SteerableInputs(IrrepsModule):
@@ -309,6 +318,22 @@ def hidden_irreps_of(config: SEGNNConfig) -> o3.Irreps:
     return hidden
 
 
+def center_positions_of(config: SEGNNConfig, task: TaskSpec) -> bool:
+    """``config.center_positions`` resolved: ``"auto"`` is on except on a periodic task, where ``True`` is refused."""
+    value = config.center_positions
+    if value not in ("auto", True, False):
+        raise ConfigError(f"segnn: center_positions must be 'auto', True or False, got {value!r}")
+    periodic = is_periodic(task)
+    if value == "auto":
+        return not periodic
+    if value and periodic:
+        raise ConfigError(
+            f"segnn: center_positions=True (x_i - centroid) is not defined on periodic task {task.name!r}; "
+            "set center_positions=False (or 'auto')"
+        )
+    return value
+
+
 @register_model(
     "segnn",
     config=SEGNNConfig,
@@ -333,8 +358,8 @@ def build_segnn(config: SEGNNConfig, task: TaskSpec) -> IrrepsModel:
         raise ConfigError(f"segnn: aggregation must be one of {('auto',) + AGGREGATIONS}, got {config.aggregation!r}")
     with config_errors("segnn"):
         hidden = hidden_irreps_of(config)
-        graph = graph_layer(config)
-        r_max = float(config.radius) if config.graph == "radius" else None
+        kind, r_max = resolve_graph(config, task, "segnn")
+        graph = GraphConstruction(kind, r=r_max)
         aggregation = config.aggregation
         if aggregation == "auto":
             aggregation = "mean" if r_max is None else "normalized"
@@ -347,7 +372,7 @@ def build_segnn(config: SEGNNConfig, task: TaskSpec) -> IrrepsModel:
             lmax_attr=config.lmax_attr,
             layers=config.layers,
             aggregation=aggregation,
-            center_positions=config.center_positions,
+            center_positions=center_positions_of(config, task),
             graph=graph,
             r_max=r_max,
             avg_num_neighbors=avg,

@@ -64,7 +64,8 @@ DEFAULT_R_MAX = {"twelve_body": 3.5, "nbody": 2.5}
 #: ``irrepnet.graph.build_graph(batch, "radius", r=r)`` on the positions divided by the
 #: fitted length: the shipped reference trajectory (every 7th training frame) and the
 #: nbody training set (every 3rd sample); molecules (no fitted length on energy tasks:
-#: Å) on its training set (default sizes, every 3rd molecule; ASE 3.29's G2 and EMT).
+#: Å) on its training set (default sizes, every 3rd molecule; ASE 3.29's G2 and EMT); bulk_metal
+#: (periodic, Å) on every 4th of the first 120 training frames (17.76; the bulk-metal suite's cutoff).
 MEASURED_NEIGHBORS = {
     ("twelve_body", 3.5): 11.0,
     ("nbody", 2.5): 3.99,
@@ -73,6 +74,7 @@ MEASURED_NEIGHBORS = {
     ("nbody", 10.0): 4.0,
     ("molecules", 3.5): 6.61,
     ("molecules", 5.0): 7.56,
+    ("bulk_metal", 4.0): 17.8,
 }
 
 
