@@ -569,7 +569,7 @@ def cmd_export(args) -> int:
     how = f"AOTInductor, compiled in {result.compile_s:.0f} s" if meta["aoti"] else "ExportedProgram"
     if meta.get("aoti_fallback"):
         how += f"; AOTInductor failed: {meta['aoti_fallback']}"
-    edges = {"none": "no graph", "full": "full graph"}.get(graph["kind"], f"radius graph, cutoff {graph['cutoff']:.6g}")
+    edges = f"radius graph, cutoff {graph['cutoff']:.6g}" if graph["kind"] == "radius" else f"{graph['kind']} graph"
     print(
         f"exported {meta['model']} ({meta['task']}, {meta['dtype']}) to {result.path} ({how}; traced in "
         f"{result.trace_s:.0f} s)"
