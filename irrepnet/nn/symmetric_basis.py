@@ -143,7 +143,7 @@ def symmetric_coupling_basis(irreps_in: str, ir_out: str, nu: int) -> torch.Tens
 
 
 def sorted_tuples(d: int, nu: int) -> list[tuple[int, ...]]:
-    """Index tuples ``a_1 <= ... <= a_nu`` of ``range(d)``, in lexicographic order (the monomials of degree ``nu``)."""
+    """Non-decreasing index tuples of length ``nu`` over ``range(d)``, in lexicographic order (the monomials of degree ``nu``)."""
     return list(itertools.combinations_with_replacement(range(d), nu))
 
 
