@@ -57,8 +57,10 @@ from .energy import EnergyModel, wants_energy
 #: divided by the length fitted on its training data (:mod:`irrepnet.train.length`), so
 #: cutoffs are in that unit: 3.5 on twelve_body (4.1 in the reference file's unit, where
 #: the fitted length is 1.17: every pair, as the 3.5 of before); 2.5 on nbody (10.4 in its
-#: unit, fitted length 4.14; before the fitted length it was 10 in the data's unit).
-DEFAULT_R_MAX = {"twelve_body": 3.5, "nbody": 2.5}
+#: unit, fitted length 4.14; before the fitted length it was 10 in the data's unit); 4.0 Å on
+#: bulk_metal (energy tasks read Å): fcc Cu's first two neighbour shells (2.55 and 3.61 Å), 0.4 Å
+#: short of the third (the bulk-metal suite's cutoff; 3.5 would take the first shell alone).
+DEFAULT_R_MAX = {"twelve_body": 3.5, "nbody": 2.5, "bulk_metal": 4.0}
 
 #: mean neighbours per node within ``r``, measured on the training split with
 #: ``irrepnet.graph.build_graph(batch, "radius", r=r)`` on the positions divided by the
