@@ -121,10 +121,15 @@ def public_names(modname: str) -> list[str]:
     for name, obj in vars(module).items():
         if name.startswith("_") or isinstance(obj, types.ModuleType):
             continue
-        if (inspect.isclass(obj) or inspect.isfunction(obj)) and _defined_in(obj, modname, package):
+        if (inspect.isclass(obj) or _is_function(obj)) and _defined_in(obj, modname, package):
             names.append(name)
     names += [n for n in _module_constants(module) if n not in names and hasattr(module, n)]
     return names
+
+
+def _is_function(obj: object) -> bool:
+    """A function, or one behind ``functools.wraps``-style wrappers (``lru_cache``, ``cache``)."""
+    return inspect.isfunction(obj) or (hasattr(obj, "__wrapped__") and inspect.isfunction(inspect.unwrap(obj)))
 
 
 def _kind(obj: object) -> str:
@@ -132,7 +137,7 @@ def _kind(obj: object) -> str:
         return "module"
     if inspect.isclass(obj):
         return "exception" if issubclass(obj, BaseException) else "class"
-    if inspect.isfunction(obj) or inspect.isbuiltin(obj):
+    if _is_function(obj) or inspect.isbuiltin(obj):
         return "function"
     return "data"
 
