@@ -37,6 +37,7 @@ differentiated (:class:`~irrepnet.models.energy.EnergyModel`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from e3nn import o3
@@ -52,6 +53,8 @@ from ..nn.topology import chain_bonds
 from ..nn.tp_conv import NORMALIZATIONS, SKIPS, TensorProductConv
 from ..registry import ConfigError, register_model
 from .energy import EnergyModel, wants_energy
+
+logger = logging.getLogger(__name__)
 
 #: cutoff per task when the config leaves ``r_max`` unset. A trained model reads positions
 #: divided by the length fitted on its training data (:mod:`irrepnet.train.length`), so
@@ -85,6 +88,14 @@ def average_neighbors(task: TaskSpec, r_max: float) -> float:
     measured = MEASURED_NEIGHBORS.get((task.name, float(r_max)))
     if measured is not None:
         return measured
+    if task.num_nodes is None:  # graphs of any size (your own energy file): nothing to measure from here
+        logger.warning(
+            "no measured mean neighbour count for task %r at cutoff %g: the messages are summed unscaled "
+            "(avg_num_neighbors = 1); set the model option avg_num_neighbors to your data's mean number of "
+            "neighbours within the cutoff (irrepnet.graph.build_graph counts them)",
+            task.name,
+            r_max,
+        )
     return float(max((task.num_nodes or 2) - 1, 1))
 
 
