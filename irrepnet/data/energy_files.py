@@ -195,8 +195,8 @@ def _take(arrays: dict[str, np.ndarray], frames: np.ndarray) -> dict[str, np.nda
 class EnergyFileDataset(MoleculeDataset):
     """A :class:`~irrepnet.data.molecules.MoleculeDataset` read from a file (see the module docstring).
 
-    ``names`` are the chemical formulas present and ``molecule`` each frame's formula;
-    ``source`` is the file and ``frames`` the index of each sample in it.
+    Its ``names`` are the chemical formulas present and ``molecule`` each frame's formula;
+    its ``source`` is the file and ``frames`` the index of each sample in it.
     """
 
     source: str = ""

@@ -105,8 +105,8 @@ class SymmetricContraction(torch.nn.Module):
 
     Shapes/irreps
     -------------
-    ``x (n, irreps_in.dim)``, ``node_attrs (n, num_elements)`` -> ``(n, irreps_out.dim)``,
-    ``mul_ir`` layout. See the module docstring for the math.
+    ``x (n, irreps_in.dim)`` and ``node_attrs (n, num_elements)`` -> ``(n, irreps_out.dim)``,
+    all in the ``mul_ir`` layout. See the module docstring for the math.
     """
 
     weight_index: torch.Tensor  # buffers (declared for type checkers)
@@ -204,7 +204,7 @@ class SymmetricContraction(torch.nn.Module):
         return out
 
     def reset_parameters(self) -> None:
-        """Weights :math:`\\mathcal{N}(0, 1/K_{\\nu L})`, :math:`K_{\\nu L}` the paths of that order into that irrep."""
+        """Weights drawn from :math:`\\mathcal{N}(0, 1/K_{\\nu L})`, :math:`K_{\\nu L}` the number of paths of order :math:`\\nu` into irrep :math:`L`."""
         if self.backend == "cueq":
             self.cueq.reset_parameters()
             return
