@@ -52,6 +52,23 @@ for line in sys.stdin:  # the served protocol: one answer per command
 """
 
 
+@pytest.fixture(autouse=True)
+def _no_cli_log_handler():
+    """These tests read the script's own stderr lines: a CLI log handler that an earlier in-process
+    ``irrepnet`` call left on the ``irrepnet`` logger would add the data generator's INFO lines."""
+    import logging
+
+    from irrepnet.cli_logging import LOGGER, _StderrHandler
+
+    logger = logging.getLogger(LOGGER)
+    left = [h for h in logger.handlers if isinstance(h, _StderrHandler)]
+    for h in left:
+        logger.removeHandler(h)
+    yield
+    for h in left:
+        logger.addHandler(h)
+
+
 @pytest.fixture(scope="module")
 def bench():
     path = ROOT / "benchmarks" / "mace_vs_mace_torch.py"
