@@ -33,7 +33,7 @@
 # 3. the **report**: accuracy, multi-step rollouts, speed and equivariance error side by side,
 #    and what they do and do not say.
 #
-# The default budget is tiny (a minute of CPU time for all four models); `IRREPNET_FULL=1`
+# The default budget is tiny (a minute or two of CPU time for all five models); `IRREPNET_FULL=1`
 # trains them with the `quick` suite's full budget. Either way, every number quoted below is
 # computed in this notebook, and the text says how to read it rather than what it will be.
 
@@ -143,7 +143,7 @@ print(
 # brief training none of the models below gets there; the interesting questions are how close
 # they come, how fast, and at what cost.
 #
-# ## 3. Four families, one harness
+# ## 3. Five families, one harness
 #
 # The models, all from irrepnet's registry (`irrepnet.list_models()`), with their default
 # configurations:
@@ -154,13 +154,15 @@ print(
 # | `radial-field` | radial field (Köhler et al. 2019) | the same coordinate update, with messages from distances only; very few parameters |
 # | `tfn` | tensor field network / NequIP | `TensorProductConv` layers with spherical harmonics up to $l = 2$ and gates |
 # | `se3-transformer` | SE(3)-transformer (Fuchs et al. 2020) | tensor-product keys and values, multi-head attention over neighbours, gates |
+# | `mace` | MACE (Batatia et al. 2022) | a tensor-product atomic basis, then a symmetric contraction of it with itself (products of up to three copies per layer: higher body order in one message) |
 #
-# All four claim E(3) equivariance (rotations, reflections, translations). The first two
+# All five claim E(3) equivariance (rotations, reflections, translations). The first two
 # only ever touch vectors through invariants and linear combinations of edge vectors and
-# velocities; the last two carry features of order $l = 0, 1, 2$ through the network.
+# velocities; the last three carry features of order $l = 0, 1, 2$ (mace: up to 3) through
+# the network.
 
 # %%
-MODELS = ["egnn-vel", "radial-field", "tfn", "se3-transformer"]
+MODELS = ["egnn-vel", "radial-field", "tfn", "se3-transformer", "mace"]
 for name in MODELS:
     model = irrepnet.build_model(name, task.spec)
     n_params = sum(p.numel() for p in model.parameters())
@@ -171,7 +173,7 @@ for name in MODELS:
 # `quick` suite (`irrepnet/suites/quick.toml`) is the one behind `irrepnet bench --suite quick`:
 # the twelve-body task with `history = 2`, Adam at learning rate $3 \times 10^{-3}$ with a
 # 20-step warm-up and a cosine decay, batches of 32 frames, 8 epochs of 25 steps. Here it
-# runs our four models only, and by default with half the epochs (`extra_train` overrides the
+# runs our five models only, and by default with half the epochs (`extra_train` overrides the
 # suite's training options, as `--epochs` does on the command line).
 #
 # For every model, `run_suite` then does what a careful comparison needs and is tedious by
@@ -328,7 +330,7 @@ for name in MODELS:
     print(f"{name:<16} float32 {e32:.1e}   float64 {e64:.1e}   {'passed' if ok else 'FAILED'}")
 
 # %% [markdown]
-# All four are equivariant by construction, and the audit agrees: the float64 errors sit at
+# All five are equivariant by construction, and the audit agrees: the float64 errors sit at
 # round-off, $10^{-16}$ to $10^{-14}$, so what remains in float32 is float32 arithmetic, not a
 # design flaw. The tensor-product models usually show larger float32 errors than the EGNN
 # family because their outputs go through many more floating-point operations (Clebsch-Gordan
