@@ -11,6 +11,8 @@
 #   IRREPNET_EXTRAS=...,peers installs the peer implementations (egnn-pytorch,
 #   se3-transformer-pytorch; wheels, nothing to compile) that tests/test_peers.py and the peers suites use.
 #   IRREPNET_EXTRAS=...,lint installs ruff and mypy (`make lint`).
+#   Any other name in IRREPNET_EXTRAS is installed as that extra of pyproject.toml
+#   (cueq: cuequivariance-torch; ase: the ASE data and calculator paths; docs: Sphinx).
 # - It is idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,10 +39,12 @@ fi
 if [[ ",$extras," == *",vesin,"* ]]; then
     "${PIP[@]}" "vesin-torch>=0.6"
 fi
-if [[ ",$extras," == *",lint,"* ]]; then
-    "${PIP[@]}" -e ".[lint]"
-fi
-if [[ ",$extras," == *",peers,"* ]]; then
-    "${PIP[@]}" -e ".[peers]"
-fi
+# every other name is an extra of pyproject.toml, installed as such (lint, peers, cueq, ase, ...)
+IFS=, read -r -a requested <<<"$extras"
+for extra in "${requested[@]}"; do
+    case "$extra" in
+    "" | pyg | vesin) ;;
+    *) "${PIP[@]}" -e ".[$extra]" ;;
+    esac
+done
 "$PY" -c "import irrepnet, e3nn, torch; print(f'setup: irrepnet {irrepnet.__version__} with torch {torch.__version__}, e3nn {e3nn.__version__} ready')"
