@@ -28,11 +28,23 @@ at once. Keep it so: import nothing heavy at the top of this file (a test checks
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from . import cli_logging
+from .cli_args import (
+    check_scatter_backend,
+    file_options,
+    history_of,
+    import_plugins,
+    parse_seeds,
+    parse_sets,
+    set_threads,
+    spec_from_args,
+    task_from_args,
+    train_overrides,
+    write_extxyz,
+)
 from .cli_out import fresh_dir, lock_out, prepare_out
 from .cli_parser import build_parser
 from .optional import MissingDependencyError
@@ -43,80 +55,6 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, Missing
 # FloatingPointError is a loss gone non-finite, from the data's scale or the options: its message says which)
 
 
-def _import_plugins(args) -> None:
-    """``--import`` modules or .py files, so that models registered in the user's own code are known."""
-    import importlib
-    import importlib.util
-
-    for item in getattr(args, "imports", None) or []:
-        path = Path(item)
-        if item.endswith(".py"):
-            if not path.is_file():
-                raise FileNotFoundError(f"--import file {path} not found")
-            name = f"irrepnet_plugin_{abs(hash(str(path.resolve())))}"
-            if name in sys.modules:  # imported once per process: registering twice is an error
-                continue
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        else:
-            try:
-                importlib.import_module(item)
-            except ModuleNotFoundError as exc:
-                raise ValueError(f"--import {item}: {exc}; give an importable module or a .py file") from None
-
-
-def _history(args) -> int:
-    """``--history`` if given; else the command's default on twelve_body and 0 on nbody (no history)."""
-    if args.history is not None:
-        return args.history
-    return args.default_history if args.task == "twelve_body" else 0
-
-
-def _qm9_args(args) -> dict:
-    """``target`` and ``pooling`` for the qm9 task; refused on the others."""
-    if args.task == "qm9":
-        return {"target": args.target, "pooling": args.pooling}
-    if args.target is not None or args.pooling != "sum":
-        raise ValueError(f"--target/--pooling choose the qm9 task's property; drop them for --task {args.task}")
-    return {}
-
-
-def _spec_for(args) -> object:
-    from .tasks import task_spec
-
-    return task_spec(args.task, history=_history(args), bonds=args.bonds, **_qm9_args(args))
-
-
-def _file_args(args) -> dict:
-    """The options of data read through ASE that were given (``--time-step``, ``--energy-key``...)."""
-    from .cli_parser import FILE_OPTIONS
-
-    out = {k: getattr(args, k) for k in FILE_OPTIONS if getattr(args, k, None) is not None}
-    if getattr(args, "split_seed", None) is not None:
-        out["seed"] = args.split_seed
-    return out
-
-
-def _load_task(args):
-    """The task of ``--task``, ``--data``, ``--history``, ``--bonds`` (and qm9's ``--target``, ``--pooling``;
-    the energy task's keys and splits)."""
-    from .tasks import load_task
-
-    return load_task(
-        args.task, data=args.data, history=_history(args), bonds=args.bonds, **_qm9_args(args), **_file_args(args)
-    )
-
-
-def _write_extxyz(args, model, task, say=print) -> None:
-    """``--write-extxyz PATH``: the model's test predictions or rollout as extended XYZ (:mod:`irrepnet.ase_out`)."""
-    if getattr(args, "write_extxyz", None):
-        from .ase_out import write_predictions
-
-        say(f"wrote {write_predictions(model, task, args.write_extxyz)}")
-
-
 def _count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -125,7 +63,7 @@ def cmd_models(args) -> int:
     """``irrepnet models``: list the registered models."""
     from .registry import ConfigError, build_model, get_model_entry, list_models
 
-    spec = _spec_for(args)
+    spec = spec_from_args(args)
     print(f"models for task {spec.name} (inputs: {', '.join(f'{k} {v}' for k, v in spec.inputs.items())})")
     print(f"{'name':<24} {'symmetry':<9} {'params':>8}  irreps in -> out")
     peers = []
@@ -200,7 +138,7 @@ def cmd_baselines(args) -> int:
             f"the physical baselines extrapolate trajectories; task {args.task!r} has none (it is "
             "scored on energies or a molecular property): train a model on it instead"
         )
-    task = _load_task(args)
+    task = task_from_args(args)
     rows = _baseline_rows(task)
     print(
         f"physical baselines on {args.task} ({getattr(task.train, 'source', 'simulated')}); "
@@ -251,75 +189,14 @@ def cmd_audit(args) -> int:
     else:
         if not args.model:
             raise ValueError("give --model NAME (a fresh model) or --checkpoint FILE (a trained one)")
-        task = _load_task(args)
+        task = task_from_args(args)
         model = build_model(args.model, task.spec)
-    _write_extxyz(args, model, task)
+    write_extxyz(args, model, task)
     ok = True
     for report in audit_all(model, _audit_batch(task), trials=args.trials, seed=args.seed):
         print(report)
         ok &= report.passed
     return 0 if ok else 1
-
-
-def _parse_sets(items) -> dict:
-    """``--set key=value`` pairs, values read as TOML (``lr=3e-3``, ``schedule="plateau"``, ``patience=5``)."""
-    from .train.config import tomllib
-
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = value  # a bare word: a string
-    return out
-
-
-def _set_threads(args) -> None:
-    if getattr(args, "threads", None) is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
-
-
-def _check_scatter_backend() -> None:
-    """A scatter backend named in ``$IRREPNET_SCATTER_BACKEND`` must be known and import.
-
-    Checked before any data is loaded: otherwise a missing torch-scatter surfaces only at
-    the first message passing of an irregular graph, after minutes of data generation.
-    """
-    if os.environ.get("IRREPNET_SCATTER_BACKEND"):  # irrepnet.scatter.ENV_VAR, read without importing torch
-        from .scatter import resolve_backend
-
-        resolve_backend()  # MissingDependencyError (one line, exit 2) for a named backend that does not import
-
-
-def _train_overrides(args) -> dict:
-    over = _parse_sets(getattr(args, "set", None))
-    for key in (
-        "epochs",
-        "max_steps",
-        "batch_size",
-        "lr",
-        "seed",
-        "dtype",
-        "device",
-        "patience",
-        "residual",
-        "start_at_baseline",
-        "input_noise",
-        "unroll_steps",
-        "compile",
-        "tensorboard",  # train only: bench has no such flag, its runs would share the folder
-    ):
-        value = getattr(args, key, None)
-        if value is not None:
-            over[key] = value
-    return over
 
 
 def cmd_train(args) -> int:
@@ -329,10 +206,10 @@ def cmd_train(args) -> int:
     from .registry import get_model_entry
     from .train import TrainingInterrupted, distributed, read_run_config, train_config, train_registered
 
-    _set_threads(args)
+    set_threads(args)
     file_train, file_model = read_run_config(args.config) if args.config else ({}, {})
-    cfg = train_config({**file_train, **_train_overrides(args)})
-    model_cfg = {**file_model, **_parse_sets(args.model_set)}
+    cfg = train_config({**file_train, **train_overrides(args)})
+    model_cfg = {**file_model, **parse_sets(args.model_set)}
     get_model_entry(args.model).make_config(model_cfg)  # fail before loading data
     if cfg.tensorboard is not None:  # likewise a missing tensorboard package
         from .train.tensorboard_log import summary_writer_class
@@ -345,12 +222,12 @@ def cmd_train(args) -> int:
     if args.write_extxyz:  # a task that cannot be written is refused before loading and training, not after
         from .ase_out import check_writable
 
-        check_writable(_spec_for(args))
+        check_writable(spec_from_args(args))
     lock_out(Path(args.out))  # before loading data: a second run into this folder stops at once
-    task = _load_task(args)
+    task = task_from_args(args)
     out = prepare_out(Path(args.out), resume=args.resume, overwrite=args.overwrite, what="training run")
     ranks = f" on {ctx.world_size} ranks (DistributedDataParallel)" if ctx.active else ""
-    say(f"training {args.model} on {args.task} (history {_history(args)}) into {out}{ranks}")
+    say(f"training {args.model} on {args.task} (history {history_of(args)}) into {out}{ranks}")
     try:
         result = train_registered(args.model, task, cfg, model_cfg, out_dir=out, resume=args.resume)
     except TrainingInterrupted as exc:
@@ -370,7 +247,7 @@ def cmd_train(args) -> int:
     summary = {
         "model": args.model,
         "task": args.task,
-        "history": _history(args),
+        "history": history_of(args),
         "bonds": args.bonds,
         "epochs": len(result.history),
         "steps": result.steps,
@@ -404,7 +281,7 @@ def cmd_train(args) -> int:
         )
     say(f"wrote {out / 'best.pt'}, {out / 'log.jsonl'}, {out / 'metrics.json'}")
     if ctx.is_main:
-        _write_extxyz(args, result.model, task, say)
+        write_extxyz(args, result.model, task, say)
     return 0
 
 
@@ -424,7 +301,7 @@ def cmd_bench(args) -> int:
     from .registry import get_model_entry
     from .train import TrainingInterrupted
 
-    _set_threads(args)
+    set_threads(args)
     if args.suite and args.task_given:
         raise ValueError("give either --suite NAME or --task with --models, not both")
     if args.suite and args.bonds:
@@ -439,17 +316,17 @@ def cmd_bench(args) -> int:
             raise ValueError(
                 "give --suite NAME (quick, dmol, nbody, molecules or a .toml file) or --task T --models a,b,c"
             )
-        suite = adhoc_suite(args.task, models, history=_history(args), bonds=args.bonds)
+        suite = adhoc_suite(args.task, models, history=history_of(args), bonds=args.bonds)
     if args.time_step is not None:
         raise ValueError("--time-step is kept for rollouts written by train/audit --write-extxyz; bench writes none")
-    file_options = {("split_seed" if k == "seed" else k): v for k, v in _file_args(args).items()}
-    if file_options:  # the energy task's keys and split; the suite refuses them on other tasks
+    suite_files = {("split_seed" if k == "seed" else k): v for k, v in file_options(args).items()}
+    if suite_files:  # the energy task's keys and split; the suite refuses them on other tasks
         import dataclasses
 
-        suite = dataclasses.replace(suite, **file_options)
+        suite = dataclasses.replace(suite, **suite_files)
     for m in models or []:
         get_model_entry(m)
-    seeds = _parse_seeds(args.seeds) if args.seeds else None
+    seeds = parse_seeds(args.seeds) if args.seeds else None
     if seeds and args.seed is not None:
         raise ValueError("give either --seeds a,b,c or --seed S, not both")
     shard = None
@@ -478,7 +355,7 @@ def cmd_bench(args) -> int:
             data=args.data,
             resume=args.resume,
             models=models,
-            extra_train=_train_overrides(args),
+            extra_train=train_overrides(args),
             device=args.device,
             seeds=seeds,
             shard=shard,
@@ -488,16 +365,6 @@ def cmd_bench(args) -> int:
         return 130
     say(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'report.md'}")
     return 0
-
-
-def _parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"--seeds expects comma-separated integers such as 0,1,2, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds expects distinct integers such as 0,1,2, got {text!r}")
-    return seeds
 
 
 def cmd_report(args) -> int:
@@ -562,7 +429,7 @@ def cmd_export(args) -> int:
     """``irrepnet export``: a checkpoint as a ``.pt2`` package (AOTInductor or ExportedProgram)."""
     from .export import export_model
 
-    _set_threads(args)
+    set_threads(args)
     result = export_model(args.checkpoint, args.out, aoti=args.aoti, dtype=args.dtype, periodic=args.periodic)
     meta = result.metadata
     graph = meta["graph"]
@@ -602,8 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     args.verbosity = getattr(args, "verbosity", 0)
     cli_logging.configure(args.verbosity)
     try:
-        _import_plugins(args)
-        _check_scatter_backend()
+        import_plugins(args)
+        check_scatter_backend()
         return COMMANDS[args.command](args)
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
