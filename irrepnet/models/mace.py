@@ -123,6 +123,7 @@ class MACEConfig:
     num_polynomial_cutoff: int = 5  # p of the polynomial envelope u_p
     # cutoff of graph and radial basis, in units of the fitted length (irrepnet.train.length) when
     # trained on twelve_body/nbody, in Å on molecules; None: DEFAULT_R_MAX_MACE (tfn's, but 5.0 on nbody), else 3.5
+    # (with normalize = false, as the nbody suites train, in the data's unit: no fitted length is applied)
     r_max: float | None = None
     graph: str = "auto"  # "radius" (r_max), "full", or "auto": full for small fixed-size systems (same function)
     radial_neurons: int = 64  # width of the radial MLP
