@@ -152,3 +152,63 @@ def test_the_audit_passes_through_the_length_and_checkpoints_keep_it(tiny_task, 
     trainer.fit()
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ck["scales"]["length"] == trainer.model.length_scale
+
+
+# -- a cutoff read in the data's unit (normalize = false) is said, not silent ------------------
+
+
+class _CutoffModel(torch.nn.Module):
+    def __init__(self, r_max):
+        super().__init__()
+        self.inner = torch.nn.Module()
+        self.inner.r_max = r_max
+
+
+def _pairs_on_a_line(spacing: float) -> dict:
+    """Two samples of three nodes on a line, ``spacing`` apart: pair distances spacing and 2 x spacing."""
+    line = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0]], dtype=torch.float64) * spacing
+    return {K.POS: torch.stack([line, line + 1.0])}
+
+
+def test_unscaled_cutoff_warning_names_both_units_and_the_share_beyond():
+    from irrepnet.train.length import unscaled_cutoff_warning
+
+    arrays = _pairs_on_a_line(4.0)  # distances 4 (4 of 6 pairs) and 8 (2 of 6)
+    length = length_scale(arrays)
+    text = unscaled_cutoff_warning(_CutoffModel(5.0), arrays)
+    assert text is not None
+    assert "normalize = false" in text and "r_max = 5" in text
+    assert f"{5.0 / length:.3g} fitted lengths" in text
+    assert "33.3% of the training pairs lie beyond it" in text  # the two pairs at distance 8
+    assert "normalize = true" in text
+
+
+def test_unscaled_cutoff_warning_is_quiet_without_a_cutoff_or_when_the_units_agree():
+    from irrepnet.train.length import model_cutoffs, unscaled_cutoff_warning
+
+    assert unscaled_cutoff_warning(_CutoffModel(None), _pairs_on_a_line(4.0)) is None  # no cutoff
+    assert unscaled_cutoff_warning(torch.nn.Linear(2, 2), _pairs_on_a_line(4.0)) is None
+    unit = _pairs_on_a_line(1.0 / length_scale(_pairs_on_a_line(1.0)))  # fitted length exactly 1
+    assert abs(length_scale(unit) - 1.0) < 1e-12
+    assert unscaled_cutoff_warning(_CutoffModel(5.0), unit) is None
+    assert model_cutoffs(_CutoffModel(2.5)) == [2.5]
+    # a cutoff beyond every pair (set in the data's unit on purpose): nothing to say
+    assert unscaled_cutoff_warning(_CutoffModel(8.5), _pairs_on_a_line(4.0)) is None
+
+
+@pytest.mark.parametrize("name, warns", [("tfn", True), ("egnn-vel", False)])
+def test_trainer_warns_when_a_cutoff_model_trains_unnormalised(name, warns, caplog):
+    """On nbody tfn's default cutoff (2.5, meant as 10.4 in data units) would cut most pairs."""
+    if unavailable_reason(name):
+        pytest.skip(unavailable_reason(name))
+    from irrepnet.tasks import load_task
+
+    task = load_task("nbody", n_train=30)
+    model = build_model(name, task.spec)
+    with caplog.at_level("WARNING", logger="irrepnet.train.loop"):
+        config = TrainConfig(epochs=1, steps_per_epoch=1, normalize=False, progress=False)
+        Trainer(model, task.train, task.valid, config=config)
+    said = [r.getMessage() for r in caplog.records if "normalize = false" in r.getMessage()]
+    assert bool(said) is warns
+    if warns:
+        assert "r_max = 2.5" in said[0] and "of the training pairs lie beyond it" in said[0]

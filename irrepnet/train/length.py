@@ -131,3 +131,52 @@ def nonfinite_hint(batch: Mapping[str, torch.Tensor], length: float | None, dtyp
             "(normalize = false, or an energy or property task); keep normalize on or rescale the data"
         )
     return "lower the learning rate"
+
+
+#: :func:`unscaled_cutoff_warning` stays quiet when fewer training pairs than this lie beyond the cutoff
+QUIET_SHARE_BEYOND = 0.01
+
+
+def model_cutoffs(model: torch.nn.Module) -> list[float]:
+    """The finite cutoffs of ``model``'s layers (their ``r_max``), smallest first; ``[]`` for none."""
+    found = {getattr(m, "r_max", None) for m in model.modules()}
+    return sorted(float(r) for r in found if isinstance(r, (int, float)) and not isinstance(r, bool))
+
+
+def _fraction_beyond(pos: torch.Tensor, r: float) -> float | None:
+    """The share of node pairs of one graph farther apart than ``r``, for ``(S, N, 3)`` samples; else None."""
+    if pos.dim() != 3 or pos.shape[1] < 2:
+        return None
+    d = torch.cdist(pos.detach().double(), pos.detach().double())
+    n = pos.shape[1]
+    off = ~torch.eye(n, dtype=torch.bool)
+    return float((d[:, off] > r).double().mean())
+
+
+def unscaled_cutoff_warning(model: torch.nn.Module, arrays: Mapping[str, torch.Tensor]) -> str | None:
+    """What a user should know when positions reach a model with a cutoff in the data's unit.
+
+    Trained without normalisation (``normalize = false``, as the nbody suites train, the EGNN
+    paper's protocol), positions are not divided by the fitted length, so a cutoff meant in
+    fitted lengths (the per-task defaults of tfn, mace, se3-transformer ...) is read in the
+    data's unit. ``None`` when the model has no cutoff, when the fitted length is within 10%
+    of 1 (the two units agree), or when fewer than :data:`QUIET_SHARE_BEYOND` of the training
+    pairs lie beyond the cutoff (fixed-size graphs: a cutoff given in the data's unit on
+    purpose); otherwise one sentence naming the cutoff in both units, the share of training
+    pairs beyond it, and the two fixes.
+    """
+    cutoffs = model_cutoffs(model)
+    length = length_scale(arrays)
+    if not cutoffs or length is None or abs(length - 1.0) < 0.1:
+        return None
+    r = cutoffs[0]
+    beyond = _fraction_beyond(arrays[K.POS], r)
+    if beyond is not None and beyond < QUIET_SHARE_BEYOND:  # the cutoff was set in the data's unit, or is harmless
+        return None
+    share = "" if beyond is None else f"; {100 * beyond:.3g}% of the training pairs lie beyond it"
+    return (
+        f"normalize = false: positions reach the model in the data's unit, so its cutoff r_max = {r:g} is "
+        f"{r:g} in the data's unit, {r / length:.3g} fitted lengths of this training set (l = {length:.3g}){share}. "
+        f"The per-task default cutoffs are meant in fitted lengths ({r:g} l = {r * length:.3g} here): train with "
+        "normalize = true, or set the model's r_max in the data's unit"
+    )

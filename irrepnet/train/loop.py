@@ -59,7 +59,7 @@ from .config import TrainConfig
 from .data_record import check_resumed_data, training_record
 from .device import pick_device, synchronize
 from .energy import LossTerm, displacement_only_options, energy_loss_terms, virial_per_atom
-from .length import finite_gradients, nonfinite_hint
+from .length import LENGTH_OUTPUTS, finite_gradients, nonfinite_hint, unscaled_cutoff_warning
 from .noise import add_input_noise
 from .normalization import NormalizedModel, check_residual, fit_scales, rms
 from .optim import make_optimizer
@@ -195,6 +195,10 @@ class Trainer:
             if self.config.normalize
             else {"inputs": {}, "outputs": {}}
         )
+        if not self.config.normalize and output in LENGTH_OUTPUTS:
+            unscaled = unscaled_cutoff_warning(model, arrays)
+            if unscaled and self.dist.is_main:
+                logger.warning(unscaled)
         self.model = NormalizedModel(
             model,
             scales,
