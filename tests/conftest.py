@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 # tests/toy_modules.py is shared by several test files.
 sys.path.insert(0, os.path.dirname(__file__))
@@ -64,3 +65,12 @@ def tiny_task():
     traj = D.simulate_polymer(D.PolymerConfig(n_frames=80, n_equilibrate=200))
     train, test = D.split_trajectory(traj, history=2)
     return Task(task_spec("twelve_body", history=2), train, test)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread, then restore the count (``pytest.mark.usefixtures("one_torch_thread")``)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -19,17 +19,12 @@ from irrepnet import keys as K
 from irrepnet.cli import main
 from irrepnet.registry import module_available
 
-pytestmark = pytest.mark.skipif(not module_available("ase"), reason="reading files through ASE needs ase")
+pytestmark = [
+    pytest.mark.skipif(not module_available("ase"), reason="reading files through ASE needs ase"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 TINY = ["--epochs", "1", "--max-steps", "2", "--batch-size", "4", "--set", "progress=false", "--threads", "1"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def run(capsys, *argv):

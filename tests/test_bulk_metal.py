@@ -22,6 +22,9 @@ from irrepnet.models.energy import EnergyModel
 from irrepnet.registry import build_model, list_models, module_available
 from irrepnet.tasks import task_spec
 
+# one torch thread per test (tests/conftest.py): steady timings beside other jobs
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 needs_ase = pytest.mark.skipif(not module_available("ase"), reason="the EMT dataset needs ASE: pip install ase")
 
 ENERGY_MODELS = [n for n in ("egnn", "tfn", "segnn", "se3-transformer", "e3nn-reference", "mace") if n in list_models()]
@@ -35,14 +38,6 @@ PERIODIC_CONFIGS = {
     "mace": {"r_max": 4.0, "avg_num_neighbors": 18.0},
 }
 TINY = dict(size=(1, 1, 1), frames_per_trajectory=2)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 class PairLJ(IrrepsModule):

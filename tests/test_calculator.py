@@ -11,18 +11,13 @@ from irrepnet.optional import MissingDependencyError
 from irrepnet.registry import build_model, module_available
 from irrepnet.tasks import task_spec
 
-pytestmark = pytest.mark.skipif(not module_available("ase"), reason="the ASE calculator needs ASE: pip install ase")
+pytestmark = [
+    pytest.mark.skipif(not module_available("ase"), reason="the ASE calculator needs ASE: pip install ase"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 SPECIES = ("H", "C", "N", "O")
 SMALL = {"hidden": 16, "layers": 2}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from irrepnet.tasks import task_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
     pytest.mark.repo,  # the script under test is benchmarks/md_stability.py
     pytest.mark.skipif(not module_available("ase"), reason="MD runs through ASE: pip install ase"),
 ]
@@ -27,14 +28,6 @@ def md():
     spec.loader.exec_module(module)
     yield module
     sys.modules.pop(spec.name, None)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_minimum_image_distances_are_ases(md):

@@ -19,6 +19,10 @@ from irrepnet.equivariance import audit
 from irrepnet.registry import ConfigError, build_model, list_models, module_available, unavailable_reason
 from irrepnet.tasks import task_spec
 
+# one torch thread per test (tests/conftest.py): steady timings beside other jobs
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 needs_ase = pytest.mark.skipif(not module_available("ase"), reason="the EMT dataset needs ASE: pip install ase")
 
 ENERGY_MODELS = ["egnn", "tfn", "segnn", "se3-transformer", "e3nn-reference", "mace"]
@@ -33,14 +37,6 @@ def built(name):
         torch.manual_seed(0)
         _BUILT[name] = build_model(name, SPEC).double().eval()
     return _BUILT[name]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 # --- the task spec and the registry ------------------------------------------------

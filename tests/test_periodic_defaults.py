@@ -21,17 +21,12 @@ from irrepnet.nn import GraphConstruction
 from irrepnet.registry import ConfigError, build_model, get_model_entry, list_models, unavailable_reason
 from irrepnet.tasks import task_spec
 
+# one torch thread per test (tests/conftest.py): steady timings beside other jobs
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ase_build = pytest.importorskip("ase.build")
 
 ENERGY_MODELS = [n for n in list_models() if get_model_entry(n).energy]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def copper(seed, strain=0.02):
